@@ -1,0 +1,64 @@
+//! The client side of `pentaflow status --admin ADDR`: one `GET /status`, parsed.
+//!
+//! Owns: talking to a (possibly remote, possibly other-version) node's admin API with bounded
+//! time and memory. Must not: retry or guess; a failure is reported with the address.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, HOST};
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::error::AdminError;
+use crate::model::StatusDocument;
+
+/// The whole exchange (connect, request, body) must finish in this time; an operator at a
+/// terminal should get an error, not a hang, from a wedged node.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest status document accepted: about 40,000 back-ends' rows, far past any real node,
+/// and small enough that a confused peer cannot exhaust the client's memory.
+const MAX_STATUS_BODY: usize = 16 * 1024 * 1024;
+
+/// Client used by `pentaflow status --admin ADDR`: GET /status and parse.
+pub async fn fetch_status(addr: SocketAddr) -> Result<StatusDocument, AdminError> {
+    match tokio::time::timeout(FETCH_TIMEOUT, fetch(addr)).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(AdminError::Timeout { addr, after: FETCH_TIMEOUT }),
+    }
+}
+
+async fn fetch(addr: SocketAddr) -> Result<StatusDocument, AdminError> {
+    let stream = TcpStream::connect(addr).await.map_err(|source| AdminError::Io { addr, source })?;
+    let http = |source| AdminError::Http { addr, source };
+    let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await.map_err(http)?;
+    // The connection task drives the socket; it ends when `sender` is dropped or the peer closes.
+    let driver = tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%addr, %error, "admin client connection ended with an error");
+        }
+    });
+    let request = Request::get("/status")
+        .header(HOST, addr.to_string())
+        .header(ACCEPT, "application/json")
+        .body(Empty::<Bytes>::new());
+    let request = request.map_err(|source| AdminError::Request { addr, source })?;
+    let response = sender.send_request(request).await.map_err(http)?;
+    let status = response.status();
+    if status != StatusCode::OK {
+        driver.abort();
+        return Err(AdminError::BadStatus { addr, code: status.as_u16() });
+    }
+    let body = Limited::new(response.into_body(), MAX_STATUS_BODY)
+        .collect()
+        .await
+        .map_err(|source| AdminError::Body { addr, limit: MAX_STATUS_BODY, source })?
+        .to_bytes();
+    drop(sender);
+    driver.abort();
+    serde_json::from_slice(&body).map_err(|source| AdminError::Decode { addr, source })
+}

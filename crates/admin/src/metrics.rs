@@ -1,0 +1,238 @@
+//! `GET /metrics`: a status snapshot encoded as OpenMetrics text (what Prometheus scrapes).
+//!
+//! Owns: metric names, help texts, labels and the escaping of label values and help texts.
+//! Must not: keep its own counters. A fresh [`Registry`] holds one [`Collector`] over the
+//! snapshot taken for this scrape, so every number comes from the proxy's own counters and
+//! the `/status` JSON and `/metrics` can never disagree in kind or naming.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use pentaflow_balance::{BackendState, WebServerStatus};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeGaugeValue, EncodeLabelValue, GaugeValueEncoder, LabelValueEncoder,
+    NoLabelSet,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::model::{MetricKind, NodeMetric, StatusDocument};
+
+/// Every metric name starts with this, so pentaflow's series are easy to select and never
+/// collide with another exporter's on the same Prometheus.
+const PREFIX: &str = "pentaflow";
+/// The `Content-Type` of the body: OpenMetrics 1.0 text, which is what prometheus-client
+/// writes (counters end in `_total`, the body ends with `# EOF`) and Prometheus parses.
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Family and sample names (without the prefix) the collector writes itself. A node metric
+/// whose family or sample name is already taken would put two series of one name in the
+/// scrape, which Prometheus rejects as a whole, so such a metric is skipped.
+const RESERVED: &[&str] = &[
+    "node",
+    "node_info",
+    "uptime_seconds",
+    "backend_up",
+    "backend_weight",
+    "backend_hits",
+    "backend_hits_total",
+    "backend_open_connections",
+    "backend_active_requests",
+    "backend_failures",
+    "backend_failures_total",
+    "backend_avg_response_seconds",
+    "backend_session_groups",
+];
+/// Response times arrive in milliseconds; Prometheus convention is base units (seconds).
+const MILLIS_PER_SECOND: f64 = 1000.0;
+
+/// Encodes `doc` as a complete OpenMetrics text exposition (ending in `# EOF`).
+pub(crate) fn encode(doc: StatusDocument) -> Result<String, fmt::Error> {
+    let mut registry = Registry::with_prefix(PREFIX);
+    registry.register_collector(Box::new(SnapshotCollector { doc }));
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &registry)?;
+    Ok(out)
+}
+
+/// Turns one snapshot into metric families when the registry is encoded.
+#[derive(Debug)]
+struct SnapshotCollector {
+    doc: StatusDocument,
+}
+
+impl Collector for SnapshotCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let node = [("node", Escaped(&self.doc.node))];
+        encoder
+            .encode_descriptor("node", "The node's name and version.", None, MetricType::Info)?
+            .encode_info(&node)?;
+        encoder
+            .encode_descriptor(
+                "uptime",
+                "Seconds since the admin API started.",
+                Some(&Unit::Seconds),
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&Level(self.doc.uptime_secs))?;
+        self.encode_backends(&mut encoder)?;
+        self.encode_node_metrics(&mut encoder)
+    }
+}
+
+impl SnapshotCollector {
+    fn encode_backends(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        // Two rows with one label set would make the scrape invalid; keep the first.
+        let mut seen = HashSet::new();
+        let rows: Vec<&WebServerStatus> = self
+            .doc
+            .web_servers
+            .iter()
+            .filter(|r| seen.insert((r.service.as_str(), r.name.as_str())))
+            .collect();
+        let up = |r: &WebServerStatus| Level(u64::from(r.state == BackendState::Up));
+        gauge(encoder, "backend_up", "1 if the back-end passes health checks, else 0.", None, &rows, up)?;
+        gauge(encoder, "backend_weight", "Configured weight.", None, &rows, |r| r.weight)?;
+        counter(encoder, "backend_hits", "Requests sent to the back-end.", &rows, |r| r.hits)?;
+        let open = |r: &WebServerStatus| Level(r.open_connections);
+        gauge(encoder, "backend_open_connections", "Connections open to the back-end.", None, &rows, open)?;
+        let active = |r: &WebServerStatus| Level(r.active_requests);
+        gauge(encoder, "backend_active_requests", "Requests in flight to the back-end.", None, &rows, active)?;
+        let failures = |r: &WebServerStatus| r.failures;
+        counter(encoder, "backend_failures", "Failed requests and health checks.", &rows, failures)?;
+        let seconds = |r: &WebServerStatus| r.avg_response_ms / MILLIS_PER_SECOND;
+        let help = "Average response time of the back-end.";
+        gauge(encoder, "backend_avg_response", help, Some(&Unit::Seconds), &rows, seconds)?;
+        let groups = |r: &WebServerStatus| Level(u64::try_from(r.session_groups).unwrap_or(u64::MAX));
+        gauge(encoder, "backend_session_groups", "Session hash groups assigned.", None, &rows, groups)
+    }
+
+    fn encode_node_metrics(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        let mut taken: HashSet<String> = RESERVED.iter().map(|s| (*s).to_owned()).collect();
+        for metric in &self.doc.metrics {
+            let name = family_name(metric);
+            let sample = match metric.kind {
+                MetricKind::Counter => format!("{name}_total"),
+                MetricKind::Gauge => name.clone(),
+            };
+            if taken.contains(&name) || taken.contains(&sample) {
+                tracing::debug!(metric = %metric.name, "node metric skipped: name already used");
+                continue;
+            }
+            taken.insert(sample);
+            taken.insert(name.clone());
+            let help = escape_help(&metric.help)?;
+            match metric.kind {
+                MetricKind::Counter => encoder
+                    .encode_descriptor(&name, &help, None, MetricType::Counter)?
+                    .encode_counter::<NoLabelSet, u64, u64>(&metric.value, None)?,
+                MetricKind::Gauge => encoder
+                    .encode_descriptor(&name, &help, None, MetricType::Gauge)?
+                    .encode_gauge(&Level(metric.value))?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One gauge family labelled `service`, `backend`.
+fn gauge<V: EncodeGaugeValue>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    rows: &[&WebServerStatus],
+    value: impl Fn(&WebServerStatus) -> V,
+) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+    for row in rows {
+        let labels = labels(row);
+        family.encode_family(&labels)?.encode_gauge(&value(row))?;
+    }
+    Ok(())
+}
+
+/// One counter family labelled `service`, `backend` (samples get the `_total` suffix).
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: &[&WebServerStatus],
+    value: impl Fn(&WebServerStatus) -> u64,
+) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for row in rows {
+        let labels = labels(row);
+        family.encode_family(&labels)?.encode_counter::<NoLabelSet, u64, u64>(&value(row), None)?;
+    }
+    Ok(())
+}
+
+fn labels(row: &WebServerStatus) -> [(&'static str, Escaped<'_>); 2] {
+    [("service", Escaped(&row.service)), ("backend", Escaped(&row.name))]
+}
+
+/// The family name of a node metric: invalid characters become `_` (names come from code
+/// today, but one bad name must not invalidate the whole scrape) and a counter's `_total` is
+/// dropped because the encoder appends it.
+fn family_name(metric: &NodeMetric) -> String {
+    let mut name: String = metric
+        .name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .collect();
+    if metric.kind == MetricKind::Counter {
+        if let Some(stripped) = name.strip_suffix("_total") {
+            name.truncate(stripped.len());
+        }
+    }
+    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+        name.insert_str(0, "unnamed_");
+    }
+    name
+}
+
+/// OpenMetrics escapes `\`, `"` and line feeds in help texts; prometheus-client writes them raw.
+fn escape_help(help: &str) -> Result<String, fmt::Error> {
+    let mut out = String::with_capacity(help.len());
+    escape_into(&mut out, help)?;
+    Ok(out)
+}
+
+/// Writes `text` with the three OpenMetrics escapes (`\\`, `\"`, `\n`).
+fn escape_into(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
+    for c in text.chars() {
+        match c {
+            '\\' => out.write_str("\\\\")?,
+            '"' => out.write_str("\\\"")?,
+            '\n' => out.write_str("\\n")?,
+            c => out.write_char(c)?,
+        }
+    }
+    Ok(())
+}
+
+/// A gauge reading. prometheus-client refuses (fails the whole scrape on) a `u64` gauge above
+/// `i64::MAX`; no real level gets there, so a corrupt one saturates instead.
+#[derive(Debug, Clone, Copy)]
+struct Level(u64);
+
+impl EncodeGaugeValue for Level {
+    fn encode(&self, encoder: &mut GaugeValueEncoder) -> fmt::Result {
+        EncodeGaugeValue::encode(&i64::try_from(self.0).unwrap_or(i64::MAX), encoder)
+    }
+}
+
+/// A label value escaped as OpenMetrics requires (`\\`, `\"`, `\n`); prometheus-client writes
+/// label values raw, and a back-end or service name with a quote would break the scrape.
+#[derive(Debug, Clone, Copy)]
+struct Escaped<'a>(&'a str);
+
+impl EncodeLabelValue for Escaped<'_> {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
+        escape_into(encoder, self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests;

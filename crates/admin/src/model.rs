@@ -1,0 +1,131 @@
+//! The data the admin API shows: the source trait the binary implements, node metrics and the
+//! `/status` document.
+//!
+//! Owns: the serde shape of `GET /status` (the contract between `serve` and `fetch_status`,
+//! possibly of different versions on two nodes). Must not: read clocks or live state.
+
+use pentaflow_balance::WebServerStatus;
+use serde::{Deserialize, Serialize};
+
+/// What the admin API shows; implemented by the binary over the proxy (and later the cluster).
+///
+/// Called on every admin request (a scrape, a `pentaflow status`), from a tokio worker: an
+/// implementation should take a cheap snapshot and must not block for long.
+pub trait StatusSource: Send + Sync + 'static {
+    /// The Web Server Status Table (seed 002 Fig. 7), one row per back-end.
+    fn web_servers(&self) -> Vec<WebServerStatus>;
+    /// Node-wide counters and gauges.
+    fn node_metrics(&self) -> Vec<NodeMetric>;
+}
+
+/// One node-wide number, e.g. connections accepted.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct NodeMetric {
+    /// Snake-case name without the `pentaflow_` prefix or a `_total` suffix, e.g.
+    /// `connections_accepted` (exported as `pentaflow_connections_accepted_total`).
+    pub name: String,
+    /// One-line description, shown as the metric's `# HELP`.
+    pub help: String,
+    /// Whether it only grows (counter) or goes up and down (gauge).
+    pub kind: MetricKind,
+    /// The value now.
+    pub value: u64,
+}
+
+/// The Prometheus type of a [`NodeMetric`].
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricKind {
+    /// Only grows (until the node restarts).
+    Counter,
+    /// A level that goes up and down.
+    Gauge,
+}
+
+/// The JSON document of GET /status.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StatusDocument {
+    /// The node's name and version, as given to `serve`.
+    pub node: String,
+    /// Seconds since the admin API started serving.
+    pub uptime_secs: u64,
+    /// The Web Server Status Table, one row per back-end.
+    pub web_servers: Vec<WebServerStatus>,
+    /// Node-wide counters and gauges.
+    pub metrics: Vec<NodeMetric>,
+}
+
+impl NodeMetric {
+    /// A counter named `name` (see [`NodeMetric::name`] for the naming rule).
+    pub fn counter(name: impl Into<String>, help: impl Into<String>, value: u64) -> Self {
+        Self { name: name.into(), help: help.into(), kind: MetricKind::Counter, value }
+    }
+
+    /// A gauge named `name` (see [`NodeMetric::name`] for the naming rule).
+    pub fn gauge(name: impl Into<String>, help: impl Into<String>, value: u64) -> Self {
+        Self { name: name.into(), help: help.into(), kind: MetricKind::Gauge, value }
+    }
+}
+
+impl MetricKind {
+    /// The lower-case name used in JSON and tables (`counter`, `gauge`).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Counter => "counter",
+            Self::Gauge => "gauge",
+        }
+    }
+}
+
+impl StatusDocument {
+    /// Takes a snapshot of `source`. Non-finite response times (no sample yet, or a bug
+    /// upstream) become 0 because JSON has no NaN and the reader would fail on the `null`.
+    pub fn snapshot(source: &dyn StatusSource, node: String, uptime_secs: u64) -> Self {
+        let mut web_servers = source.web_servers();
+        for row in &mut web_servers {
+            if !row.avg_response_ms.is_finite() {
+                row.avg_response_ms = 0.0;
+            }
+        }
+        Self { node, uptime_secs, web_servers, metrics: source.node_metrics() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pentaflow_balance::BackendState;
+
+    struct Nan;
+    impl StatusSource for Nan {
+        fn web_servers(&self) -> Vec<WebServerStatus> {
+            vec![WebServerStatus {
+                service: "s".into(),
+                name: "b".into(),
+                address: "127.0.0.1:1".into(),
+                state: BackendState::Down,
+                weight: 1,
+                avg_response_ms: f64::NAN,
+                hits: 0,
+                open_connections: 0,
+                active_requests: 0,
+                failures: 0,
+                session_groups: 0,
+            }]
+        }
+        fn node_metrics(&self) -> Vec<NodeMetric> {
+            vec![NodeMetric::gauge("connections_open", "Open.", 3)]
+        }
+    }
+
+    #[test]
+    fn snapshot_is_valid_json_even_with_nan() {
+        let doc = StatusDocument::snapshot(&Nan, "n".into(), 7);
+        let text = serde_json::to_string(&doc).unwrap();
+        let back: StatusDocument = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, doc);
+        assert_eq!(back.web_servers[0].avg_response_ms, 0.0);
+        assert!(text.contains(r#""kind":"gauge""#), "{text}");
+    }
+}

@@ -1,0 +1,187 @@
+//! The admin listener: accept loop, routing and responses.
+//!
+//! Owns: the admin HTTP/1.1 server (its own listener, never a data-plane port), its limits
+//! and its graceful stop. Must not: hold state of its own beyond its start time; every answer
+//! is computed from a fresh [`StatusSource`] snapshot.
+
+use std::convert::Infallible;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::error::AdminError;
+use crate::metrics;
+use crate::model::{StatusDocument, StatusSource};
+
+/// A client that has not sent its request head by then is cut off, so idle or slow admin
+/// clients cannot pin connections.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Admin traffic is a few scrapers and operators; past this many connections the listener
+/// stops accepting until one closes, so the admin port cannot exhaust the node's descriptors.
+const MAX_CONNECTIONS: usize = 64;
+/// On shutdown, in-flight admin requests get this long to finish before they are dropped;
+/// a scrape must not hold up the node's exit.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(2);
+/// After an accept error that is not about a single connection (descriptor limit reached),
+/// wait this long before accepting again instead of spinning.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+/// `Allow` header of a 405: the admin API is read-only.
+const ALLOWED_METHODS: &str = "GET, HEAD";
+
+/// What every request handler reads.
+struct Admin {
+    source: Arc<dyn StatusSource>,
+    node: String,
+    started: Instant,
+}
+
+/// Serves the admin API until `shutdown` turns true (or its sender is dropped, since nothing
+/// could stop the server then): GET /status (JSON StatusDocument), GET /metrics (OpenMetrics
+/// text via prometheus-client: per-back-end gauges/counters labelled service+backend —
+/// pentaflow_backend_up, _hits_total, _open_connections, _active_requests, _failures_total,
+/// _avg_response_seconds, _session_groups, _weight — and node metrics prefixed pentaflow_),
+/// GET /healthz (200 "ok"). HEAD is answered like GET without a body. Anything else 404;
+/// other methods 405. HTTP/1.1 via hyper. Off the data path: its own listener.
+///
+/// On shutdown it stops accepting, lets requests in flight finish for a short deadline, then
+/// returns.
+pub async fn serve(
+    listener: TcpListener,
+    source: Arc<dyn StatusSource>,
+    node: String,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), AdminError> {
+    let admin = Arc::new(Admin { source, node, started: Instant::now() });
+    let local = listener.local_addr().ok();
+    tracing::info!(addr = ?local, "admin API listening");
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = JoinSet::new();
+    loop {
+        // Reap finished connection tasks so the set stays as small as the open connections.
+        while connections.try_join_next().is_some() {}
+        let permit = tokio::select! {
+            permit = Arc::clone(&slots).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_closed) => break, // The semaphore is never closed; stop if it ever is.
+            },
+            () = stopped(&mut shutdown) => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    accept_failed(&error).await;
+                    continue;
+                }
+            },
+            () = stopped(&mut shutdown) => break,
+        };
+        let admin = Arc::clone(&admin);
+        let service = service_fn(move |request| {
+            let admin = Arc::clone(&admin);
+            async move { Ok::<_, Infallible>(respond(&admin, &request)) }
+        });
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        connections.spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, %error, "admin connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(DRAIN_DEADLINE) => {
+            tracing::debug!("admin connections still open at the drain deadline; closing them");
+        }
+    }
+    connections.shutdown().await;
+    tracing::info!(addr = ?local, "admin API stopped");
+    Ok(())
+}
+
+/// Resolves once shutdown is requested or can no longer be requested.
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Errors about one connection (reset before accept) are ignored; others (out of descriptors)
+/// are logged and slowed down so the loop does not spin.
+async fn accept_failed(error: &io::Error) {
+    use io::ErrorKind::{ConnectionAborted, ConnectionReset, Interrupted};
+    if matches!(error.kind(), ConnectionAborted | ConnectionReset | Interrupted) {
+        return;
+    }
+    tracing::warn!(%error, "admin accept failed");
+    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+}
+
+/// The admin API in one place: route, method check, body.
+fn respond<B>(admin: &Admin, request: &Request<B>) -> Response<Full<Bytes>> {
+    let path = request.uri().path();
+    if !matches!(path, "/status" | "/metrics" | "/healthz") {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    }
+    // HEAD needs no branch of its own: hyper sends the headers of the GET answer, no body.
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        response.headers_mut().insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+        return response;
+    }
+    if path == "/healthz" {
+        return text(StatusCode::OK, "ok");
+    }
+    let uptime = admin.started.elapsed().as_secs();
+    let doc = StatusDocument::snapshot(admin.source.as_ref(), admin.node.clone(), uptime);
+    if path == "/status" {
+        match serde_json::to_vec(&doc) {
+            Ok(body) => with_body(StatusCode::OK, "application/json", body.into()),
+            Err(error) => internal_error("status", &error),
+        }
+    } else {
+        match metrics::encode(doc) {
+            Ok(body) => with_body(StatusCode::OK, metrics::CONTENT_TYPE, body.into()),
+            Err(error) => internal_error("metrics", &error),
+        }
+    }
+}
+
+fn internal_error(what: &str, error: &dyn std::error::Error) -> Response<Full<Bytes>> {
+    tracing::error!(what, %error, "admin API could not encode a response");
+    text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    with_body(status, "text/plain; charset=utf-8", Bytes::from_static(body.as_bytes()))
+}
+
+fn with_body(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // Every answer is a live snapshot; a cache in between would show stale numbers.
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

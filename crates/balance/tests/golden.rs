@@ -1,0 +1,90 @@
+//! Golden vectors: values every node of an array must compute identically, forever.
+//!
+//! If one of these assertions fails, a change made nodes of different versions disagree on
+//! buckets, session groups, URL owners or cookie values — an array upgraded one node at a time
+//! would split its clients. Do not "fix" the expected values; revert the change, or version it.
+//!
+//! The cookie tokens and the rendezvous orders were cross-checked against independent
+//! implementations (Python `hmac`/`hashlib`, and the HRW formula with `math.log`).
+
+use std::net::IpAddr;
+
+use pentaflow_balance::hash::{mix64, stable_hash, HASH_SEED};
+use pentaflow_balance::{
+    rendezvous_rank, BackendId, BucketTable, Candidate, CookieCodec, SessionGroups,
+};
+
+fn pool() -> Vec<Candidate> {
+    ["web1", "web2", "web3", "web4", "web5"]
+        .iter()
+        .zip([1u32, 1, 2, 1, 3])
+        .map(|(n, w)| Candidate {
+            id: BackendId::from_name(n),
+            weight: w,
+            available: true,
+            active: 0,
+        })
+        .collect()
+}
+
+#[test]
+fn hash_seed_and_stable_hash() {
+    assert_eq!(HASH_SEED, 0x5045_4E54_4146_4C57);
+    assert_eq!(stable_hash(b""), 0xb074_bfaa_0f31_2ad1);
+    assert_eq!(stable_hash(b"a"), 0x6983_ae60_0d2d_61e0);
+    assert_eq!(stable_hash(b"pentaflow"), 0x76ad_ea9b_c632_254b);
+    assert_eq!(
+        stable_hash(b"http://example.com/index.html"),
+        0xaea7_f595_767f_9224
+    );
+    assert_eq!(mix64(1), 0x5692_161d_100b_05e5);
+}
+
+#[test]
+fn backend_ids() {
+    assert_eq!(
+        BackendId::from_name("web1"),
+        BackendId(0x11c2_7bf5_87f4_00df)
+    );
+    assert_eq!(
+        BackendId::from_name("web2"),
+        BackendId(0x22b9_2766_db6f_eeee)
+    );
+    assert_eq!(
+        BackendId::from_name("web5"),
+        BackendId(0x23b2_361f_9f4c_8a47)
+    );
+}
+
+#[test]
+fn rendezvous_orders() {
+    let c = pool();
+    let rank = |url: &str| rendezvous_rank(stable_hash(url.as_bytes()), &c);
+    assert_eq!(rank("/"), vec![2, 4, 3, 1, 0]);
+    assert_eq!(rank("/index.html"), vec![2, 4, 1, 0, 3]);
+    assert_eq!(rank("/img/logo.png"), vec![4, 1, 0, 2, 3]);
+}
+
+#[test]
+fn cookie_tokens() {
+    let codec = CookieCodec::new(b"pentaflow-golden-secret", &["web1", "web2"]);
+    assert_eq!(codec.token("web1"), "WVbMOFn_7Buqi9QU");
+    assert_eq!(codec.token("web2"), "RaKSnti5YuUo-xs3");
+    assert_eq!(
+        codec.decode("WVbMOFn_7Buqi9QU"),
+        Ok(BackendId::from_name("web1"))
+    );
+}
+
+#[test]
+fn client_buckets_and_session_groups() {
+    let t = BucketTable::new(65_536).expect("valid size");
+    let bucket = |ip: &str, port| t.bucket_of(ip.parse::<IpAddr>().expect("ip"), port);
+    assert_eq!(bucket("192.0.2.1", 40_000), 22_126);
+    assert_eq!(bucket("::ffff:192.0.2.1", 40_000), 22_126);
+    assert_eq!(bucket("2001:db8::1", 443), 14_758);
+    assert_eq!(
+        SessionGroups::new(1000).group_of(b"JSESSIONID=0123456789ABCDEF"),
+        229
+    );
+}

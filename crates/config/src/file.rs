@@ -1,0 +1,277 @@
+//! The configuration file as written: serde structs mirroring the TOML, with spans.
+//!
+//! This module owns the *shape* of the file and nothing else. Every table denies unknown
+//! keys (so a typo is an error with its line, not a silently ignored setting); every value
+//! that needs checking is kept raw (integers as `i64`, durations and addresses as strings)
+//! and wrapped in [`Spanned`] so that [`crate::validate`] can check it, collect every problem
+//! and name the line. Required keys are `Option`s here for the same reason: a missing key is
+//! a validation problem reported with the line of its table, not a parse abort.
+//! It must not apply defaults or judge values — that is `validate`'s job.
+//!
+//! # Schema
+//!
+//! ```toml
+//! [node]                              # optional table
+//! admin = "127.0.0.1:9090"            # optional; admin listener (absent = off)
+//! access_log = true                   # default true
+//! shutdown_grace = "30s"              # default 30s; "0s" = stop at once
+//!
+//! [limits]                            # optional; all defaults safe
+//! max_header_bytes = 16384            # default 16 KiB; 1024..=1 MiB
+//! max_headers = 100                   # default 100; 1..=1000
+//! header_read_timeout = "10s"         # default 10s
+//! idle_timeout = "60s"                # default 60s
+//! connect_timeout = "3s"              # default 3s
+//! response_timeout = "30s"            # default 30s
+//! max_connections = 10000             # default 10000; >= 1
+//!
+//! [[service]]                         # >= 1
+//! name = "web"                        # required, unique, [A-Za-z0-9_-]+
+//! listen = ["127.0.0.1:8080"]         # required, >= 1 ip:port, no address used twice across services
+//! policy = "least_conn"               # least_conn (default) | round_robin | url_hash
+//! hash_balance_factor = 125           # optional, only with url_hash, integer > 100
+//! persistence = "cookie"              # none (default) | cookie | session ; needs the matching table below
+//! backend_keepalive = true            # default true
+//! retries = 2                         # default 2; 0..=16
+//!
+//! [service.cookie]                    # required iff persistence = "cookie"
+//! name = "PFSRV"                      # default "PFSRV"; a valid cookie-name token
+//! secret = "at least 16 bytes ..."    # exactly one of secret / secret_file; >= 16 bytes
+//! secret_file = "/etc/pentaflow/cookie.key"   # relative paths resolve against the config file's directory
+//! follow = "JSESSIONID"               # optional: copy this app cookie's lifetime
+//! secure = true                       # optional (absent = Secure only over HTTPS)
+//! http_only = true                    # default true
+//! same_site = "Lax"                   # optional: Lax | Strict | None (None needs secure != false)
+//!
+//! [service.session]                   # required iff persistence = "session"
+//! cookie = "JSESSIONID"               # at least one of cookie / url_param
+//! url_param = "jsessionid"            # [A-Za-z0-9._~-]+
+//! groups = 1024                       # default 1024; 1..=1_048_576
+//! group_idle = "30m"                  # default 30m
+//!
+//! [service.passive]                   # optional
+//! max_fails = 3                       # default 3; >= 1
+//! fail_timeout = "10s"                # default 10s
+//!
+//! [service.health]                    # optional; presence enables active checks
+//! path = "/health"                    # default "/"; must start with '/'
+//! interval = "2s"                     # default 2s
+//! timeout = "1s"                      # default 1s; must be < interval
+//! rise = 2                            # default 2; >= 1
+//! fall = 3                            # default 3; >= 1
+//!
+//! [[service.backend]]                 # >= 1
+//! name = "web1"                       # required, unique within the service, [A-Za-z0-9_.-]+
+//! address = "127.0.0.1:8001"          # required ip:port (port != 0)
+//! weight = 1                          # default 1; 1..=1000
+//! ```
+//!
+//! Durations are strings parsed with `humantime` (`"500ms"`, `"2s"`, `"1m"`, `"1h 30m"`);
+//! a zero duration is an error for timeouts and intervals. A secret read from
+//! `secret_file` loses its trailing line break (`\n` or `\r\n`), so `echo key > file` works.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    pub(crate) node: Option<Spanned<FileNode>>,
+    pub(crate) limits: Option<Spanned<FileLimits>>,
+    #[serde(default)]
+    pub(crate) service: Vec<Spanned<FileService>>,
+}
+
+/// `[node]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileNode {
+    pub(crate) admin: Option<Spanned<String>>,
+    pub(crate) access_log: Option<bool>,
+    pub(crate) shutdown_grace: Option<Spanned<FileDuration>>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileLimits {
+    pub(crate) max_header_bytes: Option<Spanned<i64>>,
+    pub(crate) max_headers: Option<Spanned<i64>>,
+    pub(crate) header_read_timeout: Option<Spanned<FileDuration>>,
+    pub(crate) idle_timeout: Option<Spanned<FileDuration>>,
+    pub(crate) connect_timeout: Option<Spanned<FileDuration>>,
+    pub(crate) response_timeout: Option<Spanned<FileDuration>>,
+    pub(crate) max_connections: Option<Spanned<i64>>,
+}
+
+/// `[[service]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileService {
+    pub(crate) name: Option<Spanned<String>>,
+    pub(crate) listen: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) policy: Option<Spanned<String>>,
+    pub(crate) hash_balance_factor: Option<Spanned<i64>>,
+    pub(crate) persistence: Option<Spanned<String>>,
+    pub(crate) backend_keepalive: Option<bool>,
+    pub(crate) retries: Option<Spanned<i64>>,
+    pub(crate) cookie: Option<Spanned<FileCookie>>,
+    pub(crate) session: Option<Spanned<FileSession>>,
+    pub(crate) passive: Option<Spanned<FilePassive>>,
+    pub(crate) health: Option<Spanned<FileHealth>>,
+    #[serde(default)]
+    pub(crate) backend: Vec<Spanned<FileBackend>>,
+}
+
+/// `[service.cookie]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileCookie {
+    pub(crate) name: Option<Spanned<String>>,
+    pub(crate) secret: Option<Spanned<String>>,
+    pub(crate) secret_file: Option<Spanned<String>>,
+    pub(crate) follow: Option<Spanned<String>>,
+    pub(crate) secure: Option<bool>,
+    pub(crate) http_only: Option<bool>,
+    pub(crate) same_site: Option<Spanned<String>>,
+}
+
+/// `[service.session]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileSession {
+    pub(crate) cookie: Option<Spanned<String>>,
+    pub(crate) url_param: Option<Spanned<String>>,
+    pub(crate) groups: Option<Spanned<i64>>,
+    pub(crate) group_idle: Option<Spanned<FileDuration>>,
+}
+
+/// `[service.passive]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FilePassive {
+    pub(crate) max_fails: Option<Spanned<i64>>,
+    pub(crate) fail_timeout: Option<Spanned<FileDuration>>,
+}
+
+/// `[service.health]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileHealth {
+    pub(crate) path: Option<Spanned<String>>,
+    pub(crate) interval: Option<Spanned<FileDuration>>,
+    pub(crate) timeout: Option<Spanned<FileDuration>>,
+    pub(crate) rise: Option<Spanned<i64>>,
+    pub(crate) fall: Option<Spanned<i64>>,
+}
+
+/// `[[service.backend]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileBackend {
+    pub(crate) name: Option<Spanned<String>>,
+    pub(crate) address: Option<Spanned<String>>,
+    pub(crate) weight: Option<Spanned<i64>>,
+}
+
+/// A duration exactly as written. Only strings are accepted, and the type error for
+/// anything else says what a duration looks like (`interval = 2` is a common slip).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FileDuration(pub(crate) String);
+
+impl<'de> Deserialize<'de> for FileDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DurationVisitor;
+
+        impl Visitor<'_> for DurationVisitor {
+            type Value = FileDuration;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"a duration string such as "500ms", "2s" or "1m""#)
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<FileDuration, E> {
+                Ok(FileDuration(v.to_owned()))
+            }
+        }
+
+        deserializer.deserialize_str(DurationVisitor)
+    }
+}
+
+/// Parse TOML text into the file model: syntax, types and unknown keys are checked here;
+/// the first such error stops parsing (a deserializer cannot continue past it).
+pub(crate) fn parse(text: &str) -> Result<FileConfig, toml::de::Error> {
+    toml::from_str(text)
+}
+
+/// Path of the key at byte `offset` of `text` (`service[0].health.interval`), to name the
+/// key of a type error or an unknown key; `None` if the text does not parse as TOML or no
+/// key is there. The deepest key or value whose span contains `offset` wins: table spans
+/// may cover only their header, so every table is searched.
+pub(crate) fn key_at(text: &str, offset: usize) -> Option<String> {
+    let doc = DeTable::parse(text).ok()?;
+    let mut path = Vec::new();
+    find_in_table(doc.get_ref(), offset, &mut path).then(|| path.concat())
+}
+
+/// Search `table`; on success `path` holds the segments (`.name`, `[i]`) leading to `offset`.
+fn find_in_table(table: &DeTable<'_>, offset: usize, path: &mut Vec<String>) -> bool {
+    for (key, value) in table {
+        let segment = if path.is_empty() {
+            key.get_ref().to_string()
+        } else {
+            format!(".{}", key.get_ref())
+        };
+        path.push(segment);
+        if find_in_value(value, offset, path) || key.span().contains(&offset) {
+            return true;
+        }
+        path.pop();
+    }
+    false
+}
+
+fn find_in_value(value: &Spanned<DeValue<'_>>, offset: usize, path: &mut Vec<String>) -> bool {
+    match value.get_ref() {
+        DeValue::Table(table) => {
+            find_in_table(table, offset, path) || value.span().contains(&offset)
+        }
+        DeValue::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                path.push(format!("[{i}]"));
+                if find_in_value(item, offset, path) {
+                    return true;
+                }
+                path.pop();
+            }
+            value.span().contains(&offset)
+        }
+        _ => value.span().contains(&offset),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_at;
+
+    #[test]
+    fn key_at_names_nested_keys_and_array_elements() {
+        let text = "[node]\nadmin = 1\n[[service]]\nname = \"a\"\n[[service]]\nlisten = [\"x\", 2]\n[service.health]\ninterval = 2\n";
+        let at = |needle: &str| key_at(text, text.find(needle).unwrap());
+        assert_eq!(at("admin").as_deref(), Some("node.admin"));
+        assert_eq!(at("1\n").as_deref(), Some("node.admin"));
+        assert_eq!(at("name").as_deref(), Some("service[0].name"));
+        assert_eq!(at("2]").as_deref(), Some("service[1].listen[1]"));
+        assert_eq!(
+            at("interval").as_deref(),
+            Some("service[1].health.interval")
+        );
+        assert_eq!(key_at("a = ", 0), None);
+    }
+}

@@ -1,0 +1,312 @@
+//! The validated configuration: what the rest of pentaflow reads.
+//!
+//! These types are produced only by [`crate::load`] / [`crate::parse`] after every check has
+//! passed, so consumers never re-validate: addresses are parsed, durations are `Duration`s,
+//! names are unique, weights are non-zero. They must not know about TOML.
+//!
+//! The `Default` impls hold the documented defaults of the file's optional tables; the
+//! validator fills absent keys from them, and tests may build configs from them.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A whole, validated configuration file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Settings of this node that are not per service.
+    pub node: NodeConfig,
+    /// Limits and timeouts applied to every client and back-end connection.
+    pub limits: Limits,
+    /// The load-balanced services, in file order. Names are unique.
+    pub services: Vec<ServiceConfig>,
+}
+
+/// Node-wide settings (`[node]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeConfig {
+    /// Address of the admin HTTP listener (status JSON, Prometheus metrics); `None` = off.
+    pub admin: Option<SocketAddr>,
+    /// Emit one structured access-log line per request.
+    pub access_log: bool,
+    /// Grace period for in-flight requests on SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+/// Limits and timeouts (`[limits]`); every field has a safe default.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limits {
+    /// Maximum bytes of a request head (request line + headers); larger gets 431.
+    pub max_header_bytes: usize,
+    /// Maximum number of request header fields; more gets 431.
+    pub max_headers: usize,
+    /// Time allowed for a client to send a complete request head once it started; 408 after.
+    pub header_read_timeout: Duration,
+    /// Time an idle client keep-alive connection is kept open.
+    pub idle_timeout: Duration,
+    /// Time allowed to connect to a back-end; on expiry the request is rerouted.
+    pub connect_timeout: Duration,
+    /// Time allowed for a back-end to send its response head; 504 after.
+    pub response_timeout: Duration,
+    /// Maximum concurrent client connections per node; further ones are closed at accept.
+    pub max_connections: usize,
+}
+
+/// One load-balanced service (`[[service]]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceConfig {
+    /// Unique name, used in logs, metrics and the admin API.
+    pub name: String,
+    /// Plain-HTTP listen addresses.
+    pub listen: Vec<SocketAddr>,
+    /// How a request without persistence is placed on a back-end.
+    pub policy: Policy,
+    /// Load bound for `url_hash`, in percent of the average load (HAProxy's
+    /// `hash-balance-factor`); `None` = unbounded. Always > 100 when set.
+    pub hash_balance_factor: Option<u32>,
+    /// Persistence layered on top of the policy.
+    pub persistence: Persistence,
+    /// Keep pooled keep-alive connections to back-ends (`true`, default) or open one per
+    /// request (`false`, the seed's mode).
+    pub backend_keepalive: bool,
+    /// How many other back-ends a request may be rerouted to after a failure.
+    pub retries: u32,
+    /// Passive failure detection (claim 13).
+    pub passive: PassiveHealth,
+    /// Optional active health check.
+    pub health: Option<HealthCheck>,
+    /// The back-end web servers, in file order. Names are unique within the service.
+    pub backends: Vec<BackendConfig>,
+}
+
+/// Base scheduling policy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Policy {
+    /// Weighted least connections (fewest in-flight requests per unit of weight); the default.
+    #[default]
+    LeastConn,
+    /// Smooth weighted round-robin.
+    RoundRobin,
+    /// Consistent hash of the request path + query (bounded by `hash_balance_factor`).
+    UrlHash,
+}
+
+/// Persistence mode of a service.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Persistence {
+    /// Every request is scheduled by the policy alone.
+    None,
+    /// The proxy injects its own signed cookie naming the back-end.
+    Cookie(CookiePersistence),
+    /// The application's session ID is hashed into a fixed number of hash groups.
+    Session(SessionPersistence),
+}
+
+/// `[service.cookie]`: cookie injection.
+///
+/// `Debug` shows the secret's length, never its bytes, so configs can be logged.
+#[derive(Clone, PartialEq)]
+pub struct CookiePersistence {
+    /// Name of the injected cookie.
+    pub name: String,
+    /// Key that signs cookie values (at least 16 bytes); all nodes of an array share it.
+    pub secret: Vec<u8>,
+    /// Name of the application's session cookie whose lifetime the injected cookie copies
+    /// (e.g. `JSESSIONID`); `None` = always a session cookie.
+    pub follow: Option<String>,
+    /// Mark the cookie `Secure` (default: only when the client came over HTTPS).
+    pub secure: Option<bool>,
+    /// `HttpOnly` attribute (default true).
+    pub http_only: bool,
+    /// `SameSite` attribute, if any (`Lax`, `Strict`, `None`).
+    pub same_site: Option<String>,
+}
+
+/// `[service.session]`: session-ID hash-group persistence.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionPersistence {
+    /// Cookie carrying the session ID (e.g. `JSESSIONID`); `None` = don't look at cookies.
+    pub cookie: Option<String>,
+    /// URL parameter carrying the session ID, looked for as a path parameter
+    /// (`;jsessionid=`) and as a query parameter; `None` = don't look at the URL.
+    pub url_param: Option<String>,
+    /// Number of hash groups (fixed; the table never grows).
+    pub groups: usize,
+    /// A group unused for this long may be moved to another back-end.
+    pub group_idle: Duration,
+}
+
+/// `[service.passive]`: passive failure detection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PassiveHealth {
+    /// Consecutive failures that mark a back-end down.
+    pub max_fails: u32,
+    /// How long a back-end marked down by passive detection stays out before it is
+    /// tried again (when no active check is configured).
+    pub fail_timeout: Duration,
+}
+
+/// `[service.health]`: active HTTP health check.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HealthCheck {
+    /// Path requested with GET.
+    pub path: String,
+    /// Time between checks of one back-end.
+    pub interval: Duration,
+    /// Time allowed for one check.
+    pub timeout: Duration,
+    /// Consecutive successes that bring a down back-end up.
+    pub rise: u32,
+    /// Consecutive failures that take an up back-end down.
+    pub fall: u32,
+}
+
+/// One back-end web server (`[[service.backend]]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackendConfig {
+    /// Stable name: injected cookies and session groups refer to it, so it survives reloads.
+    pub name: String,
+    /// Address of the back-end's HTTP listener.
+    pub address: SocketAddr,
+    /// Relative weight (> 0).
+    pub weight: u32,
+}
+
+/// Where a configuration came from, for error messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A file on disk.
+    File(PathBuf),
+    /// Text given directly (tests, the embedded demo), with a label.
+    Inline(String),
+}
+
+/// Default `[node] shutdown_grace`: long enough for ordinary requests to finish, short
+/// enough for an orchestrator's stop timeout.
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+impl Config {
+    /// The service called `name`, if any.
+    pub fn service(&self, name: &str) -> Option<&ServiceConfig> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+impl fmt::Debug for CookiePersistence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CookiePersistence")
+            .field("name", &self.name)
+            .field(
+                "secret",
+                &format_args!("<{} bytes, redacted>", self.secret.len()),
+            )
+            .field("follow", &self.follow)
+            .field("secure", &self.secure)
+            .field("http_only", &self.http_only)
+            .field("same_site", &self.same_site)
+            .finish()
+    }
+}
+
+impl Default for NodeConfig {
+    /// No admin listener, access log on, 30 s grace.
+    fn default() -> Self {
+        NodeConfig {
+            admin: None,
+            access_log: true,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+impl Default for Limits {
+    /// Conservative limits that suit ordinary web traffic (nginx/HAProxy-like values).
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(3),
+            response_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+        }
+    }
+}
+
+impl Policy {
+    /// The name used in the file (`least_conn`, `round_robin`, `url_hash`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::LeastConn => "least_conn",
+            Policy::RoundRobin => "round_robin",
+            Policy::UrlHash => "url_hash",
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Default for PassiveHealth {
+    /// Three consecutive failures, ten seconds out.
+    fn default() -> Self {
+        PassiveHealth {
+            max_fails: 3,
+            fail_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for HealthCheck {
+    /// `GET /` every 2 s with a 1 s timeout; up after 2 successes, down after 3 failures.
+    fn default() -> Self {
+        HealthCheck {
+            path: "/".to_owned(),
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            rise: 2,
+            fall: 3,
+        }
+    }
+}
+
+impl Source {
+    /// How the source is named in error messages: the path, or the inline label.
+    pub fn name(&self) -> String {
+        match self {
+            Source::File(path) => path.display().to_string(),
+            Source::Inline(label) => label.clone(),
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_debug_redacts_the_secret() {
+        let cookie = CookiePersistence {
+            name: "PFSRV".into(),
+            secret: b"do-not-log-this-key".to_vec(),
+            follow: None,
+            secure: None,
+            http_only: true,
+            same_site: None,
+        };
+        let shown = format!("{cookie:?}");
+        assert!(!shown.contains("do-not-log"), "{shown}");
+        assert!(shown.contains("<19 bytes, redacted>"), "{shown}");
+    }
+}

@@ -1,0 +1,310 @@
+//! Checks of `[[service]]`, its health tables (passive, health) and its back-ends.
+//! Persistence tables are checked in `persistence`.
+
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
+
+use toml::Spanned;
+
+use super::{is_name, Checker, Claimed, Zero, U32_MAX};
+use crate::file::{FileBackend, FileHealth, FilePassive, FileService};
+use crate::model::{BackendConfig, HealthCheck, PassiveHealth, Policy, ServiceConfig};
+
+/// `retries`: each retry costs a connect timeout; 16 already exceeds any sane pool.
+const RETRIES: RangeInclusive<i64> = 0..=16;
+/// `weight`: wide enough for real capacity ratios, small enough that weight × connections
+/// arithmetic in the scheduler cannot overflow.
+const WEIGHT: RangeInclusive<i64> = 1..=1000;
+/// `hash_balance_factor`: a percentage of the average load, so it must exceed 100.
+const HASH_BALANCE_FACTOR: RangeInclusive<i64> = 101..=U32_MAX;
+/// Counters that must be at least one (`max_fails`, `rise`, `fall`).
+const AT_LEAST_ONE: RangeInclusive<i64> = 1..=U32_MAX;
+
+impl Checker<'_> {
+    pub(super) fn services(
+        &mut self,
+        services: &[Spanned<FileService>],
+        claimed: &mut Vec<Claimed>,
+    ) -> Vec<ServiceConfig> {
+        if services.is_empty() {
+            self.report(0..0, "service", "at least one [[service]] is required");
+        }
+        // Service name → (key, line) of its first use.
+        let mut names: HashMap<&str, (String, usize)> = HashMap::new();
+        let mut out = Vec::with_capacity(services.len());
+        for (i, service) in services.iter().enumerate() {
+            let key = format!("service[{i}]");
+            if let Some(name) = &service.get_ref().name {
+                let line = self.line(name.span());
+                if let Some((first, first_line)) = names.get(name.get_ref().as_str()) {
+                    let message = format!(
+                        "service name {:?} is already used by {first} on line {first_line}",
+                        name.get_ref()
+                    );
+                    self.report(name.span(), &format!("{key}.name"), message);
+                } else {
+                    names.insert(name.get_ref(), (key.clone(), line));
+                }
+            }
+            out.push(self.service(&key, service, claimed));
+        }
+        out
+    }
+
+    fn service(
+        &mut self,
+        key: &str,
+        service: &Spanned<FileService>,
+        claimed: &mut Vec<Claimed>,
+    ) -> ServiceConfig {
+        let s = service.get_ref();
+        let name = match &s.name {
+            None => {
+                self.report(
+                    service.span(),
+                    &format!("{key}.name"),
+                    "missing required key",
+                );
+                String::new()
+            }
+            Some(name) => {
+                if !is_name(name.get_ref(), |c| {
+                    c.is_ascii_alphanumeric() || c == '_' || c == '-'
+                }) {
+                    let message = format!(
+                        "{:?} is not a valid service name: use letters, digits, '_' and '-'",
+                        name.get_ref()
+                    );
+                    self.report(name.span(), &format!("{key}.name"), message);
+                }
+                name.get_ref().clone()
+            }
+        };
+
+        let mut listen = Vec::new();
+        match &s.listen {
+            None => self.report(
+                service.span(),
+                &format!("{key}.listen"),
+                "missing required key",
+            ),
+            Some(list) if list.get_ref().is_empty() => self.report(
+                list.span(),
+                &format!("{key}.listen"),
+                "must list at least one ip:port address",
+            ),
+            Some(list) => {
+                for (j, addr) in list.get_ref().iter().enumerate() {
+                    let addr_key = format!("{key}.listen[{j}]");
+                    if let Some(parsed) = self.addr(addr, &addr_key) {
+                        self.claim(parsed, addr.span(), &addr_key, claimed);
+                        listen.push(parsed);
+                    }
+                }
+            }
+        }
+
+        let policy = match &s.policy {
+            None => Some(Policy::default()),
+            Some(p) => {
+                let policy = match p.get_ref().as_str() {
+                    "least_conn" => Some(Policy::LeastConn),
+                    "round_robin" => Some(Policy::RoundRobin),
+                    "url_hash" => Some(Policy::UrlHash),
+                    _ => None,
+                };
+                if policy.is_none() {
+                    let message = format!(
+                        "{:?} is not a policy: use least_conn, round_robin or url_hash",
+                        p.get_ref()
+                    );
+                    self.report(p.span(), &format!("{key}.policy"), message);
+                }
+                policy
+            }
+        };
+
+        let hbf_key = format!("{key}.hash_balance_factor");
+        let hash_balance_factor = s.hash_balance_factor.as_ref().map(|hbf| {
+            if policy.is_some_and(|p| p != Policy::UrlHash) {
+                self.report(
+                    hbf.span(),
+                    &hbf_key,
+                    r#"only applies to policy = "url_hash""#,
+                );
+            }
+            self.int(Some(hbf), &hbf_key, HASH_BALANCE_FACTOR, 0)
+        });
+
+        let persistence = self.persistence(key, s);
+
+        ServiceConfig {
+            name,
+            listen,
+            policy: policy.unwrap_or_default(),
+            hash_balance_factor,
+            persistence,
+            backend_keepalive: s.backend_keepalive.unwrap_or(true),
+            retries: self.int(s.retries.as_ref(), &format!("{key}.retries"), RETRIES, 2),
+            passive: self.passive(key, s.passive.as_ref()),
+            health: s.health.as_ref().map(|h| self.health(key, h)),
+            backends: self.backends(key, service.span(), &s.backend),
+        }
+    }
+
+    fn passive(&mut self, key: &str, table: Option<&Spanned<FilePassive>>) -> PassiveHealth {
+        let d = PassiveHealth::default();
+        let Some(p) = table.map(Spanned::get_ref) else {
+            return d;
+        };
+        PassiveHealth {
+            max_fails: self.int(
+                p.max_fails.as_ref(),
+                &format!("{key}.passive.max_fails"),
+                AT_LEAST_ONE,
+                d.max_fails,
+            ),
+            fail_timeout: self.duration(
+                p.fail_timeout.as_ref(),
+                &format!("{key}.passive.fail_timeout"),
+                d.fail_timeout,
+                Zero::Rejected,
+            ),
+        }
+    }
+
+    fn health(&mut self, key: &str, table: &Spanned<FileHealth>) -> HealthCheck {
+        let d = HealthCheck::default();
+        let h = table.get_ref();
+        let path = match &h.path {
+            None => d.path,
+            Some(path) => {
+                let p = path.get_ref();
+                let pk = format!("{key}.health.path");
+                if !p.starts_with('/') {
+                    self.report(path.span(), &pk, format!("{p:?} must start with '/'"));
+                } else if !p.chars().all(|c| c.is_ascii_graphic()) {
+                    // It goes verbatim into a request line.
+                    let message = format!(
+                        "{p:?} must be printable ASCII without spaces (percent-encode the rest)"
+                    );
+                    self.report(path.span(), &pk, message);
+                }
+                p.clone()
+            }
+        };
+        let interval_key = format!("{key}.health.interval");
+        let timeout_key = format!("{key}.health.timeout");
+        let interval = self.duration(
+            h.interval.as_ref(),
+            &interval_key,
+            d.interval,
+            Zero::Rejected,
+        );
+        let timeout = self.duration(h.timeout.as_ref(), &timeout_key, d.timeout, Zero::Rejected);
+        if timeout >= interval {
+            // Point at whichever of the two the operator wrote (timeout first).
+            let (span, k) = match (&h.timeout, &h.interval) {
+                (Some(t), _) => (t.span(), &timeout_key),
+                (None, Some(i)) => (i.span(), &interval_key),
+                (None, None) => (table.span(), &timeout_key),
+            };
+            let message = format!(
+                "timeout ({}) must be shorter than interval ({})",
+                humantime::format_duration(timeout),
+                humantime::format_duration(interval)
+            );
+            self.report(span, k, message);
+        }
+        HealthCheck {
+            path,
+            interval,
+            timeout,
+            rise: self.int(
+                h.rise.as_ref(),
+                &format!("{key}.health.rise"),
+                AT_LEAST_ONE,
+                d.rise,
+            ),
+            fall: self.int(
+                h.fall.as_ref(),
+                &format!("{key}.health.fall"),
+                AT_LEAST_ONE,
+                d.fall,
+            ),
+        }
+    }
+
+    fn backends(
+        &mut self,
+        key: &str,
+        service_span: std::ops::Range<usize>,
+        backends: &[Spanned<FileBackend>],
+    ) -> Vec<BackendConfig> {
+        if backends.is_empty() {
+            self.report(
+                service_span,
+                &format!("{key}.backend"),
+                "at least one [[service.backend]] is required",
+            );
+        }
+        let mut names: HashMap<&str, (String, usize)> = HashMap::new();
+        let mut out = Vec::with_capacity(backends.len());
+        for (j, backend) in backends.iter().enumerate() {
+            let bk = format!("{key}.backend[{j}]");
+            let b = backend.get_ref();
+            let name = match &b.name {
+                None => {
+                    self.report(
+                        backend.span(),
+                        &format!("{bk}.name"),
+                        "missing required key",
+                    );
+                    String::new()
+                }
+                Some(name) => {
+                    let n = name.get_ref();
+                    let nk = format!("{bk}.name");
+                    if !is_name(n, |c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+                        let message = format!(
+                            "{n:?} is not a valid back-end name: use letters, digits, '_', '.' and '-'"
+                        );
+                        self.report(name.span(), &nk, message);
+                    } else if let Some((first, line)) = names.get(n.as_str()) {
+                        let message = format!(
+                            "back-end name {n:?} is already used by {first} on line {line}"
+                        );
+                        self.report(name.span(), &nk, message);
+                    } else {
+                        names.insert(n, (bk.clone(), self.line(name.span())));
+                    }
+                    n.clone()
+                }
+            };
+            let ak = format!("{bk}.address");
+            let address = match &b.address {
+                None => {
+                    self.report(backend.span(), &ak, "missing required key");
+                    None
+                }
+                Some(a) => self.addr(a, &ak).and_then(|addr| {
+                    if addr.port() == 0 {
+                        self.report(a.span(), &ak, "port 0 cannot be connected to");
+                        None
+                    } else {
+                        Some(addr)
+                    }
+                }),
+            };
+            let weight = self.int(b.weight.as_ref(), &format!("{bk}.weight"), WEIGHT, 1);
+            if let Some(address) = address {
+                out.push(BackendConfig {
+                    name,
+                    address,
+                    weight,
+                });
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,245 @@
+//! Public-API tests: the example, defaults, syntax errors and `load` from disk.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use pentaflow_config::{
+    example, load, parse, BackendConfig, Config, ConfigError, CookiePersistence, HealthCheck,
+    Limits, NodeConfig, PassiveHealth, Persistence, Policy, ServiceConfig, SessionPersistence,
+    Source,
+};
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("test addresses are valid")
+}
+
+fn inline(text: &str) -> Result<Config, ConfigError> {
+    parse(text, Source::Inline("test".into()))
+}
+
+fn backend(name: &str, address: &str, weight: u32) -> BackendConfig {
+    BackendConfig {
+        name: name.into(),
+        address: addr(address),
+        weight,
+    }
+}
+
+#[test]
+fn example_parses_to_the_expected_config() {
+    let expected = Config {
+        node: NodeConfig {
+            admin: Some(addr("127.0.0.1:9090")),
+            access_log: true,
+            shutdown_grace: Duration::from_secs(30),
+        },
+        limits: Limits {
+            max_header_bytes: 16384,
+            max_headers: 100,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(3),
+            response_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+        },
+        services: vec![
+            ServiceConfig {
+                name: "web".into(),
+                listen: vec![addr("127.0.0.1:8080")],
+                policy: Policy::LeastConn,
+                hash_balance_factor: None,
+                persistence: Persistence::Cookie(CookiePersistence {
+                    name: "PFSRV".into(),
+                    secret: b"change me: at least 16 bytes".to_vec(),
+                    follow: Some("JSESSIONID".into()),
+                    secure: Some(true),
+                    http_only: true,
+                    same_site: Some("Lax".into()),
+                }),
+                backend_keepalive: true,
+                retries: 2,
+                passive: PassiveHealth {
+                    max_fails: 3,
+                    fail_timeout: Duration::from_secs(10),
+                },
+                health: Some(HealthCheck {
+                    path: "/health".into(),
+                    interval: Duration::from_secs(2),
+                    timeout: Duration::from_secs(1),
+                    rise: 2,
+                    fall: 3,
+                }),
+                backends: vec![
+                    backend("web1", "127.0.0.1:8001", 1),
+                    backend("web2", "127.0.0.1:8002", 2),
+                ],
+            },
+            ServiceConfig {
+                name: "app".into(),
+                listen: vec![addr("127.0.0.1:8081")],
+                policy: Policy::UrlHash,
+                hash_balance_factor: Some(125),
+                persistence: Persistence::Session(SessionPersistence {
+                    cookie: Some("JSESSIONID".into()),
+                    url_param: Some("jsessionid".into()),
+                    groups: 1024,
+                    group_idle: Duration::from_secs(30 * 60),
+                }),
+                backend_keepalive: true,
+                retries: 2,
+                passive: PassiveHealth::default(),
+                health: None,
+                backends: vec![
+                    backend("app1", "127.0.0.1:9001", 1),
+                    backend("app2", "127.0.0.1:9002", 1),
+                ],
+            },
+        ],
+    };
+    assert_eq!(inline(example()).unwrap(), expected);
+    assert_eq!(
+        expected.service("app").map(|s| s.policy),
+        Some(Policy::UrlHash)
+    );
+}
+
+#[test]
+fn defaults_apply_when_tables_are_absent() {
+    let config = inline(
+        r#"
+        [[service]]
+        name = "web"
+        listen = ["127.0.0.1:8080"]
+        [[service.backend]]
+        name = "web1"
+        address = "127.0.0.1:8001"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(config.node, NodeConfig::default());
+    assert_eq!(config.limits, Limits::default());
+    let s = &config.services[0];
+    assert_eq!(s.policy, Policy::LeastConn);
+    assert_eq!(s.hash_balance_factor, None);
+    assert_eq!(s.persistence, Persistence::None);
+    assert!(s.backend_keepalive);
+    assert_eq!(s.retries, 2);
+    assert_eq!(s.passive, PassiveHealth::default());
+    assert_eq!(s.health, None);
+    assert_eq!(s.backends, [backend("web1", "127.0.0.1:8001", 1)]);
+}
+
+#[test]
+fn syntax_error_reports_line_and_column() {
+    let err = inline("[node]\naccess_log = true\nshutdown_grace = \"30s\n").unwrap_err();
+    let ConfigError::Syntax {
+        source_name,
+        line,
+        column,
+        ..
+    } = &err
+    else {
+        panic!("expected a syntax error, got {err:?}");
+    };
+    // Column 22 is just past `"30s`, where the closing quote is missing.
+    assert_eq!((source_name.as_str(), *line, *column), ("test", 3, 22));
+    assert!(err.to_string().starts_with("test:3:22: "), "{err}");
+}
+
+#[test]
+fn unknown_key_is_reported_with_its_line() {
+    let text = example().replace("weight = 2", "wieght = 2");
+    let line = text.lines().position(|l| l.starts_with("wieght")).unwrap() + 1;
+    let err = inline(&text).unwrap_err();
+    let ConfigError::Syntax {
+        line: got, message, ..
+    } = &err
+    else {
+        panic!("expected a syntax error, got {err:?}");
+    };
+    assert_eq!(*got, line);
+    assert!(
+        message.starts_with("service[0].backend[1].wieght: unknown field `wieght`"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_number_where_a_duration_belongs_says_what_a_duration_looks_like() {
+    let err = inline("[limits]\nidle_timeout = 60\n").unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("test:2:16: limits.idle_timeout: invalid type: integer `60`"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("a duration string such as"),
+        "{err}"
+    );
+}
+
+#[test]
+fn load_of_a_missing_file_names_the_path() {
+    let path = PathBuf::from("/nonexistent/pentaflow/array.toml");
+    let err = load(&path).unwrap_err();
+    assert!(matches!(&err, ConfigError::Read { path: p, .. } if *p == path));
+    assert!(
+        err.to_string()
+            .contains("/nonexistent/pentaflow/array.toml"),
+        "{err}"
+    );
+    let source = std::error::Error::source(&err).expect("io cause");
+    assert!(source.is::<std::io::Error>());
+}
+
+/// A scratch directory unique to this test process, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir =
+            std::env::temp_dir().join(format!("pentaflow-config-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create a scratch directory");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn load_reads_a_relative_secret_file_next_to_the_config() {
+    let dir = TempDir::new("secret");
+    std::fs::write(dir.0.join("cookie.key"), "0123456789abcdef-shared\n").unwrap();
+    let text = example().replace(
+        "secret = \"change me: at least 16 bytes\"",
+        "secret_file = \"cookie.key\"",
+    );
+    let path = dir.0.join("array.toml");
+    std::fs::write(&path, text).unwrap();
+    let config = load(&path).unwrap();
+    let Persistence::Cookie(c) = &config.services[0].persistence else {
+        panic!("not cookie persistence");
+    };
+    // The trailing newline of `echo key > file` is not part of the key.
+    assert_eq!(c.secret, b"0123456789abcdef-shared");
+
+    // Errors from a loaded file name the file.
+    std::fs::write(dir.0.join("cookie.key"), "short\r\n").unwrap();
+    let err = load(&path).unwrap_err();
+    let shown = err.to_string();
+    assert!(
+        shown.starts_with(&format!("{}:", path.display())),
+        "{shown}"
+    );
+    assert!(shown.contains("at least 16 bytes, it has 5"), "{shown}");
+
+    // A file far larger than any key is refused, not read whole.
+    std::fs::write(dir.0.join("cookie.key"), vec![b'k'; 5000]).unwrap();
+    let shown = load(&path).unwrap_err().to_string();
+    assert!(shown.contains("larger than 4096 bytes"), "{shown}");
+}

@@ -1,0 +1,388 @@
+//! pentaflow-lab: a whole array on one machine, in network namespaces.
+//!
+//! ```text
+//!  client1..K ──(cbr0 in router ns)── router ──(br0 in lan ns)── node1..N, web1..M
+//!  10.77.2.0/24                         .1 / .1                 10.77.1.0/24, VIP 10.77.1.10
+//! ```
+//!
+//! Owns: creating the namespaces, veth pairs and bridges of one lab under a unique prefix,
+//! starting the web servers, running commands or closures inside a host, reporting status,
+//! and tearing everything down — on [`Lab::down`], on drop (also during a panic), or from
+//! another process through the state file under [`STATE_DIR`].
+//!
+//! Must not: touch the host's own network. Every address lives inside namespaces this lab
+//! created; even the bridges live in a namespace of their own, so no interface, route or
+//! address is added to the caller's namespace. It does not configure pentaflow itself (VIP
+//! on lo, the scheduler): that is pentaflow's job, so the lab tests exercise it.
+
+mod cmd;
+mod topology;
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+
+use serde::{Deserialize, Serialize};
+
+pub use cmd::in_netns;
+pub use topology::{responder_command, wait_listening};
+
+/// Directory of the state files that let `lab down`/`exec`/`status` find a lab.
+pub const STATE_DIR: &str = "/run/pentaflow-lab";
+/// The VIP of every lab (private, and only inside the lab's namespaces).
+pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 77, 1, 10);
+/// Port of the lab's web servers.
+pub const WEB_PORT: u16 = 8080;
+/// Name of the array-facing interface inside node and web namespaces.
+pub const LAN_IFACE: &str = "eth0";
+/// Most nodes a lab builds (node addresses are 10.77.1.11 ..= .99).
+pub const MAX_NODES: usize = 89;
+/// Most web servers (10.77.1.101 ..= .250).
+pub const MAX_WEBS: usize = 150;
+/// Most clients (10.77.2.11 ..= .250).
+pub const MAX_CLIENTS: usize = 240;
+
+/// What to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabSpec {
+    /// Array nodes (`node1`..).
+    pub nodes: usize,
+    /// Web servers (`web1`..), each running a small HTTP server on [`WEB_PORT`].
+    pub webs: usize,
+    /// Client namespaces (`client1`..) behind the router.
+    pub clients: usize,
+}
+
+/// The role of a host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Role {
+    /// A client, on the client subnet.
+    Client,
+    /// The router between the client subnet and the array LAN.
+    Router,
+    /// An array node.
+    Node,
+    /// A back-end web server.
+    Web,
+    /// The namespace holding the array's bridge (no address).
+    Switch,
+}
+
+/// One host of the lab.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Host {
+    /// Short name (`client1`, `router`, `node2`, `web3`, `switch`).
+    pub name: String,
+    /// The network namespace (`<prefix>-<name>`).
+    pub netns: String,
+    /// Its role.
+    pub role: Role,
+    /// Its address (`None` for the switch).
+    pub ip: Option<Ipv4Addr>,
+    /// Its main interface (`eth0`; `lan0` for the router's LAN side).
+    pub iface: String,
+    /// MAC address of that interface (fixed, so configs can name it).
+    pub mac: Option<String>,
+}
+
+/// Everything known about a lab, saved as JSON under [`STATE_DIR`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabState {
+    /// The unique prefix of every namespace (`pf` + 4 hex digits).
+    pub prefix: String,
+    /// What was built.
+    pub spec: LabSpec,
+    /// The VIP.
+    pub vip: Ipv4Addr,
+    /// The hosts.
+    pub hosts: Vec<Host>,
+    /// PID of the process that built it.
+    pub owner_pid: u32,
+}
+
+/// Status of one host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostStatus {
+    /// The host.
+    pub host: Host,
+    /// Its namespace exists.
+    pub up: bool,
+    /// Processes running in it.
+    pub pids: Vec<u32>,
+    /// A pentaflow scheduler has its nftables table there (nodes only).
+    pub scheduler: bool,
+}
+
+/// What can go wrong in the lab.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LabError {
+    /// Not root: namespaces need CAP_SYS_ADMIN and CAP_NET_ADMIN.
+    #[error("the lab needs root (namespaces, veth, bridges)")]
+    NotRoot,
+    /// The spec is outside the lab's address plan.
+    #[error("invalid lab spec: {reason}")]
+    BadSpec {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A command could not start.
+    #[error("could not run `{command}` (see scripts/install-lab-deps.sh)")]
+    Spawn {
+        /// The command line.
+        command: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A command failed.
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// Its stderr.
+        stderr: String,
+    },
+    /// Entering a namespace failed.
+    #[error("entering network namespace {netns}")]
+    Netns {
+        /// The namespace.
+        netns: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No host of that name.
+    #[error("lab {prefix} has no host {host:?}")]
+    NoSuchHost {
+        /// The lab.
+        prefix: String,
+        /// The name asked for.
+        host: String,
+    },
+    /// The state file could not be read or written.
+    #[error("lab state file {path}")]
+    State {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A lab that exists; dropping it tears it down unless [`Lab::detach`] was called.
+#[derive(Debug)]
+pub struct Lab {
+    state: LabState,
+    /// Tear down on drop.
+    owned: bool,
+    /// Processes this value started (the web servers), waited for after teardown kills them.
+    children: Vec<Child>,
+}
+
+impl LabState {
+    /// The host called `name`.
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// The hosts of a role, in order.
+    pub fn hosts_of(&self, role: Role) -> impl Iterator<Item = &Host> {
+        self.hosts.iter().filter(move |h| h.role == role)
+    }
+
+    /// Path of this lab's state file.
+    pub fn path(&self) -> PathBuf {
+        state_path(&self.prefix)
+    }
+}
+
+fn state_path(prefix: &str) -> PathBuf {
+    PathBuf::from(STATE_DIR).join(format!("{prefix}.json"))
+}
+
+/// Whether the process runs as root (effective uid 0).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Prefixes of the labs that have a state file.
+pub fn list_labs() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(STATE_DIR) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = dir
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".json").map(str::to_owned)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+impl Lab {
+    /// Builds a lab; on any failure everything made so far is removed again.
+    pub fn up(spec: LabSpec) -> Result<Lab, LabError> {
+        if !is_root() {
+            return Err(LabError::NotRoot);
+        }
+        topology::validate(&spec)?;
+        let prefix = topology::fresh_prefix();
+        let state = topology::plan(&prefix, spec, std::process::id());
+        // Owned from the start: a failure (or panic) part-way tears down what exists.
+        let mut lab = Lab {
+            state,
+            owned: true,
+            children: Vec::new(),
+        };
+        lab.save()?;
+        lab.children = topology::build(&lab.state)?;
+        Ok(lab)
+    }
+
+    /// Opens an existing lab from its state file, without owning it (dropping it leaves the
+    /// lab up; call [`Lab::down`] to remove it).
+    pub fn open(prefix: &str) -> Result<Lab, LabError> {
+        let path = state_path(prefix);
+        let text = std::fs::read_to_string(&path).map_err(|source| LabError::State {
+            path: path.clone(),
+            source,
+        })?;
+        let state = serde_json::from_str(&text).map_err(|e| LabError::State {
+            path,
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        })?;
+        Ok(Lab {
+            state,
+            owned: false,
+            children: Vec::new(),
+        })
+    }
+
+    /// Keeps the lab up after this value is dropped (for `pentaflow lab up`).
+    pub fn detach(mut self) -> LabState {
+        self.owned = false;
+        self.state.clone()
+    }
+
+    /// The lab's addressing and hosts.
+    pub fn state(&self) -> &LabState {
+        &self.state
+    }
+
+    /// The host called `name`, or an error naming the lab.
+    pub fn host(&self, name: &str) -> Result<&Host, LabError> {
+        self.state.host(name).ok_or_else(|| LabError::NoSuchHost {
+            prefix: self.state.prefix.clone(),
+            host: name.to_owned(),
+        })
+    }
+
+    /// Runs `args` inside host `host` and waits for it (any exit status is returned).
+    pub fn exec(&self, host: &str, args: &[&str]) -> Result<Output, LabError> {
+        self.command(host, args)?
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| LabError::Spawn {
+                command: args.join(" "),
+                source,
+            })
+    }
+
+    /// Starts `args` inside host `host` (stdin null, stdout/stderr inherited). The process is
+    /// killed at teardown like every other process of the namespace.
+    pub fn spawn(&self, host: &str, args: &[&str]) -> Result<Child, LabError> {
+        self.command(host, args)?
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|source| LabError::Spawn {
+                command: args.join(" "),
+                source,
+            })
+    }
+
+    /// A `Command` that runs `args` inside host `host` via `ip netns exec`, to adjust stdio.
+    pub fn command(&self, host: &str, args: &[&str]) -> Result<Command, LabError> {
+        let netns = self.host(host)?.netns.clone();
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &netns]).args(args);
+        Ok(c)
+    }
+
+    /// Runs `f` on a thread inside host `host`'s network namespace (see [`in_netns`]).
+    pub fn run_in<T: Send>(&self, host: &str, f: impl FnOnce() -> T + Send) -> Result<T, LabError> {
+        cmd::in_netns(&self.host(host)?.netns, f)
+    }
+
+    /// Per-host status: namespace present, processes, scheduler role.
+    pub fn status(&self) -> Vec<HostStatus> {
+        self.state
+            .hosts
+            .iter()
+            .map(|h| {
+                let up = PathBuf::from("/run/netns").join(&h.netns).exists();
+                let pids = if up {
+                    topology::netns_pids(&h.netns)
+                } else {
+                    Vec::new()
+                };
+                let scheduler = up && h.role == Role::Node && topology::has_scheduler(&h.netns);
+                HostStatus {
+                    host: h.clone(),
+                    up,
+                    pids,
+                    scheduler,
+                }
+            })
+            .collect()
+    }
+
+    /// Tears the lab down: kills its processes, deletes its namespaces (and with them every
+    /// veth and bridge), removes the state file. Idempotent.
+    pub fn down(mut self) -> Result<(), LabError> {
+        self.owned = false;
+        let r = topology::teardown(&self.state);
+        self.reap();
+        r
+    }
+
+    /// Waits for the processes this value started; teardown has killed them.
+    fn reap(&mut self) {
+        for mut c in self.children.drain(..) {
+            if matches!(c.try_wait(), Ok(None)) {
+                let _ = c.kill();
+            }
+            let _ = c.wait();
+        }
+    }
+
+    fn save(&self) -> Result<(), LabError> {
+        let path = self.state.path();
+        let io = |source| LabError::State {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(STATE_DIR).map_err(io)?;
+        let text = serde_json::to_string_pretty(&self.state)
+            .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+        std::fs::write(&path, text).map_err(io)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.owned {
+            if let Err(e) = topology::teardown(&self.state) {
+                tracing::warn!(prefix = %self.state.prefix, error = %e, "lab teardown");
+            }
+            self.reap();
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! The scheduler shell: a dedicated blocking thread that owns the data plane.
+//!
+//! Owns: kernel set-up in the right order, opening [`AfPacketIo`], announcing the VIP by
+//! gratuitous ARP, the receive → decide → send loop ([`run_loop`], generic over [`FrameIo`]),
+//! publishing counters, node-table updates from other threads, and restoring the kernel on
+//! the way out. Must not: block on anything but the packet socket's poll, or decide about a
+//! frame itself.
+//!
+//! Why a thread and not async: the loop is one syscall-bound hot path that must not share a
+//! runtime's workers with the L7 proxy; a thread with a short poll timeout gives bounded
+//! shutdown latency and keeps the namespace of its creator (which the lab tests rely on).
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use pentaflow_balance::{BucketError, BucketTable, NodeId};
+
+use crate::frame::{self, L4Proto, Verdict};
+use crate::io::{AfPacketIo, FrameIo, Output, PacketBuf};
+use crate::scheduler::{CoreParams, Counters, NodeEntry, SchedulerCore};
+use crate::setup::{self, KernelGuard, SetupError};
+use crate::sys;
+
+/// The TAP device used for local delivery unless configured otherwise.
+pub const DEFAULT_TAP: &str = "pftap0";
+/// The seed's typical table size: 65,536 buckets.
+pub const DEFAULT_TABLE_SIZE: usize = 1 << 16;
+/// Buckets idle this long may move to another node: long past any TCP keep-alive.
+pub const DEFAULT_IDLE_MS: u64 = 300_000;
+/// Frames drained per poll: enough to amortise the poll, small enough to stay in cache.
+pub const DEFAULT_BATCH: usize = 64;
+/// Longest wait for a frame before checking for shutdown and node updates.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// How often counters are copied out for readers.
+const PUBLISH_EVERY_MS: u64 = 50;
+/// How often idle buckets are released.
+const TICK_EVERY_MS: u64 = 1_000;
+/// Gratuitous ARPs sent when taking the role (more than one in case the first is lost).
+const GRATUITOUS_ARP_COUNT: usize = 3;
+
+/// Everything the scheduler thread needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchedulerConfig {
+    /// The LAN interface carrying VIP traffic (e.g. `eth0`).
+    pub lan: String,
+    /// The VIP (IPv4 only in this data plane).
+    pub vip: Ipv4Addr,
+    /// The (protocol, port) pairs served on the VIP.
+    pub services: Vec<(L4Proto, u16)>,
+    /// This node's id.
+    pub self_id: NodeId,
+    /// The nodes, this one included (its MAC is not used: it is served through the TAP).
+    pub nodes: Vec<NodeEntry>,
+    /// Buckets in the table (a power of two).
+    pub table_size: usize,
+    /// Idle time after which a bucket may move.
+    pub idle_ms: u64,
+    /// Name of the TAP device for local delivery (≤ 15 bytes).
+    pub tap: String,
+    /// Frames drained per poll.
+    pub batch: usize,
+}
+
+/// Why the scheduler stopped or could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// Kernel set-up failed (privileges, missing tools, ...).
+    #[error("scheduler set-up")]
+    Setup(#[from] SetupError),
+    /// The bucket table size is invalid.
+    #[error("bucket table")]
+    Table(#[from] BucketError),
+    /// A system call of the data plane failed.
+    #[error("{what}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The failure.
+        #[source]
+        source: io::Error,
+    },
+    /// The scheduler thread could not be started or panicked.
+    #[error("scheduler thread: {what}")]
+    Thread {
+        /// What happened.
+        what: &'static str,
+    },
+}
+
+/// Shared between the loop and its handle.
+#[derive(Debug, Default)]
+pub struct LoopControl {
+    stop: AtomicBool,
+    counters: Mutex<Counters>,
+}
+
+/// A running scheduler thread. Dropping it stops the thread and restores the kernel.
+#[derive(Debug)]
+pub struct SchedulerHandle {
+    control: Arc<LoopControl>,
+    nodes: mpsc::Sender<Vec<NodeEntry>>,
+    thread: Option<JoinHandle<Result<Counters, RunError>>>,
+}
+
+impl SchedulerConfig {
+    /// A configuration with the defaults for everything but addressing.
+    pub fn new(lan: &str, vip: Ipv4Addr, self_id: NodeId, nodes: Vec<NodeEntry>) -> Self {
+        SchedulerConfig {
+            lan: lan.to_owned(),
+            vip,
+            services: vec![(L4Proto::Tcp, 80), (L4Proto::Tcp, 443)],
+            self_id,
+            nodes,
+            table_size: DEFAULT_TABLE_SIZE,
+            idle_ms: DEFAULT_IDLE_MS,
+            tap: DEFAULT_TAP.to_owned(),
+            batch: DEFAULT_BATCH,
+        }
+    }
+}
+
+impl LoopControl {
+    /// Asks the loop to stop at its next poll.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// The counters as last published.
+    pub fn counters(&self) -> Counters {
+        self.counters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn publish(&self, c: &Counters) {
+        c.clone_into(&mut self.counters.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+}
+
+impl SchedulerHandle {
+    /// The counters as last published (at most ~50 ms old).
+    pub fn counters(&self) -> Counters {
+        self.control.counters()
+    }
+
+    /// Replaces the node table (membership changed, weights edited, ...).
+    pub fn update_nodes(&self, nodes: Vec<NodeEntry>) {
+        let _ = self.nodes.send(nodes);
+    }
+
+    /// Stops the loop, restores the kernel and returns the final counters.
+    pub fn stop(mut self) -> Result<Counters, RunError> {
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<Counters, RunError> {
+        self.control.request_stop();
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| RunError::Thread { what: "panicked" })?,
+            None => Ok(self.control.counters()),
+        }
+    }
+}
+
+impl Drop for SchedulerHandle {
+    fn drop(&mut self) {
+        let _ = self.join();
+    }
+}
+
+/// Starts the scheduler on a new thread in the **calling thread's network namespace** and
+/// returns once the data plane is up (or failed to come up).
+///
+/// Order: privileges → VIP on lo, ARP answered (sysctls) → packet socket and TAP →
+/// TAP sysctls → nftables ingress drop → gratuitous ARP → loop. On stop (or error) every
+/// kernel change is undone by the thread itself, in its namespace.
+pub fn spawn_scheduler(cfg: SchedulerConfig) -> Result<SchedulerHandle, RunError> {
+    setup::check_privileges()?;
+    let control = Arc::new(LoopControl::default());
+    let (nodes_tx, nodes_rx) = mpsc::channel();
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), RunError>>();
+    let ctl = Arc::clone(&control);
+    let thread = std::thread::Builder::new()
+        .name("pf-scheduler".into())
+        .spawn(move || {
+            let started = start(&cfg);
+            let (mut io, mut core, guard) = match started {
+                Ok(parts) => {
+                    let _ = ready_tx.send(Ok(()));
+                    parts
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return Err(RunError::Thread {
+                        what: "set-up failed",
+                    });
+                }
+            };
+            let result = run_loop(&mut io, &mut core, &ctl, &nodes_rx, cfg.idle_ms, cfg.batch);
+            drop(io);
+            for e in guard.restore() {
+                tracing::warn!(error = %e, "restoring the kernel after the scheduler");
+            }
+            result.map_err(|source| RunError::Io {
+                what: "scheduler loop",
+                source,
+            })?;
+            Ok(ctl.counters())
+        })
+        .map_err(|_| RunError::Thread {
+            what: "could not spawn",
+        })?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok(SchedulerHandle {
+            control,
+            nodes: nodes_tx,
+            thread: Some(thread),
+        }),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => {
+            let _ = thread.join();
+            Err(RunError::Thread {
+                what: "exited during set-up",
+            })
+        }
+    }
+}
+
+/// Set-up, in the scheduler thread.
+fn start(cfg: &SchedulerConfig) -> Result<(AfPacketIo, SchedulerCore, KernelGuard), RunError> {
+    let table = BucketTable::new(cfg.table_size)?;
+    let mut guard = setup::prepare_scheduler(&cfg.lan, cfg.vip)?;
+    let mut io = AfPacketIo::open(&cfg.lan, cfg.vip, &cfg.tap).map_err(|source| RunError::Io {
+        what: "opening the packet socket and TAP",
+        source,
+    })?;
+    guard.absorb(setup::prepare_tap(&cfg.tap)?);
+    let mac = |name: &str| {
+        sys::interface_mac(name).map_err(|source| SetupError::Interface {
+            what: "reading the MAC address",
+            interface: name.to_owned(),
+            source,
+        })
+    };
+    let params = CoreParams {
+        vip: IpAddr::V4(cfg.vip),
+        services: cfg.services.clone(),
+        self_id: cfg.self_id,
+        lan_mac: mac(&cfg.lan)?,
+        local_mac: mac(&cfg.tap)?,
+    };
+    guard.drop_vip_ingress(&cfg.lan, cfg.vip)?;
+    let arp = frame::gratuitous_arp(params.lan_mac, cfg.vip);
+    for _ in 0..GRATUITOUS_ARP_COUNT {
+        io.announce(&arp).map_err(|source| RunError::Io {
+            what: "sending gratuitous ARP",
+            source,
+        })?;
+    }
+    tracing::info!(lan = %cfg.lan, vip = %cfg.vip, mac = %params.lan_mac, "scheduler up");
+    Ok((
+        io,
+        SchedulerCore::new(params, cfg.nodes.clone(), table),
+        guard,
+    ))
+}
+
+/// The data-plane loop over any [`FrameIo`], until `control` asks it to stop. Send failures
+/// (e.g. a full device queue) are counted in [`Counters::send_errors`], not fatal; a receive
+/// failure ends the loop.
+pub fn run_loop(
+    io: &mut impl FrameIo,
+    core: &mut SchedulerCore,
+    control: &LoopControl,
+    nodes: &mpsc::Receiver<Vec<NodeEntry>>,
+    idle_ms: u64,
+    batch: usize,
+) -> io::Result<()> {
+    let epoch = Instant::now();
+    let mut bufs: Vec<PacketBuf> = (0..batch.max(1)).map(|_| PacketBuf::new()).collect();
+    let (mut last_publish, mut last_tick) = (0u64, 0u64);
+    let mut send_errors = 0u64;
+    let mut dirty = false;
+    while !control.stop.load(Ordering::Relaxed) {
+        while let Ok(n) = nodes.try_recv() {
+            core.set_nodes(n);
+        }
+        let n = io.recv_batch(&mut bufs, POLL_INTERVAL)?;
+        let now_ms = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        for buf in bufs.iter_mut().take(n) {
+            let out = match core.handle(buf.frame_mut(), now_ms) {
+                Verdict::Forward { .. } => Output::Lan,
+                Verdict::Local => Output::Local,
+                Verdict::Drop(_) => continue,
+            };
+            if let Err(e) = io.send(out, buf) {
+                send_errors += 1;
+                tracing::debug!(error = %e, ?out, "send failed");
+            }
+        }
+        dirty |= n > 0;
+        if now_ms.saturating_sub(last_tick) >= TICK_EVERY_MS {
+            core.tick(now_ms, idle_ms);
+            last_tick = now_ms;
+        }
+        if dirty && now_ms.saturating_sub(last_publish) >= PUBLISH_EVERY_MS {
+            publish(control, core, send_errors);
+            last_publish = now_ms;
+            dirty = false;
+        }
+    }
+    publish(control, core, send_errors);
+    Ok(())
+}
+
+fn publish(control: &LoopControl, core: &SchedulerCore, send_errors: u64) {
+    let mut c = core.counters().clone();
+    c.send_errors = send_errors;
+    control.publish(&c);
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,224 @@
+//! Scheduler fixtures (description, input frame, expected verdict, expected output frame)
+//! and properties of the routing.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::synth::FrameSpec;
+
+const VIP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 77, 1, 10));
+const LAN_MAC: MacAddr = MacAddr([2, 0, 0, 0, 1, 1]);
+const TAP_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xee, 1]);
+
+fn node(id: u16) -> NodeEntry {
+    NodeEntry {
+        id: NodeId(id),
+        mac: MacAddr([2, 0, 0, 0, 1, id as u8]),
+        weight: 1,
+        enabled: true,
+        alive: true,
+    }
+}
+
+fn core(nodes: Vec<NodeEntry>) -> SchedulerCore {
+    let params = CoreParams {
+        vip: VIP,
+        services: vec![(L4Proto::Tcp, 80), (L4Proto::Tcp, 443)],
+        self_id: NodeId(1),
+        lan_mac: LAN_MAC,
+        local_mac: TAP_MAC,
+    };
+    SchedulerCore::new(params, nodes, BucketTable::new(256).unwrap())
+}
+
+/// A frame with the given destination MACs and the rest of `spec`.
+fn with_macs(spec: &FrameSpec, dst: MacAddr, src: MacAddr) -> Vec<u8> {
+    FrameSpec {
+        dst_mac: dst,
+        src_mac: src,
+        ..spec.clone()
+    }
+    .build()
+}
+
+#[test]
+fn fixture_table() {
+    let syn = FrameSpec {
+        dst_mac: LAN_MAC,
+        ..FrameSpec::default()
+    };
+    // Pin the buckets: the first flow on a fresh table goes to the least-assigned node with
+    // the lowest id (node 1, ourselves); pre-assigning its bucket to node 2 gives a forward.
+    let mut table_core = core(vec![node(1), node(2), node(3)]);
+    let b = table_core.table.bucket_of(syn.src, syn.src_port);
+    table_core.table.set(b, Some(NodeId(2)), 0);
+    let client_mac = syn.src_mac;
+
+    type Fixture = (&'static str, Vec<u8>, Verdict, Option<Vec<u8>>);
+    let fixtures: Vec<Fixture> =
+        vec![
+        (
+            "syn to the VIP, bucket of node 2: both MACs rewritten",
+            syn.build(),
+            Verdict::Forward { to: node(2).mac },
+            Some(with_macs(&syn, node(2).mac, LAN_MAC)),
+        ),
+        (
+            "https to the VIP on another client port: new bucket, least assigned is node 1 (us)",
+            FrameSpec { dst_port: 443, src_port: 40001, ..syn.clone() }.build(),
+            Verdict::Local,
+            Some(with_macs(
+                &FrameSpec { dst_port: 443, src_port: 40001, ..syn.clone() },
+                TAP_MAC,
+                client_mac,
+            )),
+        ),
+        (
+            "tcp to an unserved port",
+            FrameSpec { dst_port: 22, ..syn.clone() }.build(),
+            Verdict::Drop(DropReason::UnservedPort),
+            None,
+        ),
+        (
+            "udp to a served port number",
+            FrameSpec { proto: 17, ..syn.clone() }.build(),
+            Verdict::Drop(DropReason::UnservedPort),
+            None,
+        ),
+        (
+            "icmp to the VIP",
+            FrameSpec { proto: 1, ..syn.clone() }.build(),
+            Verdict::Drop(DropReason::UnsupportedProtocol),
+            None,
+        ),
+        (
+            "not the VIP",
+            FrameSpec { dst: IpAddr::V4(Ipv4Addr::new(10, 77, 1, 11)), ..syn.clone() }.build(),
+            Verdict::Drop(DropReason::NotVip),
+            None,
+        ),
+        (
+            "truncated tcp",
+            syn.build()[..40].to_vec(),
+            Verdict::Drop(DropReason::Truncated),
+            None,
+        ),
+        (
+            "fragment",
+            {
+                let mut f = syn.build();
+                f[20] = 0x20;
+                f
+            },
+            Verdict::Drop(DropReason::Fragment),
+            None,
+        ),
+        (
+            "arp",
+            frame::gratuitous_arp(client_mac, Ipv4Addr::new(10, 77, 1, 1)).to_vec(),
+            Verdict::Drop(DropReason::NotIp),
+            None,
+        ),
+        (
+            "bad ip header length",
+            {
+                let mut f = syn.build();
+                f[14] = 0x41;
+                f
+            },
+            Verdict::Drop(DropReason::Malformed),
+            None,
+        ),
+    ];
+    for (what, input, verdict, output) in fixtures {
+        let mut frame = input.clone();
+        assert_eq!(table_core.handle(&mut frame, 1), verdict, "fixture: {what}");
+        let expected = output.unwrap_or(input);
+        assert_eq!(frame, expected, "output frame of fixture: {what}");
+    }
+    let c = table_core.counters();
+    assert_eq!(c.forwarded_to(NodeId(2)), 1);
+    assert_eq!(c.local, 1);
+    assert_eq!(c.dropped(DropReason::UnservedPort), 2);
+    assert_eq!(c.dropped_total(), 8);
+}
+
+#[test]
+fn no_node_drops_and_counts() {
+    let mut dead = node(2);
+    dead.alive = false;
+    let mut c = core(vec![dead]);
+    let mut f = FrameSpec::default().build();
+    assert_eq!(c.handle(&mut f, 0), Verdict::Drop(DropReason::NoNode));
+    assert_eq!(c.counters().dropped(DropReason::NoNode), 1);
+}
+
+#[test]
+fn a_dead_node_loses_its_buckets_and_flows_move() {
+    let mut c = core(vec![node(2), node(3)]);
+    let mut spread = [0u64; 4];
+    for port in 0..200u16 {
+        let mut f = FrameSpec {
+            src_port: 1000 + port,
+            ..FrameSpec::default()
+        }
+        .build();
+        if let Verdict::Forward { to } = c.handle(&mut f, 0) {
+            spread[usize::from(to.0[5])] += 1;
+        }
+    }
+    assert!(spread[2] > 50 && spread[3] > 50, "spread {spread:?}");
+    let mut dead = node(2);
+    dead.alive = false;
+    c.set_nodes(vec![dead, node(3)]);
+    assert_eq!(c.table().assigned_counts().get(&NodeId(2)), None);
+    for port in 0..200u16 {
+        let mut f = FrameSpec {
+            src_port: 1000 + port,
+            ..FrameSpec::default()
+        }
+        .build();
+        assert_eq!(c.handle(&mut f, 1), Verdict::Forward { to: node(3).mac });
+    }
+}
+
+#[test]
+fn idle_buckets_are_released_by_tick() {
+    let mut c = core(vec![node(1), node(2)]);
+    let mut f = FrameSpec::default().build();
+    c.handle(&mut f, 0);
+    c.tick(1_000, 5_000);
+    assert_eq!(c.counters().idle_released, 0);
+    c.tick(10_000, 5_000);
+    assert_eq!(c.counters().idle_released, 1);
+}
+
+proptest! {
+    /// A flow keeps its node for as long as the node table does not change, and the verdict
+    /// for every frame of a flow is the same.
+    #[test]
+    fn a_flow_is_sticky(ports in proptest::collection::vec(any::<u16>(), 1..50), t in 0u64..1000) {
+        let mut c = core(vec![node(1), node(2), node(3)]);
+        let first: Vec<Verdict> = ports.iter().map(|&p| {
+            let mut f = FrameSpec { src_port: p, dst_mac: LAN_MAC, ..FrameSpec::default() }.build();
+            c.handle(&mut f, 0)
+        }).collect();
+        for (&p, v) in ports.iter().zip(&first) {
+            let mut f = FrameSpec { src_port: p, dst_mac: LAN_MAC, ..FrameSpec::default() }.build();
+            prop_assert_eq!(c.handle(&mut f, t), *v);
+        }
+    }
+
+    /// Whatever the bytes, the core answers and counts exactly one verdict per frame.
+    #[test]
+    fn every_frame_is_counted_once(frames in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..80), 1..30)) {
+        let mut c = core(vec![node(1), node(2)]);
+        for mut f in frames.clone() {
+            c.handle(&mut f, 0);
+        }
+        let k = c.counters();
+        prop_assert_eq!(k.forwarded_total() + k.local + k.dropped_total(), frames.len() as u64);
+    }
+}

@@ -1,0 +1,127 @@
+//! `pentaflow demo`: the embedded default — one node on loopback in front of three built-in
+//! demo back-ends that answer with their own name, with cookie-injection persistence and the
+//! admin API. No root, no configuration file: the configuration is generated as TOML text and
+//! goes through the same validation as any file.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use bytes::Bytes;
+use http::{header, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use pentaflow_config::Source;
+use tokio::net::TcpListener;
+
+/// Options of the demo.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DemoArgs {
+    /// Where the node listens for clients.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Where the admin API listens.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    admin: SocketAddr,
+    /// How many demo back-ends to start.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=16))]
+    backends: u8,
+}
+
+/// Starts the demo back-ends, prints what to try, and runs the node until Ctrl-C.
+pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let mut backends = Vec::new();
+    for i in 1..=args.backends {
+        let name = format!("demo-web{i}");
+        let listener = TcpListener::bind("127.0.0.1:0").await.context("cannot start a demo back-end")?;
+        backends.push((name.clone(), listener.local_addr()?));
+        tokio::spawn(serve_demo_backend(listener, name));
+    }
+    let text = demo_config(&args, &backends);
+    let config = pentaflow_config::parse(&text, Source::Inline("demo".into()))
+        .map_err(|e| anyhow::anyhow!("the generated demo configuration is invalid:\n{e}"))?;
+    let l = args.listen;
+    println!(
+        "pentaflow demo: node on http://{l}, admin API on http://{admin}, {n} demo back-ends:",
+        admin = args.admin,
+        n = backends.len()
+    );
+    for (name, addr) in &backends {
+        println!("  {name} at http://{addr}");
+    }
+    println!(
+        "\nTry it:\n  curl -s http://{l}/                       # each request may go to another back-end\n  \
+         curl -s -c jar -b jar http://{l}/         # run it again: the injected PFSRV cookie keeps you on one\n  \
+         curl -s http://{admin}/status             # the Web Server Status Table (JSON)\n  \
+         curl -s http://{admin}/metrics            # Prometheus metrics\n  \
+         pentaflow status --admin {admin}\n\nCtrl-C stops the demo.",
+        admin = args.admin
+    );
+    super::serve::run_node(config, None).await
+}
+
+fn demo_config(args: &DemoArgs, backends: &[(String, SocketAddr)]) -> String {
+    let mut text = format!(
+        "[node]\nadmin = \"{admin}\"\naccess_log = true\nshutdown_grace = \"5s\"\n\n\
+         [[service]]\nname = \"demo\"\nlisten = [\"{listen}\"]\npolicy = \"least_conn\"\npersistence = \"cookie\"\n\n\
+         [service.cookie]\nname = \"PFSRV\"\n# A fixed key is fine for a demo on loopback; real arrays use secret_file.\n\
+         secret = \"pentaflow-demo-cookie-key\"\nfollow = \"JSESSIONID\"\n\n\
+         [service.health]\npath = \"/health\"\ninterval = \"2s\"\ntimeout = \"1s\"\n",
+        admin = args.admin,
+        listen = args.listen
+    );
+    for (name, addr) in backends {
+        text.push_str(&format!("\n[[service.backend]]\nname = \"{name}\"\naddress = \"{addr}\"\n"));
+    }
+    text
+}
+
+/// A tiny real web server: answers with its name, and starts an application session
+/// (`JSESSIONID`, a session cookie) for clients that have none.
+async fn serve_demo_backend(listener: TcpListener, name: String) {
+    let name: Arc<str> = Arc::from(name);
+    let sessions = Arc::new(AtomicU64::new(0));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let name = Arc::clone(&name);
+        let sessions = Arc::clone(&sessions);
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let name = Arc::clone(&name);
+                let sessions = Arc::clone(&sessions);
+                async move { Ok::<_, Infallible>(demo_answer(&name, &sessions, &req)) }
+            });
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
+}
+
+fn demo_answer(name: &str, sessions: &AtomicU64, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let mut builder = Response::builder()
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header("x-backend", name);
+    if req.uri().path() == "/health" {
+        return builder.body(Full::new(Bytes::from_static(b"ok\n"))).unwrap_or_default();
+    }
+    let has_session = req
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("JSESSIONID="));
+    if !has_session {
+        let id = sessions.fetch_add(1, Ordering::Relaxed);
+        builder = builder.header(header::SET_COOKIE, format!("JSESSIONID={name}-{id}; Path=/; HttpOnly"));
+    }
+    let body = format!("Hello from {name}: {} {}\n", req.method(), req.uri());
+    builder
+        .status(StatusCode::OK)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_default()
+}

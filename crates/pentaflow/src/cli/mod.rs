@@ -1,0 +1,91 @@
+//! The command line: one sub-module per verb. Each verb builds what it needs and hands it to
+//! the crates; nothing here implements a feature.
+
+mod check;
+mod demo;
+mod serve;
+mod status;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// pentaflow — a load-balancing array: every node terminates HTTP and schedules each request
+/// to a back-end web server (cookie injection, session-ID hash groups, URL hashing, least
+/// connections) and answers clients directly.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub(crate) struct Cli {
+    /// Log format for the console: text or json.
+    #[arg(long, global = true, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the embedded default: one node on 127.0.0.1:8080 in front of three built-in demo
+    /// back-ends, with cookie persistence and the admin API on 127.0.0.1:9090. No root, no config.
+    Demo(demo::DemoArgs),
+    /// Run a node from a configuration file (SIGHUP reloads it, SIGTERM drains and stops).
+    Serve {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Worker threads of the runtime (default: one per core; env PENTAFLOW_WORKERS).
+        #[arg(long, env = "PENTAFLOW_WORKERS")]
+        workers: Option<usize>,
+    },
+    /// Validate a configuration file and exit (non-zero on error, naming file, line and key).
+    Check {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print a node's status tables from its admin API.
+    Status {
+        /// Admin address of the node, e.g. 127.0.0.1:9090.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin: std::net::SocketAddr,
+        /// Print the raw JSON document instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs one command line.
+pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Demo(args) => runtime(None)?.block_on(demo::run(args)),
+        Command::Serve { config, workers } => runtime(workers)?.block_on(serve::run(config)),
+        Command::Check { config } => check::run(&config),
+        Command::Status { admin, json } => runtime(Some(1))?.block_on(status::run(admin, json)),
+    }
+}
+
+fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n.max(1));
+    }
+    Ok(builder.enable_all().build()?)
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("PENTAFLOW_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

@@ -1,0 +1,280 @@
+//! One back-end web server as the proxy sees it at run time: its row of the Web Server Status
+//! Table (seed 002 Fig. 7), its health, and its pool of idle keep-alive connections.
+//!
+//! Owns: the counters behind the status table, passive failure detection (claim 13), and
+//! opening / pooling HTTP/1.1 connections to the back-end. It must not choose back-ends (that is
+//! the service's scheduler) nor build responses for clients.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use pentaflow_balance::{BackendId, BackendState, Candidate, WebServerStatus};
+use pentaflow_config::{BackendConfig, PassiveHealth};
+use tokio::net::TcpStream;
+
+use crate::body::RequestBody;
+use crate::clock::now_ms;
+use crate::error::UpstreamError;
+
+/// Idle pooled connections kept per back-end; beyond this a finished connection is closed.
+const MAX_IDLE_PER_BACKEND: usize = 256;
+/// Pooled connections unused for this long are closed rather than reused (back-ends commonly
+/// close idle keep-alive connections after 60–75 s; reusing one at that instant races).
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Weight of a new sample in the moving average of response time, in 1/1024ths.
+const EWMA_WEIGHT_1024: u64 = 128;
+
+/// A back-end web server: configuration, live statistics, health and connection pool.
+#[derive(Debug)]
+pub(crate) struct Backend {
+    pub(crate) config: BackendConfig,
+    pub(crate) id: BackendId,
+    stats: Stats,
+    health: Health,
+    pool: Mutex<Vec<IdleConn>>,
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    hits: AtomicU64,
+    active: AtomicU32,
+    open_connections: AtomicU64,
+    failures: AtomicU64,
+    /// Exponentially weighted moving average of response-head latency, microseconds.
+    avg_response_us: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Health {
+    down: AtomicBool,
+    /// Set when passive detection took the back-end down: when it may be tried again.
+    retry_at_ms: AtomicU64,
+    consecutive_failures: AtomicU32,
+    /// Active check streak: successes while down, failures while up.
+    check_streak: AtomicU32,
+}
+
+#[derive(Debug)]
+struct IdleConn {
+    sender: http1::SendRequest<RequestBody>,
+    since: Instant,
+}
+
+/// A connection to a back-end, checked out for one request.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) sender: http1::SendRequest<RequestBody>,
+    /// Whether it came from the pool (a stale pooled connection may fail on first use).
+    pub(crate) reused: bool,
+}
+
+impl Backend {
+    pub(crate) fn new(config: BackendConfig) -> Self {
+        let id = BackendId::from_name(&config.name);
+        Self {
+            config,
+            id,
+            stats: Stats::default(),
+            health: Health::default(),
+            pool: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The scheduler's view of this back-end right now.
+    pub(crate) fn candidate(&self, now: u64, active_checks: bool) -> Candidate {
+        Candidate {
+            id: self.id,
+            weight: self.config.weight,
+            available: self.is_available(now, active_checks),
+            active: self.stats.active.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Up, or down by passive detection only and its retry time has come (half-open: the next
+    /// request tries it, and one more failure takes it down again).
+    pub(crate) fn is_available(&self, now: u64, active_checks: bool) -> bool {
+        if !self.health.down.load(Ordering::Acquire) {
+            return true;
+        }
+        !active_checks && now >= self.health.retry_at_ms.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_down(&self) -> bool {
+        self.health.down.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn begin_request(&self) {
+        self.stats.hits.fetch_add(1, Ordering::Relaxed);
+        self.stats.active.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn end_request(&self) {
+        self.stats.active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Records the time to the response head of a successful exchange.
+    pub(crate) fn record_success(&self, elapsed: Duration, active_checks: bool) {
+        let sample = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let old = self.stats.avg_response_us.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample
+        } else {
+            (old * (1024 - EWMA_WEIGHT_1024) + sample * EWMA_WEIGHT_1024) / 1024
+        };
+        self.stats.avg_response_us.store(new, Ordering::Relaxed);
+        self.health.consecutive_failures.store(0, Ordering::Relaxed);
+        if !active_checks && self.health.down.swap(false, Ordering::AcqRel) {
+            tracing::info!(backend = %self.config.name, "back-end answered again: up");
+        }
+    }
+
+    /// Passive detection: a failed connect or exchange. Returns true if this took it down.
+    pub(crate) fn record_failure(&self, passive: &PassiveHealth) -> bool {
+        self.stats.failures.fetch_add(1, Ordering::Relaxed);
+        let fails = self.health.consecutive_failures.fetch_add(1, Ordering::AcqRel) + 1;
+        if fails < passive.max_fails {
+            return false;
+        }
+        let retry = now_ms().saturating_add(duration_ms(passive.fail_timeout));
+        self.health.retry_at_ms.store(retry, Ordering::Release);
+        let was_down = self.health.down.swap(true, Ordering::AcqRel);
+        if !was_down {
+            self.health.check_streak.store(0, Ordering::Relaxed);
+            tracing::warn!(backend = %self.config.name, fails, "back-end marked down (passive)");
+            self.drain_pool();
+        }
+        !was_down
+    }
+
+    /// Active health check result, with rise/fall thresholds.
+    pub(crate) fn record_check(&self, ok: bool, rise: u32, fall: u32) {
+        let down = self.is_down();
+        if ok == !down {
+            self.health.check_streak.store(0, Ordering::Relaxed);
+            return;
+        }
+        let streak = self.health.check_streak.fetch_add(1, Ordering::AcqRel) + 1;
+        if down && streak >= rise {
+            self.health.down.store(false, Ordering::Release);
+            self.health.consecutive_failures.store(0, Ordering::Relaxed);
+            self.health.check_streak.store(0, Ordering::Relaxed);
+            tracing::info!(backend = %self.config.name, "health check passed: up");
+        } else if !down && streak >= fall {
+            self.health.down.store(true, Ordering::Release);
+            self.health.retry_at_ms.store(u64::MAX, Ordering::Release);
+            self.health.check_streak.store(0, Ordering::Relaxed);
+            tracing::warn!(backend = %self.config.name, "health check failed: down");
+            self.drain_pool();
+        }
+    }
+
+    /// A pooled connection if one is usable, else a new one.
+    pub(crate) async fn checkout(
+        self: &Arc<Self>,
+        connect_timeout: Duration,
+        keepalive: bool,
+    ) -> Result<Conn, UpstreamError> {
+        if keepalive {
+            if let Some(sender) = self.take_idle() {
+                return Ok(Conn { sender, reused: true });
+            }
+        }
+        let sender = self.connect(connect_timeout, false).await?;
+        Ok(Conn { sender, reused: false })
+    }
+
+    /// Opens a new HTTP/1.1 connection (with upgrades enabled when `upgrades` is set).
+    pub(crate) async fn connect(
+        self: &Arc<Self>,
+        connect_timeout: Duration,
+        upgrades: bool,
+    ) -> Result<http1::SendRequest<RequestBody>, UpstreamError> {
+        let address = self.config.address;
+        let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(address)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(source)) => return Err(UpstreamError::Connect { address, source }),
+            Err(_) => return Err(UpstreamError::ConnectTimeout { address }),
+        };
+        // Small requests and responses: don't let Nagle hold the last segment back.
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|source| UpstreamError::Handshake { address, source })?;
+        self.stats.open_connections.fetch_add(1, Ordering::Relaxed);
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let result = if upgrades {
+                conn.with_upgrades().await
+            } else {
+                conn.await
+            };
+            if let Err(e) = result {
+                tracing::debug!(backend = %me.config.name, error = %e, "back-end connection ended");
+            }
+            me.stats.open_connections.fetch_sub(1, Ordering::Relaxed);
+        });
+        Ok(sender)
+    }
+
+    /// Returns a connection whose exchange completed to the pool.
+    pub(crate) fn checkin(&self, sender: http1::SendRequest<RequestBody>) {
+        if sender.is_closed() || self.is_down() {
+            return;
+        }
+        if let Ok(mut idle) = self.pool.lock() {
+            if idle.len() < MAX_IDLE_PER_BACKEND {
+                idle.push(IdleConn { sender, since: Instant::now() });
+            }
+        }
+    }
+
+    fn take_idle(&self) -> Option<http1::SendRequest<RequestBody>> {
+        let mut idle = self.pool.lock().ok()?;
+        while let Some(conn) = idle.pop() {
+            if conn.since.elapsed() < POOL_IDLE_TIMEOUT && conn.sender.is_ready() {
+                return Some(conn.sender);
+            }
+        }
+        None
+    }
+
+    fn drain_pool(&self) {
+        if let Ok(mut idle) = self.pool.lock() {
+            idle.clear();
+        }
+    }
+
+    /// This back-end's row of the Web Server Status Table.
+    pub(crate) fn status_row(&self, service: &str, session_groups: usize) -> WebServerStatus {
+        WebServerStatus {
+            service: service.to_owned(),
+            name: self.config.name.clone(),
+            address: self.config.address.to_string(),
+            state: if self.is_down() {
+                BackendState::Down
+            } else {
+                BackendState::Up
+            },
+            weight: self.config.weight,
+            avg_response_ms: self.stats.avg_response_us.load(Ordering::Relaxed) as f64 / 1000.0,
+            hits: self.stats.hits.load(Ordering::Relaxed),
+            open_connections: self.stats.open_connections.load(Ordering::Relaxed),
+            active_requests: u64::from(self.stats.active.load(Ordering::Relaxed)),
+            failures: self.stats.failures.load(Ordering::Relaxed),
+            session_groups,
+        }
+    }
+
+    pub(crate) fn address(&self) -> SocketAddr {
+        self.config.address
+    }
+}
+
+pub(crate) fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

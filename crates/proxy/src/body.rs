@@ -1,0 +1,215 @@
+//! Bodies that stream through the proxy, and the bookkeeping that ends with them.
+//!
+//! Owns: the request body sent to a back-end (the client's body, streamed, with a flag set when
+//! the client side breaks), the response body sent to the client (a back-end's body streamed as
+//! it arrives, or a small local body), and [`Exchange`], the record of one request that is
+//! finished — access-logged, counted, its pooled connection returned — when the response body
+//! ends or is dropped. Nothing here buffers a whole body.
+
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::Method;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+
+use crate::backend::Backend;
+use crate::conn::ConnState;
+
+/// Errors carried by bodies that cross the proxy.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of a request on its way to a back-end.
+pub(crate) type RequestBody = BoxBody<Bytes, BoxError>;
+
+/// An empty request body (health checks, replays of body-less requests).
+pub(crate) fn empty_request_body() -> RequestBody {
+    Empty::<Bytes>::new().map_err(|never| match never {}).boxed()
+}
+
+/// The client's request body, streamed to the back-end; marks `broken` when the client side
+/// fails (bad chunk size, cut-off body) so the error is answered as the client's fault.
+pub(crate) fn client_request_body(incoming: Incoming, broken: Arc<AtomicBool>) -> RequestBody {
+    ClientBody { inner: incoming, broken }.boxed()
+}
+
+struct ClientBody {
+    inner: Incoming,
+    broken: Arc<AtomicBool>,
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Err(e))) => {
+                self.broken.store(true, Ordering::Release);
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
+            other => other.map(|o| o.map(|r| r.map_err(|e| Box::new(e) as BoxError))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The body of a response on its way to the client.
+pub struct ResponseBody {
+    kind: Kind,
+    exchange: Option<Exchange>,
+}
+
+enum Kind {
+    Full(Full<Bytes>),
+    Upstream(Incoming),
+    Boxed(BoxBody<Bytes, BoxError>),
+}
+
+impl ResponseBody {
+    /// A small body the proxy makes itself.
+    pub(crate) fn full(bytes: Bytes) -> Self {
+        Self { kind: Kind::Full(Full::new(bytes)), exchange: None }
+    }
+
+    /// A back-end's body, streamed as it arrives.
+    pub(crate) fn upstream(body: Incoming) -> Self {
+        Self { kind: Kind::Upstream(body), exchange: None }
+    }
+
+    /// Any other body (e.g. a rewritten one).
+    #[allow(dead_code)] // the CDN rewriter plugs in here
+    pub(crate) fn boxed(body: BoxBody<Bytes, BoxError>) -> Self {
+        Self { kind: Kind::Boxed(body), exchange: None }
+    }
+
+    /// Attaches the request's record, finished when this body ends or is dropped.
+    pub(crate) fn with_exchange(mut self, exchange: Exchange) -> Self {
+        self.exchange = Some(exchange);
+        self
+    }
+
+    fn finish(&mut self, complete: bool) {
+        if let Some(mut ex) = self.exchange.take() {
+            ex.complete = complete;
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let polled = match &mut this.kind {
+            Kind::Full(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
+            Kind::Upstream(b) => Pin::new(b).poll_frame(cx).map_err(|e| Box::new(e) as BoxError),
+            Kind::Boxed(b) => Pin::new(b).poll_frame(cx),
+        };
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(ex), Some(data)) = (this.exchange.as_mut(), frame.data_ref()) {
+                    ex.bytes += data.len() as u64;
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.finish(false),
+            Poll::Ready(None) => this.finish(true),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full(b) => b.is_end_stream(),
+            Kind::Upstream(b) => b.is_end_stream(),
+            Kind::Boxed(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(b) => b.size_hint(),
+            Kind::Upstream(b) => b.size_hint(),
+            Kind::Boxed(b) => b.size_hint(),
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        // hyper never polls a body that is already at its end (HEAD, 204, 304, empty local
+        // bodies), so an end-of-stream body dropped here did complete.
+        let done = self.is_end_stream();
+        self.finish(done);
+    }
+}
+
+/// One request's record: what is logged and counted when its response is over.
+pub(crate) struct Exchange {
+    pub(crate) started: Instant,
+    pub(crate) service: Arc<str>,
+    pub(crate) client: IpAddr,
+    pub(crate) method: Method,
+    pub(crate) path: String,
+    pub(crate) status: u16,
+    /// How the back-end was chosen: "cookie", "session", "policy", or "local" (no back-end).
+    pub(crate) route: &'static str,
+    pub(crate) backend: Option<Arc<Backend>>,
+    /// The back-end connection to return to the pool once the body ended cleanly.
+    pub(crate) pooled: Option<SendRequest<RequestBody>>,
+    pub(crate) bytes: u64,
+    pub(crate) complete: bool,
+    pub(crate) access_log: bool,
+    pub(crate) conn: Arc<ConnState>,
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        if let Some(backend) = &self.backend {
+            backend.end_request();
+            if let (true, Some(sender)) = (self.complete, self.pooled.take()) {
+                backend.checkin(sender);
+            }
+        }
+        self.conn.end_request();
+        if self.access_log {
+            let backend = self.backend.as_ref().map_or("-", |b| b.config.name.as_str());
+            tracing::info!(
+                target: "pentaflow::access",
+                service = %self.service,
+                client = %self.client,
+                method = %self.method,
+                path = %self.path,
+                status = self.status,
+                backend,
+                route = self.route,
+                bytes = self.bytes,
+                duration_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+                complete = self.complete,
+            );
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! A client connection's socket with the proxy's own timeouts.
+//!
+//! Owns: the header-read timeout (a client that started a request head must finish it in time,
+//! or gets `408 Request Timeout` and is closed) and the idle keep-alive timeout (a connection
+//! with nothing in flight is closed quietly). hyper's own header timer cannot tell an idle
+//! keep-alive connection from a slow head, and closes without a 408, so the socket wrapper
+//! does it: it knows whether bytes arrived since the last response, and [`ConnState`] tells
+//! it whether a request is in flight. It must not parse HTTP.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use crate::head_scan::HeadScan;
+use crate::headers::FramingError;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+
+/// Written straight to the socket when a client is too slow with its request head.
+const REQUEST_TIMEOUT_RESPONSE: &[u8] =
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain\r\ncontent-length: 31\r\nconnection: close\r\n\r\n408 request head not completed\n";
+
+/// Requests of one client connection whose responses are not finished yet.
+#[derive(Debug, Default)]
+pub(crate) struct ConnState {
+    in_flight: AtomicUsize,
+    /// Set when the head being read had ambiguous framing (see head_scan.rs).
+    ambiguous_head: Mutex<Option<FramingError>>,
+}
+
+impl ConnState {
+    pub(crate) fn begin_request(&self) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn end_request(&self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// The framing ambiguity of the request head just parsed, if any; clears the mark.
+    pub(crate) fn take_ambiguous_head(&self) -> Option<FramingError> {
+        self.ambiguous_head.lock().ok()?.take()
+    }
+
+    fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) > 0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Nothing in flight, no byte of a new request yet: the idle timeout runs.
+    Idle,
+    /// Bytes of a request head arrived: the header-read timeout runs.
+    Head,
+    /// A request is in flight: no timer here (back-end timeouts apply).
+    Busy,
+}
+
+/// A client socket that enforces the header-read and idle timeouts.
+#[derive(Debug)]
+pub(crate) struct ClientIo {
+    stream: TcpStream,
+    state: std::sync::Arc<ConnState>,
+    phase: Phase,
+    timer: Pin<Box<Sleep>>,
+    header_timeout: Duration,
+    idle_timeout: Duration,
+    /// Set when the 408 was sent, so hyper's later reads keep failing.
+    timed_out: bool,
+    /// Framing headers seen in the head being read (see head_scan.rs).
+    scan: HeadScan,
+}
+
+impl ClientIo {
+    pub(crate) fn new(
+        stream: TcpStream,
+        state: std::sync::Arc<ConnState>,
+        header_timeout: Duration,
+        idle_timeout: Duration,
+    ) -> Self {
+        Self {
+            stream,
+            state,
+            // A new connection is expected to send its first request head promptly.
+            phase: Phase::Head,
+            timer: Box::pin(tokio::time::sleep(header_timeout)),
+            header_timeout,
+            idle_timeout,
+            timed_out: false,
+            scan: HeadScan::new(),
+        }
+    }
+
+    fn enter(&mut self, phase: Phase) {
+        self.phase = phase;
+        let after = match phase {
+            Phase::Idle => self.idle_timeout,
+            Phase::Head => {
+                self.scan = HeadScan::new();
+                self.header_timeout
+            }
+            Phase::Busy => return,
+        };
+        self.timer.as_mut().reset(Instant::now() + after);
+    }
+}
+
+impl AsyncRead for ClientIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.timed_out {
+            return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+        }
+        let busy = this.state.busy();
+        if busy {
+            this.phase = Phase::Busy;
+        } else if this.phase == Phase::Busy {
+            this.enter(Phase::Idle);
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before && this.phase == Phase::Idle {
+                    this.enter(Phase::Head);
+                }
+                if this.phase == Phase::Head {
+                    this.scan.feed(&buf.filled()[before..]);
+                    if let Some(e) = this.scan.verdict() {
+                        if let Ok(mut mark) = this.state.ambiguous_head.lock() {
+                            *mark = Some(e);
+                        }
+                    }
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                if this.phase == Phase::Busy || this.timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                this.timed_out = true;
+                if this.phase == Phase::Head {
+                    // Best effort: the socket buffer is empty at this point, so a short write fits.
+                    let _ = this.stream.try_write(REQUEST_TIMEOUT_RESPONSE);
+                    tracing::debug!("client too slow with its request head: 408");
+                }
+                Poll::Ready(Err(io::ErrorKind::TimedOut.into()))
+            }
+        }
+    }
+}
+
+impl AsyncWrite for ClientIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}

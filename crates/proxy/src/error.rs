@@ -1,0 +1,79 @@
+//! Errors of the proxy: start-up errors for the operator, and request-path errors that know
+//! which side failed and whether trying another back-end is safe (pingora's habit).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Errors building or starting the proxy.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxyError {
+    /// A listen address could not be bound.
+    #[error("cannot listen on {address}")]
+    Bind {
+        /// The address from the configuration.
+        address: SocketAddr,
+        /// What the kernel said.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Whether a failed exchange may be repeated on another back-end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RetryType {
+    /// Nothing reached the back-end: always safe.
+    Safe,
+    /// The request may have been processed: only for idempotent, replayable requests.
+    IfIdempotent,
+}
+
+/// A failure talking to a back-end.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UpstreamError {
+    #[error("connect to {address} failed")]
+    Connect {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("connect to {address} timed out")]
+    ConnectTimeout { address: SocketAddr },
+    #[error("HTTP handshake with {address} failed")]
+    Handshake {
+        address: SocketAddr,
+        #[source]
+        source: hyper::Error,
+    },
+    #[error("request to {address} was not sent (connection closed first)")]
+    NotSent {
+        address: SocketAddr,
+        #[source]
+        source: hyper::Error,
+    },
+    #[error("exchange with {address} failed")]
+    Exchange {
+        address: SocketAddr,
+        #[source]
+        source: hyper::Error,
+    },
+    #[error("{address} sent no response head within {timeout:?}")]
+    ResponseTimeout {
+        address: SocketAddr,
+        timeout: Duration,
+    },
+}
+
+impl UpstreamError {
+    /// Which retries are safe after this error.
+    pub(crate) fn retry_type(&self) -> RetryType {
+        match self {
+            Self::Connect { .. }
+            | Self::ConnectTimeout { .. }
+            | Self::Handshake { .. }
+            | Self::NotSent { .. } => RetryType::Safe,
+            Self::Exchange { .. } | Self::ResponseTimeout { .. } => RetryType::IfIdempotent,
+        }
+    }
+
+}

@@ -1,0 +1,248 @@
+//! Request and response header hygiene for a forwarding proxy (RFC 9110 §7.6).
+//!
+//! Owns: removing hop-by-hop headers (the fixed list and those named in `Connection`), adding
+//! `Via`, `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and `Forwarded`, and the
+//! framing checks that refuse ambiguous requests (request smuggling). Pure functions over
+//! `HeaderMap`s; it must not do I/O or know about back-ends.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// What we say in `Via` (RFC 9110 §7.6.3): protocol version and a pseudonym, never a host name.
+const VIA_SELF: &str = "1.1 pentaflow";
+
+/// Hop-by-hop headers that are never forwarded, whatever `Connection` lists.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+];
+
+/// Why a request's framing is refused (always 400, and the connection is closed after).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FramingError {
+    /// Both `Content-Length` and `Transfer-Encoding`: two parsers could disagree on the length.
+    #[error("both Content-Length and Transfer-Encoding are present")]
+    LengthAndChunked,
+    /// More than one `Content-Length` field (even with equal values).
+    #[error("more than one Content-Length")]
+    DuplicateLength,
+    /// A `Content-Length` that is not a plain decimal number.
+    #[error("invalid Content-Length")]
+    InvalidLength,
+    /// A `Transfer-Encoding` whose final coding is not `chunked`.
+    #[error("Transfer-Encoding does not end in chunked")]
+    BadTransferEncoding,
+}
+
+/// Refuses requests whose body length two HTTP implementations could read differently.
+///
+/// hyper already rejects obs-fold, bad chunk sizes and conflicting lengths while parsing; this
+/// covers what a lenient parser downstream could still disagree on.
+pub fn check_request_framing(headers: &HeaderMap) -> Result<(), FramingError> {
+    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+    let has_te = headers.contains_key(header::TRANSFER_ENCODING);
+    if let Some(first) = lengths.next() {
+        if has_te {
+            return Err(FramingError::LengthAndChunked);
+        }
+        if lengths.next().is_some() {
+            return Err(FramingError::DuplicateLength);
+        }
+        let text = first.to_str().map_err(|_| FramingError::InvalidLength)?;
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(FramingError::InvalidLength);
+        }
+    }
+    if has_te {
+        let last = headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .last();
+        if !matches!(last, Some(c) if c.eq_ignore_ascii_case("chunked")) {
+            return Err(FramingError::BadTransferEncoding);
+        }
+    }
+    Ok(())
+}
+
+/// True when the request asks to switch protocols (e.g. WebSocket): `Connection: upgrade` + `Upgrade`.
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE) && connection_lists(headers, "upgrade")
+}
+
+/// Removes hop-by-hop headers. When `keep_upgrade` is set (a tunnelled upgrade), `Upgrade` and
+/// `Connection: upgrade` are kept, since the next hop must see them to switch protocols.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !(keep_upgrade && t.eq_ignore_ascii_case("upgrade")))
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    let upgrade = keep_upgrade.then(|| headers.get(header::UPGRADE).cloned()).flatten();
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if let Some(value) = upgrade {
+        headers.insert(header::UPGRADE, value);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// What the proxy knows about the client side of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientSide<'a> {
+    /// The client's address as seen on the accepted socket.
+    pub ip: IpAddr,
+    /// `"http"` or `"https"`.
+    pub proto: &'a str,
+}
+
+/// Adds `Via`, `X-Forwarded-For` (appended), `X-Forwarded-Proto`, `X-Forwarded-Host` and
+/// `Forwarded` (appended) to a request about to go to a back-end.
+pub fn add_forwarding(headers: &mut HeaderMap, client: ClientSide<'_>) {
+    append_list(headers, header::VIA, VIA_SELF);
+    let ip = client.ip.to_string();
+    append_list(headers, HeaderName::from_static("x-forwarded-for"), &ip);
+    if let Ok(v) = HeaderValue::from_str(client.proto) {
+        headers.insert(HeaderName::from_static("x-forwarded-proto"), v);
+    }
+    let host = headers.get(header::HOST).cloned();
+    if let Some(host) = &host {
+        headers.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
+    }
+    // RFC 7239: IPv6 addresses are quoted and bracketed.
+    let node = match client.ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    };
+    let mut forwarded = format!("for={node};proto={}", client.proto);
+    if let Some(h) = host.as_ref().and_then(|h| h.to_str().ok()) {
+        if h.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
+            forwarded.push_str(";host=\"");
+            forwarded.push_str(h);
+            forwarded.push('"');
+        }
+    }
+    append_list(headers, header::FORWARDED, &forwarded);
+}
+
+/// Adds our `Via` to a response going back to the client.
+pub fn add_response_via(headers: &mut HeaderMap) {
+    append_list(headers, header::VIA, VIA_SELF);
+}
+
+fn connection_lists(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Appends `item` to a comma-separated list header, folding existing fields into one.
+fn append_list(headers: &mut HeaderMap, name: HeaderName, item: &str) {
+    let mut joined = String::new();
+    for v in headers.get_all(&name).iter() {
+        if let Ok(s) = v.to_str() {
+            if !joined.is_empty() {
+                joined.push_str(", ");
+            }
+            joined.push_str(s);
+        }
+    }
+    if !joined.is_empty() {
+        joined.push_str(", ");
+    }
+    joined.push_str(item);
+    if let Ok(v) = HeaderValue::from_str(&joined) {
+        headers.insert(name, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn framing_refuses_ambiguous_lengths() {
+        let cl_te = map(&[("content-length", "5"), ("transfer-encoding", "chunked")]);
+        assert_eq!(check_request_framing(&cl_te), Err(FramingError::LengthAndChunked));
+        let dup = map(&[("content-length", "5"), ("content-length", "5")]);
+        assert_eq!(check_request_framing(&dup), Err(FramingError::DuplicateLength));
+        let bad = map(&[("content-length", "+5")]);
+        assert_eq!(check_request_framing(&bad), Err(FramingError::InvalidLength));
+        let te = map(&[("transfer-encoding", "chunked, gzip")]);
+        assert_eq!(check_request_framing(&te), Err(FramingError::BadTransferEncoding));
+        assert!(check_request_framing(&map(&[("content-length", "12")])).is_ok());
+        assert!(check_request_framing(&map(&[("transfer-encoding", "gzip, chunked")])).is_ok());
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "trailers"),
+            ("host", "example.com"),
+            ("upgrade", "websocket"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("host"));
+    }
+
+    #[test]
+    fn upgrade_is_kept_for_tunnels() {
+        let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket"), ("host", "a")]);
+        assert!(is_upgrade(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h.get("upgrade").unwrap(), "websocket");
+        assert_eq!(h.get("connection").unwrap(), "upgrade");
+    }
+
+    #[test]
+    fn forwarding_headers_append() {
+        let mut h = map(&[("host", "site.test"), ("x-forwarded-for", "10.9.9.9")]);
+        let client = ClientSide { ip: "192.0.2.7".parse().unwrap(), proto: "http" };
+        add_forwarding(&mut h, client);
+        assert_eq!(h.get("x-forwarded-for").unwrap(), "10.9.9.9, 192.0.2.7");
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
+        assert_eq!(h.get("via").unwrap(), "1.1 pentaflow");
+        assert_eq!(h.get("forwarded").unwrap(), "for=192.0.2.7;proto=http;host=\"site.test\"");
+        let mut h6 = HeaderMap::new();
+        add_forwarding(&mut h6, ClientSide { ip: "::1".parse().unwrap(), proto: "https" });
+        assert_eq!(h6.get("forwarded").unwrap(), "for=\"[::1]\";proto=https");
+    }
+}

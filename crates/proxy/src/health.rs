@@ -1,0 +1,53 @@
+//! Active health checks: an HTTP GET on a configured path, per back-end, on an interval, with
+//! rise/fall thresholds. Owns nothing but the check loop; the verdict lives in the back-end.
+
+use std::sync::Arc;
+
+use http::{header, Request};
+use tokio::task::JoinHandle;
+
+use crate::backend::Backend;
+use crate::body::empty_request_body;
+use crate::service::Service;
+
+/// Starts one check loop per back-end of `service` (none when no check is configured).
+pub(crate) fn spawn_checks(service: &Service) -> Vec<JoinHandle<()>> {
+    let Some(check) = service.config.health.clone() else { return Vec::new() };
+    let connect_timeout = check.timeout;
+    service
+        .backends
+        .iter()
+        .map(|backend| {
+            let backend = Arc::clone(backend);
+            let check = check.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(check.interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let ok = tokio::time::timeout(check.timeout, probe(&backend, &check.path, connect_timeout))
+                        .await
+                        .unwrap_or(false);
+                    backend.record_check(ok, check.rise, check.fall);
+                }
+            })
+        })
+        .collect()
+}
+
+/// One check on a fresh connection (never a pooled one, so a check tests connecting too).
+async fn probe(backend: &Arc<Backend>, path: &str, connect_timeout: std::time::Duration) -> bool {
+    let Ok(mut sender) = backend.connect(connect_timeout, false).await else { return false };
+    let Ok(req) = Request::get(path)
+        .header(header::HOST, backend.address().to_string())
+        .header(header::USER_AGENT, "pentaflow-health-check")
+        .header(header::CONNECTION, "close")
+        .body(empty_request_body())
+    else {
+        return false;
+    };
+    match sender.send_request(req).await {
+        Ok(resp) => resp.status().is_success() || resp.status().is_redirection(),
+        Err(_) => false,
+    }
+}

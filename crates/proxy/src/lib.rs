@@ -1,0 +1,40 @@
+//! pentaflow-proxy: the L7 data plane of a pentaflow node (seed 002 "DLBA Server Architecture").
+//!
+//! A node accepts client connections, keeps them alive, and schedules **every request on its
+//! own** to a back-end web server — by injected cookie, session-ID hash group, consistent URL
+//! hash, weighted least connections or weighted round-robin — then streams the back-end's answer
+//! straight back. Failed connects are rerouted at once; back-ends that fail repeatedly are marked
+//! down (passive detection) and brought back by active health checks. Each node keeps the Web
+//! Server Status Table of its back-ends.
+//!
+//! This crate must not depend on the control plane: it is handed a validated
+//! [`pentaflow_config::Config`] and may be handed a new one ([`Proxy::reload`]).
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = pentaflow_config::load(std::path::Path::new("pentaflow.toml"))?;
+//! let proxy = pentaflow_proxy::Proxy::start(&config).await?;
+//! println!("{:?}", proxy.status());
+//! proxy.shutdown(std::time::Duration::from_secs(30)).await;
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod backend;
+mod body;
+mod clock;
+mod conn;
+mod error;
+mod forward;
+mod head_scan;
+pub mod headers;
+mod health;
+mod node;
+mod persistence;
+mod respond;
+mod service;
+
+pub use body::ResponseBody;
+pub use error::ProxyError;
+pub use node::{NodeCounters, Proxy};

@@ -1,0 +1,71 @@
+//! The one place where request-path failures become HTTP responses (linkerd's habit): every
+//! refusal the proxy itself makes has its status code and body chosen here.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+
+use crate::body::ResponseBody;
+use crate::headers::FramingError;
+
+/// Why the proxy answers a request itself instead of a back-end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// No listener-service matched (should not happen outside a reload race).
+    NoService,
+    /// Every back-end is down or was tried.
+    NoBackend,
+    /// The back-end did not send a response head in time.
+    GatewayTimeout,
+    /// The back-end failed and the request could not be retried.
+    BadGateway,
+    /// Ambiguous request framing.
+    BadFraming(FramingError),
+    /// The client's body was malformed or cut off.
+    BadBody,
+    /// A request the proxy cannot route (e.g. no usable path).
+    BadRequest,
+}
+
+impl Refusal {
+    pub(crate) fn status(self) -> StatusCode {
+        match self {
+            Self::NoService | Self::NoBackend => StatusCode::SERVICE_UNAVAILABLE,
+            Self::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::BadGateway => StatusCode::BAD_GATEWAY,
+            Self::BadFraming(_) | Self::BadBody | Self::BadRequest => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// Whether the client connection must be closed after the response: after a framing error
+    /// the rest of the byte stream cannot be trusted.
+    pub(crate) fn closes_connection(self) -> bool {
+        matches!(self, Self::BadFraming(_) | Self::BadBody | Self::BadRequest)
+    }
+
+    fn message(self) -> String {
+        match self {
+            Self::NoService => "no service is configured for this listener".to_owned(),
+            Self::NoBackend => "no healthy back-end server is available".to_owned(),
+            Self::GatewayTimeout => "the back-end server did not answer in time".to_owned(),
+            Self::BadGateway => "the back-end server failed to answer".to_owned(),
+            Self::BadFraming(e) => format!("bad request framing: {e}"),
+            Self::BadBody => "malformed or truncated request body".to_owned(),
+            Self::BadRequest => "bad request".to_owned(),
+        }
+    }
+
+    /// The response sent to the client.
+    pub(crate) fn response(self) -> Response<ResponseBody> {
+        let status = self.status();
+        let text = format!("{} {}\n", status.as_u16(), self.message());
+        let mut resp = Response::new(ResponseBody::full(Bytes::from(text)));
+        *resp.status_mut() = status;
+        let headers = resp.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if self.closes_connection() {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
+    }
+}

@@ -1,0 +1,222 @@
+//! A load-balanced service at run time and its per-request scheduler.
+//!
+//! Owns: the back-ends of one `[[service]]`, the scheduling state (round-robin position, the
+//! session hash groups, the cookie codec) and the decision for one request: persistence first
+//! (injected cookie or session-ID hash group), then the base policy. State that clients depend
+//! on — back-end statistics and pools, session groups — is carried over a reload by back-end
+//! name, so stickiness survives it. It must not do I/O.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use http::request::Parts;
+use pentaflow_balance::{
+    hash::stable_hash, least_connections, url_hash_pick, BackendId, Candidate, CookieCodec,
+    SessionGroups, SmoothWeightedRoundRobin, WebServerStatus,
+};
+use pentaflow_config::{Persistence, Policy, ServiceConfig};
+
+use crate::backend::{duration_ms, Backend};
+use crate::clock::now_ms;
+use crate::persistence::{find_cookie, session_id};
+
+/// One service's back-ends and scheduling state.
+pub(crate) struct Service {
+    pub(crate) name: Arc<str>,
+    pub(crate) config: ServiceConfig,
+    pub(crate) backends: Vec<Arc<Backend>>,
+    by_id: HashMap<BackendId, usize>,
+    round_robin: Mutex<SmoothWeightedRoundRobin>,
+    /// Rotates ties among equally loaded back-ends so they share new work.
+    tiebreak: AtomicU64,
+    pub(crate) sessions: Option<Mutex<SessionGroups>>,
+    pub(crate) cookies: Option<CookieCodec>,
+}
+
+/// Why a back-end was chosen (for the access log and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reason {
+    /// The client's injected cookie named it.
+    Cookie,
+    /// The session ID's hash group maps to it.
+    SessionGroup,
+    /// The base policy chose it.
+    Policy,
+}
+
+impl Reason {
+    /// The word used in the access log.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Cookie => "cookie",
+            Self::SessionGroup => "session",
+            Self::Policy => "policy",
+        }
+    }
+}
+
+/// The scheduler's answer for one attempt.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Decision {
+    pub(crate) index: usize,
+    pub(crate) reason: Reason,
+    /// Whether the response must carry a (new) persistence cookie.
+    pub(crate) inject_cookie: bool,
+}
+
+impl Service {
+    /// Builds the run-time service, taking over back-ends (same name and address) and session
+    /// groups (same size) from `previous`.
+    pub(crate) fn new(config: ServiceConfig, previous: Option<&Service>) -> Self {
+        let backends: Vec<Arc<Backend>> = config
+            .backends
+            .iter()
+            .map(|b| {
+                previous
+                    .and_then(|p| p.backends.iter().find(|old| old.config == *b))
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Backend::new(b.clone())))
+            })
+            .collect();
+        let by_id = backends.iter().enumerate().map(|(i, b)| (b.id, i)).collect();
+        let sessions = match &config.persistence {
+            Persistence::Session(s) => {
+                let mut table = previous
+                    .and_then(|p| p.sessions.as_ref())
+                    .and_then(|m| m.lock().ok().map(|t| t.resized(s.groups)))
+                    .unwrap_or_else(|| SessionGroups::new(s.groups));
+                if let Some(prev) = previous {
+                    for old in &prev.backends {
+                        if !backends.iter().any(|b| b.id == old.id) {
+                            table.release(old.id);
+                        }
+                    }
+                }
+                Some(Mutex::new(table))
+            }
+            _ => None,
+        };
+        let cookies = match &config.persistence {
+            Persistence::Cookie(c) => {
+                let names: Vec<&str> = config.backends.iter().map(|b| b.name.as_str()).collect();
+                Some(CookieCodec::new(&c.secret, &names))
+            }
+            _ => None,
+        };
+        Self {
+            name: Arc::from(config.name.as_str()),
+            backends,
+            by_id,
+            round_robin: Mutex::new(SmoothWeightedRoundRobin::new()),
+            tiebreak: AtomicU64::new(0),
+            sessions,
+            cookies,
+            config,
+        }
+    }
+
+    pub(crate) fn active_checks(&self) -> bool {
+        self.config.health.is_some()
+    }
+
+    /// Chooses a back-end for one attempt; `tried` back-ends are excluded. None = nobody left.
+    pub(crate) fn schedule(&self, req: &Parts, tried: &[usize]) -> Option<Decision> {
+        let now = now_ms();
+        let candidates: Vec<Candidate> = self
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let mut c = b.candidate(now, self.active_checks());
+                c.available &= !tried.contains(&i);
+                c
+            })
+            .collect();
+        match &self.config.persistence {
+            Persistence::None => self.by_policy(req, &candidates).map(|index| Decision {
+                index,
+                reason: Reason::Policy,
+                inject_cookie: false,
+            }),
+            Persistence::Cookie(cfg) => {
+                let named = find_cookie(&req.headers, &cfg.name)
+                    .and_then(|v| self.cookies.as_ref()?.decode(v).ok())
+                    .and_then(|id| self.by_id.get(&id).copied());
+                match named {
+                    Some(i) if candidates[i].available => {
+                        Some(Decision { index: i, reason: Reason::Cookie, inject_cookie: false })
+                    }
+                    _ => self.by_policy(req, &candidates).map(|index| Decision {
+                        index,
+                        reason: Reason::Policy,
+                        inject_cookie: true,
+                    }),
+                }
+            }
+            Persistence::Session(cfg) => {
+                let (Some(sid), Some(table)) = (session_id(req, cfg), &self.sessions) else {
+                    return self.by_policy(req, &candidates).map(|index| Decision {
+                        index,
+                        reason: Reason::Policy,
+                        inject_cookie: false,
+                    });
+                };
+                let mut table = table.lock().ok()?;
+                let group = table.group_of(sid.as_bytes());
+                if let Some(i) = table.lookup(group, now).and_then(|id| self.by_id.get(&id).copied())
+                {
+                    if candidates[i].available {
+                        return Some(Decision {
+                            index: i,
+                            reason: Reason::SessionGroup,
+                            inject_cookie: false,
+                        });
+                    }
+                }
+                // First use of the group (or its back-end is gone): the least-loaded one.
+                let index = least_connections(&candidates, self.next_tiebreak())?;
+                table.assign(group, self.backends[index].id, now);
+                Some(Decision { index, reason: Reason::SessionGroup, inject_cookie: false })
+            }
+        }
+    }
+
+    fn by_policy(&self, req: &Parts, candidates: &[Candidate]) -> Option<usize> {
+        match self.config.policy {
+            Policy::LeastConn => least_connections(candidates, self.next_tiebreak()),
+            Policy::RoundRobin => self.round_robin.lock().ok()?.next(candidates),
+            Policy::UrlHash => {
+                let key = req.uri.path_and_query().map_or("/", |p| p.as_str());
+                url_hash_pick(stable_hash(key.as_bytes()), candidates, self.config.hash_balance_factor)
+            }
+        }
+    }
+
+    fn next_tiebreak(&self) -> u64 {
+        self.tiebreak.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Session groups idle too long are released so a group can move to a less loaded back-end.
+    pub(crate) fn expire_session_groups(&self) {
+        if let (Some(table), Persistence::Session(cfg)) = (&self.sessions, &self.config.persistence)
+        {
+            if let Ok(mut t) = table.lock() {
+                t.expire_idle(now_ms(), duration_ms(cfg.group_idle));
+            }
+        }
+    }
+
+    /// This service's rows of the Web Server Status Table.
+    pub(crate) fn status_rows(&self) -> Vec<WebServerStatus> {
+        let groups = self
+            .sessions
+            .as_ref()
+            .and_then(|t| t.lock().ok().map(|t| t.counts()))
+            .unwrap_or_default();
+        self.backends
+            .iter()
+            .map(|b| b.status_row(&self.name, groups.get(&b.id).copied().unwrap_or(0)))
+            .collect()
+    }
+}

@@ -1,0 +1,169 @@
+//! RFC 9110/9112 proxy behaviour and bad input: forwarding headers, hop-by-hop removal,
+//! HEAD, Expect: 100-continue, upgrades, and every framing/limit refusal with its exact status.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn one() -> (Vec<Backend>, std::net::SocketAddr, pentaflow_proxy::Proxy) {
+    let b = backends(1).await;
+    let text = format!(
+        "[limits]\nheader_read_timeout = \"400ms\"\nidle_timeout = \"600ms\"\nmax_headers = 20\nmax_header_bytes = 8192\n{}{}",
+        service(""),
+        backend_tables(&b)
+    );
+    let (proxy, addr) = start_proxy(&text).await;
+    (b, addr, proxy)
+}
+
+#[tokio::test]
+async fn forwarding_headers_added_hop_by_hop_removed_host_kept() {
+    let (_b, addr, _p) = one().await;
+    let a = get(addr, "/echo", &[("connection", "x-drop"), ("x-drop", "1"), ("x-forwarded-for", "198.51.100.9"), ("te", "trailers")]).await;
+    let body = a.body.to_lowercase();
+    assert!(body.contains("host: site.test"), "{body}");
+    assert!(body.contains("x-forwarded-for: 198.51.100.9, 127.0.0.1"), "{body}");
+    assert!(body.contains("x-forwarded-proto: http"), "{body}");
+    assert!(body.contains("via: 1.1 pentaflow"), "{body}");
+    assert!(body.contains("forwarded: for=127.0.0.1;proto=http;host=\"site.test\""), "{body}");
+    assert!(!body.contains("x-drop") && !body.contains("\nte:"), "{body}");
+    let hop = get(addr, "/hop", &[]).await;
+    assert!(hop.headers.get("x-private").is_none() && hop.headers.get("keep-alive").is_none());
+    assert_eq!(hop.headers.get("via").unwrap(), "1.1 pentaflow");
+}
+
+#[tokio::test]
+async fn absolute_form_uri_becomes_origin_form_with_host() {
+    let (_b, addr, _p) = one().await;
+    let out = raw(addr, b"GET http://other.test/echo?q=1 HTTP/1.1\r\nHost: ignored\r\nConnection: close\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("GET /echo?q=1"), "{out}");
+    assert!(out.to_lowercase().contains("host: other.test"), "{out}");
+}
+
+#[tokio::test]
+async fn head_has_no_body_and_keeps_the_connection() {
+    let (_b, addr, _p) = one().await;
+    let mut c = Client::connect(addr).await;
+    let req = http::Request::head("/").header("host", "x").body(http_body_util::Full::new(bytes::Bytes::new())).unwrap();
+    let a = c.send(req).await;
+    assert_eq!(a.status, 200);
+    assert!(a.body.is_empty());
+    assert_eq!(c.get("/", &[]).await.status, 200);
+}
+
+#[tokio::test]
+async fn expect_100_continue_is_answered() {
+    let (_b, addr, _p) = one().await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100 Continue"));
+    s.write_all(b"hello").await.unwrap();
+    let rest = read_to_close(&mut s, Duration::from_millis(1500)).await;
+    assert!(rest.contains("200 OK") && rest.contains("body=hello"), "{rest}");
+}
+
+#[tokio::test]
+async fn chunked_request_body_is_streamed() {
+    let (_b, addr, _p) = one().await;
+    let out = raw(addr, b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.1 200") && out.contains("body=abcde"), "{out}");
+}
+
+#[tokio::test]
+async fn upgrade_is_tunnelled() {
+    let (_b, addr, _p) = one().await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await.unwrap().unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.to_lowercase().contains("upgrade: echo"), "{head}");
+    s.write_all(b"ping-through-tunnel").await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(&buf[..n], b"ping-through-tunnel");
+}
+
+async fn status_of(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    let out = raw(addr, request).await;
+    out.lines().next().unwrap_or("").to_owned()
+}
+
+#[tokio::test]
+async fn ambiguous_framing_is_refused_with_400_and_closed() {
+    let (b, addr, p) = one().await;
+    let cases: [&[u8]; 5] = [
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n  b\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+    ];
+    for case in cases {
+        let line = status_of(addr, case).await;
+        assert!(line.starts_with("HTTP/1.1 400"), "{:?} -> {line}", String::from_utf8_lossy(case));
+    }
+    // A smuggled second request must never reach the back-end.
+    assert_eq!(b[0].requests.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert!(p.counters().local_4xx >= 2);
+}
+
+#[tokio::test]
+async fn bad_chunk_size_is_refused_and_closed() {
+    let (_b, addr, _p) = one().await;
+    let out = raw(addr, b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+}
+
+#[tokio::test]
+async fn oversized_heads_get_431() {
+    let (_b, addr, _p) = one().await;
+    let big = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
+    assert!(status_of(addr, big.as_bytes()).await.starts_with("HTTP/1.1 431"));
+    let mut many = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..40 {
+        many.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    assert!(status_of(addr, many.as_bytes()).await.starts_with("HTTP/1.1 431"));
+}
+
+#[tokio::test]
+async fn slow_request_head_gets_408_and_idle_connections_close() {
+    let (_b, addr, _p) = one().await;
+    // Slowloris: half a head, then nothing.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    let out = read_to_close(&mut s, Duration::from_secs(5)).await;
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // An idle keep-alive connection is closed quietly after idle_timeout.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    let out = read_to_close(&mut s, Duration::from_secs(5)).await;
+    assert!(out.starts_with("HTTP/1.1 200") && !out.contains("408"), "{out}");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(500) && waited < Duration::from_secs(3), "{waited:?}");
+}
+
+#[tokio::test]
+async fn connection_limit_closes_extra_connections() {
+    let b = backends(1).await;
+    let text = format!("[limits]\nmax_connections = 2\n{}{}", service(""), backend_tables(&b));
+    let (p, addr) = start_proxy(&text).await;
+    let _c1 = Client::connect(addr).await;
+    let _c2 = Client::connect(addr).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let out = raw(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(out.is_empty(), "third connection closed without an answer: {out}");
+    assert_eq!(p.counters().connections_refused, 1);
+}

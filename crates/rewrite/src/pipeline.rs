@@ -1,0 +1,381 @@
+//! The byte pipeline of one rewritten page: decode (gzip/deflate/br) → lol_html → encode again
+//! in the same coding. Fed chunk by chunk; each push returns what can be sent so far.
+//!
+//! Memory stays bounded whatever the page size: decoders and encoders keep fixed windows, and
+//! lol_html buffers at most one tag (capped by [`HTML_MEMORY_LIMIT`]). This module must not know
+//! about HTTP heads, the cache or the rules' meaning: URL decisions come in as `PageRewrite`.
+
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use flate2::write::{DeflateDecoder, DeflateEncoder, GzDecoder, GzEncoder, ZlibDecoder, ZlibEncoder};
+use flate2::Compression;
+use lol_html::errors::RewritingError;
+use lol_html::send::HtmlRewriter;
+use lol_html::{MemorySettings, OutputSink};
+
+use crate::error::RewriteError;
+use crate::html::PageRewrite;
+use crate::policy::{Coding, Plan};
+
+/// lol_html's cap on its own buffers. It holds one whole start tag when a selector matches it,
+/// and an `<img>` with an inline `data:` image can legitimately be megabytes.
+const HTML_MEMORY_LIMIT: usize = 4 << 20;
+/// lol_html's initial parse buffer: most tags fit, larger ones grow it.
+const HTML_PREALLOCATED: usize = 8 << 10;
+/// gzip/deflate level when re-encoding: zlib's own default, the usual server setting.
+const DEFLATE_LEVEL: u32 = 6;
+/// Brotli quality when re-encoding: 5 is what on-the-fly servers use; 11 is for static files.
+const BROTLI_QUALITY: u32 = 5;
+/// Brotli window (log2 bytes): 22 is the library default and what browsers expect.
+const BROTLI_LGWIN: u32 = 22;
+/// Internal buffer of brotli's writer adapters.
+const BROTLI_BUFFER: usize = 16 << 10;
+
+/// One page being rewritten.
+pub(crate) struct Pipeline {
+    input: Input,
+    out: Arc<Mutex<Output>>,
+    coding: Coding,
+}
+
+/// Decoding side; each variant owns the HTML stage it feeds.
+enum Input {
+    Identity(HtmlStage),
+    Gzip(GzDecoder<HtmlStage>),
+    Zlib(ZlibDecoder<HtmlStage>),
+    RawDeflate(DeflateDecoder<HtmlStage>),
+    Brotli(Box<brotli::DecompressorWriter<HtmlStage>>),
+    /// `deflate` before its first two bytes tell zlib from raw deflate.
+    SniffDeflate { head: Vec<u8>, stage: HtmlStage },
+    /// Transitional state while switching variants.
+    Empty,
+}
+
+/// Feeds decoded bytes to lol_html; counts them against the page limit.
+struct HtmlStage {
+    rewriter: HtmlRewriter<'static, OutSink>,
+    decoded: u64,
+    limit: u64,
+    stop: Arc<AtomicBool>,
+    failed: Option<RewritingError>,
+}
+
+/// lol_html's output sink: writes into the shared encoder.
+struct OutSink(Arc<Mutex<Output>>);
+
+/// Encoding side, shared between the sink (inside lol_html) and the pipeline.
+struct Output {
+    encoder: Encoder,
+    failed: Option<io::Error>,
+    /// Something was written since the last flush.
+    wrote: bool,
+}
+
+enum Encoder {
+    Identity(Vec<u8>),
+    Gzip(GzEncoder<Vec<u8>>),
+    Zlib(ZlibEncoder<Vec<u8>>),
+    RawDeflate(DeflateEncoder<Vec<u8>>),
+    Brotli(Box<brotli::CompressorWriter<Vec<u8>>>),
+}
+
+impl Pipeline {
+    /// A pipeline for a page planned as `plan`, rewriting URLs with `page`. Past `limit`
+    /// decoded bytes, `page.stop` is raised and URLs are no longer rewritten.
+    pub(crate) fn new(plan: &Plan, page: PageRewrite, limit: u64) -> Self {
+        let out = Arc::new(Mutex::new(Output {
+            encoder: Encoder::new(plan.coding, false),
+            failed: None,
+            wrote: false,
+        }));
+        let stop = page.stop_flag();
+        let settings = lol_html::send::Settings {
+            element_content_handlers: page.into_handler().into_iter().collect(),
+            encoding: plan.encoding,
+            adjust_charset_on_meta_tag: plan.follow_meta_charset,
+            memory_settings: MemorySettings {
+                preallocated_parsing_buffer_size: HTML_PREALLOCATED,
+                max_allowed_memory_usage: HTML_MEMORY_LIMIT,
+            },
+            // Ambiguous markup is passed through as parsed rather than failing the page.
+            strict: false,
+            ..lol_html::send::Settings::new_send()
+        };
+        let stage = HtmlStage {
+            rewriter: HtmlRewriter::new(settings, OutSink(out.clone())),
+            decoded: 0,
+            limit,
+            stop,
+            failed: None,
+        };
+        let input = match plan.coding {
+            Coding::Identity => Input::Identity(stage),
+            Coding::Gzip => Input::Gzip(GzDecoder::new(stage)),
+            Coding::Deflate => Input::SniffDeflate {
+                head: Vec::new(),
+                stage,
+            },
+            Coding::Brotli => Input::Brotli(Box::new(brotli::DecompressorWriter::new(
+                stage,
+                BROTLI_BUFFER,
+            ))),
+        };
+        Self {
+            input,
+            out,
+            coding: plan.coding,
+        }
+    }
+
+    /// Feeds one chunk of the back-end's body; returns the bytes ready to send (maybe none).
+    pub(crate) fn push(&mut self, chunk: &[u8]) -> Result<Bytes, RewriteError> {
+        let written = match &mut self.input {
+            Input::Identity(stage) => stage.write_all(chunk),
+            Input::Gzip(d) => d.write_all(chunk),
+            Input::Zlib(d) => d.write_all(chunk),
+            Input::RawDeflate(d) => d.write_all(chunk),
+            Input::Brotli(d) => d.write_all(chunk),
+            Input::SniffDeflate { head, .. } => {
+                head.extend_from_slice(chunk);
+                if head.len() >= 2 {
+                    self.start_deflate()
+                } else {
+                    Ok(())
+                }
+            }
+            Input::Empty => Ok(()),
+        };
+        self.check(written)?;
+        self.drain(true)
+    }
+
+    /// The back-end's body ended: flushes every stage and returns the last bytes.
+    pub(crate) fn finish(mut self) -> Result<Bytes, RewriteError> {
+        if let Input::SniffDeflate { .. } = self.input {
+            // Fewer than two bytes in all: not a valid stream whichever it is.
+            let started = self.start_deflate();
+            self.check(started)?;
+        }
+        let input = std::mem::replace(&mut self.input, Input::Empty);
+        let stage = match input {
+            Input::Identity(stage) => Ok(stage),
+            Input::Gzip(d) => d.finish(),
+            Input::Zlib(d) => d.finish(),
+            Input::RawDeflate(d) => d.finish(),
+            Input::Brotli(mut d) => match d.close() {
+                Ok(()) => d.into_inner().map_err(|_| truncated()),
+                Err(e) => Err(e),
+            },
+            Input::SniffDeflate { .. } | Input::Empty => Err(truncated()),
+        };
+        let stage = match stage {
+            Ok(stage) => stage,
+            Err(source) => return Err(self.decode_error(source)),
+        };
+        if let Some(source) = stage.failed {
+            return Err(RewriteError::Html { source });
+        }
+        stage
+            .rewriter
+            .end()
+            .map_err(|source| RewriteError::Html { source })?;
+        self.drain(false)
+    }
+
+    /// Chooses zlib or raw deflate from the first two bytes and replays them.
+    fn start_deflate(&mut self) -> io::Result<()> {
+        let Input::SniffDeflate { head, stage } = std::mem::replace(&mut self.input, Input::Empty)
+        else {
+            return Ok(());
+        };
+        // RFC 1950: CM = 8 in the low nibble, and the 16-bit header is a multiple of 31.
+        let zlib = head.len() >= 2
+            && head[0] & 0x0f == 8
+            && (u16::from(head[0]) << 8 | u16::from(head[1])) % 31 == 0;
+        if zlib {
+            let mut d = ZlibDecoder::new(stage);
+            let r = d.write_all(&head);
+            self.input = Input::Zlib(d);
+            r
+        } else {
+            lock(&self.out).encoder = Encoder::new(Coding::Deflate, true);
+            let mut d = DeflateDecoder::new(stage);
+            let r = d.write_all(&head);
+            self.input = Input::RawDeflate(d);
+            r
+        }
+    }
+
+    fn check(&mut self, written: io::Result<()>) -> Result<(), RewriteError> {
+        if let Some(source) = self.stage_mut().and_then(|s| s.failed.take()) {
+            return Err(RewriteError::Html { source });
+        }
+        match written {
+            Ok(()) => Ok(()),
+            Err(source) => Err(self.decode_error(source)),
+        }
+    }
+
+    fn decode_error(&self, source: io::Error) -> RewriteError {
+        if let Some(source) = lock(&self.out).failed.take() {
+            return RewriteError::Encode {
+                coding: self.coding,
+                source,
+            };
+        }
+        RewriteError::Decode {
+            coding: self.coding,
+            source,
+        }
+    }
+
+    fn stage_mut(&mut self) -> Option<&mut HtmlStage> {
+        match &mut self.input {
+            Input::Identity(s) | Input::SniffDeflate { stage: s, .. } => Some(s),
+            Input::Gzip(d) => Some(d.get_mut()),
+            Input::Zlib(d) => Some(d.get_mut()),
+            Input::RawDeflate(d) => Some(d.get_mut()),
+            Input::Brotli(d) => Some(d.get_mut()),
+            Input::Empty => None,
+        }
+    }
+
+    /// Takes the encoder's output; `flush` pushes buffered data out so the client sees the page
+    /// progressively, `!flush` finishes the encoded stream.
+    fn drain(&mut self, flush: bool) -> Result<Bytes, RewriteError> {
+        let mut out = lock(&self.out);
+        if let Some(source) = out.failed.take() {
+            return Err(RewriteError::Encode {
+                coding: self.coding,
+                source,
+            });
+        }
+        let result = if flush {
+            let wrote = std::mem::take(&mut out.wrote);
+            out.encoder.flush_and_take(wrote)
+        } else {
+            out.encoder.finish_and_take()
+        };
+        result.map_err(|source| RewriteError::Encode {
+            coding: self.coding,
+            source,
+        })
+    }
+}
+
+impl Write for HtmlStage {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.failed.is_some() {
+            return Err(io::Error::other("html rewriting failed earlier"));
+        }
+        self.decoded = self.decoded.saturating_add(buf.len() as u64);
+        if self.decoded > self.limit {
+            self.stop.store(true, Ordering::Relaxed);
+        }
+        match self.rewriter.write(buf) {
+            Ok(()) => Ok(buf.len()),
+            Err(e) => {
+                self.failed = Some(e);
+                Err(io::Error::other("html rewriting failed"))
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl OutputSink for OutSink {
+    fn handle_chunk(&mut self, chunk: &[u8]) {
+        if chunk.is_empty() {
+            return;
+        }
+        let mut out = lock(&self.0);
+        if out.failed.is_none() {
+            out.wrote = true;
+            if let Err(e) = out.encoder.write_all(chunk) {
+                out.failed = Some(e);
+            }
+        }
+    }
+}
+
+impl Encoder {
+    fn new(coding: Coding, raw_deflate: bool) -> Self {
+        let level = Compression::new(DEFLATE_LEVEL);
+        match coding {
+            Coding::Identity => Encoder::Identity(Vec::new()),
+            Coding::Gzip => Encoder::Gzip(GzEncoder::new(Vec::new(), level)),
+            Coding::Deflate if raw_deflate => {
+                Encoder::RawDeflate(DeflateEncoder::new(Vec::new(), level))
+            }
+            Coding::Deflate => Encoder::Zlib(ZlibEncoder::new(Vec::new(), level)),
+            Coding::Brotli => Encoder::Brotli(Box::new(brotli::CompressorWriter::new(
+                Vec::new(),
+                BROTLI_BUFFER,
+                BROTLI_QUALITY,
+                BROTLI_LGWIN,
+            ))),
+        }
+    }
+
+    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Encoder::Identity(v) => {
+                v.extend_from_slice(data);
+                Ok(())
+            }
+            Encoder::Gzip(e) => e.write_all(data),
+            Encoder::Zlib(e) => e.write_all(data),
+            Encoder::RawDeflate(e) => e.write_all(data),
+            Encoder::Brotli(e) => e.write_all(data),
+        }
+    }
+
+    /// Flushes (when `wrote`: an empty flush would still emit a marker) and takes the output.
+    fn flush_and_take(&mut self, wrote: bool) -> io::Result<Bytes> {
+        if wrote {
+            match self {
+                Encoder::Identity(_) => {}
+                Encoder::Gzip(e) => e.flush()?,
+                Encoder::Zlib(e) => e.flush()?,
+                Encoder::RawDeflate(e) => e.flush()?,
+                Encoder::Brotli(e) => e.flush()?,
+            }
+        }
+        let buf = match self {
+            Encoder::Identity(v) => v,
+            Encoder::Gzip(e) => e.get_mut(),
+            Encoder::Zlib(e) => e.get_mut(),
+            Encoder::RawDeflate(e) => e.get_mut(),
+            Encoder::Brotli(e) => e.get_mut(),
+        };
+        Ok(Bytes::from(std::mem::take(buf)))
+    }
+
+    fn finish_and_take(&mut self) -> io::Result<Bytes> {
+        let encoder = std::mem::replace(self, Encoder::Identity(Vec::new()));
+        let buf = match encoder {
+            Encoder::Identity(v) => v,
+            Encoder::Gzip(e) => e.finish()?,
+            Encoder::Zlib(e) => e.finish()?,
+            Encoder::RawDeflate(e) => e.finish()?,
+            Encoder::Brotli(e) => e.into_inner(),
+        };
+        Ok(Bytes::from(buf))
+    }
+}
+
+fn truncated() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "compressed stream is truncated")
+}
+
+fn lock(out: &Mutex<Output>) -> std::sync::MutexGuard<'_, Output> {
+    // A panic while holding the lock cannot leave the encoder half-written in a way that matters
+    // more than the error the body already reports, so a poisoned lock is still used.
+    out.lock().unwrap_or_else(PoisonError::into_inner)
+}

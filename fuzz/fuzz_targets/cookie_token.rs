@@ -1,0 +1,40 @@
+//! Fuzz `CookieCodec::decode` with arbitrary cookie text (the value comes straight from a
+//! client's `Cookie:` header).
+//!
+//! Checks, besides "never panics": a value decodes only if it is exactly the token of a
+//! configured back-end, and the error kind matches the shape of the input.
+
+#![no_main]
+
+use std::sync::LazyLock;
+
+use libfuzzer_sys::fuzz_target;
+use pentaflow_balance::cookie::TOKEN_LEN;
+use pentaflow_balance::{BackendId, CookieCodec, CookieError};
+
+const NAMES: [&str; 3] = ["web1", "web2", "static"];
+
+/// Built once: the key schedule is not what is being fuzzed.
+static CODEC: LazyLock<CookieCodec> =
+    LazyLock::new(|| CookieCodec::new(b"fuzzing secret", &NAMES));
+
+fn well_formed(value: &str) -> bool {
+    value.len() == TOKEN_LEN
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fuzz_target!(|data: &[u8]| {
+    // Header values reach the codec as &str; other bytes are rejected earlier by the proxy.
+    let Ok(value) = std::str::from_utf8(data) else {
+        return;
+    };
+    match CODEC.decode(value) {
+        Ok(id) => {
+            let named = NAMES.iter().any(|n| BackendId::from_name(n) == id && CODEC.token(n) == value);
+            assert!(named, "{value:?} decoded to {id:?} but is no back-end's token");
+        }
+        Err(CookieError::Malformed) => assert!(!well_formed(value), "{value:?} is well-formed"),
+        Err(CookieError::Unknown) => assert!(well_formed(value), "{value:?} is malformed"),
+        Err(e) => panic!("unexpected error {e:?}"),
+    }
+});
