@@ -15,12 +15,13 @@ use pentaflow_balance::{BackendId, CookieCodec, CookieError};
 const NAMES: [&str; 3] = ["web1", "web2", "static"];
 
 /// Built once: the key schedule is not what is being fuzzed.
-static CODEC: LazyLock<CookieCodec> =
-    LazyLock::new(|| CookieCodec::new(b"fuzzing secret", &NAMES));
+static CODEC: LazyLock<CookieCodec> = LazyLock::new(|| CookieCodec::new(b"fuzzing secret", &NAMES));
 
 fn well_formed(value: &str) -> bool {
     value.len() == TOKEN_LEN
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -30,8 +31,13 @@ fuzz_target!(|data: &[u8]| {
     };
     match CODEC.decode(value) {
         Ok(id) => {
-            let named = NAMES.iter().any(|n| BackendId::from_name(n) == id && CODEC.token(n) == value);
-            assert!(named, "{value:?} decoded to {id:?} but is no back-end's token");
+            let named = NAMES
+                .iter()
+                .any(|n| BackendId::from_name(n) == id && CODEC.token(n) == value);
+            assert!(
+                named,
+                "{value:?} decoded to {id:?} but is no back-end's token"
+            );
         }
         Err(CookieError::Malformed) => assert!(!well_formed(value), "{value:?} is well-formed"),
         Err(CookieError::Unknown) => assert!(well_formed(value), "{value:?} is malformed"),

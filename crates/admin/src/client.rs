@@ -28,12 +28,17 @@ const MAX_STATUS_BODY: usize = 16 * 1024 * 1024;
 pub async fn fetch_status(addr: SocketAddr) -> Result<StatusDocument, AdminError> {
     match tokio::time::timeout(FETCH_TIMEOUT, fetch(addr)).await {
         Ok(result) => result,
-        Err(_elapsed) => Err(AdminError::Timeout { addr, after: FETCH_TIMEOUT }),
+        Err(_elapsed) => Err(AdminError::Timeout {
+            addr,
+            after: FETCH_TIMEOUT,
+        }),
     }
 }
 
 async fn fetch(addr: SocketAddr) -> Result<StatusDocument, AdminError> {
-    let stream = TcpStream::connect(addr).await.map_err(|source| AdminError::Io { addr, source })?;
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|source| AdminError::Io { addr, source })?;
     let http = |source| AdminError::Http { addr, source };
     let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await.map_err(http)?;
     // The connection task drives the socket; it ends when `sender` is dropped or the peer closes.
@@ -51,12 +56,19 @@ async fn fetch(addr: SocketAddr) -> Result<StatusDocument, AdminError> {
     let status = response.status();
     if status != StatusCode::OK {
         driver.abort();
-        return Err(AdminError::BadStatus { addr, code: status.as_u16() });
+        return Err(AdminError::BadStatus {
+            addr,
+            code: status.as_u16(),
+        });
     }
     let body = Limited::new(response.into_body(), MAX_STATUS_BODY)
         .collect()
         .await
-        .map_err(|source| AdminError::Body { addr, limit: MAX_STATUS_BODY, source })?
+        .map_err(|source| AdminError::Body {
+            addr,
+            limit: MAX_STATUS_BODY,
+            source,
+        })?
         .to_bytes();
     drop(sender);
     driver.abort();

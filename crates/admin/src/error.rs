@@ -62,6 +62,10 @@ pub enum AdminError {
         #[source]
         source: serde_json::Error,
     },
+    /// The metrics could not be encoded (prometheus-client refused a value; it reports no
+    /// details, and the collector avoids every case known to trigger it).
+    #[error("encoding the metrics exposition failed")]
+    Encode,
     /// The node did not answer in time.
     #[error("admin API at {addr} did not answer within {after:?}")]
     Timeout {

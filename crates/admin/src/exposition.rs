@@ -23,40 +23,71 @@ pub(crate) struct Sample {
 
 /// Parses a whole exposition or says which line is wrong.
 pub(crate) fn parse(text: &str) -> Result<Vec<Family>, String> {
-    let body = text.strip_suffix("# EOF\n").ok_or("does not end with `# EOF`")?;
+    let body = text
+        .strip_suffix("# EOF\n")
+        .ok_or("does not end with `# EOF`")?;
     let mut families: Vec<Family> = Vec::new();
     let mut family_names = HashSet::new();
     let mut series = HashSet::new();
     for (i, line) in body.lines().enumerate() {
         let fail = |why: &str| format!("line {}: {why}: {line:?}", i + 1);
         if let Some(rest) = line.strip_prefix("# HELP ") {
-            let (name, help) = rest.split_once(' ').ok_or_else(|| fail("HELP without text"))?;
+            let (name, help) = rest
+                .split_once(' ')
+                .ok_or_else(|| fail("HELP without text"))?;
             check_name(name).map_err(|e| fail(&e))?;
             if !family_names.insert(name.to_owned()) {
                 return Err(fail("family declared twice"));
             }
             let help = unescape(help).map_err(|e| fail(&e))?;
-            families.push(Family { name: name.into(), kind: String::new(), help, samples: Vec::new() });
+            families.push(Family {
+                name: name.into(),
+                kind: String::new(),
+                help,
+                samples: Vec::new(),
+            });
         } else if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let family = families.last_mut().ok_or_else(|| fail("TYPE before HELP"))?;
-            let (name, kind) = rest.split_once(' ').ok_or_else(|| fail("TYPE without type"))?;
+            let family = families
+                .last_mut()
+                .ok_or_else(|| fail("TYPE before HELP"))?;
+            let (name, kind) = rest
+                .split_once(' ')
+                .ok_or_else(|| fail("TYPE without type"))?;
             if name != family.name || !family.kind.is_empty() || !family.samples.is_empty() {
                 return Err(fail("TYPE out of place"));
             }
-            if !["counter", "gauge", "info", "histogram", "summary", "unknown"].contains(&kind) {
+            if ![
+                "counter",
+                "gauge",
+                "info",
+                "histogram",
+                "summary",
+                "unknown",
+            ]
+            .contains(&kind)
+            {
                 return Err(fail("unknown type"));
             }
             family.kind = kind.into();
         } else if let Some(rest) = line.strip_prefix("# UNIT ") {
-            let family = families.last_mut().ok_or_else(|| fail("UNIT before HELP"))?;
-            let (name, unit) = rest.split_once(' ').ok_or_else(|| fail("UNIT without unit"))?;
-            if name != family.name || !family.samples.is_empty() || !name.ends_with(&format!("_{unit}")) {
+            let family = families
+                .last_mut()
+                .ok_or_else(|| fail("UNIT before HELP"))?;
+            let (name, unit) = rest
+                .split_once(' ')
+                .ok_or_else(|| fail("UNIT without unit"))?;
+            if name != family.name
+                || !family.samples.is_empty()
+                || !name.ends_with(&format!("_{unit}"))
+            {
                 return Err(fail("UNIT out of place or not a suffix of the name"));
             }
         } else if line.starts_with('#') {
             return Err(fail("unknown comment"));
         } else {
-            let family = families.last_mut().ok_or_else(|| fail("sample before any family"))?;
+            let family = families
+                .last_mut()
+                .ok_or_else(|| fail("sample before any family"))?;
             let sample = parse_sample(line).map_err(|e| fail(&e))?;
             let expected = match family.kind.as_str() {
                 "counter" => format!("{}_total", family.name),
@@ -79,7 +110,9 @@ pub(crate) fn parse(text: &str) -> Result<Vec<Family>, String> {
     for family in &families {
         let names: HashSet<&str> = family.samples.iter().map(|s| s.name.as_str()).collect();
         for name in names {
-            if !sample_names.insert(name.to_owned()) || (name != family.name && family_names.contains(name)) {
+            if !sample_names.insert(name.to_owned())
+                || (name != family.name && family_names.contains(name))
+            {
                 return Err(format!("sample name {name} used by two families"));
             }
         }
@@ -89,7 +122,10 @@ pub(crate) fn parse(text: &str) -> Result<Vec<Family>, String> {
 
 /// The value of the sample `name` with exactly `labels` (in any order).
 pub(crate) fn value(families: &[Family], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let mut want: Vec<(String, String)> = labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+    let mut want: Vec<(String, String)> = labels
+        .iter()
+        .map(|(k, v)| ((*k).into(), (*v).into()))
+        .collect();
     want.sort();
     families.iter().flat_map(|f| &f.samples).find_map(|s| {
         let mut have = s.labels.clone();
@@ -126,7 +162,11 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
         "-Inf" => f64::NEG_INFINITY,
         v => v.parse().map_err(|e| format!("bad value {v:?}: {e}"))?,
     };
-    Ok(Sample { name: name.into(), labels, value })
+    Ok(Sample {
+        name: name.into(),
+        labels,
+        value,
+    })
 }
 
 /// Reads an escaped label value up to its closing quote; returns it and what follows.
@@ -168,12 +208,22 @@ fn unescape(text: &str) -> Result<String, String> {
 
 fn check_name(name: &str) -> Result<(), String> {
     let ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
-    if ok { Ok(()) } else { Err(format!("bad metric name {name:?}")) }
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("bad metric name {name:?}"))
+    }
 }
 
 fn check_label_name(name: &str) -> Result<(), String> {
     let ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok { Ok(()) } else { Err(format!("bad label name {name:?}")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("bad label name {name:?}"))
+    }
 }

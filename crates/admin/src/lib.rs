@@ -34,11 +34,11 @@
 #![forbid(unsafe_code)]
 
 mod client;
-#[cfg(test)]
-mod fixture;
 mod error;
 #[cfg(test)]
 mod exposition;
+#[cfg(test)]
+mod fixture;
 mod metrics;
 mod model;
 mod server;
@@ -46,6 +46,7 @@ mod table;
 
 pub use client::fetch_status;
 pub use error::AdminError;
+pub use metrics::encode_metrics;
 pub use model::{MetricKind, NodeMetric, StatusDocument, StatusSource};
 pub use pentaflow_balance::{BackendState, WebServerStatus};
 pub use server::serve;

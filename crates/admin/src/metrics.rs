@@ -17,6 +17,7 @@ use prometheus_client::encoding::{
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::error::AdminError;
 use crate::model::{MetricKind, NodeMetric, StatusDocument};
 
 /// Every metric name starts with this, so pentaflow's series are easy to select and never
@@ -46,7 +47,18 @@ const RESERVED: &[&str] = &[
 /// Response times arrive in milliseconds; Prometheus convention is base units (seconds).
 const MILLIS_PER_SECOND: f64 = 1000.0;
 
-/// Encodes `doc` as a complete OpenMetrics text exposition (ending in `# EOF`).
+/// The body of `GET /metrics`: `doc` as a complete OpenMetrics text exposition (ending in
+/// `# EOF`). Per back-end, labelled `service` and `backend`: `pentaflow_backend_up`,
+/// `_weight`, `_hits_total`, `_open_connections`, `_active_requests`, `_failures_total`,
+/// `_avg_response_seconds`, `_session_groups`; then `pentaflow_node_info`,
+/// `pentaflow_uptime_seconds` and each node metric as `pentaflow_NAME` (`_total` for counters).
+///
+/// Public so the binary can print what a scrape would see without a listener.
+pub fn encode_metrics(doc: StatusDocument) -> Result<String, AdminError> {
+    encode(doc).map_err(|_| AdminError::Encode)
+}
+
+/// [`encode_metrics`] with the encoder's own error.
 pub(crate) fn encode(doc: StatusDocument) -> Result<String, fmt::Error> {
     let mut registry = Registry::with_prefix(PREFIX);
     registry.register_collector(Box::new(SnapshotCollector { doc }));
@@ -65,7 +77,12 @@ impl Collector for SnapshotCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
         let node = [("node", Escaped(&self.doc.node))];
         encoder
-            .encode_descriptor("node", "The node's name and version.", None, MetricType::Info)?
+            .encode_descriptor(
+                "node",
+                "The node's name and version.",
+                None,
+                MetricType::Info,
+            )?
             .encode_info(&node)?;
         encoder
             .encode_descriptor(
@@ -91,20 +108,75 @@ impl SnapshotCollector {
             .filter(|r| seen.insert((r.service.as_str(), r.name.as_str())))
             .collect();
         let up = |r: &WebServerStatus| Level(u64::from(r.state == BackendState::Up));
-        gauge(encoder, "backend_up", "1 if the back-end passes health checks, else 0.", None, &rows, up)?;
-        gauge(encoder, "backend_weight", "Configured weight.", None, &rows, |r| r.weight)?;
-        counter(encoder, "backend_hits", "Requests sent to the back-end.", &rows, |r| r.hits)?;
+        gauge(
+            encoder,
+            "backend_up",
+            "1 if the back-end passes health checks, else 0.",
+            None,
+            &rows,
+            up,
+        )?;
+        gauge(
+            encoder,
+            "backend_weight",
+            "Configured weight.",
+            None,
+            &rows,
+            |r| r.weight,
+        )?;
+        counter(
+            encoder,
+            "backend_hits",
+            "Requests sent to the back-end.",
+            &rows,
+            |r| r.hits,
+        )?;
         let open = |r: &WebServerStatus| Level(r.open_connections);
-        gauge(encoder, "backend_open_connections", "Connections open to the back-end.", None, &rows, open)?;
+        gauge(
+            encoder,
+            "backend_open_connections",
+            "Connections open to the back-end.",
+            None,
+            &rows,
+            open,
+        )?;
         let active = |r: &WebServerStatus| Level(r.active_requests);
-        gauge(encoder, "backend_active_requests", "Requests in flight to the back-end.", None, &rows, active)?;
+        gauge(
+            encoder,
+            "backend_active_requests",
+            "Requests in flight to the back-end.",
+            None,
+            &rows,
+            active,
+        )?;
         let failures = |r: &WebServerStatus| r.failures;
-        counter(encoder, "backend_failures", "Failed requests and health checks.", &rows, failures)?;
+        counter(
+            encoder,
+            "backend_failures",
+            "Failed requests and health checks.",
+            &rows,
+            failures,
+        )?;
         let seconds = |r: &WebServerStatus| r.avg_response_ms / MILLIS_PER_SECOND;
         let help = "Average response time of the back-end.";
-        gauge(encoder, "backend_avg_response", help, Some(&Unit::Seconds), &rows, seconds)?;
-        let groups = |r: &WebServerStatus| Level(u64::try_from(r.session_groups).unwrap_or(u64::MAX));
-        gauge(encoder, "backend_session_groups", "Session hash groups assigned.", None, &rows, groups)
+        gauge(
+            encoder,
+            "backend_avg_response",
+            help,
+            Some(&Unit::Seconds),
+            &rows,
+            seconds,
+        )?;
+        let groups =
+            |r: &WebServerStatus| Level(u64::try_from(r.session_groups).unwrap_or(u64::MAX));
+        gauge(
+            encoder,
+            "backend_session_groups",
+            "Session hash groups assigned.",
+            None,
+            &rows,
+            groups,
+        )
     }
 
     fn encode_node_metrics(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
@@ -163,13 +235,18 @@ fn counter(
     let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
     for row in rows {
         let labels = labels(row);
-        family.encode_family(&labels)?.encode_counter::<NoLabelSet, u64, u64>(&value(row), None)?;
+        family
+            .encode_family(&labels)?
+            .encode_counter::<NoLabelSet, u64, u64>(&value(row), None)?;
     }
     Ok(())
 }
 
 fn labels(row: &WebServerStatus) -> [(&'static str, Escaped<'_>); 2] {
-    [("service", Escaped(&row.service)), ("backend", Escaped(&row.name))]
+    [
+        ("service", Escaped(&row.service)),
+        ("backend", Escaped(&row.name)),
+    ]
 }
 
 /// The family name of a node metric: invalid characters become `_` (names come from code
@@ -179,7 +256,13 @@ fn family_name(metric: &NodeMetric) -> String {
     let mut name: String = metric
         .name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if metric.kind == MetricKind::Counter {
         if let Some(stripped) = name.strip_suffix("_total") {

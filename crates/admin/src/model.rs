@@ -58,12 +58,22 @@ pub struct StatusDocument {
 impl NodeMetric {
     /// A counter named `name` (see [`NodeMetric::name`] for the naming rule).
     pub fn counter(name: impl Into<String>, help: impl Into<String>, value: u64) -> Self {
-        Self { name: name.into(), help: help.into(), kind: MetricKind::Counter, value }
+        Self {
+            name: name.into(),
+            help: help.into(),
+            kind: MetricKind::Counter,
+            value,
+        }
     }
 
     /// A gauge named `name` (see [`NodeMetric::name`] for the naming rule).
     pub fn gauge(name: impl Into<String>, help: impl Into<String>, value: u64) -> Self {
-        Self { name: name.into(), help: help.into(), kind: MetricKind::Gauge, value }
+        Self {
+            name: name.into(),
+            help: help.into(),
+            kind: MetricKind::Gauge,
+            value,
+        }
     }
 }
 
@@ -88,7 +98,12 @@ impl StatusDocument {
                 row.avg_response_ms = 0.0;
             }
         }
-        Self { node, uptime_secs, web_servers, metrics: source.node_metrics() }
+        Self {
+            node,
+            uptime_secs,
+            web_servers,
+            metrics: source.node_metrics(),
+        }
     }
 }
 

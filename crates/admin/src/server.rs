@@ -64,11 +64,17 @@ pub async fn serve(
     node: String,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), AdminError> {
-    let admin = Arc::new(Admin { source, node, started: Instant::now() });
+    let admin = Arc::new(Admin {
+        source,
+        node,
+        started: Instant::now(),
+    });
     let local = listener.local_addr().ok();
     tracing::info!(addr = ?local, "admin API listening");
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();
@@ -130,7 +136,10 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 /// are logged and slowed down so the loop does not spin.
 async fn accept_failed(error: &io::Error) {
     use io::ErrorKind::{ConnectionAborted, ConnectionReset, Interrupted};
-    if matches!(error.kind(), ConnectionAborted | ConnectionReset | Interrupted) {
+    if matches!(
+        error.kind(),
+        ConnectionAborted | ConnectionReset | Interrupted
+    ) {
         return;
     }
     tracing::warn!(%error, "admin accept failed");
@@ -146,7 +155,9 @@ fn respond<B>(admin: &Admin, request: &Request<B>) -> Response<Full<Bytes>> {
     // HEAD needs no branch of its own: hyper sends the headers of the GET answer, no body.
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-        response.headers_mut().insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
         return response;
     }
     if path == "/healthz" {
@@ -173,7 +184,11 @@ fn internal_error(what: &str, error: &dyn std::error::Error) -> Response<Full<By
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    with_body(status, "text/plain; charset=utf-8", Bytes::from_static(body.as_bytes()))
+    with_body(
+        status,
+        "text/plain; charset=utf-8",
+        Bytes::from_static(body.as_bytes()),
+    )
 }
 
 fn with_body(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
@@ -185,3 +200,6 @@ fn with_body(status: StatusCode, content_type: &'static str, body: Bytes) -> Res
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
+
+#[cfg(test)]
+mod tests;

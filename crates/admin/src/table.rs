@@ -69,16 +69,26 @@ fn backends_table(rows: &[WebServerStatus]) -> Table {
 }
 
 fn metrics_table(metrics: &[NodeMetric]) -> Table {
-    let mut table = Table::new(&[("METRIC", Align::Left), ("KIND", Align::Left), ("VALUE", Align::Right)]);
+    let mut table = Table::new(&[
+        ("METRIC", Align::Left),
+        ("KIND", Align::Left),
+        ("VALUE", Align::Right),
+    ]);
     for metric in metrics {
-        table.push(vec![clean(&metric.name), metric.kind.as_str().to_owned(), metric.value.to_string()]);
+        table.push(vec![
+            clean(&metric.name),
+            metric.kind.as_str().to_owned(),
+            metric.value.to_string(),
+        ]);
     }
     table
 }
 
 /// Replaces control characters (escape sequences, newlines) with [`REPLACEMENT`].
 fn clean(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { REPLACEMENT } else { c }).collect()
+    text.chars()
+        .map(|c| if c.is_control() { REPLACEMENT } else { c })
+        .collect()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -95,7 +105,10 @@ struct Table {
 
 impl Table {
     fn new(headers: &[(&'static str, Align)]) -> Self {
-        Self { headers: headers.to_vec(), rows: Vec::new() }
+        Self {
+            headers: headers.to_vec(),
+            rows: Vec::new(),
+        }
     }
 
     fn push(&mut self, row: Vec<String>) {
@@ -106,7 +119,11 @@ impl Table {
     fn render(&self, out: &mut String, when_empty: &str) {
         // Widths in characters: names are mostly ASCII, and counting chars rather than bytes
         // keeps non-ASCII names aligned in the common (non-wide) case.
-        let mut widths: Vec<usize> = self.headers.iter().map(|(h, _)| h.chars().count()).collect();
+        let mut widths: Vec<usize> = self
+            .headers
+            .iter()
+            .map(|(h, _)| h.chars().count())
+            .collect();
         for row in &self.rows {
             for (width, cell) in widths.iter_mut().zip(row) {
                 *width = (*width).max(cell.chars().count());
@@ -126,7 +143,9 @@ impl Table {
 
     fn line(&self, out: &mut String, widths: &[usize], cells: &[&str]) {
         let start = out.len();
-        for (i, ((cell, width), (_, align))) in cells.iter().zip(widths).zip(&self.headers).enumerate() {
+        for (i, ((cell, width), (_, align))) in
+            cells.iter().zip(widths).zip(&self.headers).enumerate()
+        {
             if i > 0 {
                 out.push_str(GAP);
             }

@@ -85,6 +85,9 @@ mod tests {
         assert_eq!(json["session_groups"], 4);
         let back: WebServerStatus = serde_json::from_value(json).unwrap();
         assert_eq!(back, row);
-        assert_eq!(serde_json::to_string(&BackendState::Down).unwrap(), "\"down\"");
+        assert_eq!(
+            serde_json::to_string(&BackendState::Down).unwrap(),
+            "\"down\""
+        );
     }
 }

@@ -15,6 +15,8 @@
 //! address is added to the caller's namespace. It does not configure pentaflow itself (VIP
 //! on lo, the scheduler): that is pentaflow's job, so the lab tests exercise it.
 
+#![forbid(unsafe_code)]
+
 mod cmd;
 mod topology;
 

@@ -4,7 +4,7 @@
 //! rewriting the MAC addresses of a frame in place, building ARP frames, and the
 //! [`Verdict`]/[`DropReason`] vocabulary the scheduler answers with.
 //! Must not: do I/O, allocate per frame, or panic on any input — every byte here may come from
-//! an attacker, so every read is bounds-checked through [`Reader`] and failures are a typed
+//! an attacker, so every read is bounds-checked through a private `Reader` and failures are a typed
 //! [`FrameError`]. Checksums are never touched: only MAC addresses change, which the IP and
 //! TCP checksums do not cover.
 

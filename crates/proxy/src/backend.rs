@@ -135,7 +135,11 @@ impl Backend {
     /// Passive detection: a failed connect or exchange. Returns true if this took it down.
     pub(crate) fn record_failure(&self, passive: &PassiveHealth) -> bool {
         self.stats.failures.fetch_add(1, Ordering::Relaxed);
-        let fails = self.health.consecutive_failures.fetch_add(1, Ordering::AcqRel) + 1;
+        let fails = self
+            .health
+            .consecutive_failures
+            .fetch_add(1, Ordering::AcqRel)
+            + 1;
         if fails < passive.max_fails {
             return false;
         }
@@ -153,7 +157,7 @@ impl Backend {
     /// Active health check result, with rise/fall thresholds.
     pub(crate) fn record_check(&self, ok: bool, rise: u32, fall: u32) {
         let down = self.is_down();
-        if ok == !down {
+        if ok != down {
             self.health.check_streak.store(0, Ordering::Relaxed);
             return;
         }
@@ -180,11 +184,17 @@ impl Backend {
     ) -> Result<Conn, UpstreamError> {
         if keepalive {
             if let Some(sender) = self.take_idle() {
-                return Ok(Conn { sender, reused: true });
+                return Ok(Conn {
+                    sender,
+                    reused: true,
+                });
             }
         }
         let sender = self.connect(connect_timeout, false).await?;
-        Ok(Conn { sender, reused: false })
+        Ok(Conn {
+            sender,
+            reused: false,
+        })
     }
 
     /// Opens a new HTTP/1.1 connection (with upgrades enabled when `upgrades` is set).
@@ -194,7 +204,8 @@ impl Backend {
         upgrades: bool,
     ) -> Result<http1::SendRequest<RequestBody>, UpstreamError> {
         let address = self.config.address;
-        let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(address)).await {
+        let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(address)).await
+        {
             Ok(Ok(s)) => s,
             Ok(Err(source)) => return Err(UpstreamError::Connect { address, source }),
             Err(_) => return Err(UpstreamError::ConnectTimeout { address }),
@@ -228,7 +239,10 @@ impl Backend {
         }
         if let Ok(mut idle) = self.pool.lock() {
             if idle.len() < MAX_IDLE_PER_BACKEND {
-                idle.push(IdleConn { sender, since: Instant::now() });
+                idle.push(IdleConn {
+                    sender,
+                    since: Instant::now(),
+                });
             }
         }
     }
@@ -236,7 +250,7 @@ impl Backend {
     fn take_idle(&self) -> Option<http1::SendRequest<RequestBody>> {
         let mut idle = self.pool.lock().ok()?;
         while let Some(conn) = idle.pop() {
-            if conn.since.elapsed() < POOL_IDLE_TIMEOUT && conn.sender.is_ready() {
+            if conn.since.elapsed() < POOL_IDLE_TIMEOUT && !conn.sender.is_closed() {
                 return Some(conn.sender);
             }
         }

@@ -32,13 +32,19 @@ pub(crate) type RequestBody = BoxBody<Bytes, BoxError>;
 
 /// An empty request body (health checks, replays of body-less requests).
 pub(crate) fn empty_request_body() -> RequestBody {
-    Empty::<Bytes>::new().map_err(|never| match never {}).boxed()
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// The client's request body, streamed to the back-end; marks `broken` when the client side
 /// fails (bad chunk size, cut-off body) so the error is answered as the client's fault.
 pub(crate) fn client_request_body(incoming: Incoming, broken: Arc<AtomicBool>) -> RequestBody {
-    ClientBody { inner: incoming, broken }.boxed()
+    ClientBody {
+        inner: incoming,
+        broken,
+    }
+    .boxed()
 }
 
 struct ClientBody {
@@ -87,18 +93,27 @@ enum Kind {
 impl ResponseBody {
     /// A small body the proxy makes itself.
     pub(crate) fn full(bytes: Bytes) -> Self {
-        Self { kind: Kind::Full(Full::new(bytes)), exchange: None }
+        Self {
+            kind: Kind::Full(Full::new(bytes)),
+            exchange: None,
+        }
     }
 
     /// A back-end's body, streamed as it arrives.
     pub(crate) fn upstream(body: Incoming) -> Self {
-        Self { kind: Kind::Upstream(body), exchange: None }
+        Self {
+            kind: Kind::Upstream(body),
+            exchange: None,
+        }
     }
 
     /// Any other body (e.g. a rewritten one).
     #[allow(dead_code)] // the CDN rewriter plugs in here
     pub(crate) fn boxed(body: BoxBody<Bytes, BoxError>) -> Self {
-        Self { kind: Kind::Boxed(body), exchange: None }
+        Self {
+            kind: Kind::Boxed(body),
+            exchange: None,
+        }
     }
 
     /// Attaches the request's record, finished when this body ends or is dropped.
@@ -125,7 +140,9 @@ impl Body for ResponseBody {
         let this = &mut *self;
         let polled = match &mut this.kind {
             Kind::Full(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
-            Kind::Upstream(b) => Pin::new(b).poll_frame(cx).map_err(|e| Box::new(e) as BoxError),
+            Kind::Upstream(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map_err(|e| Box::new(e) as BoxError),
             Kind::Boxed(b) => Pin::new(b).poll_frame(cx),
         };
         match &polled {
@@ -196,7 +213,10 @@ impl Drop for Exchange {
         }
         self.conn.end_request();
         if self.access_log {
-            let backend = self.backend.as_ref().map_or("-", |b| b.config.name.as_str());
+            let backend = self
+                .backend
+                .as_ref()
+                .map_or("-", |b| b.config.name.as_str());
             tracing::info!(
                 target: "pentaflow::access",
                 service = %self.service,

@@ -75,5 +75,4 @@ impl UpstreamError {
             Self::Exchange { .. } | Self::ResponseTimeout { .. } => RetryType::IfIdempotent,
         }
     }
-
 }

@@ -56,7 +56,11 @@ pub(crate) async fn handle(
         service: Arc::from("-"),
         client: client.peer.ip(),
         method: parts.method.clone(),
-        path: if state.access_log { parts.uri.to_string() } else { String::new() },
+        path: if state.access_log {
+            parts.uri.to_string()
+        } else {
+            String::new()
+        },
         status: 0,
         route: "local",
         backend: None,
@@ -91,9 +95,16 @@ pub(crate) async fn handle(
         upgrade,
     };
     match attempt.run().await {
-        Ok((decision, backend, sender, resp)) => {
-            respond_upstream(&service, &client, decision, backend, sender, resp, client_upgrade, exchange)
-        }
+        Ok((decision, backend, sender, resp)) => respond_upstream(
+            &service,
+            &client,
+            decision,
+            backend,
+            sender,
+            resp,
+            client_upgrade,
+            exchange,
+        ),
         Err(refusal) => refuse(&shared, refusal, exchange),
     }
 }
@@ -113,14 +124,24 @@ fn outgoing_head(mut parts: Parts, client: &ClientInfo) -> Option<Parts> {
         let host = HeaderValue::from_str(authority.as_str()).ok()?;
         parts.headers.insert(header::HOST, host);
     }
-    let pq = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let pq = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     parts.uri = Uri::from(pq);
     let upgrade = headers::is_upgrade(&parts.headers);
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     // hyper answers `Expect: 100-continue` itself when the body is first read.
     parts.headers.remove(header::EXPECT);
     let proto = if client.https { "https" } else { "http" };
-    headers::add_forwarding(&mut parts.headers, ClientSide { ip: client.peer.ip(), proto });
+    headers::add_forwarding(
+        &mut parts.headers,
+        ClientSide {
+            ip: client.peer.ip(),
+            proto,
+        },
+    );
     parts.version = Version::HTTP_11;
     Some(parts)
 }
@@ -133,7 +154,12 @@ fn is_idempotent(method: &Method) -> bool {
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<RequestBody>;
-type Success = (crate::service::Decision, Arc<crate::backend::Backend>, Sender, Response<Incoming>);
+type Success = (
+    crate::service::Decision,
+    Arc<crate::backend::Backend>,
+    Sender,
+    Response<Incoming>,
+);
 
 /// The retry loop for one request.
 struct Attempt<'a> {
@@ -157,12 +183,19 @@ impl Attempt<'_> {
                 return Err(last);
             }
             let Some(decision) = self.service.schedule(&self.outgoing, &tried) else {
-                return Err(if tried.is_empty() { Refusal::NoBackend } else { last });
+                return Err(if tried.is_empty() {
+                    Refusal::NoBackend
+                } else {
+                    last
+                });
             };
             tried.push(decision.index);
             let backend = Arc::clone(&self.service.backends[decision.index]);
             let connected = if self.upgrade {
-                backend.connect(limits.connect_timeout, true).await.map(|s| (s, false))
+                backend
+                    .connect(limits.connect_timeout, true)
+                    .await
+                    .map(|s| (s, false))
             } else {
                 backend
                     .checkout(limits.connect_timeout, cfg.backend_keepalive)
@@ -178,7 +211,10 @@ impl Attempt<'_> {
                 }
             };
             if let Err(source) = sender.ready().await {
-                let e = UpstreamError::NotSent { address: backend.address(), source };
+                let e = UpstreamError::NotSent {
+                    address: backend.address(),
+                    source,
+                };
                 self.failed(&backend, &e);
                 continue;
             }
@@ -186,16 +222,21 @@ impl Attempt<'_> {
             let request = self.next_request(more_attempts);
             backend.begin_request();
             let sent_at = Instant::now();
-            let outcome = tokio::time::timeout(limits.response_timeout, sender.send_request(request)).await;
+            let outcome =
+                tokio::time::timeout(limits.response_timeout, sender.send_request(request)).await;
             let error = match outcome {
                 Ok(Ok(resp)) => {
                     backend.record_success(sent_at.elapsed(), self.service.active_checks());
                     return Ok((decision, backend, sender, resp));
                 }
-                Ok(Err(source)) if source.is_canceled() => {
-                    UpstreamError::NotSent { address: backend.address(), source }
-                }
-                Ok(Err(source)) => UpstreamError::Exchange { address: backend.address(), source },
+                Ok(Err(source)) if source.is_canceled() => UpstreamError::NotSent {
+                    address: backend.address(),
+                    source,
+                },
+                Ok(Err(source)) => UpstreamError::Exchange {
+                    address: backend.address(),
+                    source,
+                },
                 Err(_) => UpstreamError::ResponseTimeout {
                     address: backend.address(),
                     timeout: limits.response_timeout,
@@ -270,11 +311,21 @@ fn respond_upstream(
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, switching);
     headers::add_response_via(&mut parts.headers);
-    if let (Persistence::Cookie(cfg), Some(codec)) = (&service.config.persistence, &service.cookies) {
-        let lifetime = cfg.follow.as_deref().and_then(|n| app_cookie_lifetime(&parts.headers, n));
+    if let (Persistence::Cookie(cfg), Some(codec)) = (&service.config.persistence, &service.cookies)
+    {
+        let lifetime = cfg
+            .follow
+            .as_deref()
+            .and_then(|n| app_cookie_lifetime(&parts.headers, n));
         if decision.inject_cookie || lifetime.is_some() {
             let token = codec.token(&backend.config.name);
-            inject_cookie(&mut parts.headers, cfg, &token, client.https, lifetime.as_ref());
+            inject_cookie(
+                &mut parts.headers,
+                cfg,
+                &token,
+                client.https,
+                lifetime.as_ref(),
+            );
         }
     }
     exchange.status = parts.status.as_u16();

@@ -107,7 +107,11 @@ mod tests {
         let head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-LENGTH: 3\r\ntransfer-encoding: chunked\r\n\r\n";
         for split in 0..head.len() {
             let s = scan(&[&head[..split], &head[split..]]);
-            assert_eq!(s.verdict(), Some(FramingError::LengthAndChunked), "split at {split}");
+            assert_eq!(
+                s.verdict(),
+                Some(FramingError::LengthAndChunked),
+                "split at {split}"
+            );
         }
     }
 

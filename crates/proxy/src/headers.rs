@@ -68,8 +68,7 @@ pub fn check_request_framing(headers: &HeaderMap) -> Result<(), FramingError> {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .last();
+            .rfind(|c| !c.is_empty());
         if !matches!(last, Some(c) if c.eq_ignore_ascii_case("chunked")) {
             return Err(FramingError::BadTransferEncoding);
         }
@@ -97,7 +96,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     for name in named {
         headers.remove(name);
     }
-    let upgrade = keep_upgrade.then(|| headers.get(header::UPGRADE).cloned()).flatten();
+    let upgrade = keep_upgrade
+        .then(|| headers.get(header::UPGRADE).cloned())
+        .flatten();
     for name in HOP_BY_HOP {
         headers.remove(name);
     }
@@ -136,7 +137,9 @@ pub fn add_forwarding(headers: &mut HeaderMap, client: ClientSide<'_>) {
     };
     let mut forwarded = format!("for={node};proto={}", client.proto);
     if let Some(h) = host.as_ref().and_then(|h| h.to_str().ok()) {
-        if h.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
+        if h.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        {
             forwarded.push_str(";host=\"");
             forwarded.push_str(h);
             forwarded.push('"');
@@ -197,13 +200,25 @@ mod tests {
     #[test]
     fn framing_refuses_ambiguous_lengths() {
         let cl_te = map(&[("content-length", "5"), ("transfer-encoding", "chunked")]);
-        assert_eq!(check_request_framing(&cl_te), Err(FramingError::LengthAndChunked));
+        assert_eq!(
+            check_request_framing(&cl_te),
+            Err(FramingError::LengthAndChunked)
+        );
         let dup = map(&[("content-length", "5"), ("content-length", "5")]);
-        assert_eq!(check_request_framing(&dup), Err(FramingError::DuplicateLength));
+        assert_eq!(
+            check_request_framing(&dup),
+            Err(FramingError::DuplicateLength)
+        );
         let bad = map(&[("content-length", "+5")]);
-        assert_eq!(check_request_framing(&bad), Err(FramingError::InvalidLength));
+        assert_eq!(
+            check_request_framing(&bad),
+            Err(FramingError::InvalidLength)
+        );
         let te = map(&[("transfer-encoding", "chunked, gzip")]);
-        assert_eq!(check_request_framing(&te), Err(FramingError::BadTransferEncoding));
+        assert_eq!(
+            check_request_framing(&te),
+            Err(FramingError::BadTransferEncoding)
+        );
         assert!(check_request_framing(&map(&[("content-length", "12")])).is_ok());
         assert!(check_request_framing(&map(&[("transfer-encoding", "gzip, chunked")])).is_ok());
     }
@@ -225,7 +240,11 @@ mod tests {
 
     #[test]
     fn upgrade_is_kept_for_tunnels() {
-        let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket"), ("host", "a")]);
+        let mut h = map(&[
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("host", "a"),
+        ]);
         assert!(is_upgrade(&h));
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h.get("upgrade").unwrap(), "websocket");
@@ -235,14 +254,26 @@ mod tests {
     #[test]
     fn forwarding_headers_append() {
         let mut h = map(&[("host", "site.test"), ("x-forwarded-for", "10.9.9.9")]);
-        let client = ClientSide { ip: "192.0.2.7".parse().unwrap(), proto: "http" };
+        let client = ClientSide {
+            ip: "192.0.2.7".parse().unwrap(),
+            proto: "http",
+        };
         add_forwarding(&mut h, client);
         assert_eq!(h.get("x-forwarded-for").unwrap(), "10.9.9.9, 192.0.2.7");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
         assert_eq!(h.get("via").unwrap(), "1.1 pentaflow");
-        assert_eq!(h.get("forwarded").unwrap(), "for=192.0.2.7;proto=http;host=\"site.test\"");
+        assert_eq!(
+            h.get("forwarded").unwrap(),
+            "for=192.0.2.7;proto=http;host=\"site.test\""
+        );
         let mut h6 = HeaderMap::new();
-        add_forwarding(&mut h6, ClientSide { ip: "::1".parse().unwrap(), proto: "https" });
+        add_forwarding(
+            &mut h6,
+            ClientSide {
+                ip: "::1".parse().unwrap(),
+                proto: "https",
+            },
+        );
         assert_eq!(h6.get("forwarded").unwrap(), "for=\"[::1]\";proto=https");
     }
 }

@@ -12,7 +12,9 @@ use crate::service::Service;
 
 /// Starts one check loop per back-end of `service` (none when no check is configured).
 pub(crate) fn spawn_checks(service: &Service) -> Vec<JoinHandle<()>> {
-    let Some(check) = service.config.health.clone() else { return Vec::new() };
+    let Some(check) = service.config.health.clone() else {
+        return Vec::new();
+    };
     let connect_timeout = check.timeout;
     service
         .backends
@@ -25,9 +27,12 @@ pub(crate) fn spawn_checks(service: &Service) -> Vec<JoinHandle<()>> {
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
-                    let ok = tokio::time::timeout(check.timeout, probe(&backend, &check.path, connect_timeout))
-                        .await
-                        .unwrap_or(false);
+                    let ok = tokio::time::timeout(
+                        check.timeout,
+                        probe(&backend, &check.path, connect_timeout),
+                    )
+                    .await
+                    .unwrap_or(false);
                     backend.record_check(ok, check.rise, check.fall);
                 }
             })
@@ -37,7 +42,9 @@ pub(crate) fn spawn_checks(service: &Service) -> Vec<JoinHandle<()>> {
 
 /// One check on a fresh connection (never a pooled one, so a check tests connecting too).
 async fn probe(backend: &Arc<Backend>, path: &str, connect_timeout: std::time::Duration) -> bool {
-    let Ok(mut sender) = backend.connect(connect_timeout, false).await else { return false };
+    let Ok(mut sender) = backend.connect(connect_timeout, false).await else {
+        return false;
+    };
     let Ok(req) = Request::get(path)
         .header(header::HOST, backend.address().to_string())
         .header(header::USER_AGENT, "pentaflow-health-check")

@@ -48,7 +48,8 @@ impl NodeState {
             .services
             .iter()
             .map(|s| {
-                let old = previous.and_then(|p| p.services.iter().find(|o| o.config.name == s.name));
+                let old =
+                    previous.and_then(|p| p.services.iter().find(|o| o.config.name == s.name));
                 Arc::new(Service::new(s.clone(), old.map(|o| &**o)))
             })
             .collect();
@@ -56,7 +57,12 @@ impl NodeState {
             .iter()
             .flat_map(|s| s.config.listen.iter().map(move |a| (*a, Arc::clone(s))))
             .collect();
-        Self { services, by_listen, limits: config.limits.clone(), access_log: config.node.access_log }
+        Self {
+            services,
+            by_listen,
+            limits: config.limits.clone(),
+            access_log: config.node.access_log,
+        }
     }
 }
 
@@ -76,7 +82,11 @@ impl Counters {
     }
 
     pub(crate) fn refusal(&self, refusal: Refusal) {
-        let counter = if refusal.status().is_client_error() { &self.local_4xx } else { &self.local_5xx };
+        let counter = if refusal.status().is_client_error() {
+            &self.local_4xx
+        } else {
+            &self.local_5xx
+        };
         counter.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -148,9 +158,15 @@ impl Proxy {
     pub async fn reload(&self, config: &Config) -> Result<(), ProxyError> {
         let bound = self.bind_new(config).await?;
         let old = self.shared.state.load_full();
-        self.shared.state.store(Arc::new(NodeState::build(config, Some(&old))));
+        self.shared
+            .state
+            .store(Arc::new(NodeState::build(config, Some(&old))));
         self.install_listeners(bound);
-        let keep: Vec<SocketAddr> = config.services.iter().flat_map(|s| s.listen.clone()).collect();
+        let keep: Vec<SocketAddr> = config
+            .services
+            .iter()
+            .flat_map(|s| s.listen.clone())
+            .collect();
         if let Ok(mut listeners) = self.shared.listeners.lock() {
             listeners.retain(|addr, handle| {
                 let keep_it = keep.contains(addr);
@@ -176,7 +192,13 @@ impl Proxy {
 
     /// The Web Server Status Table of this node: one row per back-end of every service.
     pub fn status(&self) -> Vec<pentaflow_balance::WebServerStatus> {
-        self.shared.state.load().services.iter().flat_map(|s| s.status_rows()).collect()
+        self.shared
+            .state
+            .load()
+            .services
+            .iter()
+            .flat_map(|s| s.status_rows())
+            .collect()
     }
 
     /// Node-wide counters.
@@ -205,19 +227,29 @@ impl Proxy {
             tasks.drain(..).for_each(|t| t.abort());
         }
         let _ = self.shared.draining.send(true);
-        tokio::time::timeout(grace, self.shared.draining.closed()).await.is_ok()
+        tokio::time::timeout(grace, self.shared.draining.closed())
+            .await
+            .is_ok()
     }
 
-    async fn bind_new(&self, config: &Config) -> Result<Vec<(SocketAddr, TcpListener)>, ProxyError> {
-        let existing: Vec<SocketAddr> =
-            self.shared.listeners.lock().map(|l| l.keys().copied().collect()).unwrap_or_default();
+    async fn bind_new(
+        &self,
+        config: &Config,
+    ) -> Result<Vec<(SocketAddr, TcpListener)>, ProxyError> {
+        let existing: Vec<SocketAddr> = self
+            .shared
+            .listeners
+            .lock()
+            .map(|l| l.keys().copied().collect())
+            .unwrap_or_default();
         let mut bound = Vec::new();
         for service in &config.services {
             for &address in &service.listen {
                 if existing.contains(&address) {
                     continue;
                 }
-                let listener = bind(address).map_err(|source| ProxyError::Bind { address, source })?;
+                let listener =
+                    bind(address).map_err(|source| ProxyError::Bind { address, source })?;
                 bound.push((address, listener));
             }
         }
@@ -228,7 +260,12 @@ impl Proxy {
         for (address, listener) in bound {
             let local = listener.local_addr().unwrap_or(address);
             let (stop, stopped) = watch::channel(false);
-            tokio::spawn(accept_loop(Arc::clone(&self.shared), address, listener, stopped));
+            tokio::spawn(accept_loop(
+                Arc::clone(&self.shared),
+                address,
+                listener,
+                stopped,
+            ));
             tracing::info!(%address, %local, "listening");
             if let Ok(mut l) = self.shared.listeners.lock() {
                 l.insert(address, ListenerHandle { local, stop });
@@ -237,7 +274,9 @@ impl Proxy {
     }
 
     fn restart_background(&self) {
-        let Ok(mut tasks) = self.shared.background.lock() else { return };
+        let Ok(mut tasks) = self.shared.background.lock() else {
+            return;
+        };
         tasks.drain(..).for_each(|t| t.abort());
         let state = self.shared.state.load_full();
         for service in &state.services {
@@ -288,7 +327,10 @@ async fn accept_loop(
             }
         };
         let Ok(permit) = Arc::clone(&shared.conn_limit).try_acquire_owned() else {
-            shared.counters.refused_over_limit.fetch_add(1, Ordering::Relaxed);
+            shared
+                .counters
+                .refused_over_limit
+                .fetch_add(1, Ordering::Relaxed);
             drop(stream);
             continue;
         };
@@ -301,12 +343,27 @@ async fn accept_loop(
     }
 }
 
-async fn serve_connection(shared: Arc<Shared>, listen: SocketAddr, stream: TcpStream, peer: SocketAddr) {
+async fn serve_connection(
+    shared: Arc<Shared>,
+    listen: SocketAddr,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
     let _ = stream.set_nodelay(true);
     let limits = shared.state.load().limits.clone();
     let conn_state = Arc::new(ConnState::default());
-    let io = ClientIo::new(stream, Arc::clone(&conn_state), limits.header_read_timeout, limits.idle_timeout);
-    let client = ClientInfo { peer, listener: listen, https: false, conn: conn_state };
+    let io = ClientIo::new(
+        stream,
+        Arc::clone(&conn_state),
+        limits.header_read_timeout,
+        limits.idle_timeout,
+    );
+    let client = ClientInfo {
+        peer,
+        listener: listen,
+        https: false,
+        conn: conn_state,
+    };
     let handler_shared = Arc::clone(&shared);
     let service = service_fn(move |req| {
         let shared = Arc::clone(&handler_shared);
@@ -322,7 +379,9 @@ async fn serve_connection(shared: Arc<Shared>, listen: SocketAddr, stream: TcpSt
     if *draining.borrow_and_update() {
         return;
     }
-    let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
+    let conn = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,

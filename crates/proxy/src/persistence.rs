@@ -151,9 +151,18 @@ mod tests {
     #[test]
     fn session_id_from_cookie_path_parameter_and_query() {
         let cfg = session_cfg();
-        assert_eq!(session_id(&parts("/", Some("JSESSIONID=abc")), &cfg).as_deref(), Some("abc"));
-        assert_eq!(session_id(&parts("/cart;jsessionid=P1?x=1", None), &cfg).as_deref(), Some("P1"));
-        assert_eq!(session_id(&parts("/cart?x=1&jsessionid=Q2", None), &cfg).as_deref(), Some("Q2"));
+        assert_eq!(
+            session_id(&parts("/", Some("JSESSIONID=abc")), &cfg).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            session_id(&parts("/cart;jsessionid=P1?x=1", None), &cfg).as_deref(),
+            Some("P1")
+        );
+        assert_eq!(
+            session_id(&parts("/cart?x=1&jsessionid=Q2", None), &cfg).as_deref(),
+            Some("Q2")
+        );
         assert_eq!(session_id(&parts("/cart?x=1", None), &cfg), None);
         assert_eq!(session_id(&parts("/c;jsessionid=", None), &cfg), None);
     }
@@ -176,10 +185,16 @@ mod tests {
         };
         let mut out = HeaderMap::new();
         inject_cookie(&mut out, &cfg, "T0K", false, Some(&life));
-        assert_eq!(out.get(header::SET_COOKIE).unwrap(), "PFSRV=T0K; Path=/; Max-Age=600; HttpOnly; SameSite=Lax");
+        assert_eq!(
+            out.get(header::SET_COOKIE).unwrap(),
+            "PFSRV=T0K; Path=/; Max-Age=600; HttpOnly; SameSite=Lax"
+        );
         let mut tls = HeaderMap::new();
         inject_cookie(&mut tls, &cfg, "T0K", true, None);
-        assert_eq!(tls.get(header::SET_COOKIE).unwrap(), "PFSRV=T0K; Path=/; HttpOnly; Secure; SameSite=Lax");
+        assert_eq!(
+            tls.get(header::SET_COOKIE).unwrap(),
+            "PFSRV=T0K; Path=/; HttpOnly; Secure; SameSite=Lax"
+        );
         assert!(app_cookie_lifetime(&resp, "OTHER").is_none());
     }
 }

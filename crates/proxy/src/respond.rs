@@ -61,7 +61,10 @@ impl Refusal {
         let mut resp = Response::new(ResponseBody::full(Bytes::from(text)));
         *resp.status_mut() = status;
         let headers = resp.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if self.closes_connection() {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));

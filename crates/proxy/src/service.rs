@@ -79,7 +79,11 @@ impl Service {
                     .unwrap_or_else(|| Arc::new(Backend::new(b.clone())))
             })
             .collect();
-        let by_id = backends.iter().enumerate().map(|(i, b)| (b.id, i)).collect();
+        let by_id = backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.id, i))
+            .collect();
         let sessions = match &config.persistence {
             Persistence::Session(s) => {
                 let mut table = previous
@@ -144,9 +148,11 @@ impl Service {
                     .and_then(|v| self.cookies.as_ref()?.decode(v).ok())
                     .and_then(|id| self.by_id.get(&id).copied());
                 match named {
-                    Some(i) if candidates[i].available => {
-                        Some(Decision { index: i, reason: Reason::Cookie, inject_cookie: false })
-                    }
+                    Some(i) if candidates[i].available => Some(Decision {
+                        index: i,
+                        reason: Reason::Cookie,
+                        inject_cookie: false,
+                    }),
                     _ => self.by_policy(req, &candidates).map(|index| Decision {
                         index,
                         reason: Reason::Policy,
@@ -164,7 +170,9 @@ impl Service {
                 };
                 let mut table = table.lock().ok()?;
                 let group = table.group_of(sid.as_bytes());
-                if let Some(i) = table.lookup(group, now).and_then(|id| self.by_id.get(&id).copied())
+                if let Some(i) = table
+                    .lookup(group, now)
+                    .and_then(|id| self.by_id.get(&id).copied())
                 {
                     if candidates[i].available {
                         return Some(Decision {
@@ -177,7 +185,11 @@ impl Service {
                 // First use of the group (or its back-end is gone): the least-loaded one.
                 let index = least_connections(&candidates, self.next_tiebreak())?;
                 table.assign(group, self.backends[index].id, now);
-                Some(Decision { index, reason: Reason::SessionGroup, inject_cookie: false })
+                Some(Decision {
+                    index,
+                    reason: Reason::SessionGroup,
+                    inject_cookie: false,
+                })
             }
         }
     }
@@ -188,7 +200,11 @@ impl Service {
             Policy::RoundRobin => self.round_robin.lock().ok()?.next(candidates),
             Policy::UrlHash => {
                 let key = req.uri.path_and_query().map_or("/", |p| p.as_str());
-                url_hash_pick(stable_hash(key.as_bytes()), candidates, self.config.hash_balance_factor)
+                url_hash_pick(
+                    stable_hash(key.as_bytes()),
+                    candidates,
+                    self.config.hash_balance_factor,
+                )
             }
         }
     }

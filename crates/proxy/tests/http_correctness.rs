@@ -1,6 +1,9 @@
 //! RFC 9110/9112 proxy behaviour and bad input: forwarding headers, hop-by-hop removal,
 //! HEAD, Expect: 100-continue, upgrades, and every framing/limit refusal with its exact status.
 
+// Helpers outside #[test] fns unwrap too: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::Duration;
@@ -23,14 +26,33 @@ async fn one() -> (Vec<Backend>, std::net::SocketAddr, pentaflow_proxy::Proxy) {
 #[tokio::test]
 async fn forwarding_headers_added_hop_by_hop_removed_host_kept() {
     let (_b, addr, _p) = one().await;
-    let a = get(addr, "/echo", &[("connection", "x-drop"), ("x-drop", "1"), ("x-forwarded-for", "198.51.100.9"), ("te", "trailers")]).await;
+    let a = get(
+        addr,
+        "/echo",
+        &[
+            ("connection", "x-drop"),
+            ("x-drop", "1"),
+            ("x-forwarded-for", "198.51.100.9"),
+            ("te", "trailers"),
+        ],
+    )
+    .await;
     let body = a.body.to_lowercase();
     assert!(body.contains("host: site.test"), "{body}");
-    assert!(body.contains("x-forwarded-for: 198.51.100.9, 127.0.0.1"), "{body}");
+    assert!(
+        body.contains("x-forwarded-for: 198.51.100.9, 127.0.0.1"),
+        "{body}"
+    );
     assert!(body.contains("x-forwarded-proto: http"), "{body}");
     assert!(body.contains("via: 1.1 pentaflow"), "{body}");
-    assert!(body.contains("forwarded: for=127.0.0.1;proto=http;host=\"site.test\""), "{body}");
-    assert!(!body.contains("x-drop") && !body.contains("\nte:"), "{body}");
+    assert!(
+        body.contains("forwarded: for=127.0.0.1;proto=http;host=\"site.test\""),
+        "{body}"
+    );
+    assert!(
+        !body.contains("x-drop") && !body.contains("\nte:"),
+        "{body}"
+    );
     let hop = get(addr, "/hop", &[]).await;
     assert!(hop.headers.get("x-private").is_none() && hop.headers.get("keep-alive").is_none());
     assert_eq!(hop.headers.get("via").unwrap(), "1.1 pentaflow");
@@ -39,7 +61,11 @@ async fn forwarding_headers_added_hop_by_hop_removed_host_kept() {
 #[tokio::test]
 async fn absolute_form_uri_becomes_origin_form_with_host() {
     let (_b, addr, _p) = one().await;
-    let out = raw(addr, b"GET http://other.test/echo?q=1 HTTP/1.1\r\nHost: ignored\r\nConnection: close\r\n\r\n").await;
+    let out = raw(
+        addr,
+        b"GET http://other.test/echo?q=1 HTTP/1.1\r\nHost: ignored\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     assert!(out.contains("GET /echo?q=1"), "{out}");
     assert!(out.to_lowercase().contains("host: other.test"), "{out}");
@@ -49,7 +75,10 @@ async fn absolute_form_uri_becomes_origin_form_with_host() {
 async fn head_has_no_body_and_keeps_the_connection() {
     let (_b, addr, _p) = one().await;
     let mut c = Client::connect(addr).await;
-    let req = http::Request::head("/").header("host", "x").body(http_body_util::Full::new(bytes::Bytes::new())).unwrap();
+    let req = http::Request::head("/")
+        .header("host", "x")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
     let a = c.send(req).await;
     assert_eq!(a.status, 200);
     assert!(a.body.is_empty());
@@ -60,34 +89,55 @@ async fn head_has_no_body_and_keeps_the_connection() {
 async fn expect_100_continue_is_answered() {
     let (_b, addr, _p) = one().await;
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n").await.unwrap();
+    s.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await
+    .unwrap();
     let mut buf = [0u8; 256];
-    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100 Continue"));
     s.write_all(b"hello").await.unwrap();
     let rest = read_to_close(&mut s, Duration::from_millis(1500)).await;
-    assert!(rest.contains("200 OK") && rest.contains("body=hello"), "{rest}");
+    assert!(
+        rest.contains("200 OK") && rest.contains("body=hello"),
+        "{rest}"
+    );
 }
 
 #[tokio::test]
 async fn chunked_request_body_is_streamed() {
     let (_b, addr, _p) = one().await;
     let out = raw(addr, b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").await;
-    assert!(out.starts_with("HTTP/1.1 200") && out.contains("body=abcde"), "{out}");
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.contains("body=abcde"),
+        "{out}"
+    );
 }
 
 #[tokio::test]
 async fn upgrade_is_tunnelled() {
     let (_b, addr, _p) = one().await;
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n").await.unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = vec![0u8; 1024];
-    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     let head = String::from_utf8_lossy(&buf[..n]).to_string();
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert!(head.to_lowercase().contains("upgrade: echo"), "{head}");
     s.write_all(b"ping-through-tunnel").await.unwrap();
-    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&buf[..n], b"ping-through-tunnel");
 }
 
@@ -108,7 +158,11 @@ async fn ambiguous_framing_is_refused_with_400_and_closed() {
     ];
     for case in cases {
         let line = status_of(addr, case).await;
-        assert!(line.starts_with("HTTP/1.1 400"), "{:?} -> {line}", String::from_utf8_lossy(case));
+        assert!(
+            line.starts_with("HTTP/1.1 400"),
+            "{:?} -> {line}",
+            String::from_utf8_lossy(case)
+        );
     }
     // A smuggled second request must never reach the back-end.
     assert_eq!(b[0].requests.load(std::sync::atomic::Ordering::SeqCst), 0);
@@ -125,14 +179,21 @@ async fn bad_chunk_size_is_refused_and_closed() {
 #[tokio::test]
 async fn oversized_heads_get_431() {
     let (_b, addr, _p) = one().await;
-    let big = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
-    assert!(status_of(addr, big.as_bytes()).await.starts_with("HTTP/1.1 431"));
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    assert!(status_of(addr, big.as_bytes())
+        .await
+        .starts_with("HTTP/1.1 431"));
     let mut many = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
     for i in 0..40 {
         many.push_str(&format!("X-H{i}: v\r\n"));
     }
     many.push_str("\r\n");
-    assert!(status_of(addr, many.as_bytes()).await.starts_with("HTTP/1.1 431"));
+    assert!(status_of(addr, many.as_bytes())
+        .await
+        .starts_with("HTTP/1.1 431"));
 }
 
 #[tokio::test]
@@ -147,23 +208,38 @@ async fn slow_request_head_gets_408_and_idle_connections_close() {
     assert!(started.elapsed() < Duration::from_secs(2));
     // An idle keep-alive connection is closed quietly after idle_timeout.
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let started = std::time::Instant::now();
     let out = read_to_close(&mut s, Duration::from_secs(5)).await;
-    assert!(out.starts_with("HTTP/1.1 200") && !out.contains("408"), "{out}");
+    assert!(
+        out.starts_with("HTTP/1.1 200") && !out.contains("408"),
+        "{out}"
+    );
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(500) && waited < Duration::from_secs(3), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(500) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
 }
 
 #[tokio::test]
 async fn connection_limit_closes_extra_connections() {
     let b = backends(1).await;
-    let text = format!("[limits]\nmax_connections = 2\n{}{}", service(""), backend_tables(&b));
+    let text = format!(
+        "[limits]\nmax_connections = 2\n{}{}",
+        service(""),
+        backend_tables(&b)
+    );
     let (p, addr) = start_proxy(&text).await;
     let _c1 = Client::connect(addr).await;
     let _c2 = Client::connect(addr).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let out = raw(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
-    assert!(out.is_empty(), "third connection closed without an answer: {out}");
+    assert!(
+        out.is_empty(),
+        "third connection closed without an answer: {out}"
+    );
     assert_eq!(p.counters().connections_refused, 1);
 }

@@ -1,28 +1,45 @@
 //! Reload without dropping connections or losing stickiness, and graceful shutdown.
 
+// Helpers outside #[test] fns unwrap too: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::Duration;
 
 use support::*;
 
-const SESSION: &str = "persistence = \"session\"\n[service.session]\ncookie = \"JSESSIONID\"\ngroups = 128\n";
+const SESSION: &str =
+    "persistence = \"session\"\n[service.session]\ncookie = \"JSESSIONID\"\ngroups = 128\n";
 
 #[tokio::test]
 async fn reload_keeps_connections_and_session_groups() {
     let b = backends(3).await;
-    let text = (service(SESSION) + &backend_tables(&b)).replace("127.0.0.1:0", &free_addr().to_string());
+    let text =
+        (service(SESSION) + &backend_tables(&b)).replace("127.0.0.1:0", &free_addr().to_string());
     let (proxy, addr) = start_proxy(&text).await;
     let listen_text = text.clone();
     let mut client = Client::connect(addr).await;
     let mut before = Vec::new();
     for u in 0..12 {
-        before.push(client.get("/", &[("cookie", &format!("JSESSIONID=u{u}"))]).await.backend());
+        before.push(
+            client
+                .get("/", &[("cookie", &format!("JSESSIONID=u{u}"))])
+                .await
+                .backend(),
+        );
     }
     // Same services and back-ends, a changed setting: the open connection and every session stay.
-    proxy.reload(&config(&listen_text.replace("groups = 128", "groups = 128\ngroup_idle = \"10m\""))).await.unwrap();
+    proxy
+        .reload(&config(
+            &listen_text.replace("groups = 128", "groups = 128\ngroup_idle = \"10m\""),
+        ))
+        .await
+        .unwrap();
     for (u, owner) in before.iter().enumerate() {
-        let a = client.get("/", &[("cookie", &format!("JSESSIONID=u{u}"))]).await;
+        let a = client
+            .get("/", &[("cookie", &format!("JSESSIONID=u{u}"))])
+            .await;
         assert_eq!(&a.backend(), owner, "session u{u} moved on reload");
     }
     assert_eq!(proxy.counters().connections_accepted, 1);
@@ -32,15 +49,25 @@ async fn reload_keeps_connections_and_session_groups() {
 async fn reload_that_removes_a_backend_moves_only_its_sessions() {
     let b = backends(3).await;
     let fixed = free_addr().to_string();
-    let (proxy, addr) = start_proxy(&(service(SESSION) + &backend_tables(&b)).replace("127.0.0.1:0", &fixed)).await;
+    let (proxy, addr) =
+        start_proxy(&(service(SESSION) + &backend_tables(&b)).replace("127.0.0.1:0", &fixed)).await;
     let listen = service(SESSION).replace("127.0.0.1:0", &fixed);
     let mut owners = Vec::new();
     for u in 0..30 {
-        owners.push(get(addr, "/", &[("cookie", &format!("JSESSIONID=u{u}"))]).await.backend());
+        owners.push(
+            get(addr, "/", &[("cookie", &format!("JSESSIONID=u{u}"))])
+                .await
+                .backend(),
+        );
     }
-    proxy.reload(&config(&(listen + &backend_tables(&b[..2])))).await.unwrap();
+    proxy
+        .reload(&config(&(listen + &backend_tables(&b[..2]))))
+        .await
+        .unwrap();
     for (u, owner) in owners.iter().enumerate() {
-        let now = get(addr, "/", &[("cookie", &format!("JSESSIONID=u{u}"))]).await.backend();
+        let now = get(addr, "/", &[("cookie", &format!("JSESSIONID=u{u}"))])
+            .await
+            .backend();
         if owner != "web3" {
             assert_eq!(&now, owner, "u{u} was on a surviving back-end and moved");
         } else {
@@ -59,5 +86,8 @@ async fn shutdown_finishes_requests_in_flight() {
     let a = inflight.await.unwrap();
     assert_eq!(a.status, 200, "the in-flight request completed");
     assert!(clean);
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer accepting");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
 }

@@ -1,6 +1,9 @@
 //! Persistence end to end: injected cookies (signed, re-injected when stale, lifetime copied
 //! from the application's session cookie) and session-ID hash groups (cookie and URL).
 
+// Helpers outside #[test] fns unwrap too: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use support::*;
@@ -18,13 +21,19 @@ async fn injected_cookie_keeps_a_client_on_its_backend() {
     let first = get(addr, "/", &[]).await;
     let set = first.set_cookie().expect("cookie injected on first visit");
     assert!(set.starts_with("PFSRV="), "{set}");
-    assert!(set.contains("HttpOnly") && !set.contains("Secure") && !set.contains(&first.backend()), "{set}");
+    assert!(
+        set.contains("HttpOnly") && !set.contains("Secure") && !set.contains(&first.backend()),
+        "{set}"
+    );
     let pair = cookie_pair(&set);
     // New connections each time: only the cookie can keep the client on its back-end.
     for _ in 0..15 {
         let a = get(addr, "/", &[("cookie", &pair)]).await;
         assert_eq!(a.backend(), first.backend());
-        assert!(a.set_cookie().is_none(), "no re-injection for a valid cookie");
+        assert!(
+            a.set_cookie().is_none(),
+            "no re-injection for a valid cookie"
+        );
     }
 }
 
@@ -32,23 +41,34 @@ async fn injected_cookie_keeps_a_client_on_its_backend() {
 async fn forged_or_stale_cookie_is_rescheduled_and_reinjected() {
     let b = backends(2).await;
     let (_proxy, addr) = start_proxy(&(service(COOKIE) + &backend_tables(&b))).await;
-    for bad in ["PFSRV=web1", "PFSRV=AAAAAAAAAAAAAAAA", "PFSRV=%%%", "PFSRV="] {
+    for bad in [
+        "PFSRV=web1",
+        "PFSRV=AAAAAAAAAAAAAAAA",
+        "PFSRV=%%%",
+        "PFSRV=",
+    ] {
         let a = get(addr, "/", &[("cookie", bad)]).await;
         assert_eq!(a.status, 200);
-        assert!(a.set_cookie().is_some_and(|c| c.starts_with("PFSRV=")), "{bad}: re-injected");
+        assert!(
+            a.set_cookie().is_some_and(|c| c.starts_with("PFSRV=")),
+            "{bad}: re-injected"
+        );
     }
 }
 
 #[tokio::test]
 async fn cookie_naming_a_dead_backend_moves_the_client() {
     let b = backends(2).await;
-    let text = service(&format!("{COOKIE}\n[service.passive]\nmax_fails = 1\nfail_timeout = \"60s\"\n"))
-        + &backend_tables(&b);
+    let text = service(&format!(
+        "{COOKIE}\n[service.passive]\nmax_fails = 1\nfail_timeout = \"60s\"\n"
+    )) + &backend_tables(&b);
     let (_proxy, addr) = start_proxy(&text).await;
     let first = get(addr, "/", &[]).await;
     let pair = cookie_pair(&first.set_cookie().unwrap());
     let victim = b.iter().find(|x| x.name == first.backend()).unwrap();
-    victim.drop_requests.store(true, std::sync::atomic::Ordering::SeqCst);
+    victim
+        .drop_requests
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     // GET is idempotent: the failed attempt is retried on the other back-end, with a new cookie.
     let moved = get(addr, "/", &[("cookie", &pair)]).await;
     assert_eq!(moved.status, 200);
@@ -80,7 +100,10 @@ async fn injected_cookie_copies_the_application_session_lifetime() {
         .map(|v| v.to_str().unwrap().to_owned())
         .find(|c| c.starts_with("PFSRV="))
         .unwrap();
-    assert!(!ours.contains("Max-Age") && !ours.contains("Expires"), "session cookie: {ours}");
+    assert!(
+        !ours.contains("Max-Age") && !ours.contains("Expires"),
+        "session cookie: {ours}"
+    );
 }
 
 const SESSION: &str = "persistence = \"session\"\n[service.session]\ncookie = \"JSESSIONID\"\nurl_param = \"jsessionid\"\ngroups = 64\n";
@@ -93,9 +116,15 @@ async fn session_ids_stick_by_hash_group_from_cookie_and_url() {
     for round in 0..3 {
         for user in 0..20 {
             let sid = format!("user{user}");
-            let by_cookie = get(addr, "/", &[("cookie", &format!("JSESSIONID={sid}"))]).await.backend();
-            let by_path = get(addr, &format!("/cart;jsessionid={sid}?x=1"), &[]).await.backend();
-            let by_query = get(addr, &format!("/cart?jsessionid={sid}"), &[]).await.backend();
+            let by_cookie = get(addr, "/", &[("cookie", &format!("JSESSIONID={sid}"))])
+                .await
+                .backend();
+            let by_path = get(addr, &format!("/cart;jsessionid={sid}?x=1"), &[])
+                .await
+                .backend();
+            let by_query = get(addr, &format!("/cart?jsessionid={sid}"), &[])
+                .await
+                .backend();
             assert_eq!(by_cookie, by_path, "round {round} {sid}");
             assert_eq!(by_cookie, by_query, "round {round} {sid}");
             let first = owners.entry(sid).or_insert(by_cookie.clone());
@@ -103,6 +132,9 @@ async fn session_ids_stick_by_hash_group_from_cookie_and_url() {
         }
     }
     let groups: usize = proxy.status().iter().map(|r| r.session_groups).sum();
-    assert!(groups >= 1 && groups <= 20, "at most one group per session id, table bounded: {groups}");
+    assert!(
+        (1..=20).contains(&groups),
+        "at most one group per session id, table bounded: {groups}"
+    );
     assert!(tally(owners.into_values()).len() >= 2, "sessions spread");
 }

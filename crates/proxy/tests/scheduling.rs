@@ -1,6 +1,9 @@
 //! Per-request scheduling over one client keep-alive connection, every policy, and both
 //! back-end connection modes — real proxy, real back-ends, real HTTP client.
 
+// Helpers outside #[test] fns unwrap too: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::sync::atomic::Ordering;
@@ -10,7 +13,8 @@ use support::*;
 #[tokio::test]
 async fn one_client_connection_spreads_requests_over_backends() {
     let b = backends(3).await;
-    let (proxy, addr) = start_proxy(&(service("policy = \"round_robin\"") + &backend_tables(&b))).await;
+    let (proxy, addr) =
+        start_proxy(&(service("policy = \"round_robin\"") + &backend_tables(&b))).await;
     let mut client = Client::connect(addr).await;
     // The seed's a.html / b.gif / c.gif: one connection, each request scheduled on its own.
     let mut seen = Vec::new();
@@ -23,7 +27,11 @@ async fn one_client_connection_spreads_requests_over_backends() {
     let t = tally(seen);
     assert_eq!(t.len(), 3, "all three back-ends served: {t:?}");
     assert!(t.values().all(|&n| n == 2), "round robin is even: {t:?}");
-    assert_eq!(proxy.counters().connections_accepted, 1, "one client connection");
+    assert_eq!(
+        proxy.counters().connections_accepted,
+        1,
+        "one client connection"
+    );
 }
 
 #[tokio::test]
@@ -49,7 +57,8 @@ async fn weighted_round_robin_follows_weights() {
 #[tokio::test]
 async fn least_connections_avoids_the_busy_backend() {
     let b = backends(2).await;
-    let (_proxy, addr) = start_proxy(&(service("policy = \"least_conn\"") + &backend_tables(&b))).await;
+    let (_proxy, addr) =
+        start_proxy(&(service("policy = \"least_conn\"") + &backend_tables(&b))).await;
     // Hold one slow request open; while it runs, every new request goes to the other back-end.
     let slow = tokio::spawn(async move { get(addr, "/slow?sleep=800", &[]).await.backend() });
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
@@ -59,13 +68,17 @@ async fn least_connections_avoids_the_busy_backend() {
         seen.push(client.get("/", &[]).await.backend());
     }
     let busy = slow.await.unwrap();
-    assert!(seen.iter().all(|n| *n != busy), "{busy} was busy but got {seen:?}");
+    assert!(
+        seen.iter().all(|n| *n != busy),
+        "{busy} was busy but got {seen:?}"
+    );
 }
 
 #[tokio::test]
 async fn url_hash_keeps_each_url_on_one_backend() {
     let b = backends(3).await;
-    let (_proxy, addr) = start_proxy(&(service("policy = \"url_hash\"") + &backend_tables(&b))).await;
+    let (_proxy, addr) =
+        start_proxy(&(service("policy = \"url_hash\"") + &backend_tables(&b))).await;
     let mut client = Client::connect(addr).await;
     let mut owners = std::collections::HashMap::new();
     for round in 0..3 {
@@ -83,19 +96,24 @@ async fn url_hash_keeps_each_url_on_one_backend() {
 #[tokio::test]
 async fn pooled_backend_connections_are_reused() {
     let b = backends(1).await;
-    let (_proxy, addr) = start_proxy(&(service("backend_keepalive = true") + &backend_tables(&b))).await;
+    let (_proxy, addr) =
+        start_proxy(&(service("backend_keepalive = true") + &backend_tables(&b))).await;
     let mut client = Client::connect(addr).await;
     for _ in 0..50 {
         assert_eq!(client.get("/", &[]).await.status, 200);
     }
     let conns = b[0].connections.load(Ordering::SeqCst);
-    assert!(conns <= 2, "50 sequential requests used {conns} back-end connections");
+    assert!(
+        conns <= 2,
+        "50 sequential requests used {conns} back-end connections"
+    );
 }
 
 #[tokio::test]
 async fn one_backend_connection_per_request_when_keepalive_is_off() {
     let b = backends(1).await;
-    let (_proxy, addr) = start_proxy(&(service("backend_keepalive = false") + &backend_tables(&b))).await;
+    let (_proxy, addr) =
+        start_proxy(&(service("backend_keepalive = false") + &backend_tables(&b))).await;
     let mut client = Client::connect(addr).await;
     for _ in 0..20 {
         assert_eq!(client.get("/", &[]).await.status, 200);

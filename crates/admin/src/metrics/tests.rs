@@ -11,7 +11,10 @@ fn parsed(doc: StatusDocument) -> Vec<exposition::Family> {
 
 #[test]
 fn golden() {
-    assert_eq!(encode(fixture::document()).unwrap(), include_str!("golden.openmetrics"));
+    assert_eq!(
+        encode(fixture::document()).unwrap(),
+        include_str!("golden.openmetrics")
+    );
 }
 
 #[test]
@@ -19,17 +22,51 @@ fn values_and_labels() {
     let families = parsed(fixture::document());
     let web_app2 = [("service", "web"), ("backend", "app2")];
     let api = [("service", "api"), ("backend", "backend-long-name")];
-    assert_eq!(value(&families, "pentaflow_backend_up", &web_app2), Some(0.0));
+    assert_eq!(
+        value(&families, "pentaflow_backend_up", &web_app2),
+        Some(0.0)
+    );
     assert_eq!(value(&families, "pentaflow_backend_up", &api), Some(1.0));
-    assert_eq!(value(&families, "pentaflow_backend_hits_total", &api), Some(123_456.0));
-    assert_eq!(value(&families, "pentaflow_backend_avg_response_seconds", &api), Some(0.0125));
-    assert_eq!(value(&families, "pentaflow_connections_accepted_total", &[]), Some(42.0));
-    assert_eq!(value(&families, "pentaflow_connections_open", &[]), Some(5.0));
-    assert_eq!(value(&families, "pentaflow_uptime_seconds", &[]), Some(3723.0));
-    assert_eq!(value(&families, "pentaflow_node_info", &[("node", "pentaflow 0.1.0")]), Some(1.0));
-    let kinds: Vec<(&str, &str)> = families.iter().map(|f| (f.name.as_str(), f.kind.as_str())).collect();
-    assert!(kinds.contains(&("pentaflow_backend_failures", "counter")), "{kinds:?}");
-    assert!(kinds.contains(&("pentaflow_backend_session_groups", "gauge")), "{kinds:?}");
+    assert_eq!(
+        value(&families, "pentaflow_backend_hits_total", &api),
+        Some(123_456.0)
+    );
+    assert_eq!(
+        value(&families, "pentaflow_backend_avg_response_seconds", &api),
+        Some(0.0125)
+    );
+    assert_eq!(
+        value(&families, "pentaflow_connections_accepted_total", &[]),
+        Some(42.0)
+    );
+    assert_eq!(
+        value(&families, "pentaflow_connections_open", &[]),
+        Some(5.0)
+    );
+    assert_eq!(
+        value(&families, "pentaflow_uptime_seconds", &[]),
+        Some(3723.0)
+    );
+    assert_eq!(
+        value(
+            &families,
+            "pentaflow_node_info",
+            &[("node", "pentaflow 0.1.0")]
+        ),
+        Some(1.0)
+    );
+    let kinds: Vec<(&str, &str)> = families
+        .iter()
+        .map(|f| (f.name.as_str(), f.kind.as_str()))
+        .collect();
+    assert!(
+        kinds.contains(&("pentaflow_backend_failures", "counter")),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&("pentaflow_backend_session_groups", "gauge")),
+        "{kinds:?}"
+    );
 }
 
 #[test]
@@ -38,10 +75,16 @@ fn label_values_and_help_are_escaped() {
     doc.web_servers = vec![fixture::row("we\"b\\", "a\nb", true, 1)];
     doc.metrics = vec![NodeMetric::gauge("g", "say \"hi\"\\\nbye", 1)];
     let text = encode(doc).unwrap();
-    assert!(text.contains(r#"pentaflow_backend_hits_total{service="we\"b\\",backend="a\nb"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"pentaflow_backend_hits_total{service="we\"b\\",backend="a\nb"} 1"#),
+        "{text}"
+    );
     let families = exposition::parse(&text).unwrap();
     let labels = [("service", "we\"b\\"), ("backend", "a\nb")];
-    assert_eq!(value(&families, "pentaflow_backend_hits_total", &labels), Some(1.0));
+    assert_eq!(
+        value(&families, "pentaflow_backend_hits_total", &labels),
+        Some(1.0)
+    );
     let gauge = families.iter().find(|f| f.name == "pentaflow_g").unwrap();
     assert_eq!(gauge.help, "say \"hi\"\\\nbye");
 }
@@ -61,18 +104,33 @@ fn node_metric_names_are_normalised_and_collisions_skipped() {
     assert_eq!(value(&families, "pentaflow_requests_total", &[]), Some(1.0));
     assert_eq!(value(&families, "pentaflow_bad_name_1", &[]), Some(2.0));
     assert_eq!(value(&families, "pentaflow_unnamed_9lives", &[]), Some(6.0));
-    let up = families.iter().find(|f| f.name == "pentaflow_backend_up").unwrap();
-    assert_eq!(up.samples.len(), 3, "the node gauge must not join the back-end family");
-    assert!(families.iter().all(|f| f.name != "pentaflow_backend_hits_total"));
+    let up = families
+        .iter()
+        .find(|f| f.name == "pentaflow_backend_up")
+        .unwrap();
+    assert_eq!(
+        up.samples.len(),
+        3,
+        "the node gauge must not join the back-end family"
+    );
+    assert!(families
+        .iter()
+        .all(|f| f.name != "pentaflow_backend_hits_total"));
 }
 
 #[test]
 fn duplicate_rows_keep_the_first() {
     let mut doc = fixture::document();
-    doc.web_servers = vec![fixture::row("s", "b", true, 1), fixture::row("s", "b", false, 2)];
+    doc.web_servers = vec![
+        fixture::row("s", "b", true, 1),
+        fixture::row("s", "b", false, 2),
+    ];
     let families = parsed(doc);
     let labels = [("service", "s"), ("backend", "b")];
-    assert_eq!(value(&families, "pentaflow_backend_hits_total", &labels), Some(1.0));
+    assert_eq!(
+        value(&families, "pentaflow_backend_hits_total", &labels),
+        Some(1.0)
+    );
 }
 
 #[test]
@@ -81,7 +139,11 @@ fn no_backends_still_declares_every_family() {
     doc.web_servers.clear();
     doc.metrics.clear();
     let families = parsed(doc);
-    for name in ["pentaflow_backend_up", "pentaflow_backend_hits", "pentaflow_backend_session_groups"] {
+    for name in [
+        "pentaflow_backend_up",
+        "pentaflow_backend_hits",
+        "pentaflow_backend_session_groups",
+    ] {
         assert!(families.iter().any(|f| f.name == name), "{name} missing");
     }
 }

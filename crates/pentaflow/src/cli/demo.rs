@@ -39,7 +39,9 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut backends = Vec::new();
     for i in 1..=args.backends {
         let name = format!("demo-web{i}");
-        let listener = TcpListener::bind("127.0.0.1:0").await.context("cannot start a demo back-end")?;
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("cannot start a demo back-end")?;
         backends.push((name.clone(), listener.local_addr()?));
         tokio::spawn(serve_demo_backend(listener, name));
     }
@@ -77,7 +79,9 @@ fn demo_config(args: &DemoArgs, backends: &[(String, SocketAddr)]) -> String {
         listen = args.listen
     );
     for (name, addr) in backends {
-        text.push_str(&format!("\n[[service.backend]]\nname = \"{name}\"\naddress = \"{addr}\"\n"));
+        text.push_str(&format!(
+            "\n[[service.backend]]\nname = \"{name}\"\naddress = \"{addr}\"\n"
+        ));
     }
     text
 }
@@ -88,7 +92,9 @@ async fn serve_demo_backend(listener: TcpListener, name: String) {
     let name: Arc<str> = Arc::from(name);
     let sessions = Arc::new(AtomicU64::new(0));
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let name = Arc::clone(&name);
         let sessions = Arc::clone(&sessions);
         tokio::spawn(async move {
@@ -97,7 +103,9 @@ async fn serve_demo_backend(listener: TcpListener, name: String) {
                 let sessions = Arc::clone(&sessions);
                 async move { Ok::<_, Infallible>(demo_answer(&name, &sessions, &req)) }
             });
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
         });
     }
 }
@@ -107,7 +115,9 @@ fn demo_answer(name: &str, sessions: &AtomicU64, req: &Request<Incoming>) -> Res
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
         .header("x-backend", name);
     if req.uri().path() == "/health" {
-        return builder.body(Full::new(Bytes::from_static(b"ok\n"))).unwrap_or_default();
+        return builder
+            .body(Full::new(Bytes::from_static(b"ok\n")))
+            .unwrap_or_default();
     }
     let has_session = req
         .headers()
@@ -117,7 +127,10 @@ fn demo_answer(name: &str, sessions: &AtomicU64, req: &Request<Incoming>) -> Res
         .any(|v| v.contains("JSESSIONID="));
     if !has_session {
         let id = sessions.fetch_add(1, Ordering::Relaxed);
-        builder = builder.header(header::SET_COOKIE, format!("JSESSIONID={name}-{id}; Path=/; HttpOnly"));
+        builder = builder.header(
+            header::SET_COOKIE,
+            format!("JSESSIONID={name}-{id}; Path=/; HttpOnly"),
+        );
     }
     let body = format!("Hello from {name}: {} {}\n", req.method(), req.uri());
     builder

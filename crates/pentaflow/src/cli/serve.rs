@@ -20,14 +20,21 @@ pub(crate) async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
 }
 
 /// Starts the proxy and the admin API for `config`; reloads from `reload_from` on SIGHUP.
-pub(crate) async fn run_node(config: Config, reload_from: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let proxy = Proxy::start(&config).await.context("cannot start the proxy")?;
+pub(crate) async fn run_node(
+    config: Config,
+    reload_from: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let proxy = Proxy::start(&config)
+        .await
+        .context("cannot start the proxy")?;
     let (stop_admin, admin_stopped) = watch::channel(false);
     if let Some(admin) = config.node.admin {
         let listener = tokio::net::TcpListener::bind(admin)
             .await
             .with_context(|| format!("cannot listen on the admin address {admin}"))?;
-        let source: Arc<dyn StatusSource> = Arc::new(ProxyStatus { proxy: proxy.clone() });
+        let source: Arc<dyn StatusSource> = Arc::new(ProxyStatus {
+            proxy: proxy.clone(),
+        });
         let node = format!("pentaflow {}", env!("CARGO_PKG_VERSION"));
         tokio::spawn(async move {
             if let Err(e) = pentaflow_admin::serve(listener, source, node, admin_stopped).await {
@@ -87,13 +94,42 @@ impl StatusSource for ProxyStatus {
             value,
         };
         vec![
-            metric("connections_accepted", "Client connections accepted.", MetricKind::Counter, c.connections_accepted),
-            metric("connections_refused", "Client connections closed at accept (max_connections).", MetricKind::Counter, c.connections_refused),
-            metric("connections_open", "Client connections open now.", MetricKind::Gauge, c.connections_open),
-            metric("requests", "Requests received.", MetricKind::Counter, c.requests),
-            metric("local_4xx", "Requests the proxy refused itself with a 4xx.", MetricKind::Counter, c.local_4xx),
-            metric("local_5xx", "Requests the proxy answered itself with a 5xx.", MetricKind::Counter, c.local_5xx),
+            metric(
+                "connections_accepted",
+                "Client connections accepted.",
+                MetricKind::Counter,
+                c.connections_accepted,
+            ),
+            metric(
+                "connections_refused",
+                "Client connections closed at accept (max_connections).",
+                MetricKind::Counter,
+                c.connections_refused,
+            ),
+            metric(
+                "connections_open",
+                "Client connections open now.",
+                MetricKind::Gauge,
+                c.connections_open,
+            ),
+            metric(
+                "requests",
+                "Requests received.",
+                MetricKind::Counter,
+                c.requests,
+            ),
+            metric(
+                "local_4xx",
+                "Requests the proxy refused itself with a 4xx.",
+                MetricKind::Counter,
+                c.local_4xx,
+            ),
+            metric(
+                "local_5xx",
+                "Requests the proxy answered itself with a 5xx.",
+                MetricKind::Counter,
+                c.local_5xx,
+            ),
         ]
     }
 }
-

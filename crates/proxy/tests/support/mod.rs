@@ -1,7 +1,8 @@
 //! Real back-end web servers and real HTTP clients for the proxy's end-to-end tests.
 //! Everything listens on 127.0.0.1 with ports the kernel allocates.
 
-#![allow(dead_code, unreachable_pub, missing_docs)]
+// Test support: a panic is the failure report, so unwrap is the right tool here.
+#![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -48,7 +49,9 @@ impl Backend {
         let me = b.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 me.connections.fetch_add(1, Ordering::SeqCst);
                 let me = me.clone();
                 tokio::spawn(async move {
@@ -66,11 +69,17 @@ impl Backend {
         b
     }
 
-    async fn answer(&self, mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::io::Error> {
+    async fn answer(
+        &self,
+        mut req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, std::io::Error> {
         let path = req.uri().path().to_owned();
         if path == "/health" {
             let code = self.health.load(Ordering::SeqCst);
-            return Ok(Response::builder().status(code).body(Full::new(Bytes::from_static(b"h"))).unwrap());
+            return Ok(Response::builder()
+                .status(code)
+                .body(Full::new(Bytes::from_static(b"h")))
+                .unwrap());
         }
         self.requests.fetch_add(1, Ordering::SeqCst);
         if self.drop_requests.load(Ordering::SeqCst) {
@@ -87,7 +96,12 @@ impl Backend {
                 for (k, v) in req.headers() {
                     text.push_str(&format!("{}: {}\n", k, v.to_str().unwrap_or("?")));
                 }
-                let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                let body = req
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
                 text.push_str(&format!("body={}\n", String::from_utf8_lossy(&body)));
                 return Ok(resp.body(Full::new(Bytes::from(text))).unwrap());
             }
@@ -98,7 +112,10 @@ impl Backend {
                 resp = resp.header(header::SET_COOKIE, "JSESSIONID=s2; Path=/");
             }
             "/hop" => {
-                resp = resp.header(header::CONNECTION, "x-private").header("x-private", "secret").header("keep-alive", "timeout=5");
+                resp = resp
+                    .header(header::CONNECTION, "x-private")
+                    .header("x-private", "secret")
+                    .header("keep-alive", "timeout=5");
             }
             "/ws" => {
                 let on = hyper::upgrade::on(&mut req);
@@ -121,8 +138,18 @@ impl Backend {
             _ => {}
         }
         // Drain any request body so keep-alive works.
-        let body = req.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
-        Ok(resp.body(Full::new(Bytes::from(format!("{} {} {}", self.name, path, body)))).unwrap())
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes().len())
+            .unwrap_or(0);
+        Ok(resp
+            .body(Full::new(Bytes::from(format!(
+                "{} {} {}",
+                self.name, path, body
+            ))))
+            .unwrap())
     }
 }
 
@@ -138,7 +165,12 @@ pub async fn backends(n: usize) -> Vec<Backend> {
 pub fn backend_tables(backends: &[Backend]) -> String {
     backends
         .iter()
-        .map(|b| format!("\n[[service.backend]]\nname = \"{}\"\naddress = \"{}\"\n", b.name, b.addr))
+        .map(|b| {
+            format!(
+                "\n[[service.backend]]\nname = \"{}\"\naddress = \"{}\"\n",
+                b.name, b.addr
+            )
+        })
         .collect()
 }
 
@@ -160,7 +192,10 @@ pub fn service(extra: &str) -> String {
 
 /// A loopback address whose port was free a moment ago (for tests that reload a fixed address).
 pub fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 /// One client keep-alive connection to the proxy.
@@ -176,18 +211,25 @@ pub struct Answer {
 
 impl Answer {
     pub fn backend(&self) -> String {
-        self.headers.get("x-backend").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+        self.headers
+            .get("x-backend")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
     }
 
     pub fn set_cookie(&self) -> Option<String> {
-        self.headers.get(header::SET_COOKIE).map(|v| v.to_str().unwrap().to_owned())
+        self.headers
+            .get(header::SET_COOKIE)
+            .map(|v| v.to_str().unwrap().to_owned())
     }
 }
 
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Self {
         let stream = TcpStream::connect(addr).await.unwrap();
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
         tokio::spawn(conn);
         Self { sender }
     }
@@ -197,7 +239,11 @@ impl Client {
         let resp = self.sender.send_request(req).await.unwrap();
         let (parts, body) = resp.into_parts();
         let body = body.collect().await.unwrap().to_bytes();
-        Answer { status: parts.status, headers: parts.headers, body: String::from_utf8_lossy(&body).into_owned() }
+        Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
     }
 
     pub async fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Answer {

@@ -1,0 +1,310 @@
+//! End-to-end tests of the `pentaflow` binary: `check`, `demo` (stickiness, admin API, status
+//! table, SIGTERM) and `serve` (SIGHUP reload, bad reload refused). Real processes, real sockets
+//! on loopback ports allocated at run time, a real HTTP client.
+
+// Test helpers: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+
+const BIN: &str = env!("CARGO_BIN_EXE_pentaflow");
+
+/// A child process that is killed (by its PID) if the test ends early.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Running {
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.0.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let until = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < until, "process did not exit in {limit:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pentaflow-cli-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn wait_listening(addr: SocketAddr) {
+    let until = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < until, "{addr} never started listening");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// GET on a new connection: (status, x-backend, our set-cookie, body).
+async fn get(
+    addr: SocketAddr,
+    path: &str,
+    cookie: Option<&str>,
+) -> (u16, String, Option<String>, String) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = http::Request::get(path).header("host", "demo.test");
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    let resp = sender
+        .send_request(req.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let backend = resp
+        .headers()
+        .get("x-backend")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    // The demo back-ends set JSESSIONID too; ours is the PFSRV one.
+    let set_cookie = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("PFSRV="));
+    let body = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    (status, backend, set_cookie, body)
+}
+
+#[test]
+fn check_accepts_a_good_file_and_names_file_line_key_of_a_bad_one() {
+    let dir = temp_dir("check");
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "[[service]]\nname = \"web\"\nlisten = [\"127.0.0.1:8080\"]\n[[service.backend]]\nname = \"a\"\naddress = \"127.0.0.1:8001\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 service(s), 1 back-end(s))"));
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[[service]]\nname = \"web\"\nlisten = [\"127.0.0.1:8080\"]\npolicy = \"fastest\"\n[[service.backend]]\nname = \"a\"\naddress = \"nowhere\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:4", bad.display())),
+        "policy problem on line 4: {err}"
+    );
+    assert!(
+        err.contains(&format!("{}:7", bad.display())),
+        "address problem on line 7: {err}"
+    );
+    assert!(err.contains("policy") && err.contains("address"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn demo_serves_sticky_sessions_and_the_admin_api_then_stops_on_sigterm() {
+    let (listen, admin) = (free_addr(), free_addr());
+    let mut demo = Running(
+        Command::new(BIN)
+            .args([
+                "demo",
+                "--listen",
+                &listen.to_string(),
+                "--admin",
+                &admin.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(listen).await;
+    wait_listening(admin).await;
+
+    let (status, first, set_cookie, body) = get(listen, "/", None).await;
+    assert_eq!(status, 200);
+    assert!(body.starts_with(&format!("Hello from {first}")), "{body}");
+    let cookie = set_cookie
+        .expect("PFSRV injected")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(cookie.starts_with("PFSRV="));
+    for _ in 0..10 {
+        let (_, backend, _, _) = get(listen, "/", Some(&cookie)).await;
+        assert_eq!(
+            backend, first,
+            "the cookie keeps the client on its back-end"
+        );
+    }
+    let mut others = std::collections::HashSet::new();
+    for _ in 0..12 {
+        others.insert(get(listen, "/", None).await.1);
+    }
+    assert!(others.len() >= 2, "new clients are spread: {others:?}");
+
+    let (status, _, _, json) = get(admin, "/status", None).await;
+    assert_eq!(status, 200);
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let rows = doc["web_servers"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    let hits: u64 = rows.iter().map(|r| r["hits"].as_u64().unwrap()).sum();
+    assert!(hits >= 23, "{hits}");
+    let (_, _, _, metrics) = get(admin, "/metrics", None).await;
+    assert!(
+        metrics.contains("pentaflow_backend_hits_total"),
+        "{metrics}"
+    );
+
+    let table = Command::new(BIN)
+        .args(["status", "--admin", &admin.to_string()])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    for name in ["demo-web1", "demo-web2", "demo-web3"] {
+        assert!(table.contains(name), "{table}");
+    }
+
+    demo.signal("TERM");
+    assert!(demo.wait_exit(Duration::from_secs(10)).success());
+}
+
+/// A back-end that answers with its name.
+async fn named_backend(name: &'static str) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let svc = service_fn(move |_req| async move {
+                    Ok::<_, Infallible>(
+                        http::Response::builder()
+                            .header("x-backend", name)
+                            .body(Full::new(Bytes::from(name)))
+                            .unwrap(),
+                    )
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn serve_reloads_on_sighup_and_refuses_a_bad_file() {
+    let (one, two) = (named_backend("one").await, named_backend("two").await);
+    let listen = free_addr();
+    let dir = temp_dir("serve");
+    let path = dir.join("node.toml");
+    let head =
+        format!("[[service]]\nname = \"web\"\nlisten = [\"{listen}\"]\npolicy = \"round_robin\"\n");
+    std::fs::write(
+        &path,
+        format!("{head}[[service.backend]]\nname = \"one\"\naddress = \"{one}\"\n"),
+    )
+    .unwrap();
+    let mut node = Running(
+        Command::new(BIN)
+            .arg("serve")
+            .arg("--config")
+            .arg(&path)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(listen).await;
+    for _ in 0..4 {
+        assert_eq!(get(listen, "/", None).await.1, "one");
+    }
+
+    std::fs::write(
+        &path,
+        format!("{head}[[service.backend]]\nname = \"one\"\naddress = \"{one}\"\n[[service.backend]]\nname = \"two\"\naddress = \"{two}\"\n"),
+    )
+    .unwrap();
+    node.signal("HUP");
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        if get(listen, "/", None).await.1 == "two" {
+            break;
+        }
+        assert!(Instant::now() < until, "reload never took effect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    std::fs::write(&path, "this is = not [valid").unwrap();
+    node.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..4 {
+        let (status, backend, _, _) = get(listen, "/", None).await;
+        assert_eq!(status, 200, "still serving after a bad reload");
+        seen.insert(backend);
+    }
+    assert_eq!(
+        seen.len(),
+        2,
+        "the running configuration was kept: {seen:?}"
+    );
+
+    node.signal("TERM");
+    assert!(node.wait_exit(Duration::from_secs(10)).success());
+    let _ = std::fs::remove_dir_all(dir);
+}
