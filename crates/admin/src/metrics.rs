@@ -26,24 +26,55 @@ const PREFIX: &str = "pentaflow";
 /// The `Content-Type` of the body: OpenMetrics 1.0 text, which is what prometheus-client
 /// writes (counters end in `_total`, the body ends with `# EOF`) and Prometheus parses.
 pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-/// Family and sample names (without the prefix) the collector writes itself. A node metric
-/// whose family or sample name is already taken would put two series of one name in the
-/// scrape, which Prometheus rejects as a whole, so such a metric is skipped.
-const RESERVED: &[&str] = &[
-    "node",
-    "node_info",
-    "uptime_seconds",
-    "backend_up",
-    "backend_weight",
-    "backend_hits",
-    "backend_hits_total",
-    "backend_open_connections",
-    "backend_active_requests",
-    "backend_failures",
-    "backend_failures_total",
-    "backend_avg_response_seconds",
-    "backend_session_groups",
+/// The Web Server Status Table as metric families, one per column, labelled `service` and
+/// `backend`. Kept as data so the list of names taken (see [`SnapshotCollector::taken`]) can
+/// never drift from what is written.
+const BACKEND_FAMILIES: &[BackendFamily] = &[
+    BackendFamily {
+        name: "backend_up",
+        help: "1 if the back-end passes health checks, else 0.",
+        column: Column::Level(|r| u64::from(r.state == BackendState::Up)),
+    },
+    BackendFamily {
+        name: "backend_weight",
+        help: "Configured weight.",
+        column: Column::Level(|r| u64::from(r.weight)),
+    },
+    BackendFamily {
+        name: "backend_hits",
+        help: "Requests sent to the back-end.",
+        column: Column::Count(|r| r.hits),
+    },
+    BackendFamily {
+        name: "backend_open_connections",
+        help: "Connections open to the back-end.",
+        column: Column::Level(|r| r.open_connections),
+    },
+    BackendFamily {
+        name: "backend_active_requests",
+        help: "Requests in flight to the back-end.",
+        column: Column::Level(|r| r.active_requests),
+    },
+    BackendFamily {
+        name: "backend_failures",
+        help: "Failed requests and health checks.",
+        column: Column::Count(|r| r.failures),
+    },
+    BackendFamily {
+        name: "backend_avg_response",
+        help: "Average response time of the back-end.",
+        column: Column::Seconds(|r| r.avg_response_ms / MILLIS_PER_SECOND),
+    },
+    BackendFamily {
+        name: "backend_session_groups",
+        help: "Session hash groups assigned.",
+        column: Column::Level(|r| u64::try_from(r.session_groups).unwrap_or(u64::MAX)),
+    },
 ];
+/// The info family naming the node (sample `pentaflow_node_info{node="..."} 1`).
+const NODE_FAMILY: &str = "node";
+/// The uptime gauge (in seconds, so `pentaflow_uptime_seconds`).
+const UPTIME_FAMILY: &str = "uptime";
 /// Response times arrive in milliseconds; Prometheus convention is base units (seconds).
 const MILLIS_PER_SECOND: f64 = 1000.0;
 
@@ -78,7 +109,7 @@ impl Collector for SnapshotCollector {
         let node = [("node", Escaped(&self.doc.node))];
         encoder
             .encode_descriptor(
-                "node",
+                NODE_FAMILY,
                 "The node's name and version.",
                 None,
                 MetricType::Info,
@@ -86,7 +117,7 @@ impl Collector for SnapshotCollector {
             .encode_info(&node)?;
         encoder
             .encode_descriptor(
-                "uptime",
+                UPTIME_FAMILY,
                 "Seconds since the admin API started.",
                 Some(&Unit::Seconds),
                 MetricType::Gauge,
@@ -95,6 +126,25 @@ impl Collector for SnapshotCollector {
         self.encode_backends(&mut encoder)?;
         self.encode_node_metrics(&mut encoder)
     }
+}
+
+/// One column of the status table as a metric family.
+struct BackendFamily {
+    /// Name without prefix or unit (a [`Column::Seconds`] family gets `_seconds`).
+    name: &'static str,
+    help: &'static str,
+    column: Column,
+}
+
+/// How to read a column from a row; the variant decides type, unit and encoding.
+#[derive(Clone, Copy)]
+enum Column {
+    /// Only grows: a counter, its sample name gets `_total`.
+    Count(fn(&WebServerStatus) -> u64),
+    /// Goes up and down: a gauge.
+    Level(fn(&WebServerStatus) -> u64),
+    /// A duration: a gauge in the seconds unit.
+    Seconds(fn(&WebServerStatus) -> f64),
 }
 
 impl SnapshotCollector {
@@ -107,80 +157,27 @@ impl SnapshotCollector {
             .iter()
             .filter(|r| seen.insert((r.service.as_str(), r.name.as_str())))
             .collect();
-        let up = |r: &WebServerStatus| Level(u64::from(r.state == BackendState::Up));
-        gauge(
-            encoder,
-            "backend_up",
-            "1 if the back-end passes health checks, else 0.",
-            None,
-            &rows,
-            up,
-        )?;
-        gauge(
-            encoder,
-            "backend_weight",
-            "Configured weight.",
-            None,
-            &rows,
-            |r| r.weight,
-        )?;
-        counter(
-            encoder,
-            "backend_hits",
-            "Requests sent to the back-end.",
-            &rows,
-            |r| r.hits,
-        )?;
-        let open = |r: &WebServerStatus| Level(r.open_connections);
-        gauge(
-            encoder,
-            "backend_open_connections",
-            "Connections open to the back-end.",
-            None,
-            &rows,
-            open,
-        )?;
-        let active = |r: &WebServerStatus| Level(r.active_requests);
-        gauge(
-            encoder,
-            "backend_active_requests",
-            "Requests in flight to the back-end.",
-            None,
-            &rows,
-            active,
-        )?;
-        let failures = |r: &WebServerStatus| r.failures;
-        counter(
-            encoder,
-            "backend_failures",
-            "Failed requests and health checks.",
-            &rows,
-            failures,
-        )?;
-        let seconds = |r: &WebServerStatus| r.avg_response_ms / MILLIS_PER_SECOND;
-        let help = "Average response time of the back-end.";
-        gauge(
-            encoder,
-            "backend_avg_response",
-            help,
-            Some(&Unit::Seconds),
-            &rows,
-            seconds,
-        )?;
-        let groups =
-            |r: &WebServerStatus| Level(u64::try_from(r.session_groups).unwrap_or(u64::MAX));
-        gauge(
-            encoder,
-            "backend_session_groups",
-            "Session hash groups assigned.",
-            None,
-            &rows,
-            groups,
-        )
+        for family in BACKEND_FAMILIES {
+            let (metric_type, unit) = family.kind();
+            let mut metric =
+                encoder.encode_descriptor(family.name, family.help, unit, metric_type)?;
+            for row in &rows {
+                let labels = labels(row);
+                let mut sample = metric.encode_family(&labels)?;
+                match family.column {
+                    Column::Count(read) => {
+                        sample.encode_counter::<NoLabelSet, u64, u64>(&read(row), None)?;
+                    }
+                    Column::Level(read) => sample.encode_gauge(&Level(read(row)))?,
+                    Column::Seconds(read) => sample.encode_gauge(&read(row))?,
+                }
+            }
+        }
+        Ok(())
     }
 
     fn encode_node_metrics(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
-        let mut taken: HashSet<String> = RESERVED.iter().map(|s| (*s).to_owned()).collect();
+        let mut taken = Self::taken();
         for metric in &self.doc.metrics {
             let name = family_name(metric);
             let sample = match metric.kind {
@@ -205,41 +202,40 @@ impl SnapshotCollector {
         }
         Ok(())
     }
+
+    /// Family and sample names (without the prefix) written before the node metrics. A node
+    /// metric that takes one of them would put two series of one name in the scrape, which
+    /// Prometheus rejects as a whole, so such a metric is skipped.
+    fn taken() -> HashSet<String> {
+        let mut taken = HashSet::from([
+            NODE_FAMILY.to_owned(),
+            format!("{NODE_FAMILY}_info"),
+            format!("{UPTIME_FAMILY}_{}", Unit::Seconds.as_str()),
+        ]);
+        for family in BACKEND_FAMILIES {
+            let name = match family.kind() {
+                (_, Some(unit)) => format!("{}_{}", family.name, unit.as_str()),
+                _ => family.name.to_owned(),
+            };
+            if matches!(family.column, Column::Count(_)) {
+                taken.insert(format!("{name}_total"));
+            }
+            taken.insert(name);
+        }
+        taken
+    }
 }
 
-/// One gauge family labelled `service`, `backend`.
-fn gauge<V: EncodeGaugeValue>(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    unit: Option<&Unit>,
-    rows: &[&WebServerStatus],
-    value: impl Fn(&WebServerStatus) -> V,
-) -> fmt::Result {
-    let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
-    for row in rows {
-        let labels = labels(row);
-        family.encode_family(&labels)?.encode_gauge(&value(row))?;
+impl BackendFamily {
+    /// The family's type and unit.
+    fn kind(&self) -> (MetricType, Option<&'static Unit>) {
+        const SECONDS: &Unit = &Unit::Seconds;
+        match self.column {
+            Column::Count(_) => (MetricType::Counter, None),
+            Column::Level(_) => (MetricType::Gauge, None),
+            Column::Seconds(_) => (MetricType::Gauge, Some(SECONDS)),
+        }
     }
-    Ok(())
-}
-
-/// One counter family labelled `service`, `backend` (samples get the `_total` suffix).
-fn counter(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    rows: &[&WebServerStatus],
-    value: impl Fn(&WebServerStatus) -> u64,
-) -> fmt::Result {
-    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for row in rows {
-        let labels = labels(row);
-        family
-            .encode_family(&labels)?
-            .encode_counter::<NoLabelSet, u64, u64>(&value(row), None)?;
-    }
-    Ok(())
 }
 
 fn labels(row: &WebServerStatus) -> [(&'static str, Escaped<'_>); 2] {
@@ -282,17 +278,20 @@ fn escape_help(help: &str) -> Result<String, fmt::Error> {
     Ok(out)
 }
 
-/// Writes `text` with the three OpenMetrics escapes (`\\`, `\"`, `\n`).
+/// Writes `text` with the three OpenMetrics escapes (`\\`, `\"`, `\n`). Runs between
+/// escapes are written whole: names rarely need escaping and this runs once per sample.
 fn escape_into(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
-    for c in text.chars() {
-        match c {
-            '\\' => out.write_str("\\\\")?,
-            '"' => out.write_str("\\\"")?,
-            '\n' => out.write_str("\\n")?,
-            c => out.write_char(c)?,
-        }
+    let mut rest = text;
+    while let Some(at) = rest.find(['\\', '"', '\n']) {
+        out.write_str(&rest[..at])?;
+        out.write_str(match rest.as_bytes()[at] {
+            b'\\' => "\\\\",
+            b'"' => "\\\"",
+            _ => "\\n",
+        })?;
+        rest = &rest[at + 1..];
     }
-    Ok(())
+    out.write_str(rest)
 }
 
 /// A gauge reading. prometheus-client refuses (fails the whole scrape on) a `u64` gauge above

@@ -57,7 +57,10 @@ struct Admin {
 /// other methods 405. HTTP/1.1 via hyper. Off the data path: its own listener.
 ///
 /// On shutdown it stops accepting, lets requests in flight finish for a short deadline, then
-/// returns.
+/// returns `Ok`. Accept errors are logged and retried, never fatal: the admin API must not take
+/// the node down. Idle or silent admin connections are closed after a header read timeout, and
+/// at most a few dozen are served at once. Snapshots are taken on the blocking pool, off the
+/// runtime workers the data plane uses.
 pub async fn serve(
     listener: TcpListener,
     source: Arc<dyn StatusSource>,
@@ -101,7 +104,7 @@ pub async fn serve(
         let admin = Arc::clone(&admin);
         let service = service_fn(move |request| {
             let admin = Arc::clone(&admin);
-            async move { Ok::<_, Infallible>(respond(&admin, &request)) }
+            async move { Ok::<_, Infallible>(respond(admin, &request).await) }
         });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         connections.spawn(async move {
@@ -146,26 +149,71 @@ async fn accept_failed(error: &io::Error) {
     tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
 }
 
+/// What a request asks for, once routed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Page {
+    Status,
+    Metrics,
+    Healthz,
+}
+
+/// Why a request gets no page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refusal {
+    /// 404: not one of the admin paths.
+    NotFound,
+    /// 405: an admin path, but not GET or HEAD.
+    MethodNotAllowed,
+}
+
 /// The admin API in one place: route, method check, body.
-fn respond<B>(admin: &Admin, request: &Request<B>) -> Response<Full<Bytes>> {
-    let path = request.uri().path();
-    if !matches!(path, "/status" | "/metrics" | "/healthz") {
-        return text(StatusCode::NOT_FOUND, "not found\n");
-    }
+async fn respond<B>(admin: Arc<Admin>, request: &Request<B>) -> Response<Full<Bytes>> {
+    let page = match route(request.method(), request.uri().path()) {
+        Ok(Page::Healthz) => return text(StatusCode::OK, "ok"),
+        Ok(page) => page,
+        Err(refusal) => return refusal.response(),
+    };
+    // A snapshot and its encoding take about a millisecond per thousand back-ends, and the
+    // source may take a lock: keep that off the runtime's workers, which run the data plane.
+    tokio::task::spawn_blocking(move || render(&admin, page))
+        .await
+        .unwrap_or_else(|error| internal_error("admin handler", &error))
+}
+
+/// Which page, or why none.
+fn route(method: &Method, path: &str) -> Result<Page, Refusal> {
+    let page = match path {
+        "/status" => Page::Status,
+        "/metrics" => Page::Metrics,
+        "/healthz" => Page::Healthz,
+        _ => return Err(Refusal::NotFound),
+    };
     // HEAD needs no branch of its own: hyper sends the headers of the GET answer, no body.
-    if request.method() != Method::GET && request.method() != Method::HEAD {
-        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-        response
-            .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
-        return response;
+    if method != Method::GET && method != Method::HEAD {
+        return Err(Refusal::MethodNotAllowed);
     }
-    if path == "/healthz" {
-        return text(StatusCode::OK, "ok");
+    Ok(page)
+}
+
+impl Refusal {
+    fn response(self) -> Response<Full<Bytes>> {
+        match self {
+            Self::NotFound => text(StatusCode::NOT_FOUND, "not found\n"),
+            Self::MethodNotAllowed => {
+                let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+                let allow = HeaderValue::from_static(ALLOWED_METHODS);
+                response.headers_mut().insert(ALLOW, allow);
+                response
+            }
+        }
     }
+}
+
+/// Takes a snapshot and encodes it as `page` asks.
+fn render(admin: &Admin, page: Page) -> Response<Full<Bytes>> {
     let uptime = admin.started.elapsed().as_secs();
     let doc = StatusDocument::snapshot(admin.source.as_ref(), admin.node.clone(), uptime);
-    if path == "/status" {
+    if page == Page::Status {
         match serde_json::to_vec(&doc) {
             Ok(body) => with_body(StatusCode::OK, "application/json", body.into()),
             Err(error) => internal_error("status", &error),

@@ -25,9 +25,19 @@
 //! response_timeout = "30s"            # default 30s
 //! max_connections = 10000             # default 10000; >= 1
 //!
+//! [tls_tickets]                       # optional; TLS session-ticket keys shared by the array
+//! keys_file = "ticket.keys"           # one key per line: 64 hex digits (32 bytes), newest first;
+//!                                     # '#' comments and blank lines ignored; <= 16 keys; file <= 4096 bytes
+//! keys = ["<64 hex digits>"]          # alternative to keys_file (at most one of the two; neither = a
+//!                                     # random key per process, so no resumption across nodes); <= 16 keys
+//! lifetime = "12h"                    # default 12h; 1s..=7d
+//!
 //! [[service]]                         # >= 1
 //! name = "web"                        # required, unique, [A-Za-z0-9_-]+
-//! listen = ["127.0.0.1:8080"]         # required, >= 1 ip:port, no address used twice across services
+//! listen = ["127.0.0.1:8080"]         # plain-HTTP ip:port list; at least one of listen / tls_listen
+//!                                     # must be non-empty; no address used twice anywhere
+//! tls_listen = ["127.0.0.1:8443"]     # HTTPS ip:port list (TLS terminated here); claimed like listen
+//! redirect_https = false              # default false; true needs tls_listen (and listen to redirect from)
 //! policy = "least_conn"               # least_conn (default) | round_robin | url_hash
 //! hash_balance_factor = 125           # optional, only with url_hash, integer > 100
 //! persistence = "cookie"              # none (default) | cookie | session ; needs the matching table below
@@ -60,6 +70,22 @@
 //! rise = 2                            # default 2; >= 1
 //! fall = 3                            # default 3; >= 1
 //!
+//! [service.tls]                       # required iff tls_listen is non-empty
+//! unknown_sni = "default"             # default (serve the default certificate) | refuse
+//! handshake_timeout = "10s"           # default 10s
+//! max_handshakes = 1024               # default 1024; 1..=1_000_000 concurrent handshakes
+//! http2 = true                        # default true: offer h2 by ALPN (http/1.1 always offered)
+//!
+//! [[service.tls.certificate]]         # >= 1
+//! cert = "certs/site.pem"             # required; PEM chain, leaf first; a readable regular file
+//! key = "certs/site.key"              # required; PEM private key; a readable regular file
+//! default = false                     # default false; at most one true (none: the first is default)
+//!
+//! [service.backend_tls]               # optional; presence = TLS to the back-ends
+//! verify = true                       # default true
+//! ca_file = "ca.pem"                  # optional; readable file (absent = system roots); needs verify
+//! server_name = "backend.internal"    # optional; DNS name or IP (absent = the back-end's IP)
+//!
 //! [[service.backend]]                 # >= 1
 //! name = "web1"                       # required, unique within the service, [A-Za-z0-9_.-]+
 //! address = "127.0.0.1:8001"          # required ip:port (port != 0)
@@ -69,6 +95,9 @@
 //! Durations are strings parsed with `humantime` (`"500ms"`, `"2s"`, `"1m"`, `"1h 30m"`);
 //! a zero duration is an error for timeouts and intervals. A secret read from
 //! `secret_file` loses its trailing line break (`\n` or `\r\n`), so `echo key > file` works.
+//! Relative paths (`secret_file`, `keys_file`, `cert`, `key`, `ca_file`) resolve against the
+//! config file's directory. Files named by `cert`, `key` and `ca_file` are only checked to be
+//! readable regular files here: the proxy parses the PEM.
 
 use std::fmt;
 
@@ -83,8 +112,18 @@ use toml::Spanned;
 pub(crate) struct FileConfig {
     pub(crate) node: Option<Spanned<FileNode>>,
     pub(crate) limits: Option<Spanned<FileLimits>>,
+    pub(crate) tls_tickets: Option<Spanned<FileTickets>>,
     #[serde(default)]
     pub(crate) service: Vec<Spanned<FileService>>,
+}
+
+/// `[tls_tickets]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileTickets {
+    pub(crate) keys_file: Option<Spanned<String>>,
+    pub(crate) keys: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) lifetime: Option<Spanned<FileDuration>>,
 }
 
 /// `[node]`.
@@ -115,6 +154,8 @@ pub(crate) struct FileLimits {
 pub(crate) struct FileService {
     pub(crate) name: Option<Spanned<String>>,
     pub(crate) listen: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) tls_listen: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) redirect_https: Option<Spanned<bool>>,
     pub(crate) policy: Option<Spanned<String>>,
     pub(crate) hash_balance_factor: Option<Spanned<i64>>,
     pub(crate) persistence: Option<Spanned<String>>,
@@ -124,8 +165,40 @@ pub(crate) struct FileService {
     pub(crate) session: Option<Spanned<FileSession>>,
     pub(crate) passive: Option<Spanned<FilePassive>>,
     pub(crate) health: Option<Spanned<FileHealth>>,
+    pub(crate) tls: Option<Spanned<FileTls>>,
+    pub(crate) backend_tls: Option<Spanned<FileBackendTls>>,
     #[serde(default)]
     pub(crate) backend: Vec<Spanned<FileBackend>>,
+}
+
+/// `[service.tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileTls {
+    pub(crate) unknown_sni: Option<Spanned<String>>,
+    pub(crate) handshake_timeout: Option<Spanned<FileDuration>>,
+    pub(crate) max_handshakes: Option<Spanned<i64>>,
+    pub(crate) http2: Option<bool>,
+    #[serde(default)]
+    pub(crate) certificate: Vec<Spanned<FileCertificate>>,
+}
+
+/// `[[service.tls.certificate]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileCertificate {
+    pub(crate) cert: Option<Spanned<String>>,
+    pub(crate) key: Option<Spanned<String>>,
+    pub(crate) default: Option<Spanned<bool>>,
+}
+
+/// `[service.backend_tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileBackendTls {
+    pub(crate) verify: Option<bool>,
+    pub(crate) ca_file: Option<Spanned<String>>,
+    pub(crate) server_name: Option<Spanned<String>>,
 }
 
 /// `[service.cookie]`.

@@ -7,7 +7,7 @@
 //!
 //! This crate must not know about sockets, the proxy or the cluster: it only describes what
 //! the operator asked for. [`example`] is a complete, commented configuration; it is the
-//! reference for every key, its default and its range.
+//! reference for every key, its default and its range ([`tls_example`] for the TLS keys).
 //!
 //! ```
 //! let config = pentaflow_config::parse(
@@ -40,10 +40,13 @@ pub use model::*;
 
 /// A complete, valid, commented configuration showing every key with its default and range.
 const EXAMPLE: &str = include_str!("../example.toml");
+/// A commented configuration showing the TLS keys; valid once the files it names exist.
+const TLS_EXAMPLE: &str = include_str!("../example-tls.toml");
 
 /// Read and validate the configuration file at `path`.
 ///
-/// Relative `secret_file` paths in it resolve against the file's directory.
+/// Relative paths in it (`secret_file`, `keys_file`, `cert`, `key`, `ca_file`) resolve
+/// against the file's directory.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
@@ -53,7 +56,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 }
 
 /// Validate configuration text from any source (tests, an embedded demo config); `source`
-/// names it in errors. For [`Source::File`], relative `secret_file` paths resolve against
+/// names it in errors. For [`Source::File`], relative file paths resolve against
 /// the file's directory; for [`Source::Inline`], against the current directory.
 pub fn parse(text: &str, source: Source) -> Result<Config, ConfigError> {
     let file = file::parse(text).map_err(|err| {
@@ -91,4 +94,16 @@ pub fn parse(text: &str, source: Source) -> Result<Config, ConfigError> {
 /// every key, its default and its allowed range.
 pub fn example() -> &'static str {
     EXAMPLE
+}
+
+/// A commented example of HTTPS termination: `[tls_tickets]`, `tls_listen`,
+/// `redirect_https`, `[service.tls]` with two certificates and `[service.backend_tls]`.
+/// It documents every TLS key, its default and its range.
+///
+/// Unlike [`example`] it names files, relative to the configuration file's directory:
+/// `ticket.keys` (lines of 64 hex digits), `certs/shop.pem`, `certs/shop.key`,
+/// `certs/api.pem`, `certs/api.key` and `certs/backend-ca.pem`. [`load`] accepts it once
+/// they exist; this crate checks only that they are readable regular files.
+pub fn tls_example() -> &'static str {
+    TLS_EXAMPLE
 }

@@ -21,6 +21,31 @@ pub struct Config {
     pub limits: Limits,
     /// The load-balanced services, in file order. Names are unique.
     pub services: Vec<ServiceConfig>,
+    /// Session-ticket keys shared by the array (`[tls_tickets]`).
+    pub tickets: TicketKeys,
+}
+
+/// `[tls_tickets]`: keys that encrypt TLS session tickets. Every node of an array gets the same
+/// keys, so a client resumes its TLS session on whichever node its next connection lands.
+#[derive(Clone, PartialEq)]
+pub struct TicketKeys {
+    /// AES-256 keys, newest first: the first encrypts new tickets, all decrypt (rotation keeps
+    /// the previous ones for a while). Empty = a random key per process (no cross-node resumption).
+    pub keys: Vec<[u8; 32]>,
+    /// How long a ticket is valid (default 12 h).
+    pub lifetime: Duration,
+}
+
+impl fmt::Debug for TicketKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TicketKeys")
+            .field(
+                "keys",
+                &format_args!("<{} keys, redacted>", self.keys.len()),
+            )
+            .field("lifetime", &self.lifetime)
+            .finish()
+    }
 }
 
 /// Node-wide settings (`[node]`).
@@ -78,6 +103,61 @@ pub struct ServiceConfig {
     pub health: Option<HealthCheck>,
     /// The back-end web servers, in file order. Names are unique within the service.
     pub backends: Vec<BackendConfig>,
+    /// HTTPS listen addresses (TLS is terminated on this node); empty = no HTTPS.
+    pub tls_listen: Vec<SocketAddr>,
+    /// TLS settings: `Some` exactly when `tls_listen` is not empty.
+    pub tls: Option<TlsConfig>,
+    /// Answer plain-HTTP requests with a permanent redirect to HTTPS (needs `tls`).
+    pub redirect_https: bool,
+    /// Re-encrypt to the back-ends (`[service.backend_tls]`); `None` = plain HTTP to back-ends.
+    pub backend_tls: Option<BackendTls>,
+}
+
+/// `[service.tls]`: TLS termination for a service's `tls_listen` addresses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TlsConfig {
+    /// Certificates, chosen by SNI against the names in each certificate (at least one).
+    pub certificates: Vec<CertificateConfig>,
+    /// What to do with a ClientHello whose SNI (or lack of one) matches no certificate.
+    pub unknown_sni: UnknownSni,
+    /// Time allowed for a TLS handshake (default 10 s).
+    pub handshake_timeout: Duration,
+    /// Concurrent handshakes per node for this service (default 1024); more are closed at once.
+    pub max_handshakes: usize,
+    /// Offer HTTP/2 by ALPN (default true); HTTP/1.1 is always offered.
+    pub http2: bool,
+}
+
+/// `[[service.tls.certificate]]`: one certificate chain and its private key (PEM files).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CertificateConfig {
+    /// PEM file with the certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1; ECDSA, RSA or Ed25519).
+    pub key: PathBuf,
+    /// The certificate for clients whose SNI matches none (at most one; default: the first).
+    pub default: bool,
+}
+
+/// Handling of an SNI that matches no certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum UnknownSni {
+    /// Serve the default certificate (default).
+    #[default]
+    Default,
+    /// Refuse the handshake.
+    Refuse,
+}
+
+/// `[service.backend_tls]`: TLS from this node to the back-ends.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackendTls {
+    /// Verify the back-end's certificate (default true).
+    pub verify: bool,
+    /// PEM file of CA certificates to trust instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Server name sent in SNI and verified (default: the back-end's IP address).
+    pub server_name: Option<String>,
 }
 
 /// Base scheduling policy.
@@ -182,6 +262,16 @@ pub enum Source {
     Inline(String),
 }
 
+/// Default `[tls_tickets] lifetime`: a working day, so a returning client resumes, while a
+/// stolen ticket is useless by the next day.
+const DEFAULT_TICKET_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
+/// Default `[service.tls] handshake_timeout`: ample for a slow mobile link, short enough that
+/// a client stalling mid-handshake cannot hold a handshake slot for long.
+const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `[service.tls] max_handshakes`: handshakes cost CPU; this bounds a flood of them
+/// per node and service while leaving room for any honest burst.
+const DEFAULT_MAX_HANDSHAKES: usize = 1024;
+
 /// Default `[node] shutdown_grace`: long enough for ordinary requests to finish, short
 /// enough for an orchestrator's stop timeout.
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -231,6 +321,52 @@ impl Default for Limits {
             connect_timeout: Duration::from_secs(3),
             response_timeout: Duration::from_secs(30),
             max_connections: 10_000,
+        }
+    }
+}
+
+impl Default for TicketKeys {
+    /// No keys (a random key per process) and a 12 h ticket lifetime.
+    fn default() -> Self {
+        TicketKeys {
+            keys: Vec::new(),
+            lifetime: DEFAULT_TICKET_LIFETIME,
+        }
+    }
+}
+
+impl Default for TlsConfig {
+    /// The defaults of `[service.tls]`: unknown SNI gets the default certificate, 10 s
+    /// handshake timeout, 1024 concurrent handshakes, HTTP/2 offered. `certificates` is
+    /// empty, which the file does not allow: the validator always fills it.
+    fn default() -> Self {
+        TlsConfig {
+            certificates: Vec::new(),
+            unknown_sni: UnknownSni::default(),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            max_handshakes: DEFAULT_MAX_HANDSHAKES,
+            http2: true,
+        }
+    }
+}
+
+impl UnknownSni {
+    /// The name used in the file (`default`, `refuse`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnknownSni::Default => "default",
+            UnknownSni::Refuse => "refuse",
+        }
+    }
+}
+
+impl Default for BackendTls {
+    /// Verify back-ends against the system roots, with their IP address as the name.
+    fn default() -> Self {
+        BackendTls {
+            verify: true,
+            ca_file: None,
+            server_name: None,
         }
     }
 }
@@ -308,5 +444,17 @@ mod tests {
         let shown = format!("{cookie:?}");
         assert!(!shown.contains("do-not-log"), "{shown}");
         assert!(shown.contains("<19 bytes, redacted>"), "{shown}");
+    }
+
+    #[test]
+    fn ticket_keys_debug_redacts_the_keys() {
+        let tickets = TicketKeys {
+            keys: vec![[0xab; 32], [0xcd; 32]],
+            ..TicketKeys::default()
+        };
+        let shown = format!("{tickets:?}");
+        assert!(!shown.contains("171") && !shown.contains("ab"), "{shown}");
+        assert!(shown.contains("<2 keys, redacted>"), "{shown}");
+        assert_eq!(tickets.lifetime, Duration::from_secs(12 * 60 * 60));
     }
 }

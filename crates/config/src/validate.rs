@@ -3,8 +3,9 @@
 //! Each check that fails records a [`Problem`] (line, key path, message) and carries on with
 //! a harmless stand-in value, so one run reports everything that is wrong with a file. The
 //! result is a `Config` only when no problem was recorded. Defaults come from the model's
-//! `Default` impls. The only I/O here is reading a cookie `secret_file`; this module must
-//! not open sockets or look at the clock.
+//! `Default` impls. The only I/O is in `files`: reading a cookie `secret_file` or the ticket
+//! `keys_file`, and checking that certificate, key and CA files are readable. This module
+//! must not open sockets or look at the clock.
 
 use std::net::SocketAddr;
 use std::ops::{Range, RangeInclusive};
@@ -17,10 +18,13 @@ use crate::error::{line_col, Problem};
 use crate::file::{FileConfig, FileDuration, FileLimits, FileNode};
 use crate::model::{Config, Limits, NodeConfig};
 
+mod files;
 mod persistence;
 mod service;
 #[cfg(test)]
 mod tests;
+mod tickets;
+mod tls;
 
 /// `[limits] max_header_bytes`: below 1 KiB ordinary browsers fail; above 1 MiB one client
 /// can pin too much memory per connection.
@@ -57,7 +61,8 @@ struct Claimed {
 }
 
 /// Validate the parsed file; `text` is what it was parsed from (for line numbers) and
-/// `base_dir` the directory relative `secret_file` paths resolve against.
+/// `base_dir` the directory relative paths (`secret_file`, `keys_file`, certificates) resolve
+/// against.
 /// On failure, every problem found, in the order found.
 pub(crate) fn validate(
     file: &FileConfig,
@@ -72,12 +77,14 @@ pub(crate) fn validate(
     let mut claimed = Vec::new();
     let node = checker.node(file.node.as_ref(), &mut claimed);
     let limits = checker.limits(file.limits.as_ref());
+    let tickets = checker.tickets(file.tls_tickets.as_ref());
     let services = checker.services(&file.service, &mut claimed);
     if checker.problems.is_empty() {
         Ok(Config {
             node,
             limits,
             services,
+            tickets,
         })
     } else {
         Err(checker.problems)

@@ -1,6 +1,6 @@
 //! `parse` never panics: not on arbitrary text, not on mutations of the example.
 
-use pentaflow_config::{example, parse, Source};
+use pentaflow_config::{example, parse, tls_example, Source};
 use proptest::prelude::*;
 
 fn label() -> Source {
@@ -18,14 +18,15 @@ proptest! {
         let _ = parse(&text, label());
     }
 
-    /// Replace a byte range of the example with arbitrary text: hits every key and table.
+    /// Replace a byte range of an example with arbitrary text: hits every key and table.
     #[test]
     fn mutated_example_never_panics(
+        tls in any::<bool>(),
         at in 0usize..4000,
         cut in 0usize..40,
         insert in "[\\PC\n]{0,12}",
     ) {
-        let ex = example();
+        let ex = if tls { tls_example() } else { example() };
         let mut start = at.min(ex.len());
         while !ex.is_char_boundary(start) { start -= 1; }
         let mut end = (start + cut).min(ex.len());
@@ -44,6 +45,7 @@ proptest! {
     /// Replace one value (after an `=`) with another value-like token.
     #[test]
     fn example_with_one_value_swapped_never_panics(
+        tls in any::<bool>(),
         which in 0usize..80,
         value in prop_oneof![
             Just("0".to_owned()), Just("-1".to_owned()), Just("99999999999".to_owned()),
@@ -52,7 +54,7 @@ proptest! {
             "\"[ -~]{0,10}\"",
         ],
     ) {
-        let ex = example();
+        let ex = if tls { tls_example() } else { example() };
         let mut n = 0;
         let text: String = ex
             .lines()

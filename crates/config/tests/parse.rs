@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use pentaflow_config::{
-    example, load, parse, BackendConfig, Config, ConfigError, CookiePersistence, HealthCheck,
-    Limits, NodeConfig, PassiveHealth, Persistence, Policy, ServiceConfig, SessionPersistence,
-    Source,
+    example, load, parse, tls_example, BackendConfig, BackendTls, CertificateConfig, Config,
+    ConfigError, CookiePersistence, HealthCheck, Limits, NodeConfig, PassiveHealth, Persistence,
+    Policy, ServiceConfig, SessionPersistence, Source, TicketKeys, TlsConfig, UnknownSni,
 };
 
 fn addr(s: &str) -> SocketAddr {
@@ -74,6 +74,10 @@ fn example_parses_to_the_expected_config() {
                     backend("web1", "127.0.0.1:8001", 1),
                     backend("web2", "127.0.0.1:8002", 2),
                 ],
+                tls_listen: Vec::new(),
+                tls: None,
+                redirect_https: false,
+                backend_tls: None,
             },
             ServiceConfig {
                 name: "app".into(),
@@ -94,8 +98,16 @@ fn example_parses_to_the_expected_config() {
                     backend("app1", "127.0.0.1:9001", 1),
                     backend("app2", "127.0.0.1:9002", 1),
                 ],
+                tls_listen: Vec::new(),
+                tls: None,
+                redirect_https: false,
+                backend_tls: None,
             },
         ],
+        tickets: TicketKeys {
+            keys: Vec::new(),
+            lifetime: Duration::from_secs(12 * 60 * 60),
+        },
     };
     assert_eq!(inline(example()).unwrap(), expected);
     assert_eq!(
@@ -242,4 +254,95 @@ fn load_reads_a_relative_secret_file_next_to_the_config() {
     std::fs::write(dir.0.join("cookie.key"), vec![b'k'; 5000]).unwrap();
     let shown = load(&path).unwrap_err().to_string();
     assert!(shown.contains("larger than 4096 bytes"), "{shown}");
+}
+
+#[test]
+fn tls_example_loads_once_its_files_exist() {
+    let dir = TempDir::new("tls-example");
+    let path = dir.0.join("array.toml");
+    std::fs::write(&path, tls_example()).unwrap();
+    // Without its files the example is refused, each file named on its own line.
+    let err = load(&path).unwrap_err();
+    let keys: Vec<&str> = err.problems().iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "tls_tickets.keys_file",
+            "service[0].tls.certificate[0].cert",
+            "service[0].tls.certificate[0].key",
+            "service[0].tls.certificate[1].cert",
+            "service[0].tls.certificate[1].key",
+            "service[0].backend_tls.ca_file",
+        ],
+        "{err}"
+    );
+
+    std::fs::create_dir_all(dir.0.join("certs")).unwrap();
+    for name in [
+        "shop.pem",
+        "shop.key",
+        "api.pem",
+        "api.key",
+        "backend-ca.pem",
+    ] {
+        std::fs::write(dir.0.join("certs").join(name), "PEM is parsed by the proxy").unwrap();
+    }
+    let newest = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF";
+    let older = "f".repeat(64);
+    std::fs::write(
+        dir.0.join("ticket.keys"),
+        format!("# newest first\n{newest}\n{older}\n"),
+    )
+    .unwrap();
+    let config = load(&path).unwrap();
+    // 00 11 22 .. ff, twice.
+    let first: [u8; 32] = std::array::from_fn(|i| (i % 16) as u8 * 0x11);
+    assert_eq!(
+        config.tickets,
+        TicketKeys {
+            keys: vec![first, [0xff; 32]],
+            lifetime: Duration::from_secs(12 * 60 * 60),
+        }
+    );
+    let certs = dir.0.join("certs");
+    let s = &config.services[0];
+    assert_eq!(s.listen, [addr("127.0.0.1:8080")]);
+    assert_eq!(s.tls_listen, [addr("127.0.0.1:8443")]);
+    assert!(s.redirect_https);
+    assert_eq!(
+        s.tls,
+        Some(TlsConfig {
+            certificates: vec![
+                CertificateConfig {
+                    cert: certs.join("shop.pem"),
+                    key: certs.join("shop.key"),
+                    default: true,
+                },
+                CertificateConfig {
+                    cert: certs.join("api.pem"),
+                    key: certs.join("api.key"),
+                    default: false,
+                },
+            ],
+            unknown_sni: UnknownSni::Default,
+            handshake_timeout: Duration::from_secs(10),
+            max_handshakes: 1024,
+            http2: true,
+        })
+    );
+    assert_eq!(
+        s.backend_tls,
+        Some(BackendTls {
+            verify: true,
+            ca_file: Some(certs.join("backend-ca.pem")),
+            server_name: Some("backend.internal".into()),
+        })
+    );
+    assert_eq!(
+        s.backends,
+        [
+            backend("shop1", "127.0.0.1:9443", 1),
+            backend("shop2", "127.0.0.1:9444", 1)
+        ]
+    );
 }

@@ -26,8 +26,9 @@ const ROUTER_LAN_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 1, 1);
 /// The router's address on the client subnet (the clients' default gateway).
 const ROUTER_CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 2, 1);
 
-/// A minimal keep-alive HTTP/1.1 server answering `<name> <path>` to every GET: a real
-/// server for the lab, with no dependency beyond python3.
+/// A minimal keep-alive HTTP/1.1 server answering `<name> <path>` to every GET and
+/// `<name> <path> <bytes received>` to every POST: a real server for the lab, with no
+/// dependency beyond python3.
 const RESPONDER: &str = r#"
 import http.server, sys
 name, bind, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -35,6 +36,20 @@ class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
         body = ("%s %s\n" % (name, self.path)).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        got = 0
+        while got < n:
+            chunk = self.rfile.read(min(65536, n - got))
+            if not chunk:
+                break
+            got += len(chunk)
+        body = ("%s %s %d\n" % (name, self.path, got)).encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))

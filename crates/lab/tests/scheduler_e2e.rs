@@ -28,6 +28,12 @@ use pentaflow_packet::{spawn_scheduler, DropReason, MacAddr, NodeEntry, Schedule
 const CONNECTIONS: usize = 300;
 /// Requests per connection.
 const ROUNDS: usize = 3;
+/// Connections uploading a large body.
+const UPLOADS: usize = 12;
+/// Size of each upload.
+const UPLOAD_BYTES: usize = 1 << 20;
+/// Connections opened after node3 is declared dead.
+const AFTER_FAILURE: usize = 60;
 /// Bound on any single socket operation, so a broken data path fails instead of hanging.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -70,17 +76,17 @@ fn read_response(reader: &mut BufReader<TcpStream>) -> std::io::Result<String> {
     Ok(String::from_utf8(body).unwrap())
 }
 
-/// Opens all connections, then sends ROUNDS requests on each; checks every answer.
-fn client_run(vip: SocketAddr) -> Vec<Answer> {
-    let mut conns = Vec::with_capacity(CONNECTIONS);
-    for _ in 0..CONNECTIONS {
+/// Opens `count` connections, then sends `rounds` requests on each; checks every answer.
+fn client_run(vip: SocketAddr, count: usize, rounds: usize) -> Vec<Answer> {
+    let mut conns = Vec::with_capacity(count);
+    for _ in 0..count {
         let s = TcpStream::connect_timeout(&vip, IO_TIMEOUT).expect("connect to the VIP");
         s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
         let port = s.local_addr().unwrap().port();
         conns.push((port, BufReader::new(s), None::<String>));
     }
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         for (i, (port, reader, node)) in conns.iter_mut().enumerate() {
             let path = format!("/c{i}/r{round}");
             let req = format!("GET {path} HTTP/1.1\r\nHost: vip\r\n\r\n");
@@ -127,6 +133,37 @@ fn node_command(node: &str, vip: std::net::Ipv4Addr, prefix: &str) -> Vec<String
             .collect(),
         _ => responder_command(node, vip, 80),
     }
+}
+
+/// Uploads [`UPLOAD_BYTES`] on each of [`UPLOADS`] connections: client frames large enough
+/// to arrive at the scheduler as GSO super-frames with unfinished checksums, which it must
+/// pass on with their virtio-net header for the node (or its own stack) to accept them.
+fn client_uploads(vip: SocketAddr) -> Vec<Answer> {
+    let payload = vec![b'x'; UPLOAD_BYTES];
+    (0..UPLOADS)
+        .map(|i| {
+            let s = TcpStream::connect_timeout(&vip, IO_TIMEOUT).expect("connect to the VIP");
+            s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+            let port = s.local_addr().unwrap().port();
+            let mut reader = BufReader::new(s);
+            let head = format!(
+                "POST /up{i} HTTP/1.1\r\nHost: vip\r\nContent-Length: {UPLOAD_BYTES}\r\n\r\n"
+            );
+            reader.get_mut().write_all(head.as_bytes()).unwrap();
+            reader.get_mut().write_all(&payload).expect("upload");
+            let body = read_response(&mut reader).expect("upload answer");
+            let mut words = body.split_whitespace();
+            let who = words.next().unwrap_or_default().to_owned();
+            assert_eq!(words.next(), Some(format!("/up{i}").as_str()), "{body}");
+            assert_eq!(
+                words.next(),
+                Some(UPLOAD_BYTES.to_string().as_str()),
+                "every byte arrived: {body}"
+            );
+            Answer { port, node: who }
+        })
+        .collect()
 }
 
 fn nft(lab: &Lab, host: &str, args: &[&str], stdin: Option<&str>) -> String {
@@ -249,7 +286,7 @@ fn scheduler_forwards_by_mac_and_nodes_answer_directly() {
             alive: true,
         })
         .collect();
-    let cfg = SchedulerConfig::new(LAN_IFACE, vip, NodeId(1), entries);
+    let cfg = SchedulerConfig::new(LAN_IFACE, vip, NodeId(1), entries.clone());
     let scheduler = lab
         .run_in("node1", || spawn_scheduler(cfg))
         .unwrap()
@@ -259,8 +296,20 @@ fn scheduler_forwards_by_mac_and_nodes_answer_directly() {
         .iter()
         .any(|h| h.host.name == "node1" && h.scheduler));
 
+    let vip_addr = SocketAddr::from((vip, 80));
+    // Phase 1: hundreds of keep-alive connections, several requests each.
     let answers = lab
-        .run_in("client1", || client_run(SocketAddr::from((vip, 80))))
+        .run_in("client1", || client_run(vip_addr, CONNECTIONS, ROUNDS))
+        .unwrap();
+    // Phase 2: large uploads (GSO frames through the scheduler).
+    let uploads = lab.run_in("client1", || client_uploads(vip_addr)).unwrap();
+    // Phase 3: node3 fails; its buckets are released and new connections avoid it.
+    let mut without3 = entries.clone();
+    without3[2].alive = false;
+    scheduler.update_nodes(without3);
+    std::thread::sleep(Duration::from_millis(200));
+    let after = lab
+        .run_in("client1", || client_run(vip_addr, AFTER_FAILURE, 1))
         .unwrap();
     let counters = scheduler.stop().expect("scheduler stop");
 
@@ -270,7 +319,11 @@ fn scheduler_forwards_by_mac_and_nodes_answer_directly() {
         .into_iter()
         .map(|n| (n, replied_ports(&lab, n)))
         .collect();
-    let spread: BTreeMap<&str, usize> = replied.iter().map(|(n, p)| (*n, p.len())).collect();
+    let phase1: BTreeSet<u16> = answers.iter().map(|a| a.port).collect();
+    let spread: BTreeMap<&str, usize> = replied
+        .iter()
+        .map(|(n, p)| (*n, p.intersection(&phase1).count()))
+        .collect();
     let bridge = nft(&lab, "switch", &["list", "table", "bridge", "pfe2e"], None);
     let from = |port: &str| counter(&bridge, &format!("iifname \"{port}\" ip saddr"));
     let (b1, b2, b3) = (from("node1"), from("node2"), from("node3"));
@@ -289,7 +342,17 @@ fn scheduler_forwards_by_mac_and_nodes_answer_directly() {
 
     // Every connection answered (client_run checks each body) ...
     assert_eq!(answers.len(), CONNECTIONS);
-    let all_ports: BTreeSet<u16> = answers.iter().map(|a| a.port).collect();
+    let all_ports: BTreeSet<u16> = answers
+        .iter()
+        .chain(&uploads)
+        .chain(&after)
+        .map(|a| a.port)
+        .collect();
+    assert_eq!(
+        all_ports.len(),
+        CONNECTIONS + UPLOADS + AFTER_FAILURE,
+        "client ports are distinct"
+    );
     // ... by exactly one node, and replies left only from the node that served it: in
     // particular node1 (the scheduler) sent no reply of a connection it forwarded.
     let mut union = BTreeSet::new();
@@ -306,7 +369,7 @@ fn scheduler_forwards_by_mac_and_nodes_answer_directly() {
     );
     // With the responder, the node named in the body is the node whose egress replied.
     if std::env::var("PENTAFLOW_E2E_NODE_CMD").is_err() {
-        for a in &answers {
+        for a in answers.iter().chain(&uploads).chain(&after) {
             assert!(
                 replied[a.node.as_str()].contains(&a.port),
                 "port {} body {}",
@@ -321,6 +384,14 @@ fn scheduler_forwards_by_mac_and_nodes_answer_directly() {
         assert!(
             got.abs_diff(CONNECTIONS / 3) <= CONNECTIONS / 20,
             "{n} served {got}: {spread:?}"
+        );
+    }
+    // After node3 failed, nothing went to it.
+    for a in &after {
+        assert!(
+            !replied["node3"].contains(&a.port),
+            "port {} went to the dead node3",
+            a.port
         );
     }
     assert!(

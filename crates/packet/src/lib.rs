@@ -16,6 +16,29 @@
 //!
 //! This crate never depends on the control plane: the node table arrives as data.
 //! It is the only crate allowed `unsafe`, confined to the private `sys` module.
+//!
+//! # Running it (what the binary does)
+//!
+//! ```no_run
+//! use std::net::Ipv4Addr;
+//! use pentaflow_packet::{prepare_node, spawn_scheduler, MacAddr, NodeEntry, NodeId, SchedulerConfig};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let vip = Ipv4Addr::new(10, 77, 1, 10);
+//! // Every node, scheduler or not: VIP on lo, no ARP for it. Keep the guard while serving.
+//! let node_guard = prepare_node("eth0", vip)?;
+//! let nodes = vec![
+//!     NodeEntry { id: NodeId(1), mac: "02:77:01:00:00:01".parse()?, weight: 1, enabled: true, alive: true },
+//!     NodeEntry { id: NodeId(2), mac: "02:77:01:00:00:02".parse()?, weight: 1, enabled: true, alive: true },
+//! ];
+//! // The scheduler node only: a thread in this thread's network namespace.
+//! let scheduler = spawn_scheduler(SchedulerConfig::new("eth0", vip, NodeId(1), nodes))?;
+//! println!("{:?}", scheduler.counters());
+//! let final_counters = scheduler.stop()?; // restores nft, sysctls, removes the TAP
+//! drop(node_guard); // restores arp_ignore/arp_announce, removes the VIP from lo
+//! # let _ = (final_counters, MacAddr::BROADCAST);
+//! # Ok(()) }
+//! ```
 
 pub mod frame;
 pub mod io;

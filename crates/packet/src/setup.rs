@@ -101,20 +101,23 @@ pub struct KernelGuard {
 /// CAP_NET_ADMIN and CAP_NET_RAW (read from `/proc/self/status`).
 pub fn check_privileges() -> Result<(), SetupError> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    missing_capability(&status).map_or(Ok(()), |missing| Err(SetupError::NotPermitted { missing }))
+}
+
+/// The first capability the scheduler needs that a `/proc/<pid>/status` text lacks.
+fn missing_capability(status: &str) -> Option<&'static str> {
     let eff = status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
         .unwrap_or(0);
-    for (bit, name) in [
+    [
         (CAP_NET_ADMIN, "CAP_NET_ADMIN"),
         (CAP_NET_RAW, "CAP_NET_RAW"),
-    ] {
-        if eff & (1 << bit) == 0 {
-            return Err(SetupError::NotPermitted { missing: name });
-        }
-    }
-    Ok(())
+    ]
+    .into_iter()
+    .find(|(bit, _)| eff & (1 << bit) == 0)
+    .map(|(_, name)| name)
 }
 
 /// Runs a command, failing with its stderr.
@@ -348,6 +351,22 @@ mod tests {
             sysctl_path("net.ipv4.conf.all.rp_filter"),
             "/proc/sys/net/ipv4/conf/all/rp_filter"
         );
+    }
+
+    #[test]
+    fn capabilities_are_read_from_status() {
+        let root = "Name:\tx\nCapEff:\t000001ffffffffff\n";
+        assert_eq!(missing_capability(root), None);
+        let user = "CapEff:\t0000000000000000\n";
+        assert_eq!(missing_capability(user), Some("CAP_NET_ADMIN"));
+        let admin_only = "CapEff:\t0000000000001000\n";
+        assert_eq!(missing_capability(admin_only), Some("CAP_NET_RAW"));
+        assert_eq!(missing_capability(""), Some("CAP_NET_ADMIN"));
+        let msg = SetupError::NotPermitted {
+            missing: "CAP_NET_RAW",
+        }
+        .to_string();
+        assert!(msg.contains("root") && msg.contains("CAP_NET_RAW"), "{msg}");
     }
 
     #[test]

@@ -200,6 +200,8 @@ pub(crate) struct Exchange {
     pub(crate) bytes: u64,
     pub(crate) complete: bool,
     pub(crate) access_log: bool,
+    /// The client connection's TLS handshake, if any (logged: version, resumed).
+    pub(crate) tls: Option<crate::tls::Handshake>,
     pub(crate) conn: Arc<ConnState>,
 }
 
@@ -229,6 +231,8 @@ impl Drop for Exchange {
                 bytes = self.bytes,
                 duration_ms = self.started.elapsed().as_secs_f64() * 1000.0,
                 complete = self.complete,
+                tls = self.tls.map_or("-", |t| t.version),
+                tls_resumed = self.tls.is_some_and(|t| t.resumed),
             );
         }
     }

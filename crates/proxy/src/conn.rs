@@ -19,7 +19,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 /// Written straight to the socket when a client is too slow with its request head.
@@ -63,10 +62,13 @@ enum Phase {
     Busy,
 }
 
-/// A client socket that enforces the header-read and idle timeouts.
+/// A client socket (plain TCP, or a TLS stream over it) that enforces the header-read and
+/// idle timeouts.
 #[derive(Debug)]
-pub(crate) struct ClientIo {
-    stream: TcpStream,
+pub(crate) struct ClientIo<S> {
+    stream: S,
+    /// HTTP/2 has no place for a bare `408` text: a timed-out HTTP/2 connection just closes.
+    http2: bool,
     state: std::sync::Arc<ConnState>,
     phase: Phase,
     timer: Pin<Box<Sleep>>,
@@ -78,15 +80,17 @@ pub(crate) struct ClientIo {
     scan: HeadScan,
 }
 
-impl ClientIo {
+impl<S> ClientIo<S> {
     pub(crate) fn new(
-        stream: TcpStream,
+        stream: S,
+        http2: bool,
         state: std::sync::Arc<ConnState>,
         header_timeout: Duration,
         idle_timeout: Duration,
     ) -> Self {
         Self {
             stream,
+            http2,
             state,
             // A new connection is expected to send its first request head promptly.
             phase: Phase::Head,
@@ -112,7 +116,7 @@ impl ClientIo {
     }
 }
 
-impl AsyncRead for ClientIo {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -150,9 +154,13 @@ impl AsyncRead for ClientIo {
                     return Poll::Pending;
                 }
                 this.timed_out = true;
-                if this.phase == Phase::Head {
-                    // Best effort: the socket buffer is empty at this point, so a short write fits.
-                    let _ = this.stream.try_write(REQUEST_TIMEOUT_RESPONSE);
+                if this.phase == Phase::Head && !this.http2 {
+                    // Best effort: nothing else is being written on this connection now, so a
+                    // short write goes straight into the socket buffer (or the TLS record).
+                    let stream = Pin::new(&mut this.stream);
+                    if let Poll::Ready(Ok(_)) = stream.poll_write(cx, REQUEST_TIMEOUT_RESPONSE) {
+                        let _ = Pin::new(&mut this.stream).poll_flush(cx);
+                    }
                     tracing::debug!("client too slow with its request head: 408");
                 }
                 Poll::Ready(Err(io::ErrorKind::TimedOut.into()))
@@ -161,7 +169,7 @@ impl AsyncRead for ClientIo {
     }
 }
 
-impl AsyncWrite for ClientIo {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

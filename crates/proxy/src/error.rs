@@ -17,6 +17,15 @@ pub enum ProxyError {
         #[source]
         source: std::io::Error,
     },
+    /// A service's TLS front could not be built (certificate or key file, key mismatch).
+    #[error("service {service:?}: TLS")]
+    Tls {
+        /// The service whose `[service.tls]` failed.
+        service: String,
+        /// What failed.
+        #[source]
+        source: crate::tls::TlsError,
+    },
 }
 
 /// Whether a failed exchange may be repeated on another back-end.

@@ -35,8 +35,15 @@ pub(crate) struct ClientInfo {
     pub(crate) peer: SocketAddr,
     /// The configured listen address that accepted it (selects the service).
     pub(crate) listener: SocketAddr,
-    pub(crate) https: bool,
+    /// What the TLS handshake negotiated; `None` for plain HTTP.
+    pub(crate) tls: Option<crate::tls::Handshake>,
     pub(crate) conn: Arc<ConnState>,
+}
+
+impl ClientInfo {
+    pub(crate) fn https(&self) -> bool {
+        self.tls.is_some()
+    }
 }
 
 /// Handles one request from a client connection; never fails (errors become responses).
@@ -68,12 +75,16 @@ pub(crate) async fn handle(
         bytes: 0,
         complete: false,
         access_log: state.access_log,
+        tls: client.tls,
         conn: Arc::clone(&client.conn),
     };
     let Some(service) = state.by_listen.get(&client.listener).cloned() else {
         return refuse(&shared, Refusal::NoService, exchange);
     };
     exchange.service = Arc::clone(&service.name);
+    if !client.https() && service.config.redirect_https {
+        return redirect_to_https(&shared, &service, &parts, exchange);
+    }
     if let Some(e) = client.conn.take_ambiguous_head() {
         return refuse(&shared, Refusal::BadFraming(e), exchange);
     }
@@ -117,6 +128,33 @@ fn refuse(shared: &Shared, refusal: Refusal, mut exchange: Exchange) -> Response
     Response::from_parts(parts, body.with_exchange(exchange))
 }
 
+/// `308 Permanent Redirect` to the same URL over HTTPS (the service's first TLS port).
+fn redirect_to_https(shared: &Shared, service: &Service, parts: &Parts, mut exchange: Exchange) -> Response<ResponseBody> {
+    let host = parts
+        .uri
+        .host()
+        .map(str::to_owned)
+        .or_else(|| parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(host_without_port));
+    let Some(host) = host.filter(|h| !h.is_empty()) else {
+        return refuse(shared, Refusal::BadRequest, exchange);
+    };
+    let port = service.config.tls_listen.first().map_or(443, |a| a.port());
+    let authority = if port == 443 { host } else { format!("{host}:{port}") };
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let resp = crate::respond::redirect(&format!("https://{authority}{pq}"));
+    exchange.status = resp.status().as_u16();
+    let (head, body) = resp.into_parts();
+    Response::from_parts(head, body.with_exchange(exchange))
+}
+
+/// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
+fn host_without_port(host: &str) -> String {
+    match host.rsplit_once(':') {
+        Some((h, port)) if !h.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') => h.to_owned(),
+        _ => host.to_owned(),
+    }
+}
+
 /// The request head as it goes to a back-end: origin-form URI, hop-by-hop headers removed,
 /// forwarding headers added, Host kept (or taken from an absolute-form URI).
 fn outgoing_head(mut parts: Parts, client: &ClientInfo) -> Option<Parts> {
@@ -134,7 +172,7 @@ fn outgoing_head(mut parts: Parts, client: &ClientInfo) -> Option<Parts> {
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     // hyper answers `Expect: 100-continue` itself when the body is first read.
     parts.headers.remove(header::EXPECT);
-    let proto = if client.https { "https" } else { "http" };
+    let proto = if client.https() { "https" } else { "http" };
     headers::add_forwarding(
         &mut parts.headers,
         ClientSide {
@@ -323,7 +361,7 @@ fn respond_upstream(
                 &mut parts.headers,
                 cfg,
                 &token,
-                client.https,
+                client.https(),
                 lifetime.as_ref(),
             );
         }

@@ -34,7 +34,9 @@ mod node;
 mod persistence;
 mod respond;
 mod service;
+mod tls;
 
 pub use body::ResponseBody;
 pub use error::ProxyError;
 pub use node::{NodeCounters, Proxy};
+pub use tls::TlsError;

@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use pentaflow_config::{Config, Limits};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -28,6 +28,7 @@ use crate::forward::{self, ClientInfo};
 use crate::health;
 use crate::respond::Refusal;
 use crate::service::Service;
+use crate::tls::{Handshake, SharedTicketer, Terminator};
 
 /// hyper refuses read buffers smaller than this; smaller header limits are rounded up to it.
 const HYPER_MIN_BUF: usize = 8192;
@@ -37,13 +38,29 @@ const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(5);
 /// What request handlers read: swapped whole on reload.
 pub(crate) struct NodeState {
     pub(crate) services: Vec<Arc<Service>>,
+    /// Listen address (plain or TLS) → its service.
     pub(crate) by_listen: HashMap<SocketAddr, Arc<Service>>,
+    /// TLS listen address → the service's TLS front.
+    tls_by_listen: HashMap<SocketAddr, Arc<Terminator>>,
     pub(crate) limits: Limits,
     pub(crate) access_log: bool,
 }
 
 impl NodeState {
-    fn build(config: &Config, previous: Option<&NodeState>) -> Self {
+    /// Builds the state; fails (and nothing changes) when a certificate cannot be loaded.
+    fn build(config: &Config, previous: Option<&NodeState>) -> Result<Self, ProxyError> {
+        let ticketer = Arc::new(SharedTicketer::new(&config.tickets));
+        let mut tls_by_listen = HashMap::new();
+        for s in &config.services {
+            if let Some(tls) = &s.tls {
+                let front = Terminator::new(tls, Arc::clone(&ticketer))
+                    .map_err(|source| ProxyError::Tls { service: s.name.clone(), source })?;
+                let front = Arc::new(front);
+                for a in &s.tls_listen {
+                    tls_by_listen.insert(*a, Arc::clone(&front));
+                }
+            }
+        }
         let services: Vec<Arc<Service>> = config
             .services
             .iter()
@@ -55,14 +72,18 @@ impl NodeState {
             .collect();
         let by_listen = services
             .iter()
-            .flat_map(|s| s.config.listen.iter().map(move |a| (*a, Arc::clone(s))))
+            .flat_map(|s| {
+                let all = s.config.listen.iter().chain(&s.config.tls_listen);
+                all.map(move |a| (*a, Arc::clone(s)))
+            })
             .collect();
-        Self {
+        Ok(Self {
             services,
             by_listen,
+            tls_by_listen,
             limits: config.limits.clone(),
             access_log: config.node.access_log,
-        }
+        })
     }
 }
 
@@ -74,6 +95,12 @@ pub(crate) struct Counters {
     requests: AtomicU64,
     local_4xx: AtomicU64,
     local_5xx: AtomicU64,
+    tls_handshakes: AtomicU64,
+    tls_resumed: AtomicU64,
+    tls13: AtomicU64,
+    tls_failed: AtomicU64,
+    tls_over_limit: AtomicU64,
+    http2_connections: AtomicU64,
 }
 
 impl Counters {
@@ -93,6 +120,7 @@ impl Counters {
 
 struct ListenerHandle {
     local: SocketAddr,
+    tls: bool,
     stop: watch::Sender<bool>,
 }
 
@@ -130,6 +158,18 @@ pub struct NodeCounters {
     pub local_4xx: u64,
     /// Requests the proxy answered itself with a 5xx (no back-end, timeouts...).
     pub local_5xx: u64,
+    /// TLS handshakes completed.
+    pub tls_handshakes: u64,
+    /// ... of which resumed a session (ticket or session ID).
+    pub tls_resumed: u64,
+    /// ... of which negotiated TLS 1.3.
+    pub tls13: u64,
+    /// TLS handshakes that failed or timed out (garbage, plain HTTP, unknown SNI, stalls).
+    pub tls_failed: u64,
+    /// TLS connections closed at once because too many handshakes were in progress.
+    pub tls_over_limit: u64,
+    /// Client connections that negotiated HTTP/2.
+    pub http2_connections: u64,
 }
 
 impl Proxy {
@@ -137,7 +177,7 @@ impl Proxy {
     pub async fn start(config: &Config) -> Result<Self, ProxyError> {
         let max = config.limits.max_connections;
         let shared = Arc::new(Shared {
-            state: ArcSwap::from_pointee(NodeState::build(config, None)),
+            state: ArcSwap::from_pointee(NodeState::build(config, None)?),
             counters: Counters::default(),
             conn_limit: Arc::new(Semaphore::new(max)),
             max_connections: max,
@@ -156,20 +196,15 @@ impl Proxy {
     /// (on failure nothing changes), then the state is swapped, then removed listeners stop.
     /// Back-end statistics, pools and session groups carry over by name.
     pub async fn reload(&self, config: &Config) -> Result<(), ProxyError> {
-        let bound = self.bind_new(config).await?;
         let old = self.shared.state.load_full();
-        self.shared
-            .state
-            .store(Arc::new(NodeState::build(config, Some(&old))));
+        let new = NodeState::build(config, Some(&old))?;
+        let bound = self.bind_new(config).await?;
+        self.shared.state.store(Arc::new(new));
         self.install_listeners(bound);
-        let keep: Vec<SocketAddr> = config
-            .services
-            .iter()
-            .flat_map(|s| s.listen.clone())
-            .collect();
+        let keep = listen_addresses(config);
         if let Ok(mut listeners) = self.shared.listeners.lock() {
             listeners.retain(|addr, handle| {
-                let keep_it = keep.contains(addr);
+                let keep_it = keep.contains(&(*addr, handle.tls));
                 if !keep_it {
                     let _ = handle.stop.send(true);
                 }
@@ -212,6 +247,12 @@ impl Proxy {
             requests: c.requests.load(Ordering::Relaxed),
             local_4xx: c.local_4xx.load(Ordering::Relaxed),
             local_5xx: c.local_5xx.load(Ordering::Relaxed),
+            tls_handshakes: c.tls_handshakes.load(Ordering::Relaxed),
+            tls_resumed: c.tls_resumed.load(Ordering::Relaxed),
+            tls13: c.tls13.load(Ordering::Relaxed),
+            tls_failed: c.tls_failed.load(Ordering::Relaxed),
+            tls_over_limit: c.tls_over_limit.load(Ordering::Relaxed),
+            http2_connections: c.http2_connections.load(Ordering::Relaxed),
         }
     }
 
@@ -235,40 +276,33 @@ impl Proxy {
     async fn bind_new(
         &self,
         config: &Config,
-    ) -> Result<Vec<(SocketAddr, TcpListener)>, ProxyError> {
-        let existing: Vec<SocketAddr> = self
+    ) -> Result<Vec<(SocketAddr, bool, TcpListener)>, ProxyError> {
+        let existing: Vec<(SocketAddr, bool)> = self
             .shared
             .listeners
             .lock()
-            .map(|l| l.keys().copied().collect())
+            .map(|l| l.iter().map(|(a, h)| (*a, h.tls)).collect())
             .unwrap_or_default();
         let mut bound = Vec::new();
-        for service in &config.services {
-            for &address in &service.listen {
-                if existing.contains(&address) {
-                    continue;
-                }
-                let listener =
-                    bind(address).map_err(|source| ProxyError::Bind { address, source })?;
-                bound.push((address, listener));
+        for (address, tls) in listen_addresses(config) {
+            if existing.contains(&(address, tls)) {
+                continue;
             }
+            let listener = bind(address).map_err(|source| ProxyError::Bind { address, source })?;
+            bound.push((address, tls, listener));
         }
         Ok(bound)
     }
 
-    fn install_listeners(&self, bound: Vec<(SocketAddr, TcpListener)>) {
-        for (address, listener) in bound {
+    fn install_listeners(&self, bound: Vec<(SocketAddr, bool, TcpListener)>) {
+        for (address, tls, listener) in bound {
             let local = listener.local_addr().unwrap_or(address);
             let (stop, stopped) = watch::channel(false);
-            tokio::spawn(accept_loop(
-                Arc::clone(&self.shared),
-                address,
-                listener,
-                stopped,
-            ));
-            tracing::info!(%address, %local, "listening");
+            let shared = Arc::clone(&self.shared);
+            tokio::spawn(accept_loop(shared, address, tls, listener, stopped));
+            tracing::info!(%address, %local, tls, "listening");
             if let Ok(mut l) = self.shared.listeners.lock() {
-                l.insert(address, ListenerHandle { local, stop });
+                l.insert(address, ListenerHandle { local, tls, stop });
             }
         }
     }
@@ -295,6 +329,18 @@ impl Proxy {
     }
 }
 
+/// Every listen address of a configuration, with whether it terminates TLS.
+fn listen_addresses(config: &Config) -> Vec<(SocketAddr, bool)> {
+    config
+        .services
+        .iter()
+        .flat_map(|s| {
+            let plain = s.listen.iter().map(|a| (*a, false));
+            plain.chain(s.tls_listen.iter().map(|a| (*a, true)))
+        })
+        .collect()
+}
+
 fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = match address {
         SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
@@ -309,6 +355,7 @@ fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
 async fn accept_loop(
     shared: Arc<Shared>,
     listen: SocketAddr,
+    tls: bool,
     listener: TcpListener,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -337,10 +384,53 @@ async fn accept_loop(
         shared.counters.accepted.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            serve_connection(shared, listen, stream, peer).await;
+            if tls {
+                serve_tls_connection(shared, listen, stream, peer).await;
+            } else {
+                serve_connection(shared, listen, stream, peer, None).await;
+            }
             drop(permit);
         });
     }
+}
+
+/// Completes the TLS handshake (bounded in time and in concurrent handshakes), then serves
+/// HTTP/1.1 or HTTP/2 as ALPN decided.
+async fn serve_tls_connection(shared: Arc<Shared>, listen: SocketAddr, stream: TcpStream, peer: SocketAddr) {
+    let Some(front) = shared.state.load().tls_by_listen.get(&listen).cloned() else { return };
+    let Ok(permit) = Arc::clone(&front.handshakes).try_acquire_owned() else {
+        shared.counters.tls_over_limit.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    let accepted = tokio::time::timeout(front.handshake_timeout, front.acceptor.accept(stream)).await;
+    drop(permit);
+    let tls = match accepted {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            shared.counters.tls_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            shared.counters.tls_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let handshake = Handshake::of(tls.get_ref().1);
+    let c = &shared.counters;
+    c.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+    if handshake.resumed {
+        c.tls_resumed.fetch_add(1, Ordering::Relaxed);
+    }
+    if handshake.version == "TLSv1.3" {
+        c.tls13.fetch_add(1, Ordering::Relaxed);
+    }
+    if handshake.http2 {
+        c.http2_connections.fetch_add(1, Ordering::Relaxed);
+    }
+    serve_http(shared, listen, tls, peer, Some(handshake)).await;
 }
 
 async fn serve_connection(
@@ -348,51 +438,74 @@ async fn serve_connection(
     listen: SocketAddr,
     stream: TcpStream,
     peer: SocketAddr,
+    handshake: Option<Handshake>,
 ) {
     let _ = stream.set_nodelay(true);
+    serve_http(shared, listen, stream, peer, handshake).await;
+}
+
+/// Serves HTTP on an accepted (and possibly decrypted) connection until it ends or the node
+/// drains.
+async fn serve_http<S>(
+    shared: Arc<Shared>,
+    listen: SocketAddr,
+    stream: S,
+    peer: SocketAddr,
+    tls: Option<Handshake>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let limits = shared.state.load().limits.clone();
+    let http2 = tls.is_some_and(|t| t.http2);
     let conn_state = Arc::new(ConnState::default());
-    let io = ClientIo::new(
-        stream,
-        Arc::clone(&conn_state),
-        limits.header_read_timeout,
-        limits.idle_timeout,
-    );
-    let client = ClientInfo {
-        peer,
-        listener: listen,
-        https: false,
-        conn: conn_state,
-    };
+    let io = ClientIo::new(stream, http2, Arc::clone(&conn_state), limits.header_read_timeout, limits.idle_timeout);
+    let client = ClientInfo { peer, listener: listen, tls, conn: conn_state };
     let handler_shared = Arc::clone(&shared);
     let service = service_fn(move |req| {
         let shared = Arc::clone(&handler_shared);
         let client = client.clone();
         async move { Ok::<_, Infallible>(forward::handle(shared, client, req).await) }
     });
-    let mut builder = http1::Builder::new();
-    builder
-        .max_buf_size(limits.max_header_bytes.max(HYPER_MIN_BUF))
-        .max_headers(limits.max_headers)
-        .keep_alive(true);
     let mut draining = shared.draining.subscribe();
     if *draining.borrow_and_update() {
         return;
     }
-    let conn = builder
-        .serve_connection(TokioIo::new(io), service)
-        .with_upgrades();
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = draining.changed() => {
-            // Finish the request in flight, then close instead of keeping the connection alive.
-            conn.as_mut().graceful_shutdown();
-            conn.as_mut().await
-        }
+    let result = if http2 {
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder.max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        let conn = builder.serve_connection(TokioIo::new(io), service);
+        drive(conn, &mut draining, |c| c.graceful_shutdown()).await
+    } else {
+        let mut builder = http1::Builder::new();
+        builder
+            .max_buf_size(limits.max_header_bytes.max(HYPER_MIN_BUF))
+            .max_headers(limits.max_headers)
+            .keep_alive(true);
+        let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
+        drive(conn, &mut draining, |c| c.graceful_shutdown()).await
     };
     drop(draining);
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "client connection ended with an error");
+    }
+}
+
+/// Runs a connection; when the node starts draining, lets the request in flight finish and
+/// closes instead of keeping the connection alive.
+async fn drive<C>(
+    conn: C,
+    draining: &mut watch::Receiver<bool>,
+    graceful: impl FnOnce(std::pin::Pin<&mut C>),
+) -> Result<(), hyper::Error>
+where
+    C: std::future::Future<Output = Result<(), hyper::Error>>,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => r,
+        _ = draining.changed() => {
+            graceful(conn.as_mut());
+            conn.await
+        }
     }
 }

@@ -36,18 +36,27 @@ fn request() -> RequestInfo {
     }
 }
 
-fn response(headers: &[(&str, &str)], body: &[u8]) -> http::Response<impl http_body::Body<Data = Bytes, Error = Infallible>> {
-    let frames: Vec<Result<Frame<Bytes>, Infallible>> =
-        body.chunks(CHUNK).map(|c| Ok(Frame::data(Bytes::copy_from_slice(c)))).collect();
+fn response(
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> http::Response<impl http_body::Body<Data = Bytes, Error = Infallible>> {
+    let frames: Vec<Result<Frame<Bytes>, Infallible>> = body
+        .chunks(CHUNK)
+        .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+        .collect();
     let mut builder = http::Response::builder();
     for (k, v) in headers {
         builder = builder.header(*k, *v);
     }
-    builder.body(StreamBody::new(stream::iter(frames))).expect("valid head")
+    builder
+        .body(StreamBody::new(stream::iter(frames)))
+        .expect("valid head")
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
     let rules = CdnRules {
         site_hosts: vec!["www.example.com".into()],
         ..CdnRules::new("cdn.example.net")
@@ -86,7 +95,8 @@ fn bench(c: &mut Criterion) {
         ("etag", "\"bench\""),
     ];
     let out = rw.rewrite(response(&cacheable, &page), &req);
-    rt.block_on(out.into_body().collect()).expect("fills the cache");
+    rt.block_on(out.into_body().collect())
+        .expect("fills the cache");
     group.bench_function("cache_hit", |b| {
         b.iter(|| {
             let hit = rw.serve_cached::<Full<Bytes>>(&req).expect("cached");

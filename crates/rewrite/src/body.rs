@@ -121,6 +121,8 @@ impl Job {
             capture,
             shared,
         } = *self;
+        // A page only partly rewritten (past the size limit) is not kept.
+        let capture = capture.filter(|_| !pipe.over_limit());
         let out = match pipe.finish() {
             Ok(out) => out,
             Err(e) => {
@@ -213,7 +215,9 @@ where
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Pass { inner } => inner.size_hint(),
-            Kind::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
             Kind::Rewrite { .. } => SizeHint::default(),
         }
     }

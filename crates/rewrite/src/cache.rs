@@ -161,7 +161,10 @@ mod tests {
         assert!(cache.get(&key("/a"), SystemTime::UNIX_EPOCH).is_some());
         cache.insert(key("/d"), page(1000, later));
         assert_eq!(cache.len(), 3);
-        assert!(cache.get(&key("/b"), SystemTime::UNIX_EPOCH).is_none(), "b was least recent");
+        assert!(
+            cache.get(&key("/b"), SystemTime::UNIX_EPOCH).is_none(),
+            "b was least recent"
+        );
         assert_eq!(cache.evictions, 1);
         assert!(cache.bytes() <= 3 * (1000 + ENTRY_OVERHEAD_BYTES));
     }
@@ -171,7 +174,9 @@ mod tests {
         let expiry = SystemTime::UNIX_EPOCH + Duration::from_secs(10);
         let mut cache = PageCache::new(1 << 20);
         cache.insert(key("/a"), page(10, expiry));
-        assert!(cache.get(&key("/a"), expiry - Duration::from_secs(1)).is_some());
+        assert!(cache
+            .get(&key("/a"), expiry - Duration::from_secs(1))
+            .is_some());
         assert!(cache.get(&key("/a"), expiry).is_none());
         assert_eq!(cache.len(), 0);
         assert_eq!(cache.bytes(), 0);

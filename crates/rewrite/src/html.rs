@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
-use lol_html::send::{ElementContentHandlers, Element};
+use lol_html::send::{Element, ElementContentHandlers};
 use lol_html::{HandlerResult, Selector};
 
 use crate::rules::Compiled;
@@ -73,7 +73,10 @@ impl PageRewrite {
             }
         }
         self.rewritten.fetch_add(1, Ordering::Relaxed);
-        Some(format!("https://{}{}{}", self.cdn_host, url.path, url.suffix))
+        Some(format!(
+            "https://{}{}{}",
+            self.cdn_host, url.path, url.suffix
+        ))
     }
 
     /// The `(selector, handlers)` pair for lol_html's settings.
@@ -108,7 +111,10 @@ impl PageState {
                 self.rewrite_attr(el, "poster")
             }
             "link" => {
-                let rel = el.get_attribute("rel").unwrap_or_default().to_ascii_lowercase();
+                let rel = el
+                    .get_attribute("rel")
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
                 if rel.split_ascii_whitespace().any(|r| LINK_RELS.contains(&r)) {
                     self.rewrite_attr(el, "href")?;
                     self.rewrite_srcset_attr(el, "imagesrcset")?;

@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
-use flate2::write::{DeflateDecoder, DeflateEncoder, GzDecoder, GzEncoder, ZlibDecoder, ZlibEncoder};
+use flate2::write::{
+    DeflateDecoder, DeflateEncoder, GzDecoder, GzEncoder, ZlibDecoder, ZlibEncoder,
+};
 use flate2::Compression;
 use lol_html::errors::RewritingError;
 use lol_html::send::HtmlRewriter;
@@ -26,7 +28,7 @@ const HTML_MEMORY_LIMIT: usize = 4 << 20;
 /// lol_html's initial parse buffer: most tags fit, larger ones grow it.
 const HTML_PREALLOCATED: usize = 8 << 10;
 /// gzip/deflate level when re-encoding: zlib's own default, the usual server setting.
-const DEFLATE_LEVEL: u32 = 6;
+const DEFLATE_LEVEL: u32 = 1;
 /// Brotli quality when re-encoding: 5 is what on-the-fly servers use; 11 is for static files.
 const BROTLI_QUALITY: u32 = 5;
 /// Brotli window (log2 bytes): 22 is the library default and what browsers expect.
@@ -39,6 +41,7 @@ pub(crate) struct Pipeline {
     input: Input,
     out: Arc<Mutex<Output>>,
     coding: Coding,
+    stop: Arc<AtomicBool>,
 }
 
 /// Decoding side; each variant owns the HTML stage it feeds.
@@ -49,7 +52,10 @@ enum Input {
     RawDeflate(DeflateDecoder<HtmlStage>),
     Brotli(Box<brotli::DecompressorWriter<HtmlStage>>),
     /// `deflate` before its first two bytes tell zlib from raw deflate.
-    SniffDeflate { head: Vec<u8>, stage: HtmlStage },
+    SniffDeflate {
+        head: Vec<u8>,
+        stage: HtmlStage,
+    },
     /// Transitional state while switching variants.
     Empty,
 }
@@ -92,6 +98,7 @@ impl Pipeline {
             wrote: false,
         }));
         let stop = page.stop_flag();
+        let stage_stop = stop.clone();
         let settings = lol_html::send::Settings {
             element_content_handlers: page.into_handler().into_iter().collect(),
             encoding: plan.encoding,
@@ -127,7 +134,13 @@ impl Pipeline {
             input,
             out,
             coding: plan.coding,
+            stop: stage_stop,
         }
+    }
+
+    /// Whether the page went past the size limit (then it was only partly rewritten).
+    pub(crate) fn over_limit(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
     }
 
     /// Feeds one chunk of the back-end's body; returns the bytes ready to send (maybe none).
@@ -371,7 +384,10 @@ impl Encoder {
 }
 
 fn truncated() -> io::Error {
-    io::Error::new(io::ErrorKind::UnexpectedEof, "compressed stream is truncated")
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "compressed stream is truncated",
+    )
 }
 
 fn lock(out: &Mutex<Output>) -> std::sync::MutexGuard<'_, Output> {

@@ -91,8 +91,12 @@ impl Coding {
     }
 
     /// Codings in the order a cached copy is preferred for a client.
-    pub(crate) const PREFERENCE: [Coding; 4] =
-        [Coding::Brotli, Coding::Gzip, Coding::Deflate, Coding::Identity];
+    pub(crate) const PREFERENCE: [Coding; 4] = [
+        Coding::Brotli,
+        Coding::Gzip,
+        Coding::Deflate,
+        Coding::Identity,
+    ];
 }
 
 /// Decides whether the response may be rewritten.
@@ -212,7 +216,11 @@ pub(crate) fn request_cacheable(method: &Method, headers: &HeaderMap) -> bool {
 /// Freshness of a response a shared cache may store, `None` when it may not: needs a positive
 /// lifetime, a validator (ETag or Last-Modified), no Set-Cookie, no `private`/`no-store`/
 /// `no-cache`, and a `Vary` of at most `Accept-Encoding`.
-pub(crate) fn freshness(status: StatusCode, headers: &HeaderMap, now: SystemTime) -> Option<Freshness> {
+pub(crate) fn freshness(
+    status: StatusCode,
+    headers: &HeaderMap,
+    now: SystemTime,
+) -> Option<Freshness> {
     if status != StatusCode::OK || headers.contains_key(SET_COOKIE) {
         return None;
     }
@@ -253,7 +261,8 @@ pub(crate) fn object_lifetime(headers: &HeaderMap, now: SystemTime) -> Option<Du
             return None;
         }
     }
-    let seconds = directive_value(headers, "s-maxage").or_else(|| directive_value(headers, "max-age"));
+    let seconds =
+        directive_value(headers, "s-maxage").or_else(|| directive_value(headers, "max-age"));
     let lifetime = match seconds {
         Some(s) => Duration::from_secs(s),
         None => {
@@ -269,7 +278,11 @@ pub(crate) fn object_lifetime(headers: &HeaderMap, now: SystemTime) -> Option<Du
 
 /// Whether a conditional request is satisfied by a page with these validators (RFC 9110 13.2.2:
 /// If-None-Match wins over If-Modified-Since; weak comparison).
-pub(crate) fn not_modified(req_headers: &HeaderMap, etag: Option<&str>, last_modified: Option<&str>) -> bool {
+pub(crate) fn not_modified(
+    req_headers: &HeaderMap,
+    etag: Option<&str>,
+    last_modified: Option<&str>,
+) -> bool {
     if let Some(inm) = header_str(req_headers, &IF_NONE_MATCH) {
         let Some(etag) = etag else { return false };
         let ours = opaque_tag(etag);
@@ -281,7 +294,10 @@ pub(crate) fn not_modified(req_headers: &HeaderMap, etag: Option<&str>, last_mod
     let (Some(ims), Some(lm)) = (header_str(req_headers, &IF_MODIFIED_SINCE), last_modified) else {
         return false;
     };
-    match (httpdate::parse_http_date(ims), httpdate::parse_http_date(lm)) {
+    match (
+        httpdate::parse_http_date(ims),
+        httpdate::parse_http_date(lm),
+    ) {
         (Ok(ims), Ok(lm)) => lm <= ims,
         _ => false,
     }
@@ -308,7 +324,10 @@ pub(crate) fn media_type(headers: &HeaderMap) -> String {
         .to_ascii_lowercase()
 }
 
-pub(crate) fn header_str<'h>(headers: &'h HeaderMap, name: &http::header::HeaderName) -> Option<&'h str> {
+pub(crate) fn header_str<'h>(
+    headers: &'h HeaderMap,
+    name: &http::header::HeaderName,
+) -> Option<&'h str> {
     headers.get(name)?.to_str().ok()
 }
 

@@ -26,7 +26,7 @@ use crate::pipeline::Pipeline;
 use crate::policy::{self, Coding, LEAVE_ALONE_REASONS};
 use crate::report::{CacheStats, CdnReport, ObjectReport, PageCounters, Why};
 use crate::rules::{CdnRules, Compiled, Mode, RulesError};
-use crate::stats::{Observation, ObjectStat, ObjectTable, Sampler, Selection};
+use crate::stats::{ObjectStat, ObjectTable, Observation, Sampler, Selection};
 
 /// Header set on responses served from the page cache, so operators (and tests) can tell.
 pub const CACHE_STATUS_HEADER: &str = "x-pentaflow-cache";
@@ -62,6 +62,8 @@ pub struct Rewriter {
 #[derive(Debug)]
 pub(crate) struct Shared {
     rules: ArcSwap<Compiled>,
+    /// Outside the objects' lock: most responses are not sampled and should not take it.
+    sampler: Sampler,
     objects: Mutex<Objects>,
     /// The page cache and the rules generation it was filled under (one lock: a reload and a
     /// store cannot interleave).
@@ -72,7 +74,6 @@ pub(crate) struct Shared {
 #[derive(Debug)]
 struct Objects {
     table: ObjectTable,
-    sampler: Sampler,
     selected: Arc<HashSet<String>>,
     dirty: bool,
     last_select: Option<SystemTime>,
@@ -141,7 +142,6 @@ impl Rewriter {
         let compiled = Compiled::new(rules)?;
         let objects = Objects {
             table: ObjectTable::new(compiled.rules.max_objects),
-            sampler: Sampler::default(),
             selected: Arc::default(),
             dirty: true,
             last_select: None,
@@ -149,6 +149,7 @@ impl Rewriter {
         Ok(Self {
             shared: Arc::new(Shared {
                 rules: ArcSwap::from_pointee(compiled),
+                sampler: Sampler::default(),
                 objects: Mutex::new(objects),
                 cache: Mutex::new(CacheState {
                     pages: PageCache::new(cache_bytes),
@@ -237,8 +238,12 @@ impl Rewriter {
         self.shared.counters.hits.fetch_add(1, Ordering::Relaxed);
         let age = page.age_at_store + now.duration_since(page.stored_at).unwrap_or_default();
         let header = |name: &HeaderName| page.headers.get(name).and_then(|v| v.to_str().ok());
-        let mut resp = if policy::not_modified(&req.headers, header(&ETAG), header(&LAST_MODIFIED)) {
-            self.shared.counters.not_modified.fetch_add(1, Ordering::Relaxed);
+        let mut resp = if policy::not_modified(&req.headers, header(&ETAG), header(&LAST_MODIFIED))
+        {
+            self.shared
+                .counters
+                .not_modified
+                .fetch_add(1, Ordering::Relaxed);
             let mut resp = Response::new(RewriteBody::full(Bytes::new()));
             *resp.status_mut() = StatusCode::NOT_MODIFIED;
             for name in NOT_MODIFIED_HEADERS.iter().chain([&LAST_MODIFIED]) {
@@ -255,7 +260,8 @@ impl Rewriter {
                 .insert(CONTENT_LENGTH, HeaderValue::from(page.body.len()));
             resp
         };
-        resp.headers_mut().insert(AGE, HeaderValue::from(age.as_secs()));
+        resp.headers_mut()
+            .insert(AGE, HeaderValue::from(age.as_secs()));
         resp.headers_mut()
             .insert(CACHE_STATUS_HEADER, HeaderValue::from_static("hit"));
         Some(resp)
@@ -278,8 +284,13 @@ impl Rewriter {
         let (mut parts, body) = resp.into_parts();
         let rules = self.shared.rules.load_full();
         let limit = rules.rules.max_decoded_page_bytes;
-        let plan = match policy::plan(&req.method, &req.headers, parts.status, &parts.headers, limit)
-        {
+        let plan = match policy::plan(
+            &req.method,
+            &req.headers,
+            parts.status,
+            &parts.headers,
+            limit,
+        ) {
             Ok(plan) => plan,
             Err(reason) => {
                 if let Some(i) = LEAVE_ALONE_REASONS.iter().position(|r| *r == reason) {
@@ -358,7 +369,10 @@ impl Rewriter {
             let selection = match rules.rules.mode {
                 Mode::Auto { min_hits, top_k } => {
                     let selection = Selection { min_hits, top_k };
-                    Some((selection, objects.table.select(selection, &eligible(&rules))))
+                    Some((
+                        selection,
+                        objects.table.select(selection, &eligible(&rules)),
+                    ))
                 }
                 _ => None,
             };
@@ -414,8 +428,7 @@ impl Rewriter {
         if req.method != Method::GET || status != StatusCode::OK {
             return;
         }
-        let mut objects = lock(&self.shared.objects);
-        if !objects.sampler.sample(rules.rules.sample_rate) {
+        if !self.shared.sampler.sample(rules.rules.sample_rate) {
             return;
         }
         let seen = Observation {
@@ -423,6 +436,7 @@ impl Rewriter {
             content_type: policy::media_type(headers),
             cacheable: policy::object_lifetime(headers, now).is_some(),
         };
+        let mut objects = lock(&self.shared.objects);
         objects.table.record(req.path(), seen);
         objects.dirty = true;
         self.shared.counters.sampled.fetch_add(1, Ordering::Relaxed);
@@ -430,11 +444,16 @@ impl Rewriter {
 
     /// The `auto` selection, recomputed when the statistics changed (at most once per
     /// [`RESELECT_INTERVAL`]); a changed selection empties the page cache.
-    fn selected(&self, rules: &Compiled, selection: Selection, now: SystemTime) -> Arc<HashSet<String>> {
+    fn selected(
+        &self,
+        rules: &Compiled,
+        selection: Selection,
+        now: SystemTime,
+    ) -> Arc<HashSet<String>> {
         let mut objects = lock(&self.shared.objects);
-        let due = objects.last_select.is_none_or(|last| {
-            now.duration_since(last).unwrap_or_default() >= RESELECT_INTERVAL
-        });
+        let due = objects
+            .last_select
+            .is_none_or(|last| now.duration_since(last).unwrap_or_default() >= RESELECT_INTERVAL);
         if !(objects.dirty && due) {
             return objects.selected.clone();
         }

@@ -308,7 +308,9 @@ pub fn client_token(client: IpAddr, seed: u64) -> String {
             Some(v4) => {
                 xxhash_rust::xxh3::xxh3_64_with_seed(&v4.octets()[..TOKEN_V4_PREFIX_BYTES], seed)
             }
-            None => xxhash_rust::xxh3::xxh3_64_with_seed(&v6.octets()[..TOKEN_V6_PREFIX_BYTES], seed),
+            None => {
+                xxhash_rust::xxh3::xxh3_64_with_seed(&v6.octets()[..TOKEN_V6_PREFIX_BYTES], seed)
+            }
         },
     };
     format!("{:08x}", hash >> 32)
@@ -361,7 +363,10 @@ mod tests {
         assert_eq!(a, b, "same /24, same token");
         assert_ne!(a, c);
         let host = compiled.cdn_host(a.as_deref());
-        assert!(host.ends_with(".cdn.example.net") && host.len() == 8 + 16, "{host}");
+        assert!(
+            host.ends_with(".cdn.example.net") && host.len() == 8 + 16,
+            "{host}"
+        );
         assert!(Compiled::new(CdnRules::new("{client}.cdn")).is_err());
     }
 

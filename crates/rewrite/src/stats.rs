@@ -6,6 +6,7 @@
 //! is not starved by old entries. Pure: no clock, no RNG, no I/O.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
@@ -40,10 +41,12 @@ pub(crate) struct Selection {
     pub(crate) top_k: Option<usize>,
 }
 
-/// Deterministic sampler: takes exactly `rate` of the calls, evenly spread.
+/// Deterministic, lock-free sampler: takes `rate` of the calls, evenly spread (call `n` is taken
+/// when `floor((n + 1) * rate)` steps past `floor(n * rate)`). No RNG, so tests and replays see
+/// the same samples.
 #[derive(Debug, Default)]
 pub(crate) struct Sampler {
-    credit: f64,
+    calls: AtomicU64,
 }
 
 /// Bounded table of object statistics keyed by absolute path.
@@ -55,14 +58,9 @@ pub(crate) struct ObjectTable {
 
 impl Sampler {
     /// Whether this call is sampled at `rate` (0.0 to 1.0).
-    pub(crate) fn sample(&mut self, rate: f64) -> bool {
-        self.credit += rate;
-        if self.credit >= 1.0 {
-            self.credit -= 1.0;
-            true
-        } else {
-            false
-        }
+    pub(crate) fn sample(&self, rate: f64) -> bool {
+        let n = self.calls.fetch_add(1, Ordering::Relaxed) as f64;
+        ((n + 1.0) * rate).floor() > (n * rate).floor()
     }
 }
 
@@ -135,8 +133,11 @@ impl ObjectTable {
 
     /// Every object, most hits first (for the report).
     pub(crate) fn ranked(&self) -> Vec<(String, ObjectStat)> {
-        let mut all: Vec<(String, ObjectStat)> =
-            self.objects.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut all: Vec<(String, ObjectStat)> = self
+            .objects
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         all.sort_by(|a, b| b.1.hits.cmp(&a.1.hits).then_with(|| a.0.cmp(&b.0)));
         all
     }
@@ -158,10 +159,10 @@ mod tests {
 
     #[test]
     fn sampler_takes_the_rate_exactly() {
-        let mut sampler = Sampler::default();
+        let sampler = Sampler::default();
         let taken = (0..1000).filter(|_| sampler.sample(0.25)).count();
         assert_eq!(taken, 250);
-        let mut sampler = Sampler::default();
+        let sampler = Sampler::default();
         assert_eq!((0..10).filter(|_| sampler.sample(0.0)).count(), 0);
         assert_eq!((0..10).filter(|_| sampler.sample(1.0)).count(), 10);
     }
@@ -175,9 +176,24 @@ mod tests {
             }
         }
         let all = |_: &str, s: &ObjectStat| s.cacheable;
-        let chosen = table.select(Selection { min_hits: 2, top_k: None }, &all);
-        assert_eq!(chosen, HashSet::from(["/a.png".to_owned(), "/b.png".to_owned()]));
-        let chosen = table.select(Selection { min_hits: 1, top_k: Some(1) }, &all);
+        let chosen = table.select(
+            Selection {
+                min_hits: 2,
+                top_k: None,
+            },
+            &all,
+        );
+        assert_eq!(
+            chosen,
+            HashSet::from(["/a.png".to_owned(), "/b.png".to_owned()])
+        );
+        let chosen = table.select(
+            Selection {
+                min_hits: 1,
+                top_k: Some(1),
+            },
+            &all,
+        );
         assert_eq!(chosen, HashSet::from(["/a.png".to_owned()]));
     }
 

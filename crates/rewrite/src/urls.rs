@@ -60,7 +60,10 @@ pub(crate) fn directory(path: &str) -> &str {
 }
 
 /// Rewrites each candidate URL of a `srcset` with `map`; `None` when nothing changed.
-pub(crate) fn rewrite_srcset(value: &str, map: &mut dyn FnMut(&str) -> Option<String>) -> Option<String> {
+pub(crate) fn rewrite_srcset(
+    value: &str,
+    map: &mut dyn FnMut(&str) -> Option<String>,
+) -> Option<String> {
     let bytes = value.as_bytes();
     let mut out = String::with_capacity(value.len() + 64);
     let mut copied = 0;
@@ -160,6 +163,10 @@ fn split(absolute: &str) -> SiteUrl {
 
 /// RFC 3986 section 5.2.4 on an absolute path.
 fn remove_dot_segments(path: &str) -> String {
+    // Nearly every path has no dot segment: skip the split and rebuild.
+    if !path.contains("/.") {
+        return path.to_owned();
+    }
     let mut out: Vec<&str> = Vec::new();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     let last = segments.len().saturating_sub(1);
@@ -207,7 +214,10 @@ mod tests {
         assert_eq!(r("img/a.png").as_deref(), Some("/blog/2024/img/a.png"));
         assert_eq!(r("../../css/s.css?v=2").as_deref(), Some("/css/s.css?v=2"));
         assert_eq!(r("/a/./b/../c.js#x").as_deref(), Some("/a/c.js#x"));
-        assert_eq!(r("https://WWW.example.com:8443/x.png").as_deref(), Some("/x.png"));
+        assert_eq!(
+            r("https://WWW.example.com:8443/x.png").as_deref(),
+            Some("/x.png")
+        );
         assert_eq!(r("//www.example.com").as_deref(), Some("/"));
         assert_eq!(r(" http://www.example.com/y.js ").as_deref(), Some("/y.js"));
         assert_eq!(r("https://other.org/x.png"), None);
@@ -218,7 +228,11 @@ mod tests {
         assert_eq!(r(""), None);
         assert_eq!(r("..\\x.png"), None);
         assert_eq!(r("../../../../x.png").as_deref(), Some("/x.png"));
-        assert_eq!(resolve("a.png", None, &site), None, "relative to a foreign <base>");
+        assert_eq!(
+            resolve("a.png", None, &site),
+            None,
+            "relative to a foreign <base>"
+        );
     }
 
     #[test]
@@ -240,9 +254,15 @@ mod tests {
         let out = rewrite_srcset("/a.png,/b.png 100w", &mut map);
         assert_eq!(out.as_deref(), Some("https://cdn/a.png,/b.png 100w"));
         let out = rewrite_srcset("/a.png, /b.png 100w,", &mut map);
-        assert_eq!(out.as_deref(), Some("https://cdn/a.png, https://cdn/b.png 100w,"));
+        assert_eq!(
+            out.as_deref(),
+            Some("https://cdn/a.png, https://cdn/b.png 100w,")
+        );
         let out = rewrite_srcset("/a.png (max-width: 1px, x), /b.png", &mut map);
-        assert_eq!(out.as_deref(), Some("https://cdn/a.png (max-width: 1px, x), https://cdn/b.png"));
+        assert_eq!(
+            out.as_deref(),
+            Some("https://cdn/a.png (max-width: 1px, x), https://cdn/b.png")
+        );
         assert_eq!(rewrite_srcset("http://x/a.png 1x", &mut map), None);
         assert_eq!(rewrite_srcset("", &mut map), None);
         assert_eq!(rewrite_srcset(",,, ,", &mut map), None);

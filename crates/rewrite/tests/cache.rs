@@ -31,9 +31,14 @@ fn static_headers<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
 }
 
 /// Serves the blog page through `rw` at `now` and returns the rewritten body.
-async fn fill(rw: &Rewriter, req: &RequestInfo, headers: &[(&str, &str)], now: SystemTime) -> bytes::Bytes {
+async fn fill(
+    rw: &Rewriter,
+    req: &RequestInfo,
+    headers: &[(&str, &str)],
+    now: SystemTime,
+) -> bytes::Bytes {
     let out = rw.rewrite_at(response(headers, &fixture("blog.html"), 1000), req, now);
-    collect(out.into_body()).await.unwrap()
+    collect(out.into_body()).await.expect("rewrites")
 }
 
 #[tokio::test]
@@ -51,16 +56,25 @@ async fn static_page_is_served_from_cache_until_it_expires() {
     assert_eq!(hit.headers()[CACHE_STATUS_HEADER], "hit");
     assert_eq!(hit.headers()["age"], "59");
     assert_eq!(hit.headers()["etag"], "W/\"v1\"");
-    assert_eq!(hit.headers()["content-length"], first.len().to_string().as_str());
+    assert_eq!(
+        hit.headers()["content-length"],
+        first.len().to_string().as_str()
+    );
     assert_eq!(collect(hit.into_body()).await.unwrap(), first);
 
     // Other URL, other host: misses.
-    assert!(rw.serve_cached_at::<Cached>(&common::req("/blog/post.html"), later).is_none());
+    assert!(rw
+        .serve_cached_at::<Cached>(&common::req("/blog/post.html"), later)
+        .is_none());
     let mut other_host = req.clone();
     other_host.host = Some("static.example.com".into());
     assert!(rw.serve_cached_at::<Cached>(&other_host, later).is_none());
 
-    assert!(rw.serve_cached_at::<Cached>(&req, t0() + Duration::from_secs(60)).is_none(), "expired");
+    assert!(
+        rw.serve_cached_at::<Cached>(&req, t0() + Duration::from_secs(60))
+            .is_none(),
+        "expired"
+    );
     let stats = rw.stats();
     assert_eq!((stats.hits, stats.misses, stats.entries), (1, 4, 0));
 }
@@ -85,7 +99,10 @@ async fn conditional_requests_get_304() {
     }
     let mut r = req("/p.html");
     r.headers.insert("if-none-match", "\"v0\"".parse().unwrap());
-    assert_eq!(rw.serve_cached_at::<Cached>(&r, t0()).unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        rw.serve_cached_at::<Cached>(&r, t0()).unwrap().status(),
+        StatusCode::OK
+    );
     assert_eq!(rw.stats().not_modified, 4);
 }
 
@@ -93,9 +110,25 @@ async fn conditional_requests_get_304() {
 async fn only_static_pages_are_cached() {
     let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
         ("set-cookie", static_headers(&[("set-cookie", "sid=1")])),
-        ("private", vec![("content-type", "text/html"), ("cache-control", "private, max-age=60"), ("etag", "\"a\"")]),
-        ("no validator", vec![("content-type", "text/html"), ("cache-control", "max-age=60")]),
-        ("no lifetime", vec![("content-type", "text/html"), ("etag", "\"a\"")]),
+        (
+            "private",
+            vec![
+                ("content-type", "text/html"),
+                ("cache-control", "private, max-age=60"),
+                ("etag", "\"a\""),
+            ],
+        ),
+        (
+            "no validator",
+            vec![
+                ("content-type", "text/html"),
+                ("cache-control", "max-age=60"),
+            ],
+        ),
+        (
+            "no lifetime",
+            vec![("content-type", "text/html"), ("etag", "\"a\"")],
+        ),
         ("vary cookie", static_headers(&[("vary", "Cookie")])),
     ];
     for (what, headers) in cases {
@@ -106,12 +139,14 @@ async fn only_static_pages_are_cached() {
     // Authorised and no-cache requests neither fill nor use the cache.
     let rw = rewriter();
     let mut r = req("/p.html");
-    r.headers.insert("authorization", "Basic eDp5".parse().unwrap());
+    r.headers
+        .insert("authorization", "Basic eDp5".parse().unwrap());
     fill(&rw, &r, &static_headers(&[]), t0()).await;
     assert_eq!(rw.stats().entries, 0);
     fill(&rw, &req("/p.html"), &static_headers(&[]), t0()).await;
     let mut r = req("/p.html");
-    r.headers.insert("cache-control", "no-cache".parse().unwrap());
+    r.headers
+        .insert("cache-control", "no-cache".parse().unwrap());
     assert!(rw.serve_cached_at::<Cached>(&r, t0()).is_none());
     // A failed body is not stored.
     let rw = rewriter();
@@ -127,12 +162,19 @@ async fn entries_are_per_coding_and_per_client_token() {
     let rw = rewriter();
     let page = fixture("blog.html");
     let gz_headers = static_headers(&[("content-encoding", "gzip")]);
-    let out = rw.rewrite_at(response(&gz_headers, &gzip(&page), 100), &req("/p.html"), t0());
+    let out = rw.rewrite_at(
+        response(&gz_headers, &gzip(&page), 100),
+        &req("/p.html"),
+        t0(),
+    );
     let gz_body = collect(out.into_body()).await.unwrap();
     // A client without gzip gets no cached copy; one with it does.
-    assert!(rw.serve_cached_at::<Cached>(&req("/p.html"), t0()).is_none());
+    assert!(rw
+        .serve_cached_at::<Cached>(&req("/p.html"), t0())
+        .is_none());
     let mut r = req("/p.html");
-    r.headers.insert("accept-encoding", "gzip, br".parse().unwrap());
+    r.headers
+        .insert("accept-encoding", "gzip, br".parse().unwrap());
     let hit = rw.serve_cached_at::<Cached>(&r, t0()).unwrap();
     assert_eq!(hit.headers()["content-encoding"], "gzip");
     assert_eq!(collect(hit.into_body()).await.unwrap(), gz_body);
@@ -164,14 +206,24 @@ async fn rule_changes_invalidate_and_bad_rules_are_refused() {
     assert_eq!(rw.stats().entries, 1, "a refused reload changes nothing");
     assert_eq!(rw.rules().cdn_host, CDN);
 
-    rw.set_rules(CdnRules { cdn_host: "cdn2.example.net".into(), ..rules() }).unwrap();
+    rw.set_rules(CdnRules {
+        cdn_host: "cdn2.example.net".into(),
+        ..rules()
+    })
+    .unwrap();
     assert_eq!(rw.stats().entries, 0);
-    assert!(rw.serve_cached_at::<Cached>(&req("/p.html"), t0()).is_none());
+    assert!(rw
+        .serve_cached_at::<Cached>(&req("/p.html"), t0())
+        .is_none());
     let body = fill(&rw, &req("/p.html"), &static_headers(&[]), t0()).await;
     assert!(String::from_utf8_lossy(&body).contains("https://cdn2.example.net/static/css/main.css"));
 
     // A page that started under the old rules is not stored once they change.
-    let out = rw.rewrite_at(response(&static_headers(&[]), &fixture("blog.html"), 100), &req("/q.html"), t0());
+    let out = rw.rewrite_at(
+        response(&static_headers(&[]), &fixture("blog.html"), 100),
+        &req("/q.html"),
+        t0(),
+    );
     rw.set_rules(rules()).unwrap();
     collect(out.into_body()).await.unwrap();
     assert_eq!(rw.stats().entries, 0);
@@ -181,11 +233,27 @@ async fn rule_changes_invalidate_and_bad_rules_are_refused() {
 async fn the_cache_stays_within_its_bytes() {
     let rw = Rewriter::new(rules(), 64 << 10).unwrap();
     for i in 0..50 {
-        fill(&rw, &req(&format!("/p{i}.html")), &static_headers(&[]), t0()).await;
+        fill(
+            &rw,
+            &req(&format!("/p{i}.html")),
+            &static_headers(&[]),
+            t0(),
+        )
+        .await;
     }
     let stats = rw.stats();
     assert!(stats.bytes <= 64 << 10, "{stats:?}");
     assert!(stats.evictions > 0 && stats.entries > 1, "{stats:?}");
     // The most recent page is still there.
-    assert!(rw.serve_cached_at::<Cached>(&req("/p49.html"), t0()).is_some());
+    assert!(rw
+        .serve_cached_at::<Cached>(&req("/p49.html"), t0())
+        .is_some());
+}
+
+#[tokio::test]
+async fn a_page_past_the_size_limit_is_not_kept() {
+    let rw = Rewriter::new(CdnRules { max_decoded_page_bytes: 1000, ..rules() }, 1 << 20).unwrap();
+    let body = fill(&rw, &req("/p.html"), &static_headers(&[]), t0()).await;
+    assert!(body.len() > 1000);
+    assert_eq!(rw.stats().entries, 0);
 }

@@ -16,8 +16,15 @@ const PAGE: &str = "blog.html";
 const PATH: &str = "/blog/moving-to-a-cdn.html";
 
 async fn identity_output() -> Vec<u8> {
-    let (_, body) = run(&rewriter(), &req(PATH), &[("content-type", "text/html")], &fixture(PAGE), 4096).await;
-    body.unwrap().to_vec()
+    let (_, body) = run(
+        &rewriter(),
+        &req(PATH),
+        &[("content-type", "text/html")],
+        &fixture(PAGE),
+        4096,
+    )
+    .await;
+    body.expect("rewrites").to_vec()
 }
 
 #[tokio::test]
@@ -52,14 +59,45 @@ async fn every_coding_round_trips_in_its_own_coding() {
 async fn leave_alone_list_passes_bodies_and_heads_untouched() {
     let page = fixture(PAGE);
     let html = ("content-type", "text/html");
-    let cases: Vec<(&str, http::Method, Vec<(&str, &str)>, Vec<(&str, &str)>)> = vec![
-        ("not html", http::Method::GET, vec![], vec![("content-type", "text/css")]),
+    type Headers<'a> = Vec<(&'a str, &'a str)>;
+    let cases: Vec<(&str, http::Method, Headers, Headers)> = vec![
+        (
+            "not html",
+            http::Method::GET,
+            vec![],
+            vec![("content-type", "text/css")],
+        ),
         ("head", http::Method::HEAD, vec![], vec![html]),
-        ("range", http::Method::GET, vec![("range", "bytes=0-99")], vec![html]),
-        ("no-transform", http::Method::GET, vec![], vec![html, ("cache-control", "no-transform")]),
-        ("zstd", http::Method::GET, vec![], vec![html, ("content-encoding", "zstd")]),
-        ("too large", http::Method::GET, vec![], vec![html, ("content-length", "99999999999")]),
-        ("utf-16", http::Method::GET, vec![], vec![("content-type", "text/html; charset=utf-16le")]),
+        (
+            "range",
+            http::Method::GET,
+            vec![("range", "bytes=0-99")],
+            vec![html],
+        ),
+        (
+            "no-transform",
+            http::Method::GET,
+            vec![],
+            vec![html, ("cache-control", "no-transform")],
+        ),
+        (
+            "zstd",
+            http::Method::GET,
+            vec![],
+            vec![html, ("content-encoding", "zstd")],
+        ),
+        (
+            "too large",
+            http::Method::GET,
+            vec![],
+            vec![html, ("content-length", "99999999999")],
+        ),
+        (
+            "utf-16",
+            http::Method::GET,
+            vec![],
+            vec![("content-type", "text/html; charset=utf-16le")],
+        ),
     ];
     for (what, method, req_headers, resp_headers) in cases {
         let mut request = req(PATH);
@@ -70,7 +108,11 @@ async fn leave_alone_list_passes_bodies_and_heads_untouched() {
         let rw = rewriter();
         let out = rw.rewrite(response(&resp_headers, &page, 100), &request);
         assert!(!out.body().is_rewriting(), "{what}");
-        assert_eq!(out.headers().len(), resp_headers.len(), "{what}: head changed");
+        assert_eq!(
+            out.headers().len(),
+            resp_headers.len(),
+            "{what}: head changed"
+        );
         let body = collect(out.into_body()).await.unwrap();
         assert_eq!(body, page, "{what}");
     }
@@ -78,14 +120,18 @@ async fn leave_alone_list_passes_bodies_and_heads_untouched() {
         let rw = rewriter();
         let mut resp = response(&[html], b"", 1);
         *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
-        assert!(!rw.rewrite(resp, &req(PATH)).body().is_rewriting(), "{status}");
+        assert!(
+            !rw.rewrite(resp, &req(PATH)).body().is_rewriting(),
+            "{status}"
+        );
     }
 }
 
 #[tokio::test]
 async fn bad_gzip_and_truncated_streams_end_with_an_error() {
     let page = fixture(PAGE);
-    let headers = |coding: &'static str| [("content-type", "text/html"), ("content-encoding", coding)];
+    let headers =
+        |coding: &'static str| [("content-type", "text/html"), ("content-encoding", coding)];
     let mut garbage = gzip(&page);
     garbage[40] ^= 0xff;
     garbage[41] ^= 0xff;
@@ -93,7 +139,11 @@ async fn bad_gzip_and_truncated_streams_end_with_an_error() {
     let brotli = br(&page);
     let z = zlib(&page);
     let cases: Vec<(&str, &'static str, Vec<u8>)> = vec![
-        ("not gzip at all", "gzip", b"<html>plain text that claims to be gzip".to_vec()),
+        (
+            "not gzip at all",
+            "gzip",
+            b"<html>plain text that claims to be gzip".to_vec(),
+        ),
         ("corrupt gzip", "gzip", garbage),
         ("truncated gzip", "gzip", gz[..gz.len() / 2].to_vec()),
         ("gzip without trailer", "gzip", gz[..gz.len() - 4].to_vec()),
@@ -131,19 +181,39 @@ async fn lying_content_length_and_truncated_identity_bodies_are_harmless() {
     // A page cut in the middle of a tag still ends cleanly.
     let cut = &page[..page.len() / 2];
     let cut = &cut[..cut.iter().rposition(|b| *b == b'<').unwrap() + 4];
-    let (_, body) = run(&rewriter(), &req(PATH), &[("content-type", "text/html")], cut, 7).await;
+    let (_, body) = run(
+        &rewriter(),
+        &req(PATH),
+        &[("content-type", "text/html")],
+        cut,
+        7,
+    )
+    .await;
     let body = body.unwrap();
-    assert!(body.len() >= cut.len() - 10, "{} < {}", body.len(), cut.len());
+    assert!(
+        body.len() >= cut.len() - 10,
+        "{} < {}",
+        body.len(),
+        cut.len()
+    );
 }
 
 #[tokio::test]
 async fn upstream_errors_end_the_body_with_an_error() {
     let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = vec![
-        Ok(Frame::data(Bytes::from_static(b"<html><img src=\"/a.png\">"))),
-        Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset")),
+        Ok(Frame::data(Bytes::from_static(
+            b"<html><img src=\"/a.png\">",
+        ))),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "reset",
+        )),
     ];
     let body = StreamBody::new(stream::iter(frames));
-    let resp = http::Response::builder().header("content-type", "text/html").body(body).unwrap();
+    let resp = http::Response::builder()
+        .header("content-type", "text/html")
+        .body(body)
+        .unwrap();
     let rw = rewriter();
     let mut out = rw.rewrite(resp, &req("/")).into_body();
     let mut saw_error = false;
@@ -169,9 +239,17 @@ async fn trailers_follow_the_rewritten_data() {
         .header("content-type", "text/html")
         .body(StreamBody::new(stream::iter(frames)))
         .unwrap();
-    let out = rewriter().rewrite(resp, &req("/")).into_body().collect().await.unwrap();
+    let out = rewriter()
+        .rewrite(resp, &req("/"))
+        .into_body()
+        .collect()
+        .await
+        .unwrap();
     assert_eq!(out.trailers().unwrap()["x-checksum"], "abc");
-    assert_eq!(out.to_bytes(), r#"<img src="https://cdn.example.net/a.png">"#);
+    assert_eq!(
+        out.to_bytes(),
+        r#"<img src="https://cdn.example.net/a.png">"#
+    );
 }
 
 #[tokio::test]
@@ -183,7 +261,10 @@ async fn multi_megabyte_pages_stream_in_bounded_pieces() {
     let rw = pentaflow_rewrite::Rewriter::new(rules, 1 << 20).unwrap();
     let page = fixture(PAGE);
     let big: Vec<u8> = page.iter().copied().cycle().take(24 << 20).collect();
-    let out = rw.rewrite(response(&[("content-type", "text/html")], &big, 16 << 10), &req(PATH));
+    let out = rw.rewrite(
+        response(&[("content-type", "text/html")], &big, 16 << 10),
+        &req(PATH),
+    );
     let mut body = out.into_body();
     let (mut total, mut largest) = (0usize, 0usize);
     let mut tail = Vec::new();
@@ -196,7 +277,10 @@ async fn multi_megabyte_pages_stream_in_bounded_pieces() {
     assert!(largest < 64 << 10, "largest piece {largest}");
     assert!(total > big.len());
     let tail = String::from_utf8_lossy(&tail);
-    assert!(!tail.contains("cdn.example.net"), "rewriting stops past the limit");
+    assert!(
+        !tail.contains("cdn.example.net"),
+        "rewriting stops past the limit"
+    );
     assert!(tail.contains("/static/"));
     assert!(rw.report().pages.urls_rewritten > 1000);
 }
@@ -206,7 +290,14 @@ async fn a_giant_tag_hits_the_memory_cap_cleanly() {
     let mut page = b"<html><img alt=\"x\" src=\"data:image/png;base64,".to_vec();
     page.extend(std::iter::repeat_n(b'A', 6 << 20));
     page.extend_from_slice(b"\"></html>");
-    let (_, body) = run(&rewriter(), &req("/"), &[("content-type", "text/html")], &page, 64 << 10).await;
+    let (_, body) = run(
+        &rewriter(),
+        &req("/"),
+        &[("content-type", "text/html")],
+        &page,
+        64 << 10,
+    )
+    .await;
     assert!(matches!(body, Err(RewriteError::Html { .. })), "{body:?}");
 }
 

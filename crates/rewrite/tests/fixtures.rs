@@ -8,34 +8,79 @@ const HTML_UTF8: (&str, &str) = ("content-type", "text/html; charset=utf-8");
 
 async fn rewrite_fixture(name: &str, path: &str, content_type: &str, chunk: usize) -> Vec<u8> {
     let rw = rewriter();
-    let (parts, body) = run(&rw, &req(path), &[("content-type", content_type)], &fixture(name), chunk).await;
+    let (parts, body) = run(
+        &rw,
+        &req(path),
+        &[("content-type", content_type)],
+        &fixture(name),
+        chunk,
+    )
+    .await;
     assert!(parts.headers.get("content-length").is_none());
-    body.unwrap().to_vec()
+    body.expect("rewrites").to_vec()
 }
 
 #[tokio::test]
 async fn blog_page() {
-    let out = rewrite_fixture("blog.html", "/blog/moving-to-a-cdn.html", HTML_UTF8.1, 1 << 20).await;
+    let out = rewrite_fixture(
+        "blog.html",
+        "/blog/moving-to-a-cdn.html",
+        HTML_UTF8.1,
+        1 << 20,
+    )
+    .await;
     let out = String::from_utf8(out).unwrap();
     assert_eq!(
         url_attrs(&out),
         rows(&[
-            ("link", "href", "https://cdn.example.net/static/css/main.css?v=42"),
-            ("link", "href", "https://fonts.googleapis.com/css2?family=Inter"),
+            (
+                "link",
+                "href",
+                "https://cdn.example.net/static/css/main.css?v=42"
+            ),
+            (
+                "link",
+                "href",
+                "https://fonts.googleapis.com/css2?family=Inter"
+            ),
             ("link", "href", "https://cdn.example.net/favicon.ico"),
             ("link", "href", "/feed.xml"),
             ("link", "href", "https://cdn.example.net/fonts/inter.woff2"),
-            ("link", "href", "https://www.example.com/blog/moving-to-a-cdn.html"),
-            ("script", "src", "https://cdn.example.net/static/js/vendor.js"),
-            ("script", "src", "https://www.googletagmanager.com/gtag/js?id=G-XXXX"),
+            (
+                "link",
+                "href",
+                "https://www.example.com/blog/moving-to-a-cdn.html"
+            ),
+            (
+                "script",
+                "src",
+                "https://cdn.example.net/static/js/vendor.js"
+            ),
+            (
+                "script",
+                "src",
+                "https://www.googletagmanager.com/gtag/js?id=G-XXXX"
+            ),
             ("a", "href", "/"),
             ("img", "src", "https://cdn.example.net/static/img/logo.svg"),
             ("a", "href", "/blog/"),
             ("a", "href", "/about.html"),
-            ("img", "src", "https://cdn.example.net/blog/images/diagram.png"),
+            (
+                "img",
+                "src",
+                "https://cdn.example.net/blog/images/diagram.png"
+            ),
             ("a", "href", "images/diagram.png"),
-            ("img", "src", "https://cdn.example.net/blog/images/chart.PNG"),
-            ("img", "src", "https://cdn.example.net/static/img/protocol-relative.jpg"),
+            (
+                "img",
+                "src",
+                "https://cdn.example.net/blog/images/chart.PNG"
+            ),
+            (
+                "img",
+                "src",
+                "https://cdn.example.net/static/img/protocol-relative.jpg"
+            ),
             ("img", "src", "https://cdn.other.org/img/foreign.png"),
             ("img", "src", "data:image/gif;base64,R0lGODlhAQABAAAAACw="),
             ("img", "src", "/cgi-bin/counter"),
@@ -102,11 +147,23 @@ async fn inline_scripts_comments_base_and_broken_markup() {
         rows(&[
             ("base", "href", "/shop/"),
             ("base", "href", "/ignored/"),
-            ("img", "src", "https://cdn.example.net/shop/products/shoe.jpg"),
+            (
+                "img",
+                "src",
+                "https://cdn.example.net/shop/products/shoe.jpg"
+            ),
             ("img", "src", "https://cdn.example.net/static/img/up.gif"),
-            ("img", "src", "https://cdn.example.net/static/img/broken.png"),
+            (
+                "img",
+                "src",
+                "https://cdn.example.net/static/img/broken.png"
+            ),
             ("script", "src", "https://cdn.example.net/shop/js/shop.mjs"),
-            ("img", "src", "https://cdn.example.net/static/img/after-mess.png"),
+            (
+                "img",
+                "src",
+                "https://cdn.example.net/static/img/after-mess.png"
+            ),
         ])
     );
     assert!(out.len() > original.len());
@@ -115,15 +172,27 @@ async fn inline_scripts_comments_base_and_broken_markup() {
 #[tokio::test]
 async fn windows_1252_page_by_meta_and_by_header() {
     let original = fixture("latin1.html");
-    for content_type in ["text/html", "text/html; charset=windows-1252", "text/html; charset=iso-8859-1"] {
+    for content_type in [
+        "text/html",
+        "text/html; charset=windows-1252",
+        "text/html; charset=iso-8859-1",
+    ] {
         let out = rewrite_fixture("latin1.html", "/menu.html", content_type, 1 << 20).await;
         let (text, _, had_errors) = encoding_rs::WINDOWS_1252.decode(&out);
         assert!(!had_errors);
         assert_eq!(
             url_attrs(&text),
             rows(&[
-                ("link", "href", "https://cdn.example.net/static/caf\u{e9}.css"),
-                ("img", "src", "https://cdn.example.net/static/img/cr\u{e8}me-br\u{fb}l\u{e9}e.jpg"),
+                (
+                    "link",
+                    "href",
+                    "https://cdn.example.net/static/caf\u{e9}.css"
+                ),
+                (
+                    "img",
+                    "src",
+                    "https://cdn.example.net/static/img/cr\u{e8}me-br\u{fb}l\u{e9}e.jpg"
+                ),
                 ("img", "src", "https://cdn.example.net/static/img/plain.png"),
             ]),
             "{content_type}"
@@ -131,9 +200,15 @@ async fn windows_1252_page_by_meta_and_by_header() {
         // Non-ASCII text is still in windows-1252, byte for byte.
         let title = "<title>Caf\u{e9} \u{ab} Le N\u{f4}tre \u{bb} \u{2014} menu</title>";
         let encoded = encoding_rs::WINDOWS_1252.encode(title).0;
-        assert!(out.windows(encoded.len()).any(|w| w == &encoded[..]), "{content_type}");
+        assert!(
+            out.windows(encoded.len()).any(|w| w == &encoded[..]),
+            "{content_type}"
+        );
         assert!(out.windows(4).any(|w| w == b"caf\xe9"), "{content_type}");
-        assert_eq!(out.len(), original.len() + 3 * "https://cdn.example.net".len());
+        assert_eq!(
+            out.len(),
+            original.len() + 3 * "https://cdn.example.net".len()
+        );
     }
 }
 
@@ -151,4 +226,15 @@ async fn tiny_chunks_give_the_same_bytes_as_one_chunk() {
             assert_eq!(pieces, whole, "{name} in chunks of {chunk}");
         }
     }
+}
+
+#[tokio::test]
+async fn entities_and_quotes_in_urls_survive() {
+    let page = br#"<img src="/i.png?a=1&amp;b=2"><img src='/q.png?x="y"'><img src="/s p.png">"#;
+    let (_, body) = run(&rewriter(), &req("/"), &[HTML_UTF8], page, 5).await;
+    let body = String::from_utf8(body.expect("rewrites").to_vec()).expect("utf-8");
+    assert_eq!(
+        body,
+        r#"<img src="https://cdn.example.net/i.png?a=1&amp;b=2"><img src="https://cdn.example.net/q.png?x=&quot;y&quot;"><img src="https://cdn.example.net/s p.png">"#
+    );
 }

@@ -99,6 +99,13 @@ fn node_metric_names_are_normalised_and_collisions_skipped() {
         NodeMetric::gauge("backend_hits_total", "Collides with a back-end sample.", 4),
         NodeMetric::counter("requests", "Same family as the first.", 5),
         NodeMetric::gauge("9lives", "Starts with a digit.", 6),
+        NodeMetric::gauge("uptime_seconds", "Collides with the uptime gauge.", 7),
+        NodeMetric::counter("node_info", "Collides with the node info family.", 8),
+        NodeMetric::gauge(
+            "backend_avg_response_seconds",
+            "Collides with a unit family.",
+            9,
+        ),
     ];
     let families = parsed(doc);
     assert_eq!(value(&families, "pentaflow_requests_total", &[]), Some(1.0));

@@ -266,3 +266,25 @@ async fn fetch_status_times_out_on_a_silent_peer() {
     assert!(matches!(error, AdminError::Timeout { .. }), "{error:?}");
     silent.abort();
 }
+
+#[tokio::test(start_paused = true)]
+async fn idle_and_silent_connections_are_cut() {
+    let server = start().await;
+    let mut buf = [0u8; 256];
+    // Silent from the start: no request head within the header read timeout.
+    let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    // Idle after one request on a keep-alive connection.
+    let mut idle = TcpStream::connect(server.addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let cut = tokio::time::timeout(HEADER_READ_TIMEOUT * 2, async {
+        let silent_end = silent.read(&mut buf).await.unwrap_or(0);
+        let mut other = [0u8; 256];
+        let idle_end = idle.read(&mut other).await.unwrap_or(0);
+        (silent_end, idle_end)
+    });
+    assert_eq!(cut.await.expect("connections were not cut"), (0, 0));
+}

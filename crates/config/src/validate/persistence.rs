@@ -1,11 +1,8 @@
 //! Checks of `persistence` and its `[service.cookie]` / `[service.session]` tables.
 //!
-//! Reads the cookie `secret_file` (bounded, regular files only); nothing else here does I/O.
+//! Reads the cookie `secret_file` (through `files`: bounded, regular files only).
 
-use std::fs::File;
-use std::io::Read;
 use std::ops::RangeInclusive;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::Spanned;
@@ -171,33 +168,18 @@ impl Checker<'_> {
     /// Read a `secret_file` (relative to the config file's directory), minus one trailing
     /// line break.
     fn secret_file(&mut self, file: &Spanned<String>, key: &str) -> Vec<u8> {
-        if file.get_ref().is_empty() {
-            self.report(file.span(), key, "must not be empty");
+        let Some((path, mut bytes)) = self.read_small_file(file, key, MAX_SECRET_FILE_BYTES) else {
             return Vec::new();
-        }
-        let path = PathBuf::from(file.get_ref());
-        let path = match self.base_dir {
-            Some(dir) if path.is_relative() => dir.join(path),
-            _ => path,
         };
-        match read_secret(&path) {
-            Ok(mut bytes) => {
-                if bytes.last() == Some(&b'\n') {
-                    bytes.pop();
-                    if bytes.last() == Some(&b'\r') {
-                        bytes.pop();
-                    }
-                }
-                let from = format!(" (read from {})", path.display());
-                self.secret_length(&bytes, file.span(), key, &from);
-                bytes
-            }
-            Err(why) => {
-                let message = format!("cannot use {}: {why}", path.display());
-                self.report(file.span(), key, message);
-                Vec::new()
+        if bytes.last() == Some(&b'\n') {
+            bytes.pop();
+            if bytes.last() == Some(&b'\r') {
+                bytes.pop();
             }
         }
+        let from = format!(" (read from {})", path.display());
+        self.secret_length(&bytes, file.span(), key, &from);
+        bytes
     }
 
     fn secret_length(
@@ -271,24 +253,4 @@ impl Checker<'_> {
             ),
         }
     }
-}
-
-/// Read a secret file: a regular file of at most [`MAX_SECRET_FILE_BYTES`], so a slip such
-/// as `/dev/zero` or a FIFO cannot hang or exhaust the loader. Errors are for the operator.
-fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
-    let file = File::open(path).map_err(|err| err.to_string())?;
-    let meta = file.metadata().map_err(|err| err.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".to_owned());
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_SECRET_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|err| err.to_string())?;
-    if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
-        return Err(format!(
-            "larger than {MAX_SECRET_FILE_BYTES} bytes; is it the right file?"
-        ));
-    }
-    Ok(bytes)
 }

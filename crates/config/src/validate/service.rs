@@ -1,7 +1,8 @@
-//! Checks of `[[service]]`, its health tables (passive, health) and its back-ends.
-//! Persistence tables are checked in `persistence`.
+//! Checks of `[[service]]`, its listen addresses, its health tables (passive, health) and its
+//! back-ends. Persistence tables are checked in `persistence`, TLS tables in `tls`.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 
 use toml::Spanned;
@@ -81,28 +82,26 @@ impl Checker<'_> {
             }
         };
 
-        let mut listen = Vec::new();
-        match &s.listen {
-            None => self.report(
-                service.span(),
-                &format!("{key}.listen"),
-                "missing required key",
-            ),
-            Some(list) if list.get_ref().is_empty() => self.report(
-                list.span(),
-                &format!("{key}.listen"),
-                "must list at least one ip:port address",
-            ),
-            Some(list) => {
-                for (j, addr) in list.get_ref().iter().enumerate() {
-                    let addr_key = format!("{key}.listen[{j}]");
-                    if let Some(parsed) = self.addr(addr, &addr_key) {
-                        self.claim(parsed, addr.span(), &addr_key, claimed);
-                        listen.push(parsed);
-                    }
-                }
+        let listen = self.addresses(key, "listen", s.listen.as_ref(), claimed);
+        let tls_listen = self.addresses(key, "tls_listen", s.tls_listen.as_ref(), claimed);
+        // Judge what was written, not what parsed: a bad address is reported on its own.
+        let written = |list: &Option<Spanned<Vec<Spanned<String>>>>| {
+            list.as_ref().is_some_and(|l| !l.get_ref().is_empty())
+        };
+        let (has_listen, has_tls_listen) = (written(&s.listen), written(&s.tls_listen));
+        if !has_listen && !has_tls_listen {
+            const NEED: &str = "at least one of listen / tls_listen must list an ip:port address";
+            match (&s.listen, &s.tls_listen) {
+                (Some(l), _) => self.report(l.span(), &format!("{key}.listen"), NEED),
+                (None, Some(t)) => self.report(t.span(), &format!("{key}.tls_listen"), NEED),
+                (None, None) => self.report(
+                    service.span(),
+                    &format!("{key}.listen"),
+                    "missing: set listen (plain HTTP), tls_listen (HTTPS) or both",
+                ),
             }
         }
+        let (tls, redirect_https) = self.service_tls(key, s, has_listen, has_tls_listen);
 
         let policy = match &s.policy {
             None => Some(Policy::default()),
@@ -149,7 +148,31 @@ impl Checker<'_> {
             passive: self.passive(key, s.passive.as_ref()),
             health: s.health.as_ref().map(|h| self.health(key, h)),
             backends: self.backends(key, service.span(), &s.backend),
+            tls_listen,
+            tls,
+            redirect_https,
+            backend_tls: self.backend_tls(key, s.backend_tls.as_ref()),
         }
+    }
+
+    /// The addresses of `listen` or `tls_listen` (`field`), each claimed so no address is
+    /// listened on twice anywhere in the file.
+    fn addresses(
+        &mut self,
+        key: &str,
+        field: &str,
+        list: Option<&Spanned<Vec<Spanned<String>>>>,
+        claimed: &mut Vec<Claimed>,
+    ) -> Vec<SocketAddr> {
+        let mut out = Vec::new();
+        for (j, addr) in list.map(Spanned::get_ref).into_iter().flatten().enumerate() {
+            let addr_key = format!("{key}.{field}[{j}]");
+            if let Some(parsed) = self.addr(addr, &addr_key) {
+                self.claim(parsed, addr.span(), &addr_key, claimed);
+                out.push(parsed);
+            }
+        }
+        out
     }
 
     fn passive(&mut self, key: &str, table: Option<&Spanned<FilePassive>>) -> PassiveHealth {

@@ -1,5 +1,7 @@
 //! One test per validation rule, each asserting the problem's line and key.
 
+use std::path::PathBuf;
+
 use crate::{parse, ConfigError, Problem, Source};
 
 /// A valid service to append to or edit: lines 1–7.
@@ -51,6 +53,36 @@ fn service_with(extra: &str) -> String {
         &format!("listen = [\"127.0.0.1:8080\"]\n{extra}\n"),
         1,
     )
+}
+
+/// A scratch directory unique to one test (by `tag`) of this process, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!(
+            "pentaflow-config-unit-{tag}-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    /// Write `contents` to `name` (directories created) and return its absolute path.
+    fn file(&self, name: &str, contents: impl AsRef<[u8]>) -> String {
+        let path = self.0.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&path, contents).unwrap();
+        path.display().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 #[test]
@@ -197,7 +229,7 @@ fn service_listen_is_required_and_nonempty() {
         &text,
         "[[service]]",
         "service[0].listen",
-        "missing required key",
+        "missing: set listen (plain HTTP), tls_listen (HTTPS) or both",
     );
     let text = SERVICE.replace("[\"127.0.0.1:8080\"]", "[]");
     only_problem(&text, "listen", "service[0].listen", "at least one");
@@ -340,3 +372,5 @@ fn a_table_for_another_mode_is_an_error() {
 
 mod backend;
 mod tables;
+mod tickets;
+mod tls;

@@ -4,6 +4,8 @@
 // Test support: a panic is the failure report, so unwrap is the right tool here.
 #![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)]
 
+pub mod pki;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
@@ -203,6 +205,18 @@ pub struct Client {
     sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
 }
 
+/// One HTTP/2 client connection over any stream (e.g. TLS with ALPN h2).
+pub async fn h2_client<S>(io: S) -> hyper::client::conn::http2::SendRequest<Full<Bytes>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(io))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
 pub struct Answer {
     pub status: StatusCode,
     pub headers: HeaderMap,
@@ -226,10 +240,15 @@ impl Answer {
 
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).await.unwrap();
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
+        Self::over(TcpStream::connect(addr).await.unwrap()).await
+    }
+
+    /// HTTP/1.1 over an already connected stream (e.g. TLS).
+    pub async fn over<S>(io: S) -> Self
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await.unwrap();
         tokio::spawn(conn);
         Self { sender }
     }

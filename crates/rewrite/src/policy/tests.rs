@@ -29,21 +29,49 @@ const HTML: (&str, &str) = ("content-type", "text/html; charset=utf-8");
 
 #[test]
 fn leave_alone_list() {
-    let head = |m: Method| plan(&m, &HeaderMap::new(), StatusCode::OK, &headers(&[HTML]), 1000);
+    let head = |m: Method| {
+        plan(
+            &m,
+            &HeaderMap::new(),
+            StatusCode::OK,
+            &headers(&[HTML]),
+            1000,
+        )
+    };
     assert_eq!(head(Method::HEAD).unwrap_err(), LeaveAlone::Method);
     assert!(head(Method::POST).is_ok());
     for status in [204, 206, 304, 101] {
-        assert_eq!(plan_for(&[], status, &[HTML]).unwrap_err(), LeaveAlone::Status, "{status}");
+        assert_eq!(
+            plan_for(&[], status, &[HTML]).unwrap_err(),
+            LeaveAlone::Status,
+            "{status}"
+        );
     }
-    assert_eq!(plan_for(&[("range", "bytes=0-10")], 200, &[HTML]).unwrap_err(), LeaveAlone::Range);
-    assert_eq!(plan_for(&[], 200, &[("content-type", "image/png")]).unwrap_err(), LeaveAlone::NotHtml);
+    assert_eq!(
+        plan_for(&[("range", "bytes=0-10")], 200, &[HTML]).unwrap_err(),
+        LeaveAlone::Range
+    );
+    assert_eq!(
+        plan_for(&[], 200, &[("content-type", "image/png")]).unwrap_err(),
+        LeaveAlone::NotHtml
+    );
     assert_eq!(plan_for(&[], 200, &[]).unwrap_err(), LeaveAlone::NotHtml);
     let no_transform = [HTML, ("cache-control", "public, no-transform")];
-    assert_eq!(plan_for(&[], 200, &no_transform).unwrap_err(), LeaveAlone::NoTransform);
+    assert_eq!(
+        plan_for(&[], 200, &no_transform).unwrap_err(),
+        LeaveAlone::NoTransform
+    );
     let zstd = [HTML, ("content-encoding", "zstd")];
     assert_eq!(plan_for(&[], 200, &zstd).unwrap_err(), LeaveAlone::Coding);
-    let stacked = [HTML, ("content-encoding", "gzip"), ("content-encoding", "br")];
-    assert_eq!(plan_for(&[], 200, &stacked).unwrap_err(), LeaveAlone::Coding);
+    let stacked = [
+        HTML,
+        ("content-encoding", "gzip"),
+        ("content-encoding", "br"),
+    ];
+    assert_eq!(
+        plan_for(&[], 200, &stacked).unwrap_err(),
+        LeaveAlone::Coding
+    );
     let big = [HTML, ("content-length", "1001")];
     assert_eq!(plan_for(&[], 200, &big).unwrap_err(), LeaveAlone::TooLarge);
     let utf16 = [("content-type", "text/html; charset=utf-16")];
@@ -54,10 +82,23 @@ fn leave_alone_list() {
 
 #[test]
 fn coding_and_charset_are_read() {
-    let p = plan_for(&[], 404, &[("content-type", "TEXT/HTML;Charset=\"ISO-8859-1\""), ("content-encoding", "gzip")]).unwrap();
+    let p = plan_for(
+        &[],
+        404,
+        &[
+            ("content-type", "TEXT/HTML;Charset=\"ISO-8859-1\""),
+            ("content-encoding", "gzip"),
+        ],
+    )
+    .unwrap();
     assert_eq!(p.coding, Coding::Gzip);
     assert!(!p.follow_meta_charset);
-    let p = plan_for(&[], 200, &[("content-type", "text/html"), ("content-encoding", "br")]).unwrap();
+    let p = plan_for(
+        &[],
+        200,
+        &[("content-type", "text/html"), ("content-encoding", "br")],
+    )
+    .unwrap();
     assert_eq!(p.coding, Coding::Brotli);
     assert!(p.follow_meta_charset);
 }
@@ -83,29 +124,56 @@ fn freshness_rules() {
     let ok = [("cache-control", "public, max-age=60"), ("etag", "\"a\"")];
     let f = freshness(StatusCode::OK, &headers(&ok), now).unwrap();
     assert_eq!(f.expires_at, now + Duration::from_secs(60));
-    let aged = [("cache-control", "max-age=60, s-maxage=100"), ("etag", "\"a\""), ("age", "30")];
+    let aged = [
+        ("cache-control", "max-age=60, s-maxage=100"),
+        ("etag", "\"a\""),
+        ("age", "30"),
+    ];
     let f = freshness(StatusCode::OK, &headers(&aged), now).unwrap();
     assert_eq!(f.expires_at, now + Duration::from_secs(70));
     let date = httpdate::fmt_http_date(now);
     let expires = httpdate::fmt_http_date(now + Duration::from_secs(120));
-    let by_expires = [("date", date.as_str()), ("expires", expires.as_str()), ("last-modified", date.as_str())];
+    let by_expires = [
+        ("date", date.as_str()),
+        ("expires", expires.as_str()),
+        ("last-modified", date.as_str()),
+    ];
     let f = freshness(StatusCode::OK, &headers(&by_expires), now).unwrap();
     assert_eq!(f.expires_at, now + Duration::from_secs(120));
 
     for bad in [
         vec![("cache-control", "max-age=60")],
-        vec![("cache-control", "max-age=60"), ("etag", "\"a\""), ("set-cookie", "s=1")],
+        vec![
+            ("cache-control", "max-age=60"),
+            ("etag", "\"a\""),
+            ("set-cookie", "s=1"),
+        ],
         vec![("cache-control", "private, max-age=60"), ("etag", "\"a\"")],
         vec![("cache-control", "no-store"), ("etag", "\"a\"")],
         vec![("cache-control", "max-age=0"), ("etag", "\"a\"")],
         vec![("etag", "\"a\"")],
-        vec![("cache-control", "max-age=60"), ("etag", "\"a\""), ("vary", "cookie")],
-        vec![("cache-control", "max-age=60"), ("etag", "\"a\""), ("age", "61")],
+        vec![
+            ("cache-control", "max-age=60"),
+            ("etag", "\"a\""),
+            ("vary", "cookie"),
+        ],
+        vec![
+            ("cache-control", "max-age=60"),
+            ("etag", "\"a\""),
+            ("age", "61"),
+        ],
     ] {
-        assert!(freshness(StatusCode::OK, &headers(&bad), now).is_none(), "{bad:?}");
+        assert!(
+            freshness(StatusCode::OK, &headers(&bad), now).is_none(),
+            "{bad:?}"
+        );
     }
     assert!(freshness(StatusCode::NOT_FOUND, &headers(&ok), now).is_none());
-    let vary_ae = [("cache-control", "max-age=60"), ("etag", "\"a\""), ("vary", "Accept-Encoding")];
+    let vary_ae = [
+        ("cache-control", "max-age=60"),
+        ("etag", "\"a\""),
+        ("vary", "Accept-Encoding"),
+    ];
     assert!(freshness(StatusCode::OK, &headers(&vary_ae), now).is_some());
 }
 
@@ -115,12 +183,32 @@ fn conditionals() {
     assert!(not_modified(&inm, Some("W/\"a\""), None));
     assert!(not_modified(&inm, Some("\"a\""), None));
     assert!(!not_modified(&inm, Some("\"b\""), None));
-    assert!(!not_modified(&inm, None, Some("Wed, 21 Oct 2015 07:28:00 GMT")));
-    assert!(not_modified(&headers(&[("if-none-match", "*")]), Some("\"z\""), None));
+    assert!(!not_modified(
+        &inm,
+        None,
+        Some("Wed, 21 Oct 2015 07:28:00 GMT")
+    ));
+    assert!(not_modified(
+        &headers(&[("if-none-match", "*")]),
+        Some("\"z\""),
+        None
+    ));
     let ims = headers(&[("if-modified-since", "Wed, 21 Oct 2015 07:28:00 GMT")]);
-    assert!(not_modified(&ims, None, Some("Wed, 21 Oct 2015 07:28:00 GMT")));
-    assert!(not_modified(&ims, None, Some("Tue, 20 Oct 2015 07:28:00 GMT")));
-    assert!(!not_modified(&ims, None, Some("Thu, 22 Oct 2015 07:28:00 GMT")));
+    assert!(not_modified(
+        &ims,
+        None,
+        Some("Wed, 21 Oct 2015 07:28:00 GMT")
+    ));
+    assert!(not_modified(
+        &ims,
+        None,
+        Some("Tue, 20 Oct 2015 07:28:00 GMT")
+    ));
+    assert!(!not_modified(
+        &ims,
+        None,
+        Some("Thu, 22 Oct 2015 07:28:00 GMT")
+    ));
     assert!(!not_modified(&ims, None, Some("garbage")));
     assert_eq!(weaken_etag("\"a\""), "W/\"a\"");
     assert_eq!(weaken_etag("W/\"a\""), "W/\"a\"");
@@ -130,7 +218,12 @@ fn conditionals() {
 fn request_cacheability() {
     assert!(request_cacheable(&Method::GET, &HeaderMap::new()));
     assert!(!request_cacheable(&Method::POST, &HeaderMap::new()));
-    for h in [("range", "bytes=0-1"), ("authorization", "Basic x"), ("cache-control", "no-cache"), ("pragma", "no-cache")] {
+    for h in [
+        ("range", "bytes=0-1"),
+        ("authorization", "Basic x"),
+        ("cache-control", "no-cache"),
+        ("pragma", "no-cache"),
+    ] {
         assert!(!request_cacheable(&Method::GET, &headers(&[h])), "{h:?}");
     }
 }

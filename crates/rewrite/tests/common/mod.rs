@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: requests, responses with chunked bodies, running a
 //! body to its end with a timeout, compression helpers, and the attribute collector.
-#![allow(dead_code, unreachable_pub)]
+// Helpers are not `#[test]` functions, so clippy's allow-unwrap-in-tests does not cover them;
+// a panic here is the failure report, as in a test. Not every test file uses every helper.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::convert::Infallible;
 use std::io::{Read, Write};
@@ -93,7 +95,9 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 
 pub fn gunzip(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(data).read_to_end(&mut out).unwrap();
+    flate2::read::GzDecoder::new(data)
+        .read_to_end(&mut out)
+        .unwrap();
     out
 }
 
@@ -105,7 +109,9 @@ pub fn zlib(data: &[u8]) -> Vec<u8> {
 
 pub fn unzlib(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    flate2::read::ZlibDecoder::new(data).read_to_end(&mut out).unwrap();
+    flate2::read::ZlibDecoder::new(data)
+        .read_to_end(&mut out)
+        .unwrap();
     out
 }
 
@@ -117,7 +123,9 @@ pub fn raw_deflate(data: &[u8]) -> Vec<u8> {
 
 pub fn raw_inflate(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    flate2::read::DeflateDecoder::new(data).read_to_end(&mut out).unwrap();
+    flate2::read::DeflateDecoder::new(data)
+        .read_to_end(&mut out)
+        .unwrap();
     out
 }
 
@@ -129,7 +137,9 @@ pub fn br(data: &[u8]) -> Vec<u8> {
 
 pub fn unbr(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    brotli::Decompressor::new(data, 4096).read_to_end(&mut out).unwrap();
+    brotli::Decompressor::new(data, 4096)
+        .read_to_end(&mut out)
+        .unwrap();
     out
 }
 

@@ -1,0 +1,2 @@
+//! Placeholder until the wire bench is written.
+fn main() {}

@@ -1,0 +1,35 @@
+//! pentaflow-cluster: the control plane of a pentaflow array.
+//!
+//! Owns membership (seed 004's ID messages), scheduler election and failover (seed 002
+//! "Scheduler Failover"), replication of the bucket table to every node (snapshot + versioned
+//! deltas + the live-bucket merge at takeover), two-phase config push/commit and node status
+//! polling — as a **pure core** ([`Node`]: datagrams and ticks in, datagrams and events out,
+//! time as an argument) and a thin tokio **shell** ([`shell`]) that owns the UDP socket.
+//!
+//! * [`wire`] — the messages and their compact binary encoding (fuzzed);
+//! * [`auth`] — HMAC-SHA256 tags, replay windows, drop counters;
+//! * [`membership`], [`election`], [`replication`], [`config_sync`] — the sub-cores;
+//! * [`node`] — one node's state machine gluing them;
+//! * [`shell`] — the tokio task, its watch channel of [`ClusterView`] and its inputs.
+//!
+//! Must not: depend on the data planes (packet, proxy) or the lab. The data planes get this
+//! crate's results as values (a [`ClusterView`] with an `Arc<BucketSnapshot>`), wired by the
+//! binary; the scheduler's data plane reports its assignments back through a channel.
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod config_sync;
+pub mod election;
+pub mod membership;
+pub mod node;
+pub mod replication;
+pub mod shell;
+pub mod wire;
+
+pub use auth::{ClusterKey, DropCounts, DropReason};
+pub use config_sync::{ConfigEvent, ConfigSyncError, Validator};
+pub use node::{Node, NodeParams, Output, Timing};
+pub use replication::Change;
+
+pub use wire::{Destination, Message, NodeStatus, Role};
