@@ -31,5 +31,5 @@ pub use auth::{ClusterKey, DropCounts, DropReason};
 pub use config_sync::{ConfigEvent, ConfigSyncError, Validator};
 pub use node::{Node, NodeParams, Output, Timing};
 pub use replication::Change;
-
+pub use shell::{spawn, spawn_on, ClusterHandle, ClusterView, ShellConfig, ShellError};
 pub use wire::{Destination, Message, NodeStatus, Role};

@@ -222,7 +222,13 @@ impl Replication {
             self.apply(version, &changes, now);
         }
         self.future = self.future.split_off(&self.version);
-        self.gap_since = (!self.future.is_empty()).then_some(now);
+        if self.future.is_empty() {
+            self.gap_since = None;
+            // Caught up: the next gap may ask at once.
+            self.last_request = None;
+        } else {
+            self.gap_since.get_or_insert(now);
+        }
     }
 
     /// A snapshot chunk from `from`.

@@ -89,6 +89,26 @@ fn delivered(lab: &Lab) -> u64 {
         .sum()
 }
 
+/// CPU seconds used so far by this process's thread named `name` (utime + stime).
+fn thread_cpu_secs(name: &str) -> f64 {
+    /// Clock ticks per second of /proc stat fields (USER_HZ, 100 on Linux).
+    const USER_HZ: f64 = 100.0;
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+        .filter(|stat| stat.contains(&format!("({name})")))
+        .map(|stat| {
+            let after = stat.rsplit_once(')').map_or("", |(_, a)| a);
+            let f: Vec<&str> = after.split_whitespace().collect();
+            // Fields after "comm)": state is [0], utime is [11], stime is [12].
+            let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            (tick(11) + tick(12)) / USER_HZ
+        })
+        .sum()
+}
+
 fn main() {
     let secs: f64 = std::env::args()
         .nth(1)
@@ -154,7 +174,11 @@ fn main() {
         })
         .expect("client");
     std::thread::sleep(Duration::from_millis(300));
-    rows.push(("kernel IP forwarding (node1)", sent, delivered(&lab) - before));
+    rows.push((
+        "kernel IP forwarding (node1)",
+        sent,
+        delivered(&lab) - before,
+    ));
 
     // Scheduler path. node1 has weight 0: it forwards everything, serves nothing.
     let guards: Vec<_> = ["node2", "node3"]
@@ -189,10 +213,12 @@ fn main() {
         .expect("enter")
         .expect("scheduler");
     let before = delivered(&lab);
+    let cpu_before = thread_cpu_secs("pf-scheduler");
     let sent = lab
         .run_in("client1", || generate(SocketAddr::from((vip, PORT)), secs))
         .expect("client");
     std::thread::sleep(Duration::from_millis(300));
+    let cpu = thread_cpu_secs("pf-scheduler") - cpu_before;
     let counters = scheduler.stop().expect("stop");
     rows.push((
         "pentaflow scheduler (AF_PACKET)",
@@ -212,6 +238,12 @@ fn main() {
             *got as f64 / secs
         );
     }
+    let forwarded = counters.forwarded_total() as f64;
+    println!(
+        "scheduler thread: {cpu:.2} CPU-s for {forwarded} frames = {:.0} frames per CPU-second \
+         (send path includes veth + bridge + receiver ingress)",
+        forwarded / cpu.max(0.01)
+    );
     println!(
         "scheduler counters: forwarded {:?}, local {}, dropped {}, send errors {}",
         counters.forwarded,

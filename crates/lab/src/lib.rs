@@ -229,6 +229,43 @@ pub fn list_labs() -> Vec<String> {
     out
 }
 
+impl LabState {
+    /// A human-readable summary for `pentaflow lab up`: prefix, VIP and one line per host.
+    pub fn summary(&self) -> String {
+        let mut out = format!("lab {} (VIP {})\n", self.prefix, self.vip);
+        for h in &self.hosts {
+            let ip = h.ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string());
+            let mac = h.mac.as_deref().unwrap_or("-");
+            out.push_str(&format!(
+                "  {:<9} {:<7?} {:<12} {:<17} {}\n",
+                h.name, h.role, ip, mac, h.netns
+            ));
+        }
+        out
+    }
+}
+
+/// A human-readable table of [`Lab::status`] for `pentaflow lab status`.
+pub fn render_status(status: &[HostStatus]) -> String {
+    let mut out = String::from("  host      role    address      up   procs  scheduler\n");
+    for s in status {
+        let ip = s
+            .host
+            .ip
+            .map_or_else(|| "-".to_owned(), |ip| ip.to_string());
+        out.push_str(&format!(
+            "  {:<9} {:<7?} {:<12} {:<4} {:<6} {}\n",
+            s.host.name,
+            s.host.role,
+            ip,
+            if s.up { "yes" } else { "NO" },
+            s.pids.len(),
+            if s.scheduler { "yes" } else { "" },
+        ));
+    }
+    out
+}
+
 impl Lab {
     /// Builds a lab; on any failure everything made so far is removed again.
     pub fn up(spec: LabSpec) -> Result<Lab, LabError> {

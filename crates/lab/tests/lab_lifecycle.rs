@@ -62,6 +62,12 @@ fn two_labs_run_at_once_and_tear_down() {
     assert_eq!(opened.state(), b.state());
     drop(opened); // not owned: lab b stays up
     let status = b.status();
+    let table = pentaflow_lab::render_status(&status);
+    assert!(
+        table.contains("client2") && table.contains("web1"),
+        "{table}"
+    );
+    assert!(b.state().summary().contains("10.77.1.10"));
     assert!(status.iter().all(|h| h.up), "{status:?}");
     assert_eq!(
         status

@@ -286,6 +286,22 @@ fn scheduler_forwards_by_mac_and_nodes_answer_directly() {
             alive: true,
         })
         .collect();
+    // A scheduler that fails part-way through its set-up (TAP name too long) reports it and
+    // leaves node2's kernel as it found it.
+    let mut bad = SchedulerConfig::new(LAN_IFACE, vip, NodeId(2), entries.clone());
+    bad.tap = "a-tap-name-too-long".into();
+    let failed = lab.run_in("node2", || spawn_scheduler(bad)).unwrap();
+    assert!(failed.is_err(), "set-up with a bad TAP name must fail");
+    let node2_arp = lab
+        .run_in("node2", || read_sysctl("net.ipv4.conf.eth0.arp_ignore"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(node2_arp, "1", "failed set-up restored arp_ignore");
+    assert!(
+        !lab.status().iter().any(|h| h.scheduler),
+        "no nft table left behind"
+    );
+
     let cfg = SchedulerConfig::new(LAN_IFACE, vip, NodeId(1), entries.clone());
     let scheduler = lab
         .run_in("node1", || spawn_scheduler(cfg))

@@ -299,15 +299,19 @@ pub fn run_loop(
         }
         let n = io.recv_batch(&mut bufs, POLL_INTERVAL)?;
         let now_ms = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut lan: Vec<&PacketBuf> = Vec::with_capacity(n);
+        let mut local: Vec<&PacketBuf> = Vec::new();
         for buf in bufs.iter_mut().take(n) {
-            let out = match core.handle(buf.frame_mut(), now_ms) {
-                Verdict::Forward { .. } => Output::Lan,
-                Verdict::Local => Output::Local,
-                Verdict::Drop(_) => continue,
-            };
-            if let Err(e) = io.send(out, buf) {
-                send_errors += 1;
-                tracing::debug!(error = %e, ?out, "send failed");
+            match core.handle(buf.frame_mut(), now_ms) {
+                Verdict::Forward { .. } => lan.push(buf),
+                Verdict::Local => local.push(buf),
+                Verdict::Drop(_) => {}
+            }
+        }
+        for (out, batch) in [(Output::Lan, &lan), (Output::Local, &local)] {
+            if !batch.is_empty() {
+                let sent = io.send_batch(out, batch);
+                send_errors += (batch.len() - sent.min(batch.len())) as u64;
             }
         }
         dirty |= n > 0;

@@ -187,24 +187,93 @@ impl PacketSocket {
         }
     }
 
-    /// Receives one frame without blocking; `None` when the queue is empty. Frames longer
-    /// than `buf` are truncated (MSG_TRUNC is not asked for: the buffer fits 64 KiB GSO).
-    pub(crate) fn try_recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        // SAFETY: the kernel writes at most buf.len() bytes into the live buffer.
+    /// Receives up to `bufs.len()` queued frames in one `recvmmsg` without blocking, writing
+    /// each length into `lens`; 0 when the queue is empty.
+    pub(crate) fn recv_many(
+        &self,
+        bufs: &mut [&mut [u8]],
+        lens: &mut [usize],
+    ) -> io::Result<usize> {
+        let n = bufs.len().min(lens.len());
+        let mut iovs: Vec<libc::iovec> = bufs
+            .iter_mut()
+            .take(n)
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            })
+            .collect();
+        // SAFETY: mmsghdr is plain data; all-zero is valid (null name, no control data).
+        let mut msgs: Vec<libc::mmsghdr> = (0..n).map(|_| unsafe { std::mem::zeroed() }).collect();
+        for (m, iov) in msgs.iter_mut().zip(iovs.iter_mut()) {
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+        }
+        let count = libc::c_uint::try_from(n).unwrap_or(libc::c_uint::MAX);
+        // SAFETY: `msgs` holds `count` headers, each pointing at one iovec that points at a
+        // live, exclusively borrowed buffer of the stated length; all outlive the call.
         let ret = unsafe {
-            libc::recv(
+            libc::recvmmsg(
                 self.fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
+                msgs.as_mut_ptr(),
+                count,
                 libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
             )
         };
-        match check_size(ret) {
-            Ok(n) => Ok(Some(n)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
+        match check(ret) {
+            Ok(got) => {
+                let got = usize::try_from(got).unwrap_or(0).min(n);
+                for (len, m) in lens.iter_mut().zip(&msgs).take(got) {
+                    *len = m.msg_len as usize;
+                }
+                Ok(got)
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(0)
+            }
             Err(e) => Err(e),
         }
+    }
+
+    /// Sends frames (each with its virtio-net header) with `sendmmsg`; returns how many the
+    /// kernel took. Stops at the first error after the first frame, like `sendmmsg` itself.
+    pub(crate) fn send_many(&self, frames: &[&[u8]]) -> io::Result<usize> {
+        let mut iovs: Vec<libc::iovec> = frames
+            .iter()
+            .map(|f| libc::iovec {
+                iov_base: f.as_ptr().cast_mut().cast(),
+                iov_len: f.len(),
+            })
+            .collect();
+        // SAFETY: mmsghdr is plain data; all-zero is valid (null name: the bound interface).
+        let mut msgs: Vec<libc::mmsghdr> = (0..frames.len())
+            .map(|_| unsafe { std::mem::zeroed() })
+            .collect();
+        for (m, iov) in msgs.iter_mut().zip(iovs.iter_mut()) {
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+        }
+        let mut sent = 0usize;
+        while sent < msgs.len() {
+            let rest = &mut msgs[sent..];
+            let count = libc::c_uint::try_from(rest.len()).unwrap_or(libc::c_uint::MAX);
+            // SAFETY: `rest` holds `count` headers pointing at live iovecs over frames that
+            // outlive the call; the kernel only reads the frames.
+            let ret = unsafe { libc::sendmmsg(self.fd.as_raw_fd(), rest.as_mut_ptr(), count, 0) };
+            match check(ret) {
+                Ok(0) => break,
+                Ok(k) => sent += usize::try_from(k).unwrap_or(0),
+                Err(e) if sent == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(sent)
     }
 
     /// Sends one frame (virtio-net header first) out of the bound interface.

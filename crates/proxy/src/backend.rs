@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use crate::body::RequestBody;
 use crate::clock::now_ms;
 use crate::error::UpstreamError;
+use crate::upstream_tls::UpstreamTls;
 
 /// Idle pooled connections kept per back-end; beyond this a finished connection is closed.
 const MAX_IDLE_PER_BACKEND: usize = 256;
@@ -33,6 +34,8 @@ const EWMA_WEIGHT_1024: u64 = 128;
 pub(crate) struct Backend {
     pub(crate) config: BackendConfig,
     pub(crate) id: BackendId,
+    /// Re-encryption to this back-end, if the service asks for it.
+    pub(crate) tls: Option<Arc<UpstreamTls>>,
     stats: Stats,
     health: Health,
     pool: Mutex<Vec<IdleConn>>,
@@ -73,11 +76,12 @@ pub(crate) struct Conn {
 }
 
 impl Backend {
-    pub(crate) fn new(config: BackendConfig) -> Self {
+    pub(crate) fn new(config: BackendConfig, tls: Option<Arc<UpstreamTls>>) -> Self {
         let id = BackendId::from_name(&config.name);
         Self {
             config,
             id,
+            tls,
             stats: Stats::default(),
             health: Health::default(),
             pool: Mutex::new(Vec::new()),
@@ -212,6 +216,33 @@ impl Backend {
         };
         // Small requests and responses: don't let Nagle hold the last segment back.
         let _ = stream.set_nodelay(true);
+        match &self.tls {
+            None => self.handshake(stream, upgrades).await,
+            Some(tls) => {
+                let name = tls.server_name(address);
+                let secured =
+                    tokio::time::timeout(connect_timeout, tls.connector.connect(name, stream))
+                        .await;
+                match secured {
+                    Ok(Ok(s)) => self.handshake(s, upgrades).await,
+                    Ok(Err(source)) => Err(UpstreamError::Connect { address, source }),
+                    Err(_) => Err(UpstreamError::ConnectTimeout { address }),
+                }
+            }
+        }
+    }
+
+    /// Speaks HTTP/1.1 over an open (plain or TLS) stream; the connection task runs until the
+    /// back-end or the pool lets go of it.
+    async fn handshake<S>(
+        self: &Arc<Self>,
+        stream: S,
+        upgrades: bool,
+    ) -> Result<http1::SendRequest<RequestBody>, UpstreamError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let address = self.config.address;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await

@@ -129,17 +129,28 @@ fn refuse(shared: &Shared, refusal: Refusal, mut exchange: Exchange) -> Response
 }
 
 /// `308 Permanent Redirect` to the same URL over HTTPS (the service's first TLS port).
-fn redirect_to_https(shared: &Shared, service: &Service, parts: &Parts, mut exchange: Exchange) -> Response<ResponseBody> {
-    let host = parts
-        .uri
-        .host()
-        .map(str::to_owned)
-        .or_else(|| parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(host_without_port));
+fn redirect_to_https(
+    shared: &Shared,
+    service: &Service,
+    parts: &Parts,
+    mut exchange: Exchange,
+) -> Response<ResponseBody> {
+    let host = parts.uri.host().map(str::to_owned).or_else(|| {
+        parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(host_without_port)
+    });
     let Some(host) = host.filter(|h| !h.is_empty()) else {
         return refuse(shared, Refusal::BadRequest, exchange);
     };
     let port = service.config.tls_listen.first().map_or(443, |a| a.port());
-    let authority = if port == 443 { host } else { format!("{host}:{port}") };
+    let authority = if port == 443 {
+        host
+    } else {
+        format!("{host}:{port}")
+    };
     let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let resp = crate::respond::redirect(&format!("https://{authority}{pq}"));
     exchange.status = resp.status().as_u16();
@@ -150,7 +161,11 @@ fn redirect_to_https(shared: &Shared, service: &Service, parts: &Parts, mut exch
 /// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
 fn host_without_port(host: &str) -> String {
     match host.rsplit_once(':') {
-        Some((h, port)) if !h.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') => h.to_owned(),
+        Some((h, port))
+            if !h.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') =>
+        {
+            h.to_owned()
+        }
         _ => host.to_owned(),
     }
 }

@@ -35,6 +35,7 @@ mod persistence;
 mod respond;
 mod service;
 mod tls;
+mod upstream_tls;
 
 pub use body::ResponseBody;
 pub use error::ProxyError;

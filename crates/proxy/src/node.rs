@@ -53,23 +53,23 @@ impl NodeState {
         let mut tls_by_listen = HashMap::new();
         for s in &config.services {
             if let Some(tls) = &s.tls {
-                let front = Terminator::new(tls, Arc::clone(&ticketer))
-                    .map_err(|source| ProxyError::Tls { service: s.name.clone(), source })?;
+                let front = Terminator::new(tls, Arc::clone(&ticketer)).map_err(|source| {
+                    ProxyError::Tls {
+                        service: s.name.clone(),
+                        source,
+                    }
+                })?;
                 let front = Arc::new(front);
                 for a in &s.tls_listen {
                     tls_by_listen.insert(*a, Arc::clone(&front));
                 }
             }
         }
-        let services: Vec<Arc<Service>> = config
-            .services
-            .iter()
-            .map(|s| {
-                let old =
-                    previous.and_then(|p| p.services.iter().find(|o| o.config.name == s.name));
-                Arc::new(Service::new(s.clone(), old.map(|o| &**o)))
-            })
-            .collect();
+        let mut services: Vec<Arc<Service>> = Vec::with_capacity(config.services.len());
+        for s in &config.services {
+            let old = previous.and_then(|p| p.services.iter().find(|o| o.config.name == s.name));
+            services.push(Arc::new(Service::new(s.clone(), old.map(|o| &**o))?));
+        }
         let by_listen = services
             .iter()
             .flat_map(|s| {
@@ -396,14 +396,25 @@ async fn accept_loop(
 
 /// Completes the TLS handshake (bounded in time and in concurrent handshakes), then serves
 /// HTTP/1.1 or HTTP/2 as ALPN decided.
-async fn serve_tls_connection(shared: Arc<Shared>, listen: SocketAddr, stream: TcpStream, peer: SocketAddr) {
-    let Some(front) = shared.state.load().tls_by_listen.get(&listen).cloned() else { return };
+async fn serve_tls_connection(
+    shared: Arc<Shared>,
+    listen: SocketAddr,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let Some(front) = shared.state.load().tls_by_listen.get(&listen).cloned() else {
+        return;
+    };
     let Ok(permit) = Arc::clone(&front.handshakes).try_acquire_owned() else {
-        shared.counters.tls_over_limit.fetch_add(1, Ordering::Relaxed);
+        shared
+            .counters
+            .tls_over_limit
+            .fetch_add(1, Ordering::Relaxed);
         return;
     };
     let _ = stream.set_nodelay(true);
-    let accepted = tokio::time::timeout(front.handshake_timeout, front.acceptor.accept(stream)).await;
+    let accepted =
+        tokio::time::timeout(front.handshake_timeout, front.acceptor.accept(stream)).await;
     drop(permit);
     let tls = match accepted {
         Ok(Ok(tls)) => tls,
@@ -458,8 +469,19 @@ async fn serve_http<S>(
     let limits = shared.state.load().limits.clone();
     let http2 = tls.is_some_and(|t| t.http2);
     let conn_state = Arc::new(ConnState::default());
-    let io = ClientIo::new(stream, http2, Arc::clone(&conn_state), limits.header_read_timeout, limits.idle_timeout);
-    let client = ClientInfo { peer, listener: listen, tls, conn: conn_state };
+    let io = ClientIo::new(
+        stream,
+        http2,
+        Arc::clone(&conn_state),
+        limits.header_read_timeout,
+        limits.idle_timeout,
+    );
+    let client = ClientInfo {
+        peer,
+        listener: listen,
+        tls,
+        conn: conn_state,
+    };
     let handler_shared = Arc::clone(&shared);
     let service = service_fn(move |req| {
         let shared = Arc::clone(&handler_shared);
@@ -481,7 +503,9 @@ async fn serve_http<S>(
             .max_buf_size(limits.max_header_bytes.max(HYPER_MIN_BUF))
             .max_headers(limits.max_headers)
             .keep_alive(true);
-        let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
+        let conn = builder
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
         drive(conn, &mut draining, |c| c.graceful_shutdown()).await
     };
     drop(draining);

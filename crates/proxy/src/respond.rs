@@ -75,11 +75,16 @@ impl Refusal {
 
 /// A permanent redirect (`308`, which keeps the method and body) to `location`.
 pub(crate) fn redirect(location: &str) -> Response<ResponseBody> {
-    let mut resp = Response::new(ResponseBody::full(Bytes::from(format!("moved to {location}\n"))));
+    let mut resp = Response::new(ResponseBody::full(Bytes::from(format!(
+        "moved to {location}\n"
+    ))));
     *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
     if let Ok(v) = HeaderValue::from_str(location) {
         resp.headers_mut().insert(header::LOCATION, v);
     }
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }

@@ -19,7 +19,9 @@ use pentaflow_config::{Persistence, Policy, ServiceConfig};
 
 use crate::backend::{duration_ms, Backend};
 use crate::clock::now_ms;
+use crate::error::ProxyError;
 use crate::persistence::{find_cookie, session_id};
+use crate::upstream_tls::UpstreamTls;
 
 /// One service's back-ends and scheduling state.
 pub(crate) struct Service {
@@ -68,15 +70,46 @@ pub(crate) struct Decision {
 impl Service {
     /// Builds the run-time service, taking over back-ends (same name and address) and session
     /// groups (same size) from `previous`.
-    pub(crate) fn new(config: ServiceConfig, previous: Option<&Service>) -> Self {
+    pub(crate) fn new(
+        config: ServiceConfig,
+        previous: Option<&Service>,
+    ) -> Result<Self, ProxyError> {
+        let tls = match &config.backend_tls {
+            None => None,
+            Some(settings) => {
+                // Keep the previous connector (and its pooled connections) if nothing changed.
+                let old = previous
+                    .and_then(|p| p.backends.first())
+                    .and_then(|b| b.tls.clone())
+                    .filter(|t| t.settings == *settings);
+                match old {
+                    Some(t) => Some(t),
+                    None => Some(Arc::new(UpstreamTls::new(settings).map_err(|source| {
+                        ProxyError::Tls {
+                            service: config.name.clone(),
+                            source,
+                        }
+                    })?)),
+                }
+            }
+        };
+        let same_tls = |b: &Backend| match (&b.tls, &tls) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
         let backends: Vec<Arc<Backend>> = config
             .backends
             .iter()
             .map(|b| {
                 previous
-                    .and_then(|p| p.backends.iter().find(|old| old.config == *b))
+                    .and_then(|p| {
+                        p.backends
+                            .iter()
+                            .find(|old| old.config == *b && same_tls(old))
+                    })
                     .cloned()
-                    .unwrap_or_else(|| Arc::new(Backend::new(b.clone())))
+                    .unwrap_or_else(|| Arc::new(Backend::new(b.clone(), tls.clone())))
             })
             .collect();
         let by_id = backends
@@ -108,7 +141,7 @@ impl Service {
             }
             _ => None,
         };
-        Self {
+        Ok(Self {
             name: Arc::from(config.name.as_str()),
             backends,
             by_id,
@@ -117,7 +150,7 @@ impl Service {
             sessions,
             cookies,
             config,
-        }
+        })
     }
 
     pub(crate) fn active_checks(&self) -> bool {

@@ -69,7 +69,12 @@ pub(crate) struct SharedTicketer {
 
 impl std::fmt::Debug for SharedTicketer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SharedTicketer({} keys, lifetime {}s)", self.keys.len(), self.lifetime)
+        write!(
+            f,
+            "SharedTicketer({} keys, lifetime {}s)",
+            self.keys.len(),
+            self.lifetime
+        )
     }
 }
 
@@ -93,7 +98,9 @@ impl SharedTicketer {
                 Some((id, LessSafeKey::new(key)))
             })
             .collect();
-        let lifetime = u32::try_from(tickets.lifetime.as_secs()).unwrap_or(u32::MAX).max(1);
+        let lifetime = u32::try_from(tickets.lifetime.as_secs())
+            .unwrap_or(u32::MAX)
+            .max(1);
         Self { keys, lifetime }
     }
 }
@@ -115,8 +122,12 @@ impl ProducesTickets for SharedTicketer {
         out.extend_from_slice(id);
         out.extend_from_slice(&nonce);
         let mut sealed = plain.to_vec();
-        key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(id), &mut sealed)
-            .ok()?;
+        key.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(id),
+            &mut sealed,
+        )
+        .ok()?;
         out.extend_from_slice(&sealed);
         Some(out)
     }
@@ -152,7 +163,10 @@ impl SniResolver {
         if let Some(c) = self.exact.get(&name) {
             return Some(c);
         }
-        if let Some(c) = name.split_once('.').and_then(|(_, parent)| self.wildcard.get(parent)) {
+        if let Some(c) = name
+            .split_once('.')
+            .and_then(|(_, parent)| self.wildcard.get(parent))
+        {
             return Some(c);
         }
         self.default.as_ref()
@@ -172,14 +186,20 @@ impl ResolvesServerCert for SniResolver {
 }
 
 /// A certificate chain and key loaded from PEM files, with the names it is valid for.
-fn load_certificate(cfg: &CertificateConfig, provider: &CryptoProvider) -> Result<(Arc<CertifiedKey>, Vec<String>), TlsError> {
+fn load_certificate(
+    cfg: &CertificateConfig,
+    provider: &CryptoProvider,
+) -> Result<(Arc<CertifiedKey>, Vec<String>), TlsError> {
     let chain = read_chain(&cfg.cert)?;
     let key = PrivateKeyDer::from_pem_file(&cfg.key).map_err(|e| pem_error(&cfg.key, e))?;
-    let signing = provider.key_provider.load_private_key(key).map_err(|e| TlsError::KeyPair {
-        cert: cfg.cert.clone(),
-        key: cfg.key.clone(),
-        reason: e.to_string(),
-    })?;
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| TlsError::KeyPair {
+            cert: cfg.cert.clone(),
+            key: cfg.key.clone(),
+            reason: e.to_string(),
+        })?;
     let certified = CertifiedKey::new(chain, signing);
     certified.keys_match().map_err(|e| TlsError::KeyPair {
         cert: cfg.cert.clone(),
@@ -196,18 +216,26 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| pem_error(path, e))?;
     if chain.is_empty() {
-        return Err(TlsError::File { path: path.to_owned(), reason: "no CERTIFICATE in the file".into() });
+        return Err(TlsError::File {
+            path: path.to_owned(),
+            reason: "no CERTIFICATE in the file".into(),
+        });
     }
     Ok(chain)
 }
 
 fn pem_error(path: &Path, e: rustls_pki_types::pem::Error) -> TlsError {
-    TlsError::File { path: path.to_owned(), reason: e.to_string() }
+    TlsError::File {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    }
 }
 
 /// DNS names of a certificate: subjectAltName DNS entries, else the subject CN.
 fn certificate_names(der: &CertificateDer<'_>) -> Vec<String> {
-    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.as_ref()) else { return Vec::new() };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.as_ref()) else {
+        return Vec::new();
+    };
     let mut names: Vec<String> = cert
         .subject_alternative_name()
         .ok()
@@ -217,7 +245,9 @@ fn certificate_names(der: &CertificateDer<'_>) -> Vec<String> {
                 .general_names
                 .iter()
                 .filter_map(|g| match g {
-                    x509_parser::extensions::GeneralName::DNSName(n) => Some(n.to_ascii_lowercase()),
+                    x509_parser::extensions::GeneralName::DNSName(n) => {
+                        Some(n.to_ascii_lowercase())
+                    }
                     _ => None,
                 })
                 .collect()
@@ -245,7 +275,11 @@ impl Terminator {
     /// Loads every certificate and builds the server configuration.
     pub(crate) fn new(tls: &TlsConfig, ticketer: Arc<SharedTicketer>) -> Result<Self, TlsError> {
         let provider = provider();
-        let mut resolver = SniResolver { exact: HashMap::new(), wildcard: HashMap::new(), default: None };
+        let mut resolver = SniResolver {
+            exact: HashMap::new(),
+            wildcard: HashMap::new(),
+            default: None,
+        };
         let mut default = None;
         for (i, cfg) in tls.certificates.iter().enumerate() {
             let (certified, names) = load_certificate(cfg, &provider)?;
@@ -311,7 +345,10 @@ mod tests {
     use super::*;
 
     fn ticketer(keys: Vec<[u8; 32]>) -> SharedTicketer {
-        SharedTicketer::new(&TicketKeys { keys, lifetime: Duration::from_secs(3600) })
+        SharedTicketer::new(&TicketKeys {
+            keys,
+            lifetime: Duration::from_secs(3600),
+        })
     }
 
     #[test]
@@ -324,7 +361,10 @@ mod tests {
         let rotated = ticketer(vec![[2; 32], [1; 32]]);
         assert_eq!(rotated.decrypt(&ticket).unwrap(), b"session state");
         let fresh = rotated.encrypt(b"x").unwrap();
-        assert!(old.decrypt(&fresh).is_none(), "the old node cannot open tickets of a newer key");
+        assert!(
+            old.decrypt(&fresh).is_none(),
+            "the old node cannot open tickets of a newer key"
+        );
         assert!(ticketer(vec![[3; 32]]).decrypt(&ticket).is_none());
     }
 

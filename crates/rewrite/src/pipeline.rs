@@ -28,7 +28,7 @@ const HTML_MEMORY_LIMIT: usize = 4 << 20;
 /// lol_html's initial parse buffer: most tags fit, larger ones grow it.
 const HTML_PREALLOCATED: usize = 8 << 10;
 /// gzip/deflate level when re-encoding: zlib's own default, the usual server setting.
-const DEFLATE_LEVEL: u32 = 1;
+const DEFLATE_LEVEL: u32 = 6;
 /// Brotli quality when re-encoding: 5 is what on-the-fly servers use; 11 is for static files.
 const BROTLI_QUALITY: u32 = 5;
 /// Brotli window (log2 bytes): 22 is the library default and what browsers expect.
@@ -75,9 +75,10 @@ struct OutSink(Arc<Mutex<Output>>);
 /// Encoding side, shared between the sink (inside lol_html) and the pipeline.
 struct Output {
     encoder: Encoder,
-    failed: Option<io::Error>,
-    /// Something was written since the last flush.
-    wrote: bool,
+    /// lol_html's output since the last drain. lol_html emits many tiny pieces around each
+    /// rewritten tag; handing each to a compressor costs a deflate call apiece, so they are
+    /// gathered here and compressed once per input chunk.
+    pending: Vec<u8>,
 }
 
 enum Encoder {
@@ -94,8 +95,7 @@ impl Pipeline {
     pub(crate) fn new(plan: &Plan, page: PageRewrite, limit: u64) -> Self {
         let out = Arc::new(Mutex::new(Output {
             encoder: Encoder::new(plan.coding, false),
-            failed: None,
-            wrote: false,
+            pending: Vec::new(),
         }));
         let stop = page.stop_flag();
         let stage_stop = stop.clone();
@@ -233,12 +233,6 @@ impl Pipeline {
     }
 
     fn decode_error(&self, source: io::Error) -> RewriteError {
-        if let Some(source) = lock(&self.out).failed.take() {
-            return RewriteError::Encode {
-                coding: self.coding,
-                source,
-            };
-        }
         RewriteError::Decode {
             coding: self.coding,
             source,
@@ -260,17 +254,19 @@ impl Pipeline {
     /// progressively, `!flush` finishes the encoded stream.
     fn drain(&mut self, flush: bool) -> Result<Bytes, RewriteError> {
         let mut out = lock(&self.out);
-        if let Some(source) = out.failed.take() {
-            return Err(RewriteError::Encode {
-                coding: self.coding,
-                source,
-            });
-        }
-        let result = if flush {
-            let wrote = std::mem::take(&mut out.wrote);
-            out.encoder.flush_and_take(wrote)
-        } else {
-            out.encoder.finish_and_take()
+        let Output { encoder, pending } = &mut *out;
+        let wrote = !pending.is_empty();
+        let result = match encoder {
+            // Identity: the gathered bytes are the output.
+            Encoder::Identity(_) => Ok(Bytes::from(std::mem::take(pending))),
+            _ => encoder.write_all(pending).and_then(|()| {
+                pending.clear();
+                if flush {
+                    encoder.flush_and_take(wrote)
+                } else {
+                    encoder.finish_and_take()
+                }
+            }),
         };
         result.map_err(|source| RewriteError::Encode {
             coding: self.coding,
@@ -304,16 +300,7 @@ impl Write for HtmlStage {
 
 impl OutputSink for OutSink {
     fn handle_chunk(&mut self, chunk: &[u8]) {
-        if chunk.is_empty() {
-            return;
-        }
-        let mut out = lock(&self.0);
-        if out.failed.is_none() {
-            out.wrote = true;
-            if let Err(e) = out.encoder.write_all(chunk) {
-                out.failed = Some(e);
-            }
-        }
+        lock(&self.0).pending.extend_from_slice(chunk);
     }
 }
 

@@ -26,6 +26,9 @@ pub(crate) struct DemoArgs {
     /// Where the node listens for clients.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Where the node listens for HTTPS (a certificate for localhost is generated at start).
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    https: SocketAddr,
     /// Where the admin API listens.
     #[arg(long, default_value = "127.0.0.1:9090")]
     admin: SocketAddr,
@@ -45,12 +48,15 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         backends.push((name.clone(), listener.local_addr()?));
         tokio::spawn(serve_demo_backend(listener, name));
     }
-    let text = demo_config(&args, &backends);
+    let cert_dir = std::env::temp_dir().join(format!("pentaflow-demo-{}", std::process::id()));
+    let (cert, key) = demo_certificate(&cert_dir)?;
+    let text = demo_config(&args, &backends, &cert, &key);
     let config = pentaflow_config::parse(&text, Source::Inline("demo".into()))
         .map_err(|e| anyhow::anyhow!("the generated demo configuration is invalid:\n{e}"))?;
     let l = args.listen;
+    let s = args.https;
     println!(
-        "pentaflow demo: node on http://{l}, admin API on http://{admin}, {n} demo back-ends:",
+        "pentaflow demo: node on http://{l} and https://{s}, admin API on http://{admin}, {n} demo back-ends:",
         admin = args.admin,
         n = backends.len()
     );
@@ -60,23 +66,53 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!(
         "\nTry it:\n  curl -s http://{l}/                       # each request may go to another back-end\n  \
          curl -s -c jar -b jar http://{l}/         # run it again: the injected PFSRV cookie keeps you on one\n  \
+         curl -sk -b jar https://{s}/              # HTTPS (HTTP/2 by ALPN), same cookie, same back-end\n  \
          curl -s http://{admin}/status             # the Web Server Status Table (JSON)\n  \
          curl -s http://{admin}/metrics            # Prometheus metrics\n  \
          pentaflow status --admin {admin}\n\nCtrl-C stops the demo.",
         admin = args.admin
     );
-    super::serve::run_node(config, None).await
+    let outcome = super::serve::run_node(config, None).await;
+    let _ = std::fs::remove_dir_all(&cert_dir);
+    outcome
 }
 
-fn demo_config(args: &DemoArgs, backends: &[(String, SocketAddr)]) -> String {
+/// A self-signed certificate for `localhost` / `127.0.0.1`, written as PEM files.
+fn demo_certificate(
+    dir: &std::path::Path,
+) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let key = rcgen::KeyPair::generate().context("cannot generate the demo key")?;
+    let cert = rcgen::CertificateParams::new(names)
+        .and_then(|p| p.self_signed(&key))
+        .context("cannot make the demo certificate")?;
+    let (cert_path, key_path) = (dir.join("demo.pem"), dir.join("demo.key"));
+    std::fs::write(&cert_path, cert.pem())
+        .with_context(|| format!("cannot write {}", cert_path.display()))?;
+    std::fs::write(&key_path, key.serialize_pem())
+        .with_context(|| format!("cannot write {}", key_path.display()))?;
+    Ok((cert_path, key_path))
+}
+
+fn demo_config(
+    args: &DemoArgs,
+    backends: &[(String, SocketAddr)],
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> String {
     let mut text = format!(
         "[node]\nadmin = \"{admin}\"\naccess_log = true\nshutdown_grace = \"5s\"\n\n\
-         [[service]]\nname = \"demo\"\nlisten = [\"{listen}\"]\npolicy = \"least_conn\"\npersistence = \"cookie\"\n\n\
+         [[service]]\nname = \"demo\"\nlisten = [\"{listen}\"]\ntls_listen = [\"{https}\"]\npolicy = \"least_conn\"\npersistence = \"cookie\"\n\n\
+         [service.tls]\n[[service.tls.certificate]]\ncert = {cert:?}\nkey = {key:?}\n\n\
          [service.cookie]\nname = \"PFSRV\"\n# A fixed key is fine for a demo on loopback; real arrays use secret_file.\n\
          secret = \"pentaflow-demo-cookie-key\"\nfollow = \"JSESSIONID\"\n\n\
          [service.health]\npath = \"/health\"\ninterval = \"2s\"\ntimeout = \"1s\"\n",
         admin = args.admin,
-        listen = args.listen
+        listen = args.listen,
+        https = args.https,
+        cert = cert.display().to_string(),
+        key = key.display().to_string(),
     );
     for (name, addr) in backends {
         text.push_str(&format!(

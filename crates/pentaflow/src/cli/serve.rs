@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use pentaflow_admin::{MetricKind, NodeMetric, StatusSource};
+use pentaflow_admin::{NodeMetric, StatusSource};
 use pentaflow_config::Config;
 use pentaflow_proxy::Proxy;
 use tokio::signal::unix::{signal, SignalKind};
@@ -87,49 +87,31 @@ impl StatusSource for ProxyStatus {
 
     fn node_metrics(&self) -> Vec<NodeMetric> {
         let c = self.proxy.counters();
-        let metric = |name: &str, help: &str, kind, value| NodeMetric {
-            name: name.to_owned(),
-            help: help.to_owned(),
-            kind,
-            value,
-        };
         vec![
-            metric(
-                "connections_accepted",
-                "Client connections accepted.",
-                MetricKind::Counter,
-                c.connections_accepted,
-            ),
-            metric(
+            NodeMetric::counter("connections_accepted", "Client connections accepted.", c.connections_accepted),
+            NodeMetric::counter(
                 "connections_refused",
                 "Client connections closed at accept (max_connections).",
-                MetricKind::Counter,
                 c.connections_refused,
             ),
-            metric(
-                "connections_open",
-                "Client connections open now.",
-                MetricKind::Gauge,
-                c.connections_open,
+            NodeMetric::gauge("connections_open", "Client connections open now.", c.connections_open),
+            NodeMetric::counter("requests", "Requests received.", c.requests),
+            NodeMetric::counter("local_4xx", "Requests the proxy refused itself with a 4xx.", c.local_4xx),
+            NodeMetric::counter("local_5xx", "Requests the proxy answered itself with a 5xx.", c.local_5xx),
+            NodeMetric::counter("tls_handshakes", "TLS handshakes completed.", c.tls_handshakes),
+            NodeMetric::counter("tls_resumed", "TLS handshakes that resumed a session.", c.tls_resumed),
+            NodeMetric::counter("tls13_handshakes", "TLS handshakes that negotiated TLS 1.3.", c.tls13),
+            NodeMetric::counter(
+                "tls_failed",
+                "TLS handshakes that failed or timed out (garbage, plain HTTP, unknown SNI, stalls).",
+                c.tls_failed,
             ),
-            metric(
-                "requests",
-                "Requests received.",
-                MetricKind::Counter,
-                c.requests,
+            NodeMetric::counter(
+                "tls_over_limit",
+                "TLS connections closed because max_handshakes were in progress.",
+                c.tls_over_limit,
             ),
-            metric(
-                "local_4xx",
-                "Requests the proxy refused itself with a 4xx.",
-                MetricKind::Counter,
-                c.local_4xx,
-            ),
-            metric(
-                "local_5xx",
-                "Requests the proxy answered itself with a 5xx.",
-                MetricKind::Counter,
-                c.local_5xx,
-            ),
+            NodeMetric::counter("http2_connections", "Client connections that negotiated HTTP/2.", c.http2_connections),
         ]
     }
 }

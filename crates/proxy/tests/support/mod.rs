@@ -39,6 +39,11 @@ pub struct Backend {
 
 impl Backend {
     pub async fn start(name: &str) -> Self {
+        Self::start_with(name, None).await
+    }
+
+    /// A back-end that speaks HTTPS with this acceptor (for re-encryption tests).
+    pub async fn start_with(name: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let b = Backend {
             name: name.to_owned(),
@@ -56,15 +61,25 @@ impl Backend {
                 };
                 me.connections.fetch_add(1, Ordering::SeqCst);
                 let me = me.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let me = me.clone();
                         async move { me.answer(req).await }
                     });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .with_upgrades()
-                        .await;
+                    let builder = http1::Builder::new();
+                    match tls {
+                        None => {
+                            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                            let _ = conn.with_upgrades().await;
+                        }
+                        Some(acceptor) => {
+                            let Ok(stream) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                    }
                 });
             }
         });
@@ -210,9 +225,12 @@ pub async fn h2_client<S>(io: S) -> hyper::client::conn::http2::SendRequest<Full
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (sender, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(io))
-        .await
-        .unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(io),
+    )
+    .await
+    .unwrap();
     tokio::spawn(conn);
     sender
 }
@@ -248,7 +266,9 @@ impl Client {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await.unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .unwrap();
         tokio::spawn(conn);
         Self { sender }
     }

@@ -13,6 +13,8 @@ use tokio_rustls::client::TlsStream;
 
 pub struct Pki {
     pub dir: PathBuf,
+    /// The CA certificate as a PEM file (for `ca_file`).
+    pub ca_file: PathBuf,
     issuer: Issuer<'static, KeyPair>,
     ca: CertificateDer<'static>,
 }
@@ -31,8 +33,16 @@ impl Pki {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let key = KeyPair::generate().unwrap();
-        let ca = params.self_signed(&key).unwrap().der().clone();
-        Self { dir, issuer: Issuer::new(params, key), ca }
+        let ca_cert = params.self_signed(&key).unwrap();
+        let ca_file = dir.join("ca.pem");
+        std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+        let ca = ca_cert.der().clone();
+        Self {
+            dir,
+            ca_file,
+            issuer: Issuer::new(params, key),
+            ca,
+        }
     }
 
     pub fn leaf(&self, stem: &str, names: &[&str], rsa: bool) -> Leaf {
@@ -41,12 +51,21 @@ impl Pki {
         } else {
             KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap()
         };
-        let params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        let params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let (cert_path, key_path) = (self.dir.join(format!("{stem}.pem")), self.dir.join(format!("{stem}.key")));
+        let (cert_path, key_path) = (
+            self.dir.join(format!("{stem}.pem")),
+            self.dir.join(format!("{stem}.key")),
+        );
         std::fs::write(&cert_path, cert.pem()).unwrap();
         std::fs::write(&key_path, key.serialize_pem()).unwrap();
-        Leaf { cert: cert_path, key: key_path, der: cert.der().clone() }
+        Leaf {
+            cert: cert_path,
+            key: key_path,
+            der: cert.der().clone(),
+        }
     }
 
     /// A client trusting this CA, offering `alpn`, optionally TLS 1.2 only.
@@ -54,8 +73,11 @@ impl Pki {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.ca.clone()).unwrap();
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let versions: &[&rustls::SupportedProtocolVersion] =
-            if tls12_only { &[&rustls::version::TLS12] } else { &[&rustls::version::TLS13, &rustls::version::TLS12] };
+        let versions: &[&rustls::SupportedProtocolVersion] = if tls12_only {
+            &[&rustls::version::TLS12]
+        } else {
+            &[&rustls::version::TLS13, &rustls::version::TLS12]
+        };
         let mut cfg = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(versions)
             .unwrap()
@@ -72,8 +94,29 @@ impl Drop for Pki {
     }
 }
 
-pub async fn connect(addr: SocketAddr, cfg: &Arc<ClientConfig>, sni: &str) -> std::io::Result<TlsStream<TcpStream>> {
+pub async fn connect(
+    addr: SocketAddr,
+    cfg: &Arc<ClientConfig>,
+    sni: &str,
+) -> std::io::Result<TlsStream<TcpStream>> {
     let tcp = TcpStream::connect(addr).await?;
     let name = ServerName::try_from(sni.to_owned()).unwrap();
-    tokio_rustls::TlsConnector::from(Arc::clone(cfg)).connect(name, tcp).await
+    tokio_rustls::TlsConnector::from(Arc::clone(cfg))
+        .connect(name, tcp)
+        .await
+}
+
+/// A server-side acceptor for a leaf (test back-ends that speak HTTPS).
+pub fn acceptor(leaf: &Leaf) -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    let chain = vec![leaf.der.clone()];
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&leaf.key).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
 }
