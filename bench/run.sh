@@ -123,14 +123,23 @@ render() {
   local args=()
   for kv in "$@"; do args+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done
   sed "${args[@]}" "$tmpl" >"$out"
-  if grep -v '^ *#' "$out" | grep -q '@[A-Z_]*@'; then die "unfilled placeholder in $out"; fi
+  # No `grep -q` at the end of a pipe: it would exit early, SIGPIPE the first
+  # command, and pipefail would turn a match into a non-match.
+  if sed '/^ *#/d' "$out" | grep '@[A-Z_]*@' >/dev/null; then die "unfilled placeholder in $out"; fi
+}
+
+# alive PID: running, not merely an exited child waiting to be reaped.
+alive() {
+  local state
+  state=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+  [[ -n $state && $state != Z ]]
 }
 
 # wait_http PORT PID: until PORT serves the bench file byte for byte (10 s).
 wait_http() {
   local port=$1 pid=$2 i
   for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 1
+    alive "$pid" || return 1
     if curl -fsS --max-time 1 -o "$WORK/probe" "http://127.0.0.1:$port$URL_PATH" 2>/dev/null &&
       cmp -s "$WORK/probe" "$WORK/www${URL_PATH}"; then return 0; fi
     sleep 0.1

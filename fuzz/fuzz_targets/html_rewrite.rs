@@ -1,9 +1,8 @@
 //! Fuzz the HTML rewrite pipeline with arbitrary back-end bodies: any bytes, claimed as any
 //! content coding and charset, delivered in chunks of any size (a back-end controls all of it).
 //!
-//! Checks, besides "never panics, never hangs": the body always ends (with data or an error)
-//! within a bounded number of polls, and an identity page that rewrote without error is never
-//! shorter than its input minus what lol_html may drop from a tag cut off at the end.
+//! Checks, besides "never panics": the body always ends (with data or an error) within a bounded
+//! number of polls, i.e. never hangs, and serving the cache afterwards is safe.
 
 #![no_main]
 
@@ -19,7 +18,12 @@ use libfuzzer_sys::fuzz_target;
 use pentaflow_rewrite::{CdnRules, RequestInfo, Rewriter};
 
 const CODINGS: [&str; 4] = ["identity", "gzip", "deflate", "br"];
-const CHARSETS: [&str; 4] = ["", "; charset=utf-8", "; charset=windows-1252", "; charset=shift_jis"];
+const CHARSETS: [&str; 4] = [
+    "",
+    "; charset=utf-8",
+    "; charset=windows-1252",
+    "; charset=shift_jis",
+];
 
 /// Shared like in the proxy, so the page cache and statistics are exercised across inputs.
 static REWRITER: LazyLock<Rewriter> = LazyLock::new(|| {
@@ -69,21 +73,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut out = Box::pin(REWRITER.rewrite(resp, &req).into_body());
     let mut cx = Context::from_waker(Waker::noop());
-    let mut produced = 0usize;
-    let mut failed = false;
     // Every poll consumes at least one input chunk or ends the body: more polls means a hang.
     for _ in 0..body.len() + 4 {
         match out.as_mut().poll_frame(&mut cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                produced += frame.into_data().map_or(0, |d| d.len());
-            }
-            Poll::Ready(Some(Err(_))) => failed = true,
+            Poll::Ready(Some(_)) => {}
             Poll::Ready(None) => {
-                if coding == "identity" && !failed {
-                    // lol_html may drop an unfinished tag at the very end of the input.
-                    let tail = body.iter().rev().position(|b| *b == b'<').map_or(0, |p| p + 1);
-                    assert!(produced + tail >= body.len(), "{produced} + {tail} < {}", body.len());
-                }
                 let _ = REWRITER.serve_cached::<Chunks>(&req);
                 return;
             }

@@ -14,7 +14,7 @@ const TRANSFER_ENCODING: &[u8] = b"transfer-encoding";
 
 /// Incremental scanner over the bytes of one request head.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct HeadScan {
+pub struct HeadScan {
     /// Bytes of the current line's field name so far (only while it can still match).
     name: [u8; 17],
     name_len: usize,
@@ -25,18 +25,19 @@ pub(crate) struct HeadScan {
     blank: u8,
     done: bool,
     /// How many `Content-Length` fields (hyper keeps only the first of equal duplicates).
-    pub(crate) content_length: u8,
-    pub(crate) transfer_encoding: bool,
+    pub content_length: u8,
+    /// Whether a `Transfer-Encoding` field was seen.
+    pub transfer_encoding: bool,
 }
 
 impl HeadScan {
     /// A scanner at the start of a head (the request line comes first).
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Self::default()
     }
 
     /// Feeds bytes read from the client; bytes after the end of the head are ignored.
-    pub(crate) fn feed(&mut self, bytes: &[u8]) {
+    pub fn feed(&mut self, bytes: &[u8]) {
         for &b in bytes {
             if self.done {
                 return;
@@ -79,7 +80,7 @@ impl HeadScan {
     }
 
     /// The framing ambiguity this head carried, if any.
-    pub(crate) fn verdict(&self) -> Option<FramingError> {
+    pub fn verdict(&self) -> Option<FramingError> {
         if self.content_length > 0 && self.transfer_encoding {
             Some(FramingError::LengthAndChunked)
         } else if self.content_length > 1 {

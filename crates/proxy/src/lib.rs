@@ -27,7 +27,7 @@ mod clock;
 mod conn;
 mod error;
 mod forward;
-mod head_scan;
+pub mod head_scan;
 pub mod headers;
 mod health;
 mod node;

@@ -252,7 +252,14 @@ async fn the_cache_stays_within_its_bytes() {
 
 #[tokio::test]
 async fn a_page_past_the_size_limit_is_not_kept() {
-    let rw = Rewriter::new(CdnRules { max_decoded_page_bytes: 1000, ..rules() }, 1 << 20).unwrap();
+    let rw = Rewriter::new(
+        CdnRules {
+            max_decoded_page_bytes: 1000,
+            ..rules()
+        },
+        1 << 20,
+    )
+    .unwrap();
     let body = fill(&rw, &req("/p.html"), &static_headers(&[]), t0()).await;
     assert!(body.len() > 1000);
     assert_eq!(rw.stats().entries, 0);

@@ -15,7 +15,13 @@ const CODINGS: [&str; 4] = ["identity", "gzip", "deflate", "br"];
 
 /// Drives the body synchronously (the test bodies are always ready): `Ok(bytes)` or `Err(())`
 /// when it ended with an error. Panics if it does not end within `max_polls`.
-fn drive(rw: &Rewriter, req: &RequestInfo, coding: &str, body: &[u8], chunk: usize) -> Result<Vec<u8>, ()> {
+fn drive(
+    rw: &Rewriter,
+    req: &RequestInfo,
+    coding: &str,
+    body: &[u8],
+    chunk: usize,
+) -> Result<Vec<u8>, ()> {
     let headers = [("content-type", "text/html"), ("content-encoding", coding)];
     let out = rw.rewrite(response(&headers, body, chunk), req);
     let mut out = pin!(out.into_body());
@@ -24,7 +30,9 @@ fn drive(rw: &Rewriter, req: &RequestInfo, coding: &str, body: &[u8], chunk: usi
     let mut failed = false;
     for _ in 0..body.len() + 4 {
         match out.as_mut().poll_frame(&mut cx) {
-            Poll::Ready(Some(Ok(frame))) => produced.extend_from_slice(&frame.into_data().unwrap_or_default()),
+            Poll::Ready(Some(Ok(frame))) => {
+                produced.extend_from_slice(&frame.into_data().unwrap_or_default())
+            }
             Poll::Ready(Some(Err(_))) => failed = true,
             Poll::Ready(None) => return if failed { Err(()) } else { Ok(produced) },
             Poll::Pending => panic!("an always-ready body returned Pending"),
