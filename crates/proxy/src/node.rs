@@ -129,7 +129,8 @@ pub(crate) struct Shared {
     pub(crate) state: ArcSwap<NodeState>,
     pub(crate) counters: Counters,
     conn_limit: Arc<Semaphore>,
-    max_connections: usize,
+    /// The connection limit in force (the semaphore's size); changed by reload.
+    max_connections: std::sync::atomic::AtomicUsize,
     listeners: Mutex<HashMap<SocketAddr, ListenerHandle>>,
     /// Set to true on shutdown; every open client connection holds a receiver, so
     /// `closed()` on the sender resolves when the last one has ended.
@@ -180,7 +181,7 @@ impl Proxy {
             state: ArcSwap::from_pointee(NodeState::build(config, None)?),
             counters: Counters::default(),
             conn_limit: Arc::new(Semaphore::new(max)),
-            max_connections: max,
+            max_connections: std::sync::atomic::AtomicUsize::new(max),
             listeners: Mutex::new(HashMap::new()),
             draining: watch::channel(false).0,
             background: Mutex::new(Vec::new()),
@@ -200,6 +201,7 @@ impl Proxy {
         let new = NodeState::build(config, Some(&old))?;
         let bound = self.bind_new(config).await?;
         self.shared.state.store(Arc::new(new));
+        self.resize_connection_limit(config.limits.max_connections);
         self.install_listeners(bound);
         let keep = listen_addresses(config);
         if let Ok(mut listeners) = self.shared.listeners.lock() {
@@ -214,6 +216,30 @@ impl Proxy {
         self.restart_background();
         tracing::info!(services = config.services.len(), "configuration reloaded");
         Ok(())
+    }
+
+    /// Applies a new `max_connections`: more permits at once; fewer as open connections end
+    /// (no open connection is cut to honour a lower limit).
+    fn resize_connection_limit(&self, new: usize) {
+        let old = self.shared.max_connections.swap(new, Ordering::AcqRel);
+        if new > old {
+            self.shared.conn_limit.add_permits(new - old);
+        } else if new < old {
+            let mut owed = old - new;
+            owed -= self.shared.conn_limit.forget_permits(owed);
+            if owed > 0 {
+                // Permits still held by open connections: take them back as those close.
+                let limit = Arc::clone(&self.shared.conn_limit);
+                tokio::spawn(async move {
+                    if let Ok(p) = limit
+                        .acquire_many_owned(u32::try_from(owed).unwrap_or(u32::MAX))
+                        .await
+                    {
+                        p.forget();
+                    }
+                });
+            }
+        }
     }
 
     /// The actual local address of each configured listen address (differs for port 0).
@@ -242,8 +268,12 @@ impl Proxy {
         NodeCounters {
             connections_accepted: c.accepted.load(Ordering::Relaxed),
             connections_refused: c.refused_over_limit.load(Ordering::Relaxed),
-            connections_open: (self.shared.max_connections
-                - self.shared.conn_limit.available_permits()) as u64,
+            connections_open: self
+                .shared
+                .max_connections
+                .load(Ordering::Relaxed)
+                .saturating_sub(self.shared.conn_limit.available_permits())
+                as u64,
             requests: c.requests.load(Ordering::Relaxed),
             local_4xx: c.local_4xx.load(Ordering::Relaxed),
             local_5xx: c.local_5xx.load(Ordering::Relaxed),

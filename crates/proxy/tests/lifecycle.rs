@@ -91,3 +91,32 @@ async fn shutdown_finishes_requests_in_flight() {
         "no longer accepting"
     );
 }
+
+#[tokio::test]
+async fn reload_applies_a_new_connection_limit() {
+    let b = backends(1).await;
+    let text = format!(
+        "[limits]\nmax_connections = 1\n{}{}",
+        service(""),
+        backend_tables(&b)
+    )
+    .replace("127.0.0.1:0", &free_addr().to_string());
+    let (proxy, addr) = start_proxy(&text).await;
+    let mut first = Client::connect(addr).await;
+    assert_eq!(first.get("/", &[]).await.status, 200);
+    let refused = raw(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(refused.is_empty(), "over the limit of 1");
+    proxy
+        .reload(&config(
+            &text.replace("max_connections = 1", "max_connections = 2"),
+        ))
+        .await
+        .unwrap();
+    let mut second = Client::connect(addr).await;
+    assert_eq!(
+        second.get("/", &[]).await.status,
+        200,
+        "the raised limit admits a second client"
+    );
+    assert_eq!(first.get("/", &[]).await.status, 200);
+}
