@@ -190,7 +190,7 @@ start_proxy() {
     port=$PORT_HAPROXY
     render "$HERE/conf/haproxy.cfg" "$dir/haproxy.cfg" DIR="$dir" PORT="$port" \
       BACKEND_PORT="$PORT_BACKEND" MAXCONN="$MAXCONN" NOFILE="$NOFILE" HAPROXY_BALANCE="$HAPROXY_BALANCE"
-    "${PROXY_CPU[@]}" haproxy -db -f "$dir/haproxy.cfg" >"$dir/stdout.log" 2>&1 &
+    "${PROXY_CPU[@]}" haproxy -db -f "$dir/haproxy.cfg" >>"$dir/stdout.log" 2>&1 &
     ;;
   nginx)
     port=$PORT_NGINX
@@ -198,14 +198,14 @@ start_proxy() {
       BACKEND_PORT="$PORT_BACKEND" NOFILE="$NOFILE" WORKER_CONNS=$((NOFILE - 100)) \
       NGINX_BALANCE="$NGINX_BALANCE"
     "${PROXY_CPU[@]}" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" -g 'daemon off;' \
-      >"$dir/stdout.log" 2>&1 &
+      >>"$dir/stdout.log" 2>&1 &
     ;;
   pentaflow)
     port=$PORT_PENTAFLOW
     render "$HERE/conf/pentaflow.toml" "$dir/pentaflow.toml" PORT="$port" \
       BACKEND_PORT="$PORT_BACKEND" MAXCONN="$MAXCONN" POLICY="$POLICY"
     PENTAFLOW_WORKERS=1 "${PROXY_CPU[@]}" "$PF_BIN" serve --config "$dir/pentaflow.toml" \
-      "${PF_ARGS[@]}" >"$dir/stdout.log" 2>&1 &
+      "${PF_ARGS[@]}" >>"$dir/stdout.log" 2>&1 &
     ;;
   *) die "unknown proxy $name" ;;
   esac
@@ -270,15 +270,16 @@ run_wrk() {
   fi
   mapfile -t bpids < <(target_pids "$BACKEND_PID")
   raw=$WORK/raw/$target-$round.txt
+  # Every counter is read inside [t0, t1], so no share can exceed its true value.
+  t0=$EPOCHREALTIME
   c0=$(cpu_ticks "${pids[@]}") b0=$(cpu_ticks "${bpids[@]}") m0=$(machine_busy)
   times >"$WORK/times0"
-  t0=$(date +%s.%N)
   "${LOAD_CPU[@]}" wrk -t"$WRK_THREADS" -c"$CONNS" -d"$DURATION" --latency \
     "http://127.0.0.1:$port$URL_PATH" >"$raw"
-  t1=$(date +%s.%N)
   times >"$WORK/times1"
-  w0=$(children_ticks "$WORK/times0") w1=$(children_ticks "$WORK/times1")
   c1=$(cpu_ticks "${pids[@]}") b1=$(cpu_ticks "${bpids[@]}") m1=$(machine_busy)
+  t1=$EPOCHREALTIME
+  w0=$(children_ticks "$WORK/times0") w1=$(children_ticks "$WORK/times1")
   cpu=$(percent $((c1 - c0)) "$t0" "$t1")
   other=$(percent $((m1 - m0 - (c1 - c0) - (b1 - b0) - (w1 - w0))) "$t0" "$t1")
   parsed=$(python3 "$HERE/report.py" wrk "$raw")

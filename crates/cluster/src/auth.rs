@@ -15,9 +15,14 @@ use sha2::Sha256;
 
 use crate::wire::{self, Envelope, WireError, HEADER_LEN, MAX_DATAGRAM, TAG_LEN};
 
-/// Sequence numbers a receiver remembers below the highest one seen: a datagram reordered by
-/// up to 64 later ones is still accepted once; older ones are refused as stale.
-pub const REPLAY_WINDOW: u64 = 64;
+/// Sequence numbers a receiver remembers below the highest one seen: a datagram overtaken by
+/// up to this many later ones is still accepted once; older ones are refused as stale. Large,
+/// because one sequence counter serves all receivers: a burst of catch-up deltas or snapshot
+/// chunks to one node must not make a delayed broadcast to another look stale.
+pub const REPLAY_WINDOW: u64 = 4096;
+
+/// Words of the replay bitmap.
+const WINDOW_WORDS: usize = (REPLAY_WINDOW / 64) as usize;
 
 /// Shortest cluster key accepted: 128 bits, the strength of the truncated tag.
 pub const MIN_KEY_LEN: usize = 16;
@@ -88,12 +93,52 @@ pub struct KeyError {
 }
 
 /// Replay state of one sender.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Window {
     incarnation: u64,
     highest: u64,
-    /// Bit `i` set = `highest - i` was accepted.
-    seen: u64,
+    /// Ring bitmap: bit `s % REPLAY_WINDOW` set = sequence `s` (within the window) accepted.
+    seen: Box<[u64; WINDOW_WORDS]>,
+}
+
+impl Window {
+    fn new(incarnation: u64, sequence: u64) -> Self {
+        let mut w = Self {
+            incarnation,
+            highest: sequence,
+            seen: Box::new([0; WINDOW_WORDS]),
+        };
+        w.mark(sequence);
+        w
+    }
+
+    fn slot(sequence: u64) -> (usize, u64) {
+        let bit = sequence % REPLAY_WINDOW;
+        ((bit / 64) as usize, 1 << (bit % 64))
+    }
+
+    fn mark(&mut self, sequence: u64) {
+        let (i, m) = Self::slot(sequence);
+        self.seen[i] |= m;
+    }
+
+    fn is_marked(&self, sequence: u64) -> bool {
+        let (i, m) = Self::slot(sequence);
+        self.seen[i] & m != 0
+    }
+
+    /// Move the window up to `sequence`, forgetting the slots it reuses.
+    fn advance(&mut self, sequence: u64) {
+        if sequence - self.highest >= REPLAY_WINDOW {
+            self.seen.fill(0);
+        } else {
+            for s in self.highest + 1..=sequence {
+                let (i, m) = Self::slot(s);
+                self.seen[i] &= !m;
+            }
+        }
+        self.highest = sequence;
+    }
 }
 
 /// Per-sender replay windows.
@@ -216,38 +261,36 @@ impl ReplayGuard {
     /// Accept `(incarnation, sequence)` from `from` once: a newer incarnation resets the
     /// window (the sender restarted), an older one is stale, a sequence already seen is a
     /// replay, one more than [`REPLAY_WINDOW`] below the highest is stale.
-    pub fn check(&mut self, from: NodeId, incarnation: u64, sequence: u64) -> Result<(), DropReason> {
-        let fresh = Window {
-            incarnation,
-            highest: sequence,
-            seen: 1,
-        };
+    pub fn check(
+        &mut self,
+        from: NodeId,
+        incarnation: u64,
+        sequence: u64,
+    ) -> Result<(), DropReason> {
         let Some(w) = self.windows.get_mut(&from) else {
-            self.windows.insert(from, fresh);
+            self.windows
+                .insert(from, Window::new(incarnation, sequence));
             return Ok(());
         };
         if incarnation < w.incarnation {
             return Err(DropReason::Stale);
         }
         if incarnation > w.incarnation {
-            *w = fresh;
+            *w = Window::new(incarnation, sequence);
             return Ok(());
         }
         if sequence > w.highest {
-            let shift = sequence - w.highest;
-            w.seen = if shift >= REPLAY_WINDOW { 0 } else { w.seen << shift };
-            w.seen |= 1;
-            w.highest = sequence;
+            w.advance(sequence);
+            w.mark(sequence);
             return Ok(());
         }
-        let back = w.highest - sequence;
-        if back >= REPLAY_WINDOW {
+        if w.highest - sequence >= REPLAY_WINDOW {
             return Err(DropReason::Stale);
         }
-        if w.seen & (1 << back) != 0 {
+        if w.is_marked(sequence) {
             return Err(DropReason::Replayed);
         }
-        w.seen |= 1 << back;
+        w.mark(sequence);
         Ok(())
     }
 
@@ -300,7 +343,10 @@ mod tests {
 
     #[test]
     fn short_keys_are_refused_and_never_printed() {
-        assert_eq!(ClusterKey::new(b"short".to_vec()).unwrap_err(), KeyError { len: 5 });
+        assert_eq!(
+            ClusterKey::new(b"short".to_vec()).unwrap_err(),
+            KeyError { len: 5 }
+        );
         assert_eq!(format!("{:?}", key(b"0123456789abcdef")), "ClusterKey(..)");
     }
 
@@ -325,9 +371,26 @@ mod tests {
         assert_eq!(g.check(n, 5, 12), Ok(()));
         assert_eq!(g.check(n, 5, 11), Ok(()), "reordered, in window");
         assert_eq!(g.check(n, 5, 11), Err(DropReason::Replayed));
-        assert_eq!(g.check(n, 5, 200), Ok(()));
-        assert_eq!(g.check(n, 5, 12), Err(DropReason::Stale), "below window");
-        assert_eq!(g.check(n, 4, 1_000), Err(DropReason::Stale), "old incarnation");
+        assert_eq!(g.check(n, 5, 10 + REPLAY_WINDOW), Ok(()));
+        assert_eq!(
+            g.check(n, 5, 11 + REPLAY_WINDOW),
+            Ok(()),
+            "slot of 11 reused, not a replay"
+        );
+        assert_eq!(g.check(n, 5, 10), Err(DropReason::Stale), "below window");
+        assert_eq!(
+            g.check(n, 5, 12),
+            Err(DropReason::Replayed),
+            "oldest in window, seen"
+        );
+        assert_eq!(g.check(n, 5, 13), Ok(()), "in window, not seen");
+        assert_eq!(g.check(n, 5, 50_000), Ok(()), "a jump clears the window");
+        assert_eq!(g.check(n, 5, 50_000 - 5), Ok(()));
+        assert_eq!(
+            g.check(n, 4, 1_000),
+            Err(DropReason::Stale),
+            "old incarnation"
+        );
         assert_eq!(g.check(n, 6, 0), Ok(()), "restart resets");
         assert_eq!(g.incarnation_of(n), Some(6));
         assert_eq!(g.check(NodeId(2), 0, 0), Ok(()), "windows are per node");

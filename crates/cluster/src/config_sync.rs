@@ -240,7 +240,11 @@ impl ConfigSync {
         let Some(p) = self.pushing.as_ref().filter(|p| p.id == proposal) else {
             return Err(ConfigSyncError::Unknown { proposal });
         };
-        if let Some((node, Err(reason))) = p.acks.iter().find(|(_, a)| matches!(a, Err(r) if !r.is_empty())) {
+        if let Some((node, Err(reason))) = p
+            .acks
+            .iter()
+            .find(|(_, a)| matches!(a, Err(r) if !r.is_empty()))
+        {
             return Err(ConfigSyncError::Rejected {
                 proposal,
                 node: *node,
@@ -258,7 +262,10 @@ impl ConfigSync {
         let version = p.version;
         let text = Arc::clone(&p.text);
         self.pushing = None;
-        out.push((Destination::Broadcast, Message::ConfigCommit { proposal, version }));
+        out.push((
+            Destination::Broadcast,
+            Message::ConfigCommit { proposal, version },
+        ));
         self.committing = Some((proposal, version, now, now));
         self.activate(version, text, events);
         Ok(version)
@@ -288,7 +295,10 @@ impl ConfigSync {
             out.push((to, Message::ConfigAck { proposal, verdict }));
             return;
         }
-        let fresh = self.incoming.as_ref().is_none_or(|i| i.proposal != proposal);
+        let fresh = self
+            .incoming
+            .as_ref()
+            .is_none_or(|i| i.proposal != proposal);
         if fresh {
             let chunks = total.div_ceil(CONFIG_CHUNK).max(1);
             self.incoming = Some(Incoming {
@@ -300,7 +310,9 @@ impl ConfigSync {
                 verdict: None,
             });
         }
-        let Some(inc) = self.incoming.as_mut() else { return };
+        let Some(inc) = self.incoming.as_mut() else {
+            return;
+        };
         let expected = CONFIG_CHUNK.min(total.saturating_sub(offset));
         if offset % CONFIG_CHUNK != 0 || bytes.len() != expected || (offset >= total && total > 0) {
             return;
@@ -412,7 +424,10 @@ impl ConfigSync {
             } else if now.saturating_sub(last) >= RETRY_MS {
                 self.committing = Some((proposal, version, since, now));
                 for &n in laggards {
-                    out.push((Destination::Node(n), Message::ConfigCommit { proposal, version }));
+                    out.push((
+                        Destination::Node(n),
+                        Message::ConfigCommit { proposal, version },
+                    ));
                 }
             }
         }

@@ -135,21 +135,45 @@ mod tests {
     #[test]
     fn election_without_scheduler() {
         let peers = [p(1, 2, Role::Standby), p(1, 3, Role::Starting)];
-        assert_eq!(decide(r(1, 1), Role::Standby, true, &peers, false), Decision::BecomeScheduler);
-        assert_eq!(decide(r(1, 4), Role::Standby, true, &peers, false), Decision::Follow(None));
-        assert_eq!(decide(r(1, 1), Role::Starting, false, &peers, false), Decision::Stay);
+        assert_eq!(
+            decide(r(1, 1), Role::Standby, true, &peers, false),
+            Decision::BecomeScheduler
+        );
+        assert_eq!(
+            decide(r(1, 4), Role::Standby, true, &peers, false),
+            Decision::Follow(None)
+        );
+        assert_eq!(
+            decide(r(1, 1), Role::Starting, false, &peers, false),
+            Decision::Stay
+        );
     }
 
     #[test]
     fn no_preemption_but_split_brain_resolves() {
         let peers = [p(1, 5, Role::Scheduler)];
         // A returning higher-ranked node follows the current scheduler...
-        assert_eq!(decide(r(9, 1), Role::Starting, false, &peers, false), Decision::Follow(Some(NodeId(5))));
-        assert_eq!(decide(r(9, 1), Role::Standby, true, &peers, false), Decision::Follow(Some(NodeId(5))));
+        assert_eq!(
+            decide(r(9, 1), Role::Starting, false, &peers, false),
+            Decision::Follow(Some(NodeId(5)))
+        );
+        assert_eq!(
+            decide(r(9, 1), Role::Standby, true, &peers, false),
+            Decision::Follow(Some(NodeId(5)))
+        );
         // ...unless preemption is configured.
-        assert_eq!(decide(r(9, 1), Role::Standby, true, &peers, true), Decision::BecomeScheduler);
+        assert_eq!(
+            decide(r(9, 1), Role::Standby, true, &peers, true),
+            Decision::BecomeScheduler
+        );
         // Two schedulers: the lower-ranked steps down, the higher stays.
-        assert_eq!(decide(r(1, 6), Role::Scheduler, true, &peers, false), Decision::Follow(Some(NodeId(5))));
-        assert_eq!(decide(r(1, 4), Role::Scheduler, true, &peers, false), Decision::Stay);
+        assert_eq!(
+            decide(r(1, 6), Role::Scheduler, true, &peers, false),
+            Decision::Follow(Some(NodeId(5)))
+        );
+        assert_eq!(
+            decide(r(1, 4), Role::Scheduler, true, &peers, false),
+            Decision::Stay
+        );
     }
 }

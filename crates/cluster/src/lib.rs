@@ -12,6 +12,38 @@
 //! * [`node`] — one node's state machine gluing them;
 //! * [`shell`] — the tokio task, its watch channel of [`ClusterView`] and its inputs.
 //!
+//! The failover sequence, step by step, is in `LIFECYCLE.md` beside this crate.
+//!
+//! ```
+//! use pentaflow_balance::NodeId;
+//! use pentaflow_cluster::{ClusterKey, Node, NodeParams, Output, Role, Timing};
+//!
+//! let params = NodeParams {
+//!     id: NodeId(1),
+//!     priority: 1,
+//!     weight: 1,
+//!     incarnation: 1,
+//!     key: ClusterKey::new(b"a shared key of 16+ bytes".to_vec())?,
+//!     table_size: 65_536,
+//!     timing: Timing::default(),
+//!     preempt: false,
+//! };
+//! let mut node = Node::new(params, Box::new(|_config: &str| Ok(())), 0)?;
+//! // The shell's loop, with a virtual clock: sleep until poll_timeout, then handle it.
+//! let mut now = 0;
+//! while node.role() != Role::Scheduler {
+//!     now = node.poll_timeout();
+//!     node.handle_timeout(now);
+//! }
+//! while let Some(out) = node.poll_output() {
+//!     if let Output::Send { to: _, datagram } = out {
+//!         assert!(datagram.len() <= pentaflow_cluster::wire::MAX_DATAGRAM); // send_to(...)
+//!     }
+//! }
+//! assert_eq!(node.route(42, now), Some(NodeId(1))); // alone: every bucket is its own
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! Must not: depend on the data planes (packet, proxy) or the lab. The data planes get this
 //! crate's results as values (a [`ClusterView`] with an `Arc<BucketSnapshot>`), wired by the
 //! binary; the scheduler's data plane reports its assignments back through a channel.

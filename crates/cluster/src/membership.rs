@@ -173,7 +173,10 @@ mod tests {
         m.heard(n, 1, ann(), 100, &mut ev);
         m.touch(n, 1, 250);
         m.expire(550, &mut ev);
-        assert!(ev.is_empty() && m.is_alive(n), "heard at 250, 300 ms not yet over");
+        assert!(
+            ev.is_empty() && m.is_alive(n),
+            "heard at 250, 300 ms not yet over"
+        );
         m.expire(551, &mut ev);
         assert_eq!(ev, [MemberEvent::Failed(n)]);
         ev.clear();

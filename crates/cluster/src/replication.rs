@@ -20,7 +20,11 @@ use std::sync::Arc;
 
 use pentaflow_balance::{BucketError, BucketSnapshot, BucketTable, NodeCandidate, NodeId};
 
-use crate::wire::{Destination, Message, DELTA_CHUNK, LIVE_CHUNK, SNAPSHOT_CHUNK};
+use crate::wire::{Destination, Message, SNAPSHOT_CHUNK};
+
+pub use authority::live_bucket_answer;
+
+mod authority;
 
 /// A delta gap left open this long (ms) is repaired by a catch-up request: long enough for a
 /// reordered datagram to arrive, short enough that the replica is rarely behind at a crash.
@@ -33,6 +37,10 @@ const REQUEST_RETRY_MS: u64 = 250;
 /// A version-check mismatch must persist this long (ms) before it triggers a request: deltas
 /// in flight when the check was sent are not a gap.
 const MISMATCH_GRACE_MS: u64 = 150;
+
+/// A new scheduler asks nodes that have not answered its live-bucket query again this often
+/// (ms), so one lost datagram does not cost the whole merge deadline.
+const QUERY_RETRY_MS: u64 = 40;
 
 /// Deltas kept by the scheduler for catch-up; older gaps get a full snapshot.
 const LOG_LEN: usize = 2048;
@@ -55,8 +63,11 @@ pub struct Replication {
     following: Option<NodeId>,
     future: BTreeMap<u64, (u64, Vec<Change>)>,
     gap_since: Option<u64>,
-    mismatch_since: Option<u64>,
+    /// The scheduler's version from its last check that differed from ours, and since when.
+    mismatch: Option<(u64, u64)>,
     last_request: Option<u64>,
+    /// A full snapshot was asked for and is not complete: only then are chunks taken.
+    want_snapshot: bool,
     assembly: Option<Assembly>,
     /// Authority: recent deltas `(base, version, changes)` for catch-up.
     log: VecDeque<(u64, u64, Vec<Change>)>,
@@ -81,6 +92,7 @@ struct Assembly {
 struct Merge {
     query: u32,
     deadline: u64,
+    last_query: u64,
     /// Nodes still to answer, with the chunks received so far.
     waiting: BTreeMap<NodeId, BTreeSet<u16>>,
     claims: BTreeMap<u32, Vec<NodeId>>,
@@ -96,8 +108,9 @@ impl Replication {
             following: None,
             future: BTreeMap::new(),
             gap_since: None,
-            mismatch_since: None,
+            mismatch: None,
             last_request: None,
+            want_snapshot: false,
             assembly: None,
             log: VecDeque::new(),
             pending: Vec::new(),
@@ -165,7 +178,7 @@ impl Replication {
         self.following = scheduler;
         self.future.clear();
         self.gap_since = None;
-        self.mismatch_since = None;
+        self.mismatch = None;
         self.assembly = None;
         self.last_request = None;
         if scheduler.is_some() {
@@ -182,12 +195,20 @@ impl Replication {
             return;
         }
         self.last_request = Some(now);
+        self.want_snapshot |= have.is_none();
         out.push((Destination::Node(s), Message::TableSnapshotRequest { have }));
     }
 
     /// A delta from `from`. Applied if it continues this table, buffered if early, ignored if
     /// old or not from the followed scheduler.
-    pub fn on_delta(&mut self, from: NodeId, base: u64, version: u64, changes: Vec<Change>, now: u64) {
+    pub fn on_delta(
+        &mut self,
+        from: NodeId,
+        base: u64,
+        version: u64,
+        changes: Vec<Change>,
+        now: u64,
+    ) {
         if self.authority || Some(from) != self.following || version <= base {
             return;
         }
@@ -239,14 +260,18 @@ impl Replication {
         nodes: Vec<Option<NodeId>>,
         now: u64,
     ) {
-        if self.authority || Some(from) != self.following {
+        if self.authority || Some(from) != self.following || !self.want_snapshot {
             return;
         }
         let size = size as usize;
         let start = start as usize;
         let index = start / SNAPSHOT_CHUNK;
         let expected = SNAPSHOT_CHUNK.min(size.saturating_sub(start));
-        if size != self.table.len() || start % SNAPSHOT_CHUNK != 0 || nodes.len() != expected || expected == 0 {
+        if size != self.table.len()
+            || start % SNAPSHOT_CHUNK != 0
+            || nodes.len() != expected
+            || expected == 0
+        {
             return;
         }
         let a = self.assembly.get_or_insert_with(|| {
@@ -268,7 +293,10 @@ impl Replication {
         if a.missing > 0 {
             return;
         }
-        let Some(a) = self.assembly.take() else { return };
+        let Some(a) = self.assembly.take() else {
+            return;
+        };
+        self.want_snapshot = false;
         let mut table = match BucketTable::new(a.size) {
             Ok(t) => t,
             Err(_) => return,
@@ -284,32 +312,50 @@ impl Replication {
         self.drain_future(now);
     }
 
-    /// The scheduler's periodic version check.
-    pub fn on_version_check(&mut self, from: NodeId, version: u64, now: u64, out: &mut Outbox) {
+    /// The scheduler's periodic version check: a difference that outlives the deltas in
+    /// flight (see `tick`) is repaired.
+    pub fn on_version_check(&mut self, from: NodeId, version: u64, now: u64) {
         if self.authority || Some(from) != self.following {
             return;
         }
-        if version == self.version || self.assembly.is_some() {
-            self.mismatch_since = None;
-            return;
-        }
-        let since = *self.mismatch_since.get_or_insert(now);
-        if now.saturating_sub(since) >= MISMATCH_GRACE_MS {
-            // Behind: catch up; ahead (the scheduler restarted its numbering): start over.
-            let have = (version > self.version).then_some(self.version);
-            self.mismatch_since = None;
-            self.request(have, now, out);
+        // Only "behind" matters: a replica ahead of a check has applied deltas sent after it
+        // (a new scheduler's different numbering is handled by `follow`'s full snapshot).
+        if version > self.version {
+            let since = self.mismatch.map_or(now, |(_, t)| t);
+            self.mismatch = Some((version, since));
         }
     }
 
     /// Time-driven repairs and the takeover deadline. Returns true when a merge finished.
     pub fn tick(&mut self, now: u64, alive: &[NodeCandidate], out: &mut Outbox) -> bool {
         if self.authority {
-            if self.merge.as_ref().is_some_and(|m| now >= m.deadline) {
+            let Some(m) = self.merge.as_mut() else {
+                return false;
+            };
+            if now >= m.deadline {
                 self.finish_merge(alive, now, out);
                 return true;
             }
+            if now.saturating_sub(m.last_query) >= QUERY_RETRY_MS {
+                m.last_query = now;
+                for &n in m.waiting.keys() {
+                    out.push((
+                        Destination::Node(n),
+                        Message::LiveBucketsQuery { query: m.query },
+                    ));
+                }
+            }
             return false;
+        }
+        if let Some((target, since)) = self.mismatch {
+            if self.version >= target {
+                self.mismatch = None;
+            } else if now.saturating_sub(since) >= MISMATCH_GRACE_MS && self.assembly.is_none() {
+                self.mismatch = Some((target, now));
+                let have = Some(self.version);
+                self.request(have, now, out);
+                return false;
+            }
         }
         if self.assembly.is_some() {
             self.request(None, now, out);
@@ -322,255 +368,6 @@ impl Replication {
         }
         false
     }
-
-    /// Answer a catch-up or snapshot request (authority only).
-    pub fn on_request(&self, from: NodeId, have: Option<u64>, out: &mut Outbox) {
-        if !self.authority {
-            return;
-        }
-        let to = Destination::Node(from);
-        if let Some(have) = have {
-            let covered = self.log.front().is_some_and(|(b, _, _)| *b <= have) || have == self.version;
-            if covered && have <= self.version {
-                for (base, version, changes) in self.log.iter().filter(|(b, _, _)| *b >= have) {
-                    let m = Message::TableDelta {
-                        base: *base,
-                        version: *version,
-                        changes: changes.clone(),
-                    };
-                    out.push((to, m));
-                }
-                return;
-            }
-        }
-        let size = self.table.len();
-        for start in (0..size).step_by(SNAPSHOT_CHUNK) {
-            let end = (start + SNAPSHOT_CHUNK).min(size);
-            let nodes = (start..end).map(|b| self.table.get(b).map(|(n, _)| n)).collect();
-            let m = Message::TableSnapshot {
-                version: self.version,
-                size: u32::try_from(size).unwrap_or(u32::MAX),
-                start: u32::try_from(start).unwrap_or(u32::MAX),
-                nodes,
-            };
-            out.push((to, m));
-        }
-    }
-
-    /// Become the authority with this node's replica: stamp every bucket as used now (seed
-    /// 002), ask every other alive node for its live buckets and count this node's own.
-    pub fn take_over(
-        &mut self,
-        me: NodeId,
-        others: &[NodeId],
-        own_live: &[u32],
-        now: u64,
-        deadline_ms: u64,
-        out: &mut Outbox,
-    ) {
-        self.authority = true;
-        self.following = Some(me);
-        self.assembly = None;
-        self.future.clear();
-        self.gap_since = None;
-        self.log.clear();
-        self.table.touch_all(now);
-        self.queries = self.queries.wrapping_add(1);
-        let mut merge = Merge {
-            query: self.queries,
-            deadline: now + deadline_ms,
-            waiting: others.iter().map(|&n| (n, BTreeSet::new())).collect(),
-            claims: BTreeMap::new(),
-        };
-        for &b in own_live {
-            merge.claims.entry(b).or_default().push(me);
-        }
-        out.push((
-            Destination::Broadcast,
-            Message::LiveBucketsQuery { query: merge.query },
-        ));
-        self.merge = Some(merge);
-    }
-
-    /// One chunk of a node's live buckets. Returns true when this completed the merge.
-    pub fn on_live_buckets(
-        &mut self,
-        from: NodeId,
-        (query, chunk, chunks): (u32, u16, u16),
-        buckets: &[u32],
-        alive: &[NodeCandidate],
-        now: u64,
-        out: &mut Outbox,
-    ) -> bool {
-        let Some(m) = self.merge.as_mut() else { return false };
-        if query != m.query {
-            return false;
-        }
-        let Some(got) = m.waiting.get_mut(&from) else { return false };
-        if !got.insert(chunk) {
-            return false;
-        }
-        for &b in buckets {
-            m.claims.entry(b).or_default().push(from);
-        }
-        if got.len() >= usize::from(chunks) {
-            m.waiting.remove(&from);
-        }
-        if m.waiting.is_empty() {
-            self.finish_merge(alive, now, out);
-            return true;
-        }
-        false
-    }
-
-    /// A node failed during the merge: do not wait for it.
-    pub fn forget_waiting(&mut self, node: NodeId) {
-        if let Some(m) = self.merge.as_mut() {
-            m.waiting.remove(&node);
-            if m.waiting.is_empty() {
-                m.deadline = 0;
-            }
-        }
-    }
-
-    fn finish_merge(&mut self, alive: &[NodeCandidate], now: u64, out: &mut Outbox) {
-        let Some(m) = self.merge.take() else { return };
-        let is_alive = |n: NodeId| alive.iter().any(|c| c.id == n && c.alive);
-        for (b, claimants) in m.claims {
-            let current = self.table.get(b as usize).map(|(n, _)| n);
-            // The table's owner wins if it claims the bucket; otherwise the lowest alive id
-            // (two claimants mean one of them holds a connection that already broke).
-            let keep = current.filter(|c| claimants.contains(c));
-            let chosen = keep.or_else(|| claimants.iter().copied().filter(|&n| is_alive(n)).min());
-            if chosen.is_some() && chosen != current {
-                self.set(b, chosen, now);
-            }
-        }
-        // Buckets of nodes that are gone become unassigned only now, after the claims.
-        for b in 0..self.table.len() {
-            if let Some((n, _)) = self.table.get(b) {
-                if !is_alive(n) {
-                    self.set(u32::try_from(b).unwrap_or(u32::MAX), None, now);
-                }
-            }
-        }
-        self.flush(out);
-    }
-
-    fn set(&mut self, bucket: u32, node: Option<NodeId>, now: u64) {
-        if self.table.try_set(bucket as usize, node, now).is_ok() {
-            self.pending.push((bucket, node));
-        }
-    }
-
-    /// Authority: record changes made by this node's data plane (bucket → node, or released),
-    /// unchanged ones skipped. Call [`Replication::flush`] after.
-    pub fn assign(&mut self, changes: &[Change], now: u64) {
-        if !self.authority {
-            return;
-        }
-        for &(b, n) in changes {
-            if self.table.get(b as usize).map(|(x, _)| x) != n {
-                self.set(b, n, now);
-            }
-        }
-    }
-
-    /// Authority: route a flow of `bucket` like the data plane would (sticky while its node
-    /// is alive, else least assigned), recording any change. `None` while merging, if the
-    /// bucket is out of range, or if no node is eligible.
-    pub fn route(&mut self, bucket: u32, nodes: &[NodeCandidate], now: u64) -> Option<NodeId> {
-        if !self.authority {
-            return None;
-        }
-        let before = self.table.get(bucket as usize).map(|(n, _)| n);
-        if self.merge.is_some() && before.is_none_or(|n| !nodes.iter().any(|c| c.id == n && c.alive)) {
-            return None;
-        }
-        let chosen = self.table.route(bucket as usize, nodes, now)?;
-        if before != Some(chosen) {
-            self.pending.push((bucket, Some(chosen)));
-        }
-        Some(chosen)
-    }
-
-    /// Authority: a node failed; its buckets become unassigned (deferred while merging).
-    pub fn release_node(&mut self, node: NodeId, now: u64) {
-        if !self.authority || self.merge.is_some() {
-            return;
-        }
-        for b in 0..self.table.len() {
-            if self.table.get(b).is_some_and(|(n, _)| n == node) {
-                self.set(u32::try_from(b).unwrap_or(u32::MAX), None, now);
-            }
-        }
-    }
-
-    /// Authority: unassign buckets idle longer than `idle_ms`, so a new node enters gradually.
-    pub fn release_idle(&mut self, now: u64, idle_ms: u64) {
-        if !self.authority || self.merge.is_some() {
-            return;
-        }
-        for b in 0..self.table.len() {
-            if self
-                .table
-                .get(b)
-                .is_some_and(|(_, last)| now.saturating_sub(last) > idle_ms)
-            {
-                self.set(u32::try_from(b).unwrap_or(u32::MAX), None, now);
-            }
-        }
-    }
-
-    /// Authority: broadcast pending changes as deltas, one version step per datagram.
-    /// Returns whether the version moved.
-    pub fn flush(&mut self, out: &mut Outbox) -> bool {
-        if !self.authority || self.pending.is_empty() {
-            self.pending.clear();
-            return false;
-        }
-        let pending = std::mem::take(&mut self.pending);
-        for chunk in pending.chunks(DELTA_CHUNK) {
-            let base = self.version;
-            self.version += 1;
-            let changes = chunk.to_vec();
-            if self.log.len() == LOG_LEN {
-                self.log.pop_front();
-            }
-            self.log.push_back((base, self.version, changes.clone()));
-            out.push((
-                Destination::Broadcast,
-                Message::TableDelta {
-                    base,
-                    version: self.version,
-                    changes,
-                },
-            ));
-        }
-        self.table.set_version(self.version);
-        true
-    }
-}
-
-/// Split a node's live buckets into [`Message::LiveBuckets`] chunks (at least one).
-#[must_use]
-pub fn live_bucket_answer(query: u32, live: &[u32]) -> Vec<Message> {
-    let parts: Vec<&[u32]> = if live.is_empty() {
-        vec![&[]]
-    } else {
-        live.chunks(LIVE_CHUNK).collect()
-    };
-    let chunks = u16::try_from(parts.len()).unwrap_or(u16::MAX);
-    parts
-        .into_iter()
-        .zip(0u16..chunks)
-        .map(|(p, chunk)| Message::LiveBuckets {
-            query,
-            chunk,
-            chunks,
-            buckets: p.to_vec(),
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -21,7 +21,10 @@ fn pair(size: usize) -> (Replication, Replication) {
     let mut a = Replication::new(size).unwrap();
     let mut out = Vec::new();
     a.take_over(S, &[], &[], 0, 0, &mut out);
-    assert!(a.tick(0, &cands(&[1, 2]), &mut out), "no peers: merge ends at once");
+    assert!(
+        a.tick(0, &cands(&[1, 2]), &mut out),
+        "no peers: merge ends at once"
+    );
     let mut r = Replication::new(size).unwrap();
     r.follow(Some(S), 0, &mut out);
     let mut snap = Vec::new();
@@ -33,15 +36,30 @@ fn pair(size: usize) -> (Replication, Replication) {
 
 /// Deliver `msgs` from the authority to the replica (and the replica's requests back), until
 /// quiet. `keep` decides which authority → replica messages survive.
-fn pump(a: &mut Replication, r: &mut Replication, mut msgs: Outbox, now: u64, keep: &mut dyn FnMut(usize) -> bool) {
+fn pump(
+    a: &mut Replication,
+    r: &mut Replication,
+    mut msgs: Outbox,
+    now: u64,
+    keep: &mut dyn FnMut(usize) -> bool,
+) {
     let mut i = 0;
     while !msgs.is_empty() {
         let mut back = Vec::new();
         for (_, m) in std::mem::take(&mut msgs) {
             i += 1;
             match m {
-                Message::TableDelta { base, version, changes } if keep(i) => r.on_delta(S, base, version, changes, now),
-                Message::TableSnapshot { version, size, start, nodes } if keep(i) => {
+                Message::TableDelta {
+                    base,
+                    version,
+                    changes,
+                } if keep(i) => r.on_delta(S, base, version, changes, now),
+                Message::TableSnapshot {
+                    version,
+                    size,
+                    start,
+                    nodes,
+                } if keep(i) => {
                     r.on_snapshot(S, (version, size, start), nodes, now);
                 }
                 _ => {}
@@ -87,7 +105,12 @@ fn gap_is_repaired_from_the_log() {
     sent.remove(1);
     sent.reverse();
     for (_, m) in sent {
-        if let Message::TableDelta { base, version, changes } = m {
+        if let Message::TableDelta {
+            base,
+            version,
+            changes,
+        } = m
+        {
             r.on_delta(S, base, version, changes, 10);
         }
     }
@@ -96,7 +119,10 @@ fn gap_is_repaired_from_the_log() {
     r.tick(20, &[], &mut req);
     assert!(req.is_empty(), "grace not over");
     r.tick(40, &[], &mut req);
-    assert!(matches!(req[..], [(_, Message::TableSnapshotRequest { have: Some(1) })]));
+    assert!(matches!(
+        req[..],
+        [(_, Message::TableSnapshotRequest { have: Some(1) })]
+    ));
     let mut answer = Vec::new();
     a.on_request(R, Some(1), &mut answer);
     assert_eq!(answer.len(), 4, "deltas from the log, not a snapshot");
@@ -114,10 +140,23 @@ fn snapshot_of_mixed_versions_converges() {
     }
     a.flush(&mut out);
     // The replica missed all of that; it asks for a snapshot, gets chunk 0 and 1 ...
+    let mut ask = Vec::new();
+    r.follow(None, 1, &mut ask);
+    r.follow(Some(S), 1, &mut ask);
+    assert!(matches!(
+        ask[..],
+        [(_, Message::TableSnapshotRequest { have: None })]
+    ));
     let mut snap = Vec::new();
     a.on_request(R, None, &mut snap);
     for (_, m) in snap.drain(..2) {
-        if let Message::TableSnapshot { version, size, start, nodes } = m {
+        if let Message::TableSnapshot {
+            version,
+            size,
+            start,
+            nodes,
+        } = m
+        {
             r.on_snapshot(S, (version, size, start), nodes, 1);
         }
     }
@@ -125,11 +164,31 @@ fn snapshot_of_mixed_versions_converges() {
     a.assign(&[(0, Some(NodeId(3))), (size as u32 - 1, None)], 2);
     let mut d = Vec::new();
     a.flush(&mut d);
-    pump(&mut a, &mut r, d, 2, &mut |_| true);
+    let deliver = |r: &mut Replication, msgs: Outbox, now| {
+        for (_, m) in msgs {
+            match m {
+                Message::TableDelta {
+                    base,
+                    version,
+                    changes,
+                } => r.on_delta(S, base, version, changes, now),
+                Message::TableSnapshot {
+                    version,
+                    size,
+                    start,
+                    nodes,
+                } => r.on_snapshot(S, (version, size, start), nodes, now),
+                _ => unreachable!(),
+            }
+        }
+    };
+    deliver(&mut r, d, 2);
+    assert!(r.is_assembling());
     // ... and the rest comes from a newer snapshot.
     let mut snap2 = Vec::new();
     a.on_request(R, None, &mut snap2);
-    pump(&mut a, &mut r, snap2.split_off(2), 3, &mut |_| true);
+    deliver(&mut r, snap2.split_off(2), 3);
+    assert!(!r.is_assembling());
     same(&mut a, &mut r);
     assert_eq!(r.table().get(0).map(|x| x.0), Some(NodeId(3)));
 }
@@ -143,33 +202,76 @@ fn takeover_merges_live_buckets_then_releases_the_dead() {
     t.on_snapshot(
         NodeId(9),
         (7, 16, 0),
-        vec![None, Some(NodeId(3)), Some(NodeId(9)), None, Some(NodeId(9)), None, None, None, None, None, None, None, None, None, None, None],
+        vec![
+            None,
+            Some(NodeId(3)),
+            Some(NodeId(9)),
+            None,
+            Some(NodeId(9)),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        ],
         0,
     );
     assert_eq!(t.version(), 7);
     let alive = cands(&[2, 3, 4]);
     out.clear();
     t.take_over(NodeId(2), &[NodeId(3), NodeId(4)], &[5], 100, 150, &mut out);
-    assert!(matches!(out[..], [(Destination::Broadcast, Message::LiveBucketsQuery { .. })]));
-    let Message::LiveBucketsQuery { query } = out[0].1 else { unreachable!() };
+    assert!(matches!(
+        out[..],
+        [(Destination::Broadcast, Message::LiveBucketsQuery { .. })]
+    ));
+    let Message::LiveBucketsQuery { query } = out[0].1 else {
+        unreachable!()
+    };
     assert!(t.is_merging());
-    assert_eq!(t.route(6, &alive, 101), None, "nothing new before the merge");
-    assert_eq!(t.route(1, &alive, 101), Some(NodeId(3)), "live owners keep routing");
+    assert_eq!(
+        t.route(6, &alive, 101),
+        None,
+        "nothing new before the merge"
+    );
+    assert_eq!(
+        t.route(1, &alive, 101),
+        None,
+        "even assigned buckets wait: they may be stale"
+    );
     // Node 3 holds bucket 1 and bucket 3 (its delta was lost); node 4 answers in two chunks.
     assert!(!t.on_live_buckets(NodeId(3), (query, 0, 1), &[1, 3], &alive, 110, &mut out));
-    assert!(!t.on_live_buckets(NodeId(4), (query + 1, 0, 1), &[8], &alive, 110, &mut out), "old query");
+    assert!(
+        !t.on_live_buckets(NodeId(4), (query + 1, 0, 1), &[8], &alive, 110, &mut out),
+        "old query"
+    );
     assert!(!t.on_live_buckets(NodeId(4), (query, 0, 2), &[8], &alive, 110, &mut out));
     assert!(t.on_live_buckets(NodeId(4), (query, 1, 2), &[4], &alive, 111, &mut out));
     assert!(!t.is_merging());
     let owner = |t: &Replication, b: usize| t.table().get(b).map(|x| x.0);
     assert_eq!(owner(&t, 1), Some(NodeId(3)));
     assert_eq!(owner(&t, 3), Some(NodeId(3)), "merged from the live answer");
-    assert_eq!(owner(&t, 5), Some(NodeId(2)), "the new scheduler's own live bucket");
+    assert_eq!(
+        owner(&t, 5),
+        Some(NodeId(2)),
+        "the new scheduler's own live bucket"
+    );
     assert_eq!(owner(&t, 8), Some(NodeId(4)));
-    assert_eq!(owner(&t, 4), Some(NodeId(4)), "dead owner, live elsewhere: moved");
+    assert_eq!(
+        owner(&t, 4),
+        Some(NodeId(4)),
+        "dead owner, live elsewhere: moved"
+    );
     assert_eq!(owner(&t, 2), None, "dead owner, not live: released");
     assert!(t.version() > 7);
-    assert!(out.iter().any(|(_, m)| matches!(m, Message::TableDelta { base: 7, .. })));
+    assert!(out
+        .iter()
+        .any(|(_, m)| matches!(m, Message::TableDelta { base: 7, .. })));
 }
 
 #[test]
@@ -187,7 +289,11 @@ fn live_answers_are_chunked() {
     let live: Vec<u32> = (0..700).collect();
     let parts = live_bucket_answer(1, &live);
     assert_eq!(parts.len(), 3);
-    assert_eq!(live_bucket_answer(1, &[]).len(), 1, "an empty answer still answers");
+    assert_eq!(
+        live_bucket_answer(1, &[]).len(),
+        1,
+        "an empty answer still answers"
+    );
 }
 
 proptest! {
@@ -214,7 +320,7 @@ proptest! {
         for k in 0..10u64 {
             let now = 2_000 + k * 300;
             let mut req = Vec::new();
-            r.on_version_check(S, a.version(), now, &mut req);
+            r.on_version_check(S, a.version(), now);
             r.tick(now, &[], &mut req);
             let mut answer = Vec::new();
             for (_, m) in req {

@@ -38,6 +38,11 @@ use crate::wire::{Destination, NodeStatus, Role, MAX_DATAGRAM};
 /// scheduler, drained every loop turn.
 const ASSIGNMENT_QUEUE: usize = 4096;
 
+/// A changed table is republished at most this often (ms): rebuilding a 65,536-bucket
+/// snapshot per assignment would cost the scheduler more than routing; role changes are
+/// published at once. Standbys only need the table at takeover, so 20 ms of lag is harmless.
+const TABLE_PUBLISH_MS: u64 = 20;
+
 /// Events buffered for the binary; beyond this they are dropped with a warning (the view
 /// channel still carries the state).
 const EVENT_QUEUE: usize = 1024;
@@ -160,6 +165,7 @@ pub fn spawn_on(
         events: events_tx,
         assign_rx,
         command_rx,
+        table_published: 0,
     }));
     Ok(ClusterHandle {
         view,
@@ -227,6 +233,8 @@ struct Task {
     events: mpsc::Sender<Output>,
     assign_rx: mpsc::Receiver<Vec<Change>>,
     command_rx: mpsc::Receiver<Command>,
+    /// When the table was last published (ms).
+    table_published: u64,
 }
 
 fn view_of(node: &mut Node) -> ClusterView {
@@ -310,6 +318,8 @@ async fn drain(t: &mut Task) {
                     }
                 }
             }
+            // The view carries the table; an event per assignment would flood the queue.
+            Output::TableChanged { .. } => {}
             other => {
                 if t.events.try_send(other).is_err() {
                     tracing::warn!("cluster event queue full; event dropped");
@@ -317,12 +327,29 @@ async fn drain(t: &mut Task) {
             }
         }
     }
-    let view = view_of(&mut t.node);
+    let now = t.now();
+    let table_due = now.saturating_sub(t.table_published) >= TABLE_PUBLISH_MS;
+    let node = &mut t.node;
+    let nodes = node.candidates();
+    let mut table_sent = false;
     t.view.send_if_modified(|v| {
-        let changed = *v != view;
-        if changed {
-            *v = view;
+        let state_changed = v.role != node.role()
+            || v.scheduler != node.scheduler()
+            || v.accepting_new != node.accepting_new()
+            || v.config_version != node.config_version()
+            || *v.nodes != *nodes;
+        let table_changed = v.version != node.table_version();
+        let publish = state_changed || (table_changed && table_due);
+        if !publish {
+            return false;
         }
-        changed
+        if table_changed {
+            table_sent = true;
+        }
+        *v = view_of(node);
+        true
     });
+    if table_sent {
+        t.table_published = now;
+    }
 }

@@ -157,13 +157,19 @@ fn full_chunks_fit_one_datagram() {
         version: 2,
         changes: vec![(1, None); DELTA_CHUNK * 2],
     };
-    assert!(matches!(encode(&env(too_big)), Err(WireError::Oversized { .. })));
+    assert!(matches!(
+        encode(&env(too_big)),
+        Err(WireError::Oversized { .. })
+    ));
 }
 
 #[test]
 fn typed_errors_for_bad_input() {
     let good = encode(&env(Message::LiveBucketsQuery { query: 1 })).unwrap();
-    assert!(matches!(decode(&good[..5]), Err(WireError::TooShort { .. })));
+    assert!(matches!(
+        decode(&good[..5]),
+        Err(WireError::TooShort { .. })
+    ));
     let mut v = good.clone();
     v[0] = 2;
     assert_eq!(decode(&v), Err(WireError::BadVersion { version: 2 }));
@@ -189,7 +195,10 @@ fn typed_errors_for_bad_input() {
     c[n - 2..].copy_from_slice(&200u16.to_be_bytes());
     assert!(matches!(decode(&c), Err(WireError::Truncated { .. })));
     c[n - 2..].copy_from_slice(&u16::MAX.to_be_bytes());
-    assert!(matches!(decode(&c), Err(WireError::BadField { field: "count", .. })));
+    assert!(matches!(
+        decode(&c),
+        Err(WireError::BadField { field: "count", .. })
+    ));
 }
 
 proptest! {

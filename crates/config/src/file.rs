@@ -90,6 +90,24 @@
 //! name = "web1"                       # required, unique within the service, [A-Za-z0-9_.-]+
 //! address = "127.0.0.1:8001"          # required ip:port (port != 0)
 //! weight = 1                          # default 1; 1..=1000
+//!
+//! [array]                             # optional; absent = a plain proxy node (no VIP set-up)
+//! vip = "10.77.1.10"                  # required; IPv4 the array publishes (put on lo, ARP by the scheduler)
+//! interface = "eth0"                  # required; the LAN interface (<= 15 chars, no '/' or spaces)
+//! node_id = 1                         # optional; this node's id (or `serve --node-id N`, env
+//!                                     # PENTAFLOW_NODE_ID: every node gets the same file); listed below
+//! scheduler = 1                       # required; id of the static scheduler node; listed below
+//! table_size = 65536                  # default 65536; a power of two, 2..=16_777_216
+//! bucket_idle = "60s"                 # default 60s; a bucket idle this long may move to another node
+//! ports = [80, 443]                   # default: the ports of every listen/tls_listen address on the
+//!                                     # VIP (or a wildcard); 1..=65535, no duplicates
+//!
+//! [[array.node]]                      # >= 1; every node of the array, this one included
+//! id = 1                              # required, unique; 1..=65534
+//! address = "10.77.1.11"              # required, unique; IPv4 on the LAN, not the VIP
+//! mac = "02:77:01:00:00:01"           # required (learning by ARP is not built yet), unique, unicast
+//! weight = 1                          # default 1; 1..=1000 (share of new buckets)
+//! enabled = true                      # default true; false = keeps its buckets, gets no new ones
 //! ```
 //!
 //! Durations are strings parsed with `humantime` (`"500ms"`, `"2s"`, `"1m"`, `"1h 30m"`);
@@ -115,6 +133,33 @@ pub(crate) struct FileConfig {
     pub(crate) tls_tickets: Option<Spanned<FileTickets>>,
     #[serde(default)]
     pub(crate) service: Vec<Spanned<FileService>>,
+    pub(crate) array: Option<Spanned<FileArray>>,
+}
+
+/// `[array]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileArray {
+    pub(crate) vip: Option<Spanned<String>>,
+    pub(crate) interface: Option<Spanned<String>>,
+    pub(crate) node_id: Option<Spanned<i64>>,
+    pub(crate) scheduler: Option<Spanned<i64>>,
+    pub(crate) table_size: Option<Spanned<i64>>,
+    pub(crate) bucket_idle: Option<Spanned<FileDuration>>,
+    pub(crate) ports: Option<Spanned<Vec<Spanned<i64>>>>,
+    #[serde(default)]
+    pub(crate) node: Vec<Spanned<FileArrayNode>>,
+}
+
+/// `[[array.node]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileArrayNode {
+    pub(crate) id: Option<Spanned<i64>>,
+    pub(crate) address: Option<Spanned<String>>,
+    pub(crate) mac: Option<Spanned<String>>,
+    pub(crate) weight: Option<Spanned<i64>>,
+    pub(crate) enabled: Option<bool>,
 }
 
 /// `[tls_tickets]`.

@@ -42,6 +42,8 @@ pub use model::*;
 const EXAMPLE: &str = include_str!("../example.toml");
 /// A commented configuration showing the TLS keys; valid once the files it names exist.
 const TLS_EXAMPLE: &str = include_str!("../example-tls.toml");
+/// A commented configuration of a three-node array (`[array]`).
+const ARRAY_EXAMPLE: &str = include_str!("../example-array.toml");
 
 /// Read and validate the configuration file at `path`.
 ///
@@ -106,4 +108,12 @@ pub fn example() -> &'static str {
 /// they exist; this crate checks only that they are readable regular files.
 pub fn tls_example() -> &'static str {
     TLS_EXAMPLE
+}
+
+/// A commented example of an array: one service on the VIP and the `[array]` section of
+/// three nodes, node 1 the scheduler. It documents every `[array]` key, its default and its
+/// range. Every node gets this same file and says which node it is with
+/// `pentaflow serve --node-id N` (or `node_id` in the file).
+pub fn array_example() -> &'static str {
+    ARRAY_EXAMPLE
 }

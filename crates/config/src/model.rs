@@ -8,7 +8,7 @@
 //! validator fills absent keys from them, and tests may build configs from them.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -23,6 +23,48 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
     /// Session-ticket keys shared by the array (`[tls_tickets]`).
     pub tickets: TicketKeys,
+    /// The array this node belongs to (`[array]`); `None` = a plain proxy node.
+    pub array: Option<ArrayConfig>,
+}
+
+/// `[array]`: the nodes that publish one VIP together, and the (static) scheduler among them.
+///
+/// Every node gets the same file; which node *this* process is comes from `node_id` or from
+/// the command line ([`ArrayConfig::self_node`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ArrayConfig {
+    /// The virtual IP the array publishes.
+    pub vip: Ipv4Addr,
+    /// The LAN interface carrying VIP traffic (at most 15 bytes, as the kernel requires).
+    pub interface: String,
+    /// This node's id, if the file names it; always one of `nodes`.
+    pub node_id: Option<u16>,
+    /// Id of the node that runs the scheduler (static until election exists); one of `nodes`.
+    pub scheduler: u16,
+    /// Buckets in the client IP/port table: a power of two.
+    pub table_size: usize,
+    /// A bucket idle this long may be handed to another node (how new nodes enter gradually).
+    pub bucket_idle: Duration,
+    /// TCP ports served on the VIP, sorted and unique; frames to other ports are dropped.
+    pub ports: Vec<u16>,
+    /// Every node of the array, this one included, in file order; ids, addresses and MACs
+    /// are unique.
+    pub nodes: Vec<ArrayNode>,
+}
+
+/// `[[array.node]]`: one node as the scheduler routes to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArrayNode {
+    /// The node's number (1..=65534), shared by the bucket table and the cluster.
+    pub id: u16,
+    /// Its IPv4 address on the LAN.
+    pub address: Ipv4Addr,
+    /// The MAC address of its LAN interface: where the scheduler sends its frames.
+    pub mac: [u8; 6],
+    /// Share of new buckets (1..=1000).
+    pub weight: u32,
+    /// Administratively enabled; a disabled node keeps its buckets but gets no new ones.
+    pub enabled: bool,
 }
 
 /// `[tls_tickets]`: keys that encrypt TLS session tickets. Every node of an array gets the same
@@ -276,10 +318,35 @@ const DEFAULT_MAX_HANDSHAKES: usize = 1024;
 /// enough for an orchestrator's stop timeout.
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// Default `[array] table_size`: the seed's 65,536 buckets — fine-grained enough to spread
+/// load evenly over dozens of nodes, small enough (a few hundred KiB) to replicate quickly.
+pub const DEFAULT_TABLE_SIZE: usize = 1 << 16;
+/// Default `[array] bucket_idle`: past the idle timeout of ordinary keep-alive connections, so
+/// a bucket moved to a new node almost never carries a live connection.
+pub const DEFAULT_BUCKET_IDLE: Duration = Duration::from_secs(60);
+
 impl Config {
     /// The service called `name`, if any.
     pub fn service(&self, name: &str) -> Option<&ServiceConfig> {
         self.services.iter().find(|s| s.name == name)
+    }
+}
+
+impl ArrayConfig {
+    /// The node with id `id`, if listed.
+    pub fn node(&self, id: u16) -> Option<&ArrayNode> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// This node: `override_id` (the command line) if given, else the file's `node_id`.
+    /// `None` when neither names a listed node.
+    pub fn self_node(&self, override_id: Option<u16>) -> Option<&ArrayNode> {
+        override_id.or(self.node_id).and_then(|id| self.node(id))
+    }
+
+    /// Whether node `id` is the scheduler.
+    pub fn is_scheduler(&self, id: u16) -> bool {
+        self.scheduler == id
     }
 }
 

@@ -18,6 +18,7 @@ use crate::error::{line_col, Problem};
 use crate::file::{FileConfig, FileDuration, FileLimits, FileNode};
 use crate::model::{Config, Limits, NodeConfig};
 
+mod array;
 mod files;
 mod persistence;
 mod service;
@@ -79,12 +80,17 @@ pub(crate) fn validate(
     let limits = checker.limits(file.limits.as_ref());
     let tickets = checker.tickets(file.tls_tickets.as_ref());
     let services = checker.services(&file.service, &mut claimed);
+    let array = file
+        .array
+        .as_ref()
+        .map(|array| checker.array(array, &services));
     if checker.problems.is_empty() {
         Ok(Config {
             node,
             limits,
             services,
             tickets,
+            array,
         })
     } else {
         Err(checker.problems)

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use pentaflow_config::{
-    example, load, parse, tls_example, BackendConfig, BackendTls, CertificateConfig, Config,
-    ConfigError, CookiePersistence, HealthCheck, Limits, NodeConfig, PassiveHealth, Persistence,
-    Policy, ServiceConfig, SessionPersistence, Source, TicketKeys, TlsConfig, UnknownSni,
+    array_example, example, load, parse, tls_example, BackendConfig, BackendTls, CertificateConfig,
+    Config, ConfigError, CookiePersistence, HealthCheck, Limits, NodeConfig, PassiveHealth,
+    Persistence, Policy, ServiceConfig, SessionPersistence, Source, TicketKeys, TlsConfig,
+    UnknownSni,
 };
 
 fn addr(s: &str) -> SocketAddr {
@@ -108,6 +109,7 @@ fn example_parses_to_the_expected_config() {
             keys: Vec::new(),
             lifetime: Duration::from_secs(12 * 60 * 60),
         },
+        array: None,
     };
     assert_eq!(inline(example()).unwrap(), expected);
     assert_eq!(
@@ -345,4 +347,20 @@ fn tls_example_loads_once_its_files_exist() {
             backend("shop2", "127.0.0.1:9444", 1)
         ]
     );
+}
+
+#[test]
+fn array_example_describes_a_three_node_array() {
+    let config = inline(array_example()).unwrap();
+    let array = config.array.expect("the example has an [array] section");
+    assert_eq!(array.vip.to_string(), "10.77.1.10");
+    assert_eq!(array.ports, vec![80, 443]);
+    assert_eq!(array.nodes.len(), 3);
+    assert_eq!(array.scheduler, 1);
+    assert_eq!(
+        array.node_id, None,
+        "every node gets the same file: --node-id says which"
+    );
+    assert_eq!(array.table_size, 65536);
+    assert_eq!(array.bucket_idle, Duration::from_secs(60));
 }

@@ -21,7 +21,7 @@ mod cmd;
 mod topology;
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 use serde::{Deserialize, Serialize};
@@ -102,6 +102,23 @@ pub struct LabState {
     pub hosts: Vec<Host>,
     /// PID of the process that built it.
     pub owner_pid: u32,
+    /// Long-running processes started in the lab (web servers, pentaflow nodes), so that
+    /// `status` can show them and `down` can stop them first. Older state files lack it.
+    #[serde(default)]
+    pub processes: Vec<LabProcess>,
+}
+
+/// A long-running process started in one of the lab's hosts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabProcess {
+    /// The host it runs in.
+    pub host: String,
+    /// Its PID (of `ip netns exec`, which execs the command: the same process).
+    pub pid: u32,
+    /// What it is, e.g. `web server` or `pentaflow serve`.
+    pub what: String,
+    /// Where its stdout and stderr go, if captured.
+    pub log: Option<PathBuf>,
 }
 
 /// Status of one host.
@@ -202,6 +219,12 @@ impl LabState {
     pub fn path(&self) -> PathBuf {
         state_path(&self.prefix)
     }
+
+    /// This lab's own directory under [`STATE_DIR`] (generated configs, logs); created by
+    /// [`Lab::up`] and removed with the lab.
+    pub fn dir(&self) -> PathBuf {
+        PathBuf::from(STATE_DIR).join(&self.prefix)
+    }
 }
 
 fn state_path(prefix: &str) -> PathBuf {
@@ -236,9 +259,11 @@ impl LabState {
         for h in &self.hosts {
             let ip = h.ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string());
             let mac = h.mac.as_deref().unwrap_or("-");
+            // `{:?}` of a derived enum ignores the width: render it first.
+            let role = format!("{:?}", h.role);
             out.push_str(&format!(
-                "  {:<9} {:<7?} {:<12} {:<17} {}\n",
-                h.name, h.role, ip, mac, h.netns
+                "  {:<9} {:<7} {:<12} {:<17} {}\n",
+                h.name, role, ip, mac, h.netns
             ));
         }
         out
@@ -254,9 +279,9 @@ pub fn render_status(status: &[HostStatus]) -> String {
             .ip
             .map_or_else(|| "-".to_owned(), |ip| ip.to_string());
         out.push_str(&format!(
-            "  {:<9} {:<7?} {:<12} {:<4} {:<6} {}\n",
+            "  {:<9} {:<7} {:<12} {:<4} {:<6} {}\n",
             s.host.name,
-            s.host.role,
+            format!("{:?}", s.host.role),
             ip,
             if s.up { "yes" } else { "NO" },
             s.pids.len(),
@@ -282,7 +307,23 @@ impl Lab {
             children: Vec::new(),
         };
         lab.save()?;
+        let dir = lab.state.dir();
+        std::fs::create_dir_all(&dir).map_err(|source| LabError::State { path: dir, source })?;
         lab.children = topology::build(&lab.state)?;
+        let webs: Vec<String> = lab
+            .state
+            .hosts_of(Role::Web)
+            .map(|h| h.name.clone())
+            .collect();
+        for (child, host) in lab.children.iter().zip(webs) {
+            lab.state.processes.push(LabProcess {
+                host,
+                pid: child.id(),
+                what: "web server".into(),
+                log: None,
+            });
+        }
+        lab.save()?;
         Ok(lab)
     }
 
@@ -305,9 +346,12 @@ impl Lab {
         })
     }
 
-    /// Keeps the lab up after this value is dropped (for `pentaflow lab up`).
+    /// Keeps the lab up after this value is dropped (for `pentaflow lab up`). Its processes
+    /// keep running; the lab's teardown finds them by namespace.
     pub fn detach(mut self) -> LabState {
         self.owned = false;
+        // Dropping a `Child` neither kills nor waits: the processes outlive this value.
+        self.children.clear();
         self.state.clone()
     }
 
@@ -345,6 +389,49 @@ impl Lab {
                 command: args.join(" "),
                 source,
             })
+    }
+
+    /// Starts `args` inside host `host` as a long-running process of the lab: stdin null,
+    /// stdout and stderr appended to `log`, recorded in the state file (see
+    /// [`LabState::processes`]) as `what`. Returns its PID; it is not a child this value waits
+    /// for, so it survives [`Lab::detach`] and the exit of this process, and teardown kills it.
+    pub fn spawn_logged(
+        &mut self,
+        host: &str,
+        args: &[&str],
+        what: &str,
+        log: &Path,
+    ) -> Result<u32, LabError> {
+        let state_err = |source| LabError::State {
+            path: log.to_owned(),
+            source,
+        };
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(state_err)?;
+        let err = out.try_clone().map_err(state_err)?;
+        let child = self
+            .command(host, args)?
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|source| LabError::Spawn {
+                command: args.join(" "),
+                source,
+            })?;
+        let pid = child.id();
+        self.state.processes.push(LabProcess {
+            host: host.to_owned(),
+            pid,
+            what: what.to_owned(),
+            log: Some(log.to_owned()),
+        });
+        self.children.push(child);
+        self.save()?;
+        Ok(pid)
     }
 
     /// A `Command` that runs `args` inside host `host` via `ip netns exec`, to adjust stdio.

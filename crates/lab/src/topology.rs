@@ -192,6 +192,7 @@ pub(crate) fn plan(prefix: &str, spec: LabSpec, owner_pid: u32) -> LabState {
         vip: VIP,
         hosts,
         owner_pid,
+        processes: Vec::new(),
     }
 }
 
@@ -398,6 +399,7 @@ pub(crate) fn teardown(state: &LabState) -> Result<(), LabError> {
         }
     }
     let _ = std::fs::remove_file(state.path());
+    let _ = std::fs::remove_dir_all(state.dir());
     first_err.map_or(Ok(()), Err)
 }
 

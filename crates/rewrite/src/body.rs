@@ -99,8 +99,8 @@ impl Job {
 
     fn pipe_push(&mut self, chunk: &[u8]) -> Result<Bytes, RewriteError> {
         let result = self.pipe.push(chunk);
-        if result.is_err() {
-            self.shared.count_error();
+        if let Err(e) = &result {
+            self.shared.count_error(e);
         }
         result
     }
@@ -126,7 +126,7 @@ impl Job {
         let out = match pipe.finish() {
             Ok(out) => out,
             Err(e) => {
-                shared.count_error();
+                shared.count_error(&e);
                 return Err(e);
             }
         };
@@ -182,11 +182,12 @@ where
                         }
                     },
                     Some(Err(e)) => {
+                        let error = RewriteError::Upstream { source: e.into() };
                         if let Some(failed) = job.take() {
-                            failed.shared.count_error();
+                            failed.shared.count_error(&error);
                         }
                         *trailers = None;
-                        return Poll::Ready(Some(Err(RewriteError::Upstream { source: e.into() })));
+                        return Poll::Ready(Some(Err(error)));
                     }
                     None => {
                         let Some(done) = job.take() else { continue };

@@ -54,6 +54,7 @@ mod html;
 mod pipeline;
 mod policy;
 mod report;
+mod request;
 mod rewriter;
 mod rules;
 mod stats;
@@ -63,7 +64,8 @@ pub use body::RewriteBody;
 pub use error::{BoxError, RewriteError};
 pub use policy::{Coding, LeaveAlone};
 pub use report::{CacheStats, CdnReport, ObjectReport, PageCounters, Why};
-pub use rewriter::{rewrite_response, RequestInfo, Rewriter, CACHE_STATUS_HEADER};
+pub use request::RequestInfo;
+pub use rewriter::{rewrite_response, Rewriter, CACHE_STATUS_HEADER};
 pub use rules::{
     client_token, CdnRules, Mode, RuleProblem, RulesError, CLIENT_TOKEN_PLACEHOLDER,
     DEFAULT_EXTENSIONS, DEFAULT_MAX_DECODED_PAGE_BYTES, DEFAULT_MAX_OBJECTS,

@@ -1,11 +1,13 @@
 //! What the admin API shows: which objects go to the CDN and why, page and cache counters.
 //! Plain serde data, built on demand by [`Rewriter::report`](crate::Rewriter::report).
 
+use std::collections::HashSet;
+
 use serde::Serialize;
 
 use crate::policy::LeaveAlone;
-use crate::rules::Mode;
-use crate::stats::ObjectStat;
+use crate::rules::{Compiled, Mode};
+use crate::stats::{ObjectStat, Selection};
 
 /// What is served from the CDN and why, for the admin API.
 #[derive(Debug, Clone, Serialize)]
@@ -97,4 +99,31 @@ pub struct CacheStats {
     pub entries: u64,
     /// Bytes held now (bodies plus a fixed overhead per entry).
     pub bytes: u64,
+}
+
+/// The decision for one object: on the CDN or not, and why. `auto` carries the selection
+/// thresholds and the chosen set when in `auto` mode.
+pub(crate) fn why(
+    rules: &Compiled,
+    auto: Option<&(Selection, HashSet<String>)>,
+    path: &str,
+    stat: &ObjectStat,
+) -> (bool, Why) {
+    if !rules.path_matches(path) {
+        return (false, Why::OutsideRules);
+    }
+    let Some((selection, chosen)) = auto else {
+        return (true, Why::MatchesRules);
+    };
+    if !rules.content_type_matches(&stat.content_type) {
+        (false, Why::ContentType)
+    } else if !stat.cacheable {
+        (false, Why::NotStatic)
+    } else if stat.hits < selection.min_hits {
+        (false, Why::TooFewHits)
+    } else if chosen.contains(path) {
+        (true, Why::Popular)
+    } else {
+        (false, Why::OutsideTopK)
+    }
 }

@@ -6,7 +6,6 @@
 //! only wires them and keeps the state. Time is a parameter of the `*_at` variants.
 
 use std::collections::HashSet;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -15,7 +14,7 @@ use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use http::header::{
     ACCEPT, ACCEPT_ENCODING, ACCEPT_RANGES, AGE, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_LOCATION,
-    DATE, ETAG, EXPIRES, HOST, LAST_MODIFIED, VARY,
+    DATE, ETAG, EXPIRES, LAST_MODIFIED, VARY,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 
@@ -24,7 +23,8 @@ use crate::cache::{CacheKey, CachedPage, PageCache};
 use crate::html::PageRewrite;
 use crate::pipeline::Pipeline;
 use crate::policy::{self, Coding, LEAVE_ALONE_REASONS};
-use crate::report::{CacheStats, CdnReport, ObjectReport, PageCounters, Why};
+use crate::report::{why, CacheStats, CdnReport, ObjectReport, PageCounters};
+use crate::request::RequestInfo;
 use crate::rules::{CdnRules, Compiled, Mode, RulesError};
 use crate::stats::{ObjectStat, ObjectTable, Observation, Sampler, Selection};
 
@@ -36,21 +36,6 @@ const RESELECT_INTERVAL: Duration = Duration::from_secs(1);
 /// Headers a 304 from the cache repeats (RFC 9110 15.4.5).
 const NOT_MODIFIED_HEADERS: [HeaderName; 6] =
     [CACHE_CONTROL, CONTENT_LOCATION, DATE, ETAG, EXPIRES, VARY];
-
-/// What the proxy knows of the request a response answers.
-#[derive(Debug, Clone)]
-pub struct RequestInfo {
-    /// Request method.
-    pub method: Method,
-    /// Host the client asked for (`Host` header or URI authority), possibly with a port.
-    pub host: Option<String>,
-    /// Path and query as requested.
-    pub path_and_query: String,
-    /// The client's address (for the CDN host token).
-    pub client_ip: IpAddr,
-    /// Request headers (Accept-Encoding, Range, conditionals, Cache-Control...).
-    pub headers: HeaderMap,
-}
 
 /// Shared state of one service. Cheap to clone (an `Arc`); share one per service.
 #[derive(Debug, Clone)]
@@ -96,44 +81,6 @@ struct Counters {
     misses: AtomicU64,
     not_modified: AtomicU64,
     stores: AtomicU64,
-}
-
-impl RequestInfo {
-    /// Builds the request view from a request head.
-    pub fn from_parts(parts: &http::request::Parts, client_ip: IpAddr) -> Self {
-        let host = parts
-            .headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| parts.uri.authority().map(|a| a.as_str().to_owned()));
-        Self {
-            method: parts.method.clone(),
-            host,
-            path_and_query: parts
-                .uri
-                .path_and_query()
-                .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
-            client_ip,
-            headers: parts.headers.clone(),
-        }
-    }
-
-    /// The path without the query.
-    fn path(&self) -> &str {
-        self.path_and_query.split('?').next().unwrap_or("/")
-    }
-
-    /// The host in lower case, without port.
-    fn bare_host(&self) -> Option<String> {
-        let host = self.host.as_deref()?;
-        let bare = if host.starts_with('[') {
-            host.split_inclusive(']').next().unwrap_or(host)
-        } else {
-            host.split(':').next().unwrap_or(host)
-        };
-        Some(bare.to_ascii_lowercase())
-    }
 }
 
 impl Rewriter {
@@ -528,8 +475,10 @@ impl Shared {
         }
     }
 
-    /// Counts a rewritten body that ended with an error.
-    pub(crate) fn count_error(&self) {
+    /// Counts a rewritten body that ended with an error. Logged at debug only: a back-end
+    /// sending broken pages would otherwise flood the log at request rate.
+    pub(crate) fn count_error(&self, error: &crate::RewriteError) {
+        tracing::debug!(error = %error, source = ?std::error::Error::source(error), "rewritten body ended early");
         self.counters.errors.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -550,34 +499,9 @@ pub fn rewrite_response<B>(
 }
 
 /// Whether an object may be chosen in `auto` mode, whatever its hits.
-fn eligible(rules: &Compiled) -> impl Fn(&str, &ObjectStat) -> bool + '_ {
+pub(crate) fn eligible(rules: &Compiled) -> impl Fn(&str, &ObjectStat) -> bool + '_ {
     move |path, stat| {
         stat.cacheable && rules.path_matches(path) && rules.content_type_matches(&stat.content_type)
-    }
-}
-
-fn why(
-    rules: &Compiled,
-    auto: Option<&(Selection, HashSet<String>)>,
-    path: &str,
-    stat: &ObjectStat,
-) -> (bool, Why) {
-    if !rules.path_matches(path) {
-        return (false, Why::OutsideRules);
-    }
-    let Some((selection, chosen)) = auto else {
-        return (true, Why::MatchesRules);
-    };
-    if !rules.content_type_matches(&stat.content_type) {
-        (false, Why::ContentType)
-    } else if !stat.cacheable {
-        (false, Why::NotStatic)
-    } else if stat.hits < selection.min_hits {
-        (false, Why::TooFewHits)
-    } else if chosen.contains(path) {
-        (true, Why::Popular)
-    } else {
-        (false, Why::OutsideTopK)
     }
 }
 

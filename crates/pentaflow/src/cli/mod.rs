@@ -1,8 +1,10 @@
 //! The command line: one sub-module per verb. Each verb builds what it needs and hands it to
 //! the crates; nothing here implements a feature.
 
+mod array;
 mod check;
 mod demo;
+mod lab;
 mod serve;
 mod status;
 
@@ -43,7 +45,15 @@ enum Command {
         /// Worker threads of the runtime (default: one per core; env PENTAFLOW_WORKERS).
         #[arg(long, env = "PENTAFLOW_WORKERS")]
         workers: Option<usize>,
+        /// Which `[[array.node]]` this is (overrides `[array] node_id`; every node gets the
+        /// same file). Ignored without an `[array]` section.
+        #[arg(long, env = "PENTAFLOW_NODE_ID")]
+        node_id: Option<u16>,
     },
+    /// A whole array on this machine in network namespaces (root): `lab up`, `lab status`,
+    /// `lab exec HOST -- CMD`, `lab down`.
+    #[command(subcommand)]
+    Lab(lab::LabCommand),
     /// Validate a configuration file and exit (non-zero on error, naming file, line and key).
     Check {
         /// The TOML configuration file.
@@ -66,7 +76,12 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     init_logging(cli.log_format);
     match cli.command {
         Command::Demo(args) => runtime(None)?.block_on(demo::run(args)),
-        Command::Serve { config, workers } => runtime(workers)?.block_on(serve::run(config)),
+        Command::Serve {
+            config,
+            workers,
+            node_id,
+        } => runtime(workers)?.block_on(serve::run(config, node_id)),
+        Command::Lab(command) => lab::run(command),
         Command::Check { config } => check::run(&config),
         Command::Status { admin, json } => runtime(Some(1))?.block_on(status::run(admin, json)),
     }

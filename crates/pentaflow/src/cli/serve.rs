@@ -13,10 +13,13 @@ use pentaflow_proxy::Proxy;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
-/// Runs a node from `path` until SIGTERM or SIGINT.
-pub(crate) async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
+use super::array::ArrayRole;
+
+/// Runs a node from `path` until SIGTERM or SIGINT; `node_id` says which `[[array.node]]`
+/// this is (overriding the file's `node_id`).
+pub(crate) async fn run(path: PathBuf, node_id: Option<u16>) -> anyhow::Result<ExitCode> {
     let config = pentaflow_config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    run_node(config, Some(path)).await
+    run_array_node(config, Some(path), node_id).await
 }
 
 /// Starts the proxy and the admin API for `config`; reloads from `reload_from` on SIGHUP.
@@ -24,14 +27,51 @@ pub(crate) async fn run_node(
     config: Config,
     reload_from: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let proxy = Proxy::start(&config)
-        .await
-        .context("cannot start the proxy")?;
+    run_array_node(config, reload_from, None).await
+}
+
+/// [`run_node`], taking this node's part in the `[array]` (if the config has one) before the
+/// proxy binds the VIP, and leaving it after the proxy drained — or at once if start-up fails.
+async fn run_array_node(
+    config: Config,
+    reload_from: Option<PathBuf>,
+    node_id: Option<u16>,
+) -> anyhow::Result<ExitCode> {
+    let array = match &config.array {
+        Some(array) => {
+            let array = array.clone();
+            // A few blocking `ip`/`nft` commands and a thread start: off the async workers.
+            let role = tokio::task::spawn_blocking(move || ArrayRole::start(&array, node_id))
+                .await
+                .context("array set-up task")??;
+            Some(role)
+        }
+        None => None,
+    };
+    let stop_array = |array: Option<ArrayRole>| {
+        if let Some(role) = array {
+            // Joins the scheduler thread and runs a few `ip`/`nft` commands: brief, blocking.
+            tokio::task::block_in_place(|| role.stop());
+        }
+    };
+    let proxy = match Proxy::start(&config).await {
+        Ok(proxy) => proxy,
+        Err(e) => {
+            stop_array(array);
+            return Err(anyhow::Error::new(e).context("cannot start the proxy"));
+        }
+    };
     let (stop_admin, admin_stopped) = watch::channel(false);
     if let Some(admin) = config.node.admin {
-        let listener = tokio::net::TcpListener::bind(admin)
-            .await
-            .with_context(|| format!("cannot listen on the admin address {admin}"))?;
+        let listener = match tokio::net::TcpListener::bind(admin).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                let _ = proxy.shutdown(std::time::Duration::ZERO).await;
+                stop_array(array);
+                return Err(anyhow::Error::new(e)
+                    .context(format!("cannot listen on the admin address {admin}")));
+            }
+        };
         let source: Arc<dyn StatusSource> = Arc::new(ProxyStatus {
             proxy: proxy.clone(),
         });
@@ -71,6 +111,7 @@ pub(crate) async fn run_node(
     let started = Instant::now();
     let clean = proxy.shutdown(grace).await;
     let _ = stop_admin.send(true);
+    stop_array(array);
     tracing::info!(clean, took = ?started.elapsed(), "stopped");
     Ok(ExitCode::SUCCESS)
 }

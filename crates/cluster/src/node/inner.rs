@@ -1,0 +1,268 @@
+//! The inside of a [`Node`]: message dispatch, membership events, the election step, timers
+//! of the scheduler, and `finish` (flush deltas, seal datagrams, report a new table version).
+//!
+//! Must not: be called from outside `node` — the public API is in the parent module.
+
+use pentaflow_balance::NodeId;
+
+use super::{Node, Output};
+use crate::config_sync::ConfigEvent;
+use crate::election::{decide, Decision, Peer, Rank};
+use crate::membership::MemberEvent;
+use crate::replication::live_bucket_answer;
+use crate::wire::{Announce, Destination, Envelope, Message, Role};
+
+impl Node {
+    pub(super) fn scheduler_timers(&mut self, now: u64) {
+        let t = self.params.timing;
+        if now >= self.next_version_check {
+            self.next_version_check = now + t.version_check_ms;
+            let m = Message::VersionCheck {
+                table_version: self.repl.version(),
+                config_version: self.config.version(),
+            };
+            self.outbox.push((Destination::Broadcast, m));
+        }
+        if now >= self.next_poll {
+            self.next_poll = now + t.status_poll_ms;
+            let after = self.poll_cursor;
+            let next = self
+                .members
+                .alive()
+                .map(|m| m.id)
+                .find(|&id| after.is_none_or(|a| id > a));
+            match next {
+                Some(id) => {
+                    self.polls = self.polls.wrapping_add(1);
+                    self.poll_cursor = Some(id);
+                    let m = Message::NodeStatusQuery { poll: self.polls };
+                    self.outbox.push((Destination::Node(id), m));
+                }
+                None => {
+                    // A full round is over (or there is nobody to poll).
+                    self.poll_cursor = None;
+                    self.last_sweep = Some(now);
+                }
+            }
+        }
+    }
+
+    pub(super) fn announce(&mut self, now: u64) {
+        self.next_announce = now + self.params.timing.interval_ms;
+        let a = Announce {
+            role: self.role,
+            priority: self.params.priority,
+            enabled: self.enabled,
+            weight: self.params.weight,
+            table_version: self.repl.version(),
+            config_version: self.config.version(),
+            load: self.load,
+            following: self.scheduler(),
+        };
+        self.outbox
+            .push((Destination::Broadcast, Message::Announce(a)));
+    }
+
+    pub(super) fn dispatch(&mut self, env: Envelope, now: u64) {
+        let from = env.from;
+        let to_from = Destination::Node(from);
+        if !matches!(env.message, Message::Announce(_)) {
+            self.members.touch(from, env.incarnation, now);
+        }
+        match env.message {
+            Message::Announce(a) => {
+                let mut events = Vec::new();
+                self.members
+                    .heard(from, env.incarnation, a, now, &mut events);
+                self.member_events(events, now);
+            }
+            Message::TableSnapshotRequest { have } => {
+                self.repl.on_request(from, have, &mut self.outbox)
+            }
+            Message::TableSnapshot {
+                version,
+                size,
+                start,
+                nodes,
+            } => self
+                .repl
+                .on_snapshot(from, (version, size, start), nodes, now),
+            Message::TableDelta {
+                base,
+                version,
+                changes,
+            } => self.repl.on_delta(from, base, version, changes, now),
+            Message::VersionCheck { table_version, .. } => {
+                self.repl.on_version_check(from, table_version, now);
+            }
+            Message::LiveBucketsQuery { query } => {
+                for m in live_bucket_answer(query, &self.live) {
+                    self.outbox.push((to_from, m));
+                }
+            }
+            Message::LiveBuckets {
+                query,
+                chunk,
+                chunks,
+                buckets,
+            } => {
+                let alive = self.candidates();
+                let done = self.repl.on_live_buckets(
+                    from,
+                    (query, chunk, chunks),
+                    &buckets,
+                    &alive,
+                    now,
+                    &mut self.outbox,
+                );
+                if done {
+                    self.outputs.push_back(Output::AcceptingNew);
+                }
+            }
+            Message::ConfigPush {
+                proposal,
+                version,
+                total,
+                offset,
+                bytes,
+            } => self.config.on_push(
+                from,
+                (proposal, version, total, offset),
+                &bytes,
+                &mut self.outbox,
+            ),
+            Message::ConfigCommit { proposal, version } => {
+                let mut events = Vec::new();
+                self.config.on_commit(proposal, version, &mut events);
+                if !events.is_empty() {
+                    self.next_announce = now;
+                }
+                self.config_events(events);
+            }
+            Message::ConfigAck { proposal, verdict } => {
+                let mut events = Vec::new();
+                self.config.on_ack(from, proposal, verdict, &mut events);
+                self.config_events(events);
+            }
+            Message::NodeStatusQuery { poll } => {
+                let m = Message::NodeStatus {
+                    poll,
+                    status: self.status,
+                };
+                self.outbox.push((to_from, m));
+            }
+            Message::NodeStatus { status, .. } => {
+                self.status_table.insert(from, (status, now));
+            }
+        }
+    }
+
+    pub(super) fn member_events(&mut self, events: Vec<MemberEvent>, now: u64) {
+        for e in events {
+            match e {
+                MemberEvent::Joined(n) => self.outputs.push_back(Output::NodeJoined(n)),
+                MemberEvent::Failed(n) => {
+                    if self.role == Role::Scheduler {
+                        self.repl.forget_waiting(n);
+                        self.repl.release_node(n, now);
+                    }
+                    self.status_table.remove(&n);
+                    self.outputs.push_back(Output::NodeFailed(n));
+                }
+            }
+        }
+    }
+
+    pub(super) fn config_events(&mut self, events: Vec<ConfigEvent>) {
+        self.outputs.extend(events.into_iter().map(Output::Config));
+    }
+
+    /// Re-run the election over what this node knows and act on the decision.
+    pub(super) fn elect(&mut self, now: u64) {
+        let me = Rank {
+            priority: self.params.priority,
+            id: self.params.id,
+        };
+        let peers: Vec<Peer> = self
+            .members
+            .alive()
+            .map(|m| Peer {
+                rank: Rank {
+                    priority: m.announce.priority,
+                    id: m.id,
+                },
+                role: m.announce.role,
+            })
+            .collect();
+        let settled = now.saturating_sub(self.started) >= self.params.timing.dead_after_ms;
+        match decide(me, self.role, settled, &peers, self.params.preempt) {
+            Decision::Stay => {}
+            Decision::BecomeScheduler => {
+                self.role = Role::Scheduler;
+                let others: Vec<NodeId> = peers.iter().map(|p| p.rank.id).collect();
+                let deadline = self.params.timing.merge_deadline_ms;
+                let deadline = if others.is_empty() { 0 } else { deadline };
+                self.repl.take_over(
+                    self.params.id,
+                    &others,
+                    &self.live,
+                    now,
+                    deadline,
+                    &mut self.outbox,
+                );
+                self.outputs.push_back(Output::BecomeScheduler {
+                    table_version: self.repl.version(),
+                });
+                self.next_version_check = now;
+                self.announce(now);
+                let alive = self.candidates();
+                if self.repl.tick(now, &alive, &mut self.outbox) {
+                    self.outputs.push_back(Output::AcceptingNew);
+                }
+            }
+            Decision::Follow(s) => {
+                if self.role == Role::Scheduler {
+                    self.outputs.push_back(Output::StepDown { scheduler: s });
+                    self.role = Role::Standby;
+                    self.repl.follow(s, now, &mut self.outbox);
+                    self.announce(now);
+                    return;
+                }
+                if self.role == Role::Starting {
+                    self.role = Role::Standby;
+                }
+                if s != self.repl.following() {
+                    self.repl.follow(s, now, &mut self.outbox);
+                }
+            }
+        }
+    }
+
+    /// Flush table changes, seal queued messages, report a new table version.
+    pub(super) fn finish(&mut self) {
+        if self.role == Role::Scheduler {
+            self.repl.flush(&mut self.outbox);
+        }
+        for (to, message) in std::mem::take(&mut self.outbox) {
+            self.sequence += 1;
+            let env = Envelope {
+                from: self.params.id,
+                to,
+                incarnation: self.params.incarnation,
+                sequence: self.sequence,
+                message,
+            };
+            match self.params.key.seal(&env) {
+                Ok(datagram) => self.outputs.push_back(Output::Send { to, datagram }),
+                // Chunk sizes make this unreachable; a bug here must not take the node down.
+                Err(e) => tracing::error!(error = %e, "control message not sent"),
+            }
+        }
+        if self.repl.version() != self.published {
+            self.published = self.repl.version();
+            self.outputs.push_back(Output::TableChanged {
+                version: self.published,
+            });
+        }
+    }
+}

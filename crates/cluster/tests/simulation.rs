@@ -1,0 +1,610 @@
+//! Deterministic simulation of whole arrays of [`Node`] cores.
+//!
+//! A virtual clock (1 ms steps), a seeded lossy network (loss, duplication, delay/reordering,
+//! partitions), crashes and restarts, and client connections routed through whichever node
+//! holds the VIP (the last one that said `BecomeScheduler`, as gratuitous ARP would make it).
+//! Invariants are checked after every step; a failure names its seed, and
+//! `SIM_SEED=<n> cargo test -p pentaflow-cluster --test simulation` replays just that seed.
+
+// Test helpers outside #[test] fns: a panic is the failure report (see .clippy.toml).
+#![allow(clippy::unwrap_used)]
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+use pentaflow_balance::NodeId;
+use pentaflow_cluster::{
+    ClusterKey, ConfigEvent, Destination, Node, NodeParams, Output, Role, Timing,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const TABLE: usize = 1024;
+const TIMING: Timing = Timing {
+    interval_ms: 100,
+    dead_after_ms: 300,
+    merge_deadline_ms: 150,
+    version_check_ms: 500,
+    status_poll_ms: 200,
+};
+/// Worst failover allowed: detection (dead_after + a tick) + merge deadline + network delay.
+const FAILOVER_BOUND_MS: u64 = 300 + 25 + 150 + 25;
+/// Quiet time after the last fault after which the array must have converged.
+const CONVERGE_MS: u64 = 2_000;
+
+/// A datagram on the wire: (deliver at, tie-break, to, bytes).
+type InFlight = (u64, u64, usize, Vec<u8>);
+
+#[derive(Clone, Copy)]
+struct NetParams {
+    loss: f64,
+    dup: f64,
+    max_delay: u64,
+}
+
+struct SimNode {
+    core: Option<Node>,
+    incarnation: u64,
+    priority: u8,
+}
+
+struct Conn {
+    bucket: u32,
+    node: usize,
+    until: u64,
+}
+
+struct Sim {
+    rng: StdRng,
+    net: NetParams,
+    now: u64,
+    nodes: Vec<SimNode>,
+    /// (deliver at, tie-break, to, bytes)
+    queue: BinaryHeap<Reverse<InFlight>>,
+    sent: u64,
+    partition: Option<Vec<u8>>,
+    /// Everything this node sends is lost (its last deltas before a crash).
+    mute: Option<usize>,
+    vip: Option<usize>,
+    conns: Vec<Conn>,
+    last_fault: u64,
+    /// Whether a connection broken on an up node fails the run (not across a partition,
+    /// where "up" is not "reachable").
+    protect: bool,
+    /// No new connections (to compare settled tables).
+    quiet_traffic: bool,
+    /// Connections broken although their node was up (must stay 0).
+    broken_alive: u64,
+    /// Connections that ended because their node crashed (expected).
+    died_with_node: u64,
+    /// Connections open on other nodes at a crash (each must survive it).
+    survived_crash: u64,
+    failovers: Vec<u64>,
+    pending_failover: Option<u64>,
+    committed: BTreeMap<usize, u64>,
+    ready: Vec<u64>,
+}
+
+fn params(id: usize, priority: u8, incarnation: u64) -> NodeParams {
+    NodeParams {
+        id: NodeId(u16::try_from(id).unwrap() + 1),
+        priority,
+        weight: 1,
+        incarnation,
+        key: ClusterKey::new(b"simulation-cluster-key".to_vec()).unwrap(),
+        table_size: TABLE,
+        timing: TIMING,
+        preempt: false,
+    }
+}
+
+impl Sim {
+    fn new(seed: u64, n: usize, net: NetParams) -> Self {
+        let mut s = Self {
+            rng: StdRng::seed_from_u64(seed),
+            net,
+            now: 0,
+            nodes: Vec::new(),
+            queue: BinaryHeap::new(),
+            sent: 0,
+            partition: None,
+            mute: None,
+            vip: None,
+            conns: Vec::new(),
+            last_fault: 0,
+            protect: true,
+            quiet_traffic: false,
+            broken_alive: 0,
+            died_with_node: 0,
+            survived_crash: 0,
+            failovers: Vec::new(),
+            pending_failover: None,
+            committed: BTreeMap::new(),
+            ready: Vec::new(),
+        };
+        for i in 0..n {
+            // Node 0 has the highest priority: when it returns it must not preempt.
+            let priority = if i == 0 { 9 } else { 5 };
+            s.nodes.push(SimNode {
+                core: None,
+                incarnation: 0,
+                priority,
+            });
+            s.start(i);
+        }
+        s
+    }
+
+    fn start(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        n.incarnation += 1;
+        let validator = Box::new(|t: &str| {
+            if t.contains("bad") {
+                Err("bad".to_owned())
+            } else {
+                Ok(())
+            }
+        });
+        n.core =
+            Some(Node::new(params(i, n.priority, n.incarnation), validator, self.now).unwrap());
+        self.last_fault = self.now;
+    }
+
+    fn crash(&mut self, i: usize) {
+        self.nodes[i].core = None;
+        let before = self.conns.len();
+        self.conns.retain(|c| c.node != i);
+        self.died_with_node += (before - self.conns.len()) as u64;
+        self.survived_crash += self.conns.len() as u64;
+        self.last_fault = self.now;
+        if self.vip == Some(i) {
+            self.pending_failover = Some(self.now);
+        }
+    }
+
+    fn up(&self, i: usize) -> bool {
+        self.nodes[i].core.is_some()
+    }
+
+    fn index_of(id: NodeId) -> usize {
+        usize::from(id.0) - 1
+    }
+
+    fn reachable(&self, a: usize, b: usize) -> bool {
+        self.partition.as_ref().is_none_or(|g| g[a] == g[b])
+    }
+
+    fn send(&mut self, from: usize, to: Destination, bytes: &[u8]) {
+        let targets: Vec<usize> = match to {
+            Destination::Broadcast => (0..self.nodes.len()).filter(|&j| j != from).collect(),
+            Destination::Node(id) => vec![Self::index_of(id)],
+        };
+        if self.mute == Some(from) {
+            return;
+        }
+        for j in targets {
+            if j >= self.nodes.len()
+                || !self.reachable(from, j)
+                || self.rng.random_bool(self.net.loss)
+            {
+                continue;
+            }
+            let copies = if self.rng.random_bool(self.net.dup) {
+                2
+            } else {
+                1
+            };
+            for _ in 0..copies {
+                let at = self.now + self.rng.random_range(0..=self.net.max_delay);
+                self.sent += 1;
+                self.queue.push(Reverse((at, self.sent, j, bytes.to_vec())));
+            }
+        }
+    }
+
+    fn drain(&mut self, i: usize) {
+        loop {
+            let Some(out) = self.nodes[i].core.as_mut().and_then(Node::poll_output) else {
+                return;
+            };
+            match out {
+                Output::Send { to, datagram } => self.send(i, to, &datagram),
+                Output::BecomeScheduler { .. } => {
+                    // Gratuitous ARP: the router now sends VIP traffic here.
+                    if let Some(v) = self.vip.filter(|&v| v != i && self.up(v)) {
+                        let cur = self.nodes[v].core.as_ref().map(Node::role);
+                        assert!(
+                            !(i == 0 && cur == Some(Role::Scheduler) && self.partition.is_none()),
+                            "node 1 preempted the running scheduler {} at {}",
+                            v + 1,
+                            self.now
+                        );
+                    }
+                    self.vip = Some(i);
+                }
+                // The remaining scheduler's periodic gratuitous ARP wins the VIP back.
+                Output::StepDown { scheduler } if self.vip == Some(i) => {
+                    self.vip = scheduler.map(Self::index_of);
+                }
+                Output::AcceptingNew => {
+                    if let Some(t) = self.pending_failover.take() {
+                        self.failovers.push(self.now - t);
+                    }
+                }
+                Output::Config(ConfigEvent::Committed { version, .. }) => {
+                    self.committed.insert(i, version);
+                }
+                Output::Config(ConfigEvent::Ready { proposal }) => self.ready.push(proposal),
+                _ => {}
+            }
+        }
+    }
+
+    /// One millisecond.
+    fn step(&mut self) {
+        self.now += 1;
+        let now = self.now;
+        while let Some(Reverse((at, _, to, bytes))) = self.queue.peek().cloned() {
+            if at > now {
+                break;
+            }
+            self.queue.pop();
+            if let Some(core) = self.nodes[to].core.as_mut() {
+                core.handle_datagram(&bytes, now);
+            }
+            self.drain(to);
+        }
+        for i in 0..self.nodes.len() {
+            let Some(core) = self.nodes[i].core.as_mut() else {
+                continue;
+            };
+            if now >= core.poll_timeout() {
+                core.handle_timeout(now);
+            }
+            self.drain(i);
+        }
+        self.traffic();
+    }
+
+    /// Clients: a new connection every 5 ms, a packet per connection every 50 ms, all
+    /// through the VIP holder; the scheduler releases buckets idle for 2 s every second.
+    fn traffic(&mut self) {
+        let now = self.now;
+        let Some(v) = self.vip.filter(|&v| self.up(v)) else {
+            return;
+        };
+        let mut changed = false;
+        if now % 5 == 0 && !self.quiet_traffic {
+            let bucket = self.rng.random_range(0..u32::try_from(TABLE).unwrap());
+            let busy = self.conns.iter().any(|c| c.bucket == bucket);
+            let routed = self.nodes[v]
+                .core
+                .as_mut()
+                .and_then(|c| c.route(bucket, now));
+            if let (Some(n), false) = (routed, busy) {
+                let until = now + self.rng.random_range(200..4_000);
+                self.conns.push(Conn {
+                    bucket,
+                    node: Self::index_of(n),
+                    until,
+                });
+                changed = true;
+            }
+        }
+        if now % 50 == 0 {
+            let mut broken = Vec::new();
+            for (k, c) in self.conns.iter().enumerate() {
+                let routed = self.nodes[v]
+                    .core
+                    .as_mut()
+                    .and_then(|core| core.route(c.bucket, now));
+                if let Some(n) = routed {
+                    if Self::index_of(n) != c.node {
+                        broken.push(k);
+                    }
+                }
+            }
+            for k in broken.into_iter().rev() {
+                let c = self.conns.remove(k);
+                let owner = self.nodes[v]
+                    .core
+                    .as_ref()
+                    .and_then(|core| core.owner(c.bucket));
+                assert!(
+                    !self.protect || !self.up(c.node),
+                    "live bucket {} moved off alive node {} to {owner:?} at {now} (vip {})",
+                    c.bucket,
+                    c.node + 1,
+                    v + 1
+                );
+                self.broken_alive += 1;
+            }
+            let before = self.conns.len();
+            self.conns.retain(|c| c.until > now);
+            changed |= before != self.conns.len();
+        }
+        if now % 1_000 == 0 && !self.quiet_traffic {
+            if let Some(core) = self.nodes[v].core.as_mut() {
+                core.release_idle(2_000, now);
+            }
+        }
+        self.drain(v);
+        if changed || now % 10 == 0 {
+            for i in 0..self.nodes.len() {
+                let live = self
+                    .conns
+                    .iter()
+                    .filter(|c| c.node == i)
+                    .map(|c| c.bucket)
+                    .collect();
+                if let Some(core) = self.nodes[i].core.as_mut() {
+                    core.set_live_buckets(live);
+                }
+            }
+        }
+    }
+
+    /// Stop new connections, let the array settle, and check every replica equals the
+    /// scheduler's table.
+    fn settle(&mut self) {
+        self.quiet_traffic = true;
+        self.run_for(1_500);
+        let mut up: Vec<&mut Node> = self
+            .nodes
+            .iter_mut()
+            .filter_map(|n| n.core.as_mut())
+            .collect();
+        let s = up
+            .iter()
+            .position(|n| n.role() == Role::Scheduler)
+            .expect("a scheduler");
+        let reference = up[s].snapshot();
+        for n in &mut up {
+            let mine = n.snapshot();
+            assert!(
+                mine == reference,
+                "node {} differs from the scheduler: v {} vs {}, following {:?}",
+                n.id().0,
+                mine.version,
+                reference.version,
+                n.scheduler()
+            );
+        }
+        self.quiet_traffic = false;
+    }
+
+    fn run_for(&mut self, ms: u64) {
+        for _ in 0..ms {
+            self.step();
+            self.check();
+        }
+    }
+
+    /// Invariants that hold once the network has been quiet for CONVERGE_MS.
+    fn check(&self) {
+        if let Some(t) = self.pending_failover {
+            assert!(
+                self.now - t <= FAILOVER_BOUND_MS,
+                "no scheduler {} ms after the crash",
+                self.now - t
+            );
+        }
+        if self.partition.is_some()
+            || self.now.saturating_sub(self.last_fault) < CONVERGE_MS
+            || self.now < CONVERGE_MS
+        {
+            return;
+        }
+        let up: Vec<&Node> = self.nodes.iter().filter_map(|n| n.core.as_ref()).collect();
+        let schedulers: Vec<NodeId> = up
+            .iter()
+            .filter(|n| n.role() == Role::Scheduler)
+            .map(|n| n.id())
+            .collect();
+        assert_eq!(
+            schedulers.len(),
+            1,
+            "schedulers at {}: {schedulers:?}",
+            self.now
+        );
+        for n in &up {
+            assert_eq!(
+                n.scheduler(),
+                Some(schedulers[0]),
+                "node {} ({:?}) follows another at {}",
+                n.id().0,
+                n.role(),
+                self.now
+            );
+        }
+        // Replicas keep up under churn (a few versions in flight or being repaired); exact
+        // equality is checked by `settle` once traffic stops.
+        if self.now % 500 == 250 {
+            let s = up.iter().find(|n| n.role() == Role::Scheduler).unwrap();
+            for n in &up {
+                let lag = s.table_version() - n.table_version().min(s.table_version());
+                let r = n.replication();
+                assert!(
+                    lag <= 64,
+                    "node {} lags {lag} versions at {}: following {:?}, assembling {}, v {}",
+                    n.id().0,
+                    self.now,
+                    r.following(),
+                    r.is_assembling(),
+                    r.version()
+                );
+            }
+        }
+    }
+}
+
+fn seeds(default: std::ops::Range<u64>) -> Vec<u64> {
+    match std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()) {
+        Some(s) => vec![s],
+        None => default.collect(),
+    }
+}
+
+/// Run `f` for every seed; a failure reports the seed to replay.
+fn for_seeds(default: std::ops::Range<u64>, f: impl Fn(u64) + std::panic::RefUnwindSafe) {
+    for seed in seeds(default) {
+        if std::panic::catch_unwind(|| f(seed)).is_err() {
+            panic!("simulation failed; replay with SIM_SEED={seed}");
+        }
+    }
+}
+
+fn quiet() -> NetParams {
+    NetParams {
+        loss: 0.01,
+        dup: 0.01,
+        max_delay: 5,
+    }
+}
+
+#[test]
+fn failover_keeps_live_connections_and_never_preempts() {
+    let all = std::sync::Mutex::new(Vec::new());
+    for_seeds(0..8, |seed| {
+        let mut sim = Sim::new(seed, 5, quiet());
+        sim.run_for(3_000);
+        assert_eq!(
+            sim.vip,
+            Some(0),
+            "the highest priority wins the first election"
+        );
+        for _ in 0..4 {
+            let v = sim.vip.unwrap();
+            let silent_since = sim.now;
+            // The scheduler's last 100 ms of deltas never arrive: only the live-bucket merge
+            // can keep the connections it assigned in that time.
+            sim.mute = Some(v);
+            sim.run_for(100);
+            sim.mute = None;
+            sim.crash(v);
+            sim.pending_failover = Some(silent_since); // failover counts from the last word
+            let down = sim.rng.random_range(1_000..2_500);
+            sim.run_for(down);
+            sim.start(v);
+            sim.run_for(3_000);
+        }
+        sim.settle();
+        assert_eq!(sim.broken_alive, 0);
+        assert_eq!(
+            sim.failovers.len(),
+            4,
+            "every crash was followed by a takeover"
+        );
+        all.lock().unwrap().extend(sim.failovers.iter().copied());
+        eprintln!(
+            "seed {seed}: failovers {:?} ms, connections lost with their node {}, \
+             open on surviving nodes at the crashes {} (broken: {})",
+            sim.failovers, sim.died_with_node, sim.survived_crash, sim.broken_alive
+        );
+    });
+    let mut f = all.into_inner().unwrap();
+    f.sort_unstable();
+    if let (Some(max), Some(med)) = (f.last(), f.get(f.len() / 2)) {
+        eprintln!(
+            "failover over {} crashes: median {med} ms, max {max} ms",
+            f.len()
+        );
+    }
+}
+
+#[test]
+fn partition_heals_to_one_scheduler() {
+    for_seeds(100..106, |seed| {
+        let mut sim = Sim::new(seed, 5, quiet());
+        sim.run_for(2_500);
+        // Cut the scheduler (node 1) and node 2 off from the other three.
+        sim.protect = false;
+        sim.partition = Some(vec![0, 0, 1, 1, 1]);
+        sim.run_for(2_000);
+        let schedulers = sim
+            .nodes
+            .iter()
+            .filter_map(|n| n.core.as_ref())
+            .filter(|n| n.role() == Role::Scheduler)
+            .count();
+        assert_eq!(schedulers, 2, "each side elected one");
+        sim.partition = None;
+        sim.last_fault = sim.now;
+        sim.conns.clear(); // connections across a split brain are not protected
+        sim.run_for(4_000);
+        sim.settle();
+    });
+}
+
+#[test]
+fn heavy_loss_then_quiet_converges() {
+    for_seeds(200..204, |seed| {
+        let mut sim = Sim::new(
+            seed,
+            4,
+            NetParams {
+                loss: 0.3,
+                dup: 0.05,
+                max_delay: 30,
+            },
+        );
+        sim.protect = false;
+        sim.last_fault = u64::MAX / 2; // no convergence checks while the network is this bad
+        sim.run_for(5_000);
+        sim.net = quiet();
+        sim.last_fault = sim.now;
+        sim.conns.clear();
+        sim.run_for(4_000);
+        sim.settle();
+    });
+}
+
+#[test]
+fn config_push_commit_reaches_every_node_under_loss() {
+    for_seeds(300..304, |seed| {
+        let mut sim = Sim::new(
+            seed,
+            4,
+            NetParams {
+                loss: 0.05,
+                dup: 0.02,
+                max_delay: 10,
+            },
+        );
+        sim.run_for(2_000);
+        let text = "[node]\n# filler\n".repeat(300);
+        let now = sim.now;
+        let refused = sim.nodes[2].core.as_mut().unwrap().push_config("bad", now);
+        assert!(refused.is_err(), "invalid locally: never pushed");
+        let p = sim.nodes[2]
+            .core
+            .as_mut()
+            .unwrap()
+            .push_config(&text, now)
+            .unwrap();
+        sim.drain(2);
+        sim.run_for(1_000);
+        assert_eq!(sim.ready, [p], "every node acked");
+        let now = sim.now;
+        let v = sim.nodes[2]
+            .core
+            .as_mut()
+            .unwrap()
+            .commit_config(p, now)
+            .unwrap();
+        sim.drain(2);
+        sim.run_for(1_500);
+        for i in 0..4 {
+            assert_eq!(sim.committed.get(&i), Some(&v), "node {} committed", i + 1);
+            assert_eq!(
+                sim.nodes[i]
+                    .core
+                    .as_ref()
+                    .unwrap()
+                    .active_config()
+                    .as_deref(),
+                Some(text.as_str())
+            );
+        }
+    });
+}

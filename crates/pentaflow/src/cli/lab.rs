@@ -1,0 +1,339 @@
+//! `pentaflow lab up|down|exec|status`: a working array in network namespaces (root).
+//!
+//! `up` asks the lab crate for the namespaces and web servers, writes one array
+//! configuration for the lab (under the lab's state directory), starts
+//! `pentaflow serve --node-id N` in every node namespace (node 1 the scheduler), and returns
+//! once a client request through the VIP has been answered. The lab crate owns namespaces,
+//! processes and teardown; this module only decides what pentaflow runs in it.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use pentaflow_lab::{Lab, LabSpec, LabState, Role, LAN_IFACE, WEB_PORT};
+
+/// The node that runs the scheduler in a lab (static until election exists).
+const LAB_SCHEDULER: u16 = 1;
+/// The HTTP port the lab's array serves on the VIP.
+const LAB_HTTP_PORT: u16 = 80;
+/// Each node's admin API, on its own loopback (every node has its own namespace).
+const LAB_ADMIN: &str = "127.0.0.1:9090";
+/// How long `up` waits for the array to answer through the VIP: node start-up is a few
+/// hundred milliseconds; the rest is slack for a loaded CI machine.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// Bound on one probe request.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The `lab` verbs.
+#[derive(Debug, Subcommand)]
+pub(crate) enum LabCommand {
+    /// Build a lab and start a working array in it; prints the VIP, the hosts and a command
+    /// to try. The lab stays up until `pentaflow lab down`.
+    Up {
+        /// Array nodes (node1 is the scheduler).
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Web servers behind the array.
+        #[arg(long, default_value_t = 3)]
+        webs: usize,
+        /// Client namespaces.
+        #[arg(long, default_value_t = 1)]
+        clients: usize,
+    },
+    /// Tear a lab down (every lab when no prefix is given): kill its processes, delete its
+    /// namespaces and state.
+    Down {
+        /// The lab's prefix, as printed by `lab up` (e.g. pf1a2b).
+        prefix: Option<String>,
+    },
+    /// Run a command inside a host of a lab, e.g. `lab exec client1 -- curl -s http://10.77.1.10/`.
+    Exec {
+        /// The lab (needed only when several labs are up).
+        #[arg(long)]
+        lab: Option<String>,
+        /// The host: client1.., node1.., web1.., router, switch.
+        host: String,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Show the hosts of a lab (every lab when no prefix is given) and which node is the
+    /// scheduler.
+    Status {
+        /// The lab's prefix.
+        prefix: Option<String>,
+    },
+}
+
+/// Runs one `lab` verb.
+pub(crate) fn run(command: LabCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        LabCommand::Up {
+            nodes,
+            webs,
+            clients,
+        } => up(LabSpec {
+            nodes,
+            webs,
+            clients,
+        }),
+        LabCommand::Down { prefix } => down(prefix),
+        LabCommand::Exec { lab, host, command } => exec(lab, &host, &command),
+        LabCommand::Status { prefix } => status(prefix),
+    }
+}
+
+fn up(spec: LabSpec) -> anyhow::Result<ExitCode> {
+    if spec.webs == 0 {
+        bail!("the array needs at least one web server (--webs 1 or more)");
+    }
+    let exe = std::env::current_exe().context("cannot find the pentaflow binary")?;
+    let exe = exe.to_string_lossy().into_owned();
+    let started = Instant::now();
+    // Owned until detached: any failure below tears the lab down again.
+    let mut lab = Lab::up(spec).context("cannot build the lab")?;
+    let state = lab.state().clone();
+    let config_path = state.dir().join("array.toml");
+    std::fs::write(&config_path, array_config(&state))
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    let config = config_path.to_string_lossy().into_owned();
+    let mut nodes = Vec::new();
+    for (i, host) in state.hosts_of(Role::Node).enumerate() {
+        let id = (i + 1).to_string();
+        let log = state.dir().join(format!("{}.log", host.name));
+        // `env` execs, so the recorded PID is pentaflow's; NO_COLOR keeps the log plain text.
+        let args = [
+            "env",
+            "NO_COLOR=1",
+            exe.as_str(),
+            "serve",
+            "--config",
+            &config,
+            "--node-id",
+            &id,
+        ];
+        let pid = lab.spawn_logged(&host.name, &args, "pentaflow serve", &log)?;
+        nodes.push((host.name.clone(), pid, log));
+    }
+    wait_ready(&lab, &nodes)?;
+    let took = started.elapsed();
+    let state = lab.detach();
+    print!("{}", state.summary());
+    println!(
+        "array up in {:.1} s: node1 is the scheduler; every node serves http://{}:{LAB_HTTP_PORT}/",
+        took.as_secs_f64(),
+        state.vip
+    );
+    println!("  config: {config}  (logs beside it)");
+    println!(
+        "  try:    pentaflow lab exec client1 -- curl -s http://{}/",
+        state.vip
+    );
+    println!("  status: pentaflow lab status {}", state.prefix);
+    println!("  down:   pentaflow lab down {}", state.prefix);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Waits until every node's proxy listens and a client request through the VIP is
+/// answered; fails early, with the node's log, if a node exits.
+fn wait_ready(lab: &Lab, nodes: &[(String, u32, std::path::PathBuf)]) -> anyhow::Result<()> {
+    let vip = SocketAddr::from((lab.state().vip, LAB_HTTP_PORT));
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let client = lab
+        .state()
+        .hosts_of(Role::Client)
+        .next()
+        .map(|h| h.name.clone())
+        .context("the lab has no client")?;
+    loop {
+        for (name, pid, log) in nodes {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                bail!("pentaflow on {name} exited during start-up:\n{text}");
+            }
+        }
+        let answered = lab.run_in(&client, || probe(vip))?;
+        if answered {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "no answer through the VIP {vip} within {READY_TIMEOUT:?}; logs in {}",
+                lab.state().dir().display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One `GET /` to `vip` answered with 200.
+fn probe(vip: SocketAddr) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&vip, PROBE_TIMEOUT) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(PROBE_TIMEOUT));
+    let request = b"GET / HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n";
+    let mut answer = String::new();
+    s.write_all(request).is_ok()
+        && s.read_to_string(&mut answer).is_ok()
+        && answer.starts_with("HTTP/1.1 200")
+}
+
+/// The one configuration every node of the lab gets: a service on VIP:80 in front of every
+/// web server, and the `[array]` of all nodes with node 1 the scheduler.
+pub(crate) fn array_config(state: &LabState) -> String {
+    let mut out = format!(
+        "# Generated by `pentaflow lab up` for lab {prefix}; each node runs\n\
+         # `pentaflow serve --config <this file> --node-id N`.\n\n\
+         [node]\n\
+         admin = \"{LAB_ADMIN}\"\n\
+         access_log = false\n\
+         shutdown_grace = \"1s\"\n\n\
+         [[service]]\n\
+         name = \"web\"\n\
+         listen = [\"{vip}:{LAB_HTTP_PORT}\"]\n",
+        prefix = state.prefix,
+        vip = state.vip,
+    );
+    for web in state.hosts_of(Role::Web) {
+        let ip = web.ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let _ = write!(
+            out,
+            "\n[[service.backend]]\nname = \"{}\"\naddress = \"{ip}:{WEB_PORT}\"\n",
+            web.name
+        );
+    }
+    let _ = write!(
+        out,
+        "\n[array]\nvip = \"{}\"\ninterface = \"{LAN_IFACE}\"\nscheduler = {LAB_SCHEDULER}\n",
+        state.vip
+    );
+    for (i, node) in state.hosts_of(Role::Node).enumerate() {
+        let ip = node.ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let mac = node.mac.as_deref().unwrap_or_default();
+        let _ = write!(
+            out,
+            "\n[[array.node]]\nid = {}\naddress = \"{ip}\"\nmac = \"{mac}\"\n",
+            i + 1
+        );
+    }
+    out
+}
+
+fn down(prefix: Option<String>) -> anyhow::Result<ExitCode> {
+    let prefixes = match prefix {
+        Some(p) => vec![p],
+        None => pentaflow_lab::list_labs(),
+    };
+    if prefixes.is_empty() {
+        println!("no lab is up");
+    }
+    for p in prefixes {
+        let lab = Lab::open(&p).with_context(|| format!("no lab {p}"))?;
+        lab.down()
+            .with_context(|| format!("tearing down lab {p}"))?;
+        println!("lab {p} removed");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The lab named, or the only one up.
+fn pick(prefix: Option<String>) -> anyhow::Result<Lab> {
+    let prefix = match prefix {
+        Some(p) => p,
+        None => {
+            let labs = pentaflow_lab::list_labs();
+            match labs.as_slice() {
+                [only] => only.clone(),
+                [] => bail!("no lab is up (pentaflow lab up)"),
+                _ => bail!(
+                    "several labs are up ({}): name one with --lab",
+                    labs.join(", ")
+                ),
+            }
+        }
+    };
+    Lab::open(&prefix).with_context(|| format!("no lab {prefix}"))
+}
+
+fn exec(prefix: Option<String>, host: &str, command: &[String]) -> anyhow::Result<ExitCode> {
+    let lab = pick(prefix)?;
+    let args: Vec<&str> = command.iter().map(String::as_str).collect();
+    let status = lab
+        .command(host, &args)?
+        .status()
+        .with_context(|| format!("cannot run {command:?} in {host}"))?;
+    // The command's own exit code, so `lab exec` composes in scripts.
+    let code = status
+        .code()
+        .and_then(|c| u8::try_from(c).ok())
+        .unwrap_or(1);
+    Ok(ExitCode::from(code))
+}
+
+fn status(prefix: Option<String>) -> anyhow::Result<ExitCode> {
+    let labs = match prefix {
+        Some(p) => vec![Lab::open(&p).with_context(|| format!("no lab {p}"))?],
+        None => pentaflow_lab::list_labs()
+            .iter()
+            .filter_map(|p| Lab::open(p).ok())
+            .collect(),
+    };
+    if labs.is_empty() {
+        println!("no lab is up");
+    }
+    for lab in labs {
+        let state = lab.state();
+        println!("lab {} (VIP {})", state.prefix, state.vip);
+        print!("{}", pentaflow_lab::render_status(&lab.status()));
+        for p in &state.processes {
+            let log = p
+                .log
+                .as_ref()
+                .map_or_else(String::new, |l| format!("  log {}", l.display()));
+            println!("  {:<9} pid {:<7} {}{log}", p.host, p.pid, p.what);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> LabState {
+        let text = r#"{"prefix":"pf00ab","spec":{"nodes":2,"webs":2,"clients":1},"vip":"10.77.1.10",
+          "hosts":[
+            {"name":"node1","netns":"pf00ab-node1","role":"node","ip":"10.77.1.11","iface":"eth0","mac":"02:77:01:00:00:01"},
+            {"name":"node2","netns":"pf00ab-node2","role":"node","ip":"10.77.1.12","iface":"eth0","mac":"02:77:01:00:00:02"},
+            {"name":"web1","netns":"pf00ab-web1","role":"web","ip":"10.77.1.101","iface":"eth0","mac":"02:77:01:00:01:01"},
+            {"name":"web2","netns":"pf00ab-web2","role":"web","ip":"10.77.1.102","iface":"eth0","mac":"02:77:01:00:01:02"}],
+          "owner_pid":1}"#;
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn generated_config_is_a_valid_array() {
+        let text = array_config(&state());
+        let config = pentaflow_config::parse(&text, pentaflow_config::Source::Inline("lab".into()))
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let array = config.array.unwrap();
+        assert_eq!(array.vip, Ipv4Addr::new(10, 77, 1, 10));
+        assert_eq!(array.ports, vec![80]);
+        assert_eq!(array.scheduler, 1);
+        assert_eq!(array.nodes.len(), 2);
+        assert_eq!(array.self_node(Some(2)).unwrap().mac, [2, 0x77, 1, 0, 0, 2]);
+        let backends: Vec<String> = config.services[0]
+            .backends
+            .iter()
+            .map(|b| b.address.to_string())
+            .collect();
+        assert_eq!(backends, ["10.77.1.101:8080", "10.77.1.102:8080"]);
+        assert_eq!(config.node.admin.unwrap().to_string(), LAB_ADMIN);
+    }
+}
