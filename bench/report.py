@@ -81,9 +81,36 @@ def medians(samples):
         "n": len(samples)}
 
 
-def throughput_section(runs, order):
+def read_clean(path):
+    """clean-rounds: one round number a line (rounds no neighbour disturbed)."""
+    if not path:
+        return set()
+    with open(path, encoding="utf-8") as lines:
+        return {int(line) for line in lines if line.strip()}
+
+
+def pick_rounds(runs, clean, quiet_pct):
+    """Runs the medians are taken over, and a sentence saying which.
+
+    Rounds are alternated, so keeping or dropping whole rounds keeps the
+    targets paired: each target is compared over the same stretches of time.
+    """
+    total = len({s["round"] for samples in runs.values() for s in samples})
+    if not clean:
+        return runs, (f"Medians over all {total} rounds. No round was clean (other CPU < "
+                      f"{quiet_pct}% in every run): these numbers are disturbed by other "
+                      "processes on the machine.")
+    kept = {t: [s for s in samples if s["round"] in clean] for t, samples in runs.items()}
+    return kept, (f"Medians over the {len(clean)} clean rounds of {total} (rounds "
+                  f"{', '.join(map(str, sorted(clean)))}: other CPU < {quiet_pct}% in every "
+                  "run of the round); every run is listed below.")
+
+
+def throughput_section(runs, order, clean=frozenset(), quiet_pct=25):
     """The median table, the ratio line, and every run for the record."""
-    out = ["## Throughput and latency (medians)", "",
+    all_runs = runs
+    runs, which = pick_rounds(runs, clean, quiet_pct)
+    out = ["## Throughput and latency (medians)", "", which, "",
            "| target | req/s | p50 ms | p99 ms | proxy CPU % | other CPU % | errors | runs "
            "| req/s min-max |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -111,7 +138,7 @@ def throughput_section(runs, order):
     out += ["<details><summary>every run</summary>", "",
             "| round | target | req/s | p50 ms | p99 ms | proxy CPU % | other CPU % | errors |",
             "|---:|---|---:|---:|---:|---:|---:|---:|"]
-    rows = sorted((s["round"], order.index(t), t, s) for t in med for s in runs[t])
+    rows = sorted((s["round"], order.index(t), t, s) for t in med for s in all_runs[t])
     for rnd, _, target, s in rows:
         out.append(f"| {rnd} | {target} | {s['rps']:,.0f} | {s['p50']:.3f} | {s['p99']:.3f} "
                    f"| {s['cpu']:.0f} | {s['other']:.0f} | {s['errors']} |")
@@ -150,7 +177,8 @@ def summary(args):
     order = args.order.split(",")
     with open(args.header, encoding="utf-8") as header:
         out = [header.read().rstrip("\n"), ""]
-    out += throughput_section(read_runs(args.runs), order)
+    out += throughput_section(read_runs(args.runs), order, read_clean(args.clean),
+                              args.quiet_pct)
     out += memory_section(read_mem(args.mem), order)
     print("\n".join(out))
 
@@ -164,6 +192,8 @@ def main(argv):
     summ = sub.add_parser("summary", help="print the Markdown report")
     summ.add_argument("--runs", required=True)
     summ.add_argument("--mem")
+    summ.add_argument("--clean", help="file of clean round numbers")
+    summ.add_argument("--quiet-pct", type=int, default=25)
     summ.add_argument("--header", required=True)
     summ.add_argument("--order", default="pentaflow,haproxy,nginx,direct")
     args = parser.parse_args(argv)

@@ -19,6 +19,8 @@
 #   BENCH_PROXIES="pentaflow haproxy nginx"          BENCH_QUICK=1 smoke run
 #   BENCH_QUIET_WAIT=0    before each run, wait up to this many seconds for
 #                         other processes to go quiet (on a shared machine)
+#   BENCH_MAX_ROUNDS=RUNS add rounds, up to this many, until RUNS are clean
+#                         (no run of the round disturbed by other processes)
 #   PENTAFLOW_BIN=path    use this binary instead of `cargo build --release`
 #   BENCH_OUT=bench/out   BENCH_KEEP_WORK=1 keep the temporary work directory
 set -euo pipefail
@@ -42,6 +44,7 @@ PROXIES=${BENCH_PROXIES:-pentaflow haproxy nginx}
 PIN=${BENCH_PIN:-1}
 OUT_DIR=${BENCH_OUT:-$HERE/out}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-0}
+MAX_ROUNDS=${BENCH_MAX_ROUNDS:-$RUNS}
 # "Quiet" for wait_quiet: others use less than this share of one core.
 QUIET_PCT=25
 # The file every target serves: ~600 B, a typical small object (icon, JSON).
@@ -284,6 +287,7 @@ run_wrk() {
   other=$(percent $((m1 - m0 - (c1 - c0) - (b1 - b0) - (w1 - w0))) "$t0" "$t1")
   parsed=$(python3 "$HERE/report.py" wrk "$raw")
   echo "$target $round $parsed $cpu $other" >>"$WORK/runs.tsv"
+  LAST_OTHER=${other%.*}
   read -r rps p50 p99 errors <<<"$parsed"
   log "round $round $target: $rps req/s, p50 $p50 ms, p99 $p99 ms, errors $errors," \
     "proxy CPU $cpu%, other processes $other%"
@@ -387,11 +391,21 @@ main() {
     if [[ $target == direct ]]; then port=$PORT_BACKEND; else port=${PROXY_PORT[$target]}; fi
     "${LOAD_CPU[@]}" wrk -t"$WRK_THREADS" -c"$CONNS" -d"$WARMUP" "http://127.0.0.1:$port$URL_PATH" >/dev/null
   done
-  for ((round = 1; round <= RUNS; round++)); do
+  # A round is clean when no run in it had a busy neighbour; with
+  # BENCH_MAX_ROUNDS above BENCH_RUNS, rounds go on until RUNS clean ones.
+  local clean=0 round_clean
+  : >"$WORK/clean-rounds"
+  for ((round = 1; round <= MAX_ROUNDS && clean < RUNS; round++)); do
+    round_clean=1
     for target in $PROXIES direct; do
       wait_quiet
       run_wrk "$target" "$round"
+      ((LAST_OTHER < QUIET_PCT)) || round_clean=0
     done
+    if ((round_clean)); then clean=$((clean + 1)); echo "$round" >>"$WORK/clean-rounds"; fi
+    if ((round >= RUNS && clean < RUNS && round < MAX_ROUNDS)); then
+      log "$clean clean rounds of $round; one more"
+    fi
   done
   for name in $PROXIES; do stop_proxy "$name"; done
 
@@ -403,7 +417,7 @@ main() {
   stamp=$(date -u +%Y-%m-%d-%H%M%S)
   write_header "$now"
   python3 "$HERE/report.py" summary --runs "$WORK/runs.tsv" --mem "$WORK/mem.tsv" \
-    --header "$WORK/header.md" >"$OUT_DIR/results-$stamp.md"
+    --clean "$WORK/clean-rounds" --quiet-pct "$QUIET_PCT" --header "$WORK/header.md" >"$OUT_DIR/results-$stamp.md"
   # The raw wrk outputs and the rendered configs, for anyone checking a number.
   mkdir -p "$OUT_DIR/raw-$stamp"
   cp -r "$WORK/raw/." "$OUT_DIR/raw-$stamp/"

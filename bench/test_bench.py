@@ -82,6 +82,24 @@ class Summary(unittest.TestCase):
         self.assertIn("req/s x0.80, p99 x1.50", text)
         self.assertIn("not met", text)
 
+    def test_only_clean_rounds_count_when_there_are_some(self):
+        runs = self.write(
+            "pentaflow 1 100 1.0 9.0 0 99 150\n"
+            "haproxy 1 900 1.0 9.0 0 99 150\n"
+            "pentaflow 2 300 1.0 2.0 0 99 0\n"
+            "haproxy 2 200 1.0 2.0 0 99 3\n")
+        text = "\n".join(report.throughput_section(
+            report.read_runs(runs), ["pentaflow", "haproxy"], {2}, 25))
+        self.assertIn("the 1 clean rounds of 2", text)
+        self.assertIn("req/s x1.50, p99 x1.00", text)
+        # The disturbed round is still listed for the record.
+        self.assertIn("| 1 | haproxy | 900 |", text)
+
+    def test_no_clean_round_is_said_plainly(self):
+        runs = self.write("haproxy 1 150 1.0 2.0 0 99 180\n")
+        text = "\n".join(report.throughput_section(report.read_runs(runs), ["haproxy"]))
+        self.assertIn("No round was clean", text)
+
     def test_pending_pentaflow_row(self):
         runs = self.write("haproxy 1 150 1.0 2.0 0 99 1\n")
         text = "\n".join(report.throughput_section(report.read_runs(runs), ["pentaflow", "haproxy"]))

@@ -86,6 +86,20 @@
 //! ca_file = "ca.pem"                  # optional; readable file (absent = system roots); needs verify
 //! server_name = "backend.internal"    # optional; DNS name or IP (absent = the back-end's IP)
 //!
+//! [service.cdn]                      # optional; presence = CDN rewriting of outgoing HTML
+//! host = "cdn.example.net"            # required; may contain {client_token} (from the client's /24)
+//! site_hosts = ["www.example.com"]    # hosts that are this site (default: the request's Host only)
+//! path_prefixes = ["/static/"]        # default: every path
+//! extensions = ["png", "css", "js"]   # default: common static types (css js png jpg gif svg webp woff2 ...)
+//! mode = "explicit"                   # explicit (default: the rules above) | auto (from sampled traffic)
+//! min_hits = 10                       # auto: sampled hits before an object goes to the CDN; default 10; >= 1
+//! top_k = 100                         # auto: at most this many objects; optional; >= 1
+//! content_types = ["image/"]          # auto: eligible content types (prefixes); default: any static type
+//! sample_rate = 0.1                   # fraction of responses sampled; default 0.1; 0.0..=1.0
+//! max_page_bytes = 8388608            # larger pages pass unchanged; default 8 MiB; >= 1
+//! ask_identity = false                # ask back-ends for uncompressed pages; default false
+//! cache_bytes = 67108864              # cache of rewritten pages; default 64 MiB; 0 = off
+//!
 //! [[service.backend]]                 # >= 1
 //! name = "web1"                       # required, unique within the service, [A-Za-z0-9_.-]+
 //! address = "127.0.0.1:8001"          # required ip:port (port != 0)
@@ -212,8 +226,27 @@ pub(crate) struct FileService {
     pub(crate) health: Option<Spanned<FileHealth>>,
     pub(crate) tls: Option<Spanned<FileTls>>,
     pub(crate) backend_tls: Option<Spanned<FileBackendTls>>,
+    pub(crate) cdn: Option<Spanned<FileCdn>>,
     #[serde(default)]
     pub(crate) backend: Vec<Spanned<FileBackend>>,
+}
+
+/// `[service.cdn]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileCdn {
+    pub(crate) host: Option<Spanned<String>>,
+    pub(crate) site_hosts: Option<Vec<Spanned<String>>>,
+    pub(crate) path_prefixes: Option<Vec<Spanned<String>>>,
+    pub(crate) extensions: Option<Vec<Spanned<String>>>,
+    pub(crate) mode: Option<Spanned<String>>,
+    pub(crate) min_hits: Option<Spanned<i64>>,
+    pub(crate) top_k: Option<Spanned<i64>>,
+    pub(crate) content_types: Option<Vec<Spanned<String>>>,
+    pub(crate) sample_rate: Option<Spanned<f64>>,
+    pub(crate) max_page_bytes: Option<Spanned<i64>>,
+    pub(crate) ask_identity: Option<bool>,
+    pub(crate) cache_bytes: Option<Spanned<i64>>,
 }
 
 /// `[service.tls]`.

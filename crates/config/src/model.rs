@@ -153,6 +153,44 @@ pub struct ServiceConfig {
     pub redirect_https: bool,
     /// Re-encrypt to the back-ends (`[service.backend_tls]`); `None` = plain HTTP to back-ends.
     pub backend_tls: Option<BackendTls>,
+    /// Rewrite asset URLs in outgoing HTML to a CDN (`[service.cdn]`); `None` = off.
+    pub cdn: Option<CdnConfig>,
+}
+
+/// `[service.cdn]`: CDN URL rewriting of outgoing HTML and the cache of rewritten pages
+/// (claims 14–15). The proxy turns this into the rewriter's rules.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CdnConfig {
+    /// Host of the CDN; may contain `{client_token}` (a token derived from the client's network).
+    pub host: String,
+    /// Hosts that are "this site" (absolute URLs with another host are left alone); empty = the
+    /// request's own Host only.
+    pub site_hosts: Vec<String>,
+    /// Path prefixes eligible for the CDN (empty = every path).
+    pub path_prefixes: Vec<String>,
+    /// File extensions eligible for the CDN (empty = the rewriter's default list of static types).
+    pub extensions: Vec<String>,
+    /// `auto`: choose objects from sampled traffic instead of the rules alone.
+    pub auto: Option<CdnAuto>,
+    /// Fraction of responses sampled for the object statistics (0.0..=1.0).
+    pub sample_rate: f64,
+    /// Pages larger than this (decoded) are passed through unchanged.
+    pub max_page_bytes: u64,
+    /// Ask back-ends for uncompressed pages (`Accept-Encoding: identity`) instead of decoding.
+    pub ask_identity: bool,
+    /// Memory for the cache of rewritten pages, in bytes (0 = no cache).
+    pub cache_bytes: usize,
+}
+
+/// `mode = "auto"` settings of `[service.cdn]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CdnAuto {
+    /// Sampled hits an object needs before it is sent to the CDN.
+    pub min_hits: u64,
+    /// At most this many objects (the most popular); `None` = no limit.
+    pub top_k: Option<usize>,
+    /// Content types eligible (empty = any static type).
+    pub content_types: Vec<String>,
 }
 
 /// `[service.tls]`: TLS termination for a service's `tls_listen` addresses.

@@ -19,6 +19,7 @@ use crate::file::{FileConfig, FileDuration, FileLimits, FileNode};
 use crate::model::{Config, Limits, NodeConfig};
 
 mod array;
+mod cdn;
 mod files;
 mod persistence;
 mod service;

@@ -79,6 +79,7 @@ fn example_parses_to_the_expected_config() {
                 tls: None,
                 redirect_https: false,
                 backend_tls: None,
+                cdn: None,
             },
             ServiceConfig {
                 name: "app".into(),
@@ -103,6 +104,7 @@ fn example_parses_to_the_expected_config() {
                 tls: None,
                 redirect_https: false,
                 backend_tls: None,
+                cdn: None,
             },
         ],
         tickets: TicketKeys {

@@ -16,7 +16,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::Method;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::combinators::BoxBody;
+use http_body_util::combinators::{BoxBody, UnsyncBoxBody};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
@@ -87,7 +87,7 @@ pub struct ResponseBody {
 enum Kind {
     Full(Full<Bytes>),
     Upstream(Incoming),
-    Boxed(BoxBody<Bytes, BoxError>),
+    Boxed(UnsyncBoxBody<Bytes, BoxError>),
 }
 
 impl ResponseBody {
@@ -108,8 +108,7 @@ impl ResponseBody {
     }
 
     /// Any other body (e.g. a rewritten one).
-    #[allow(dead_code)] // the CDN rewriter plugs in here
-    pub(crate) fn boxed(body: BoxBody<Bytes, BoxError>) -> Self {
+    pub(crate) fn boxed(body: UnsyncBoxBody<Bytes, BoxError>) -> Self {
         Self {
             kind: Kind::Boxed(body),
             exchange: None,
@@ -192,7 +191,8 @@ pub(crate) struct Exchange {
     pub(crate) method: Method,
     pub(crate) path: String,
     pub(crate) status: u16,
-    /// How the back-end was chosen: "cookie", "session", "policy", or "local" (no back-end).
+    /// How the answer was chosen: "cookie", "session", "policy", "cache" (CDN page cache) or
+    /// "local" (the proxy refused).
     pub(crate) route: &'static str,
     pub(crate) backend: Option<Arc<Backend>>,
     /// The back-end connection to return to the pool once the body ended cleanly.

@@ -26,6 +26,15 @@ pub enum ProxyError {
         #[source]
         source: crate::tls::TlsError,
     },
+    /// A service's CDN rules were refused by the rewriter.
+    #[error("service {service:?}: [service.cdn]")]
+    Cdn {
+        /// The service whose `[service.cdn]` failed.
+        service: String,
+        /// Every problem with the rules.
+        #[source]
+        source: pentaflow_rewrite::RulesError,
+    },
 }
 
 /// Whether a failed exchange may be repeated on another back-end.

@@ -20,7 +20,9 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use pentaflow_config::Persistence;
 
-use crate::body::{client_request_body, empty_request_body, Exchange, RequestBody, ResponseBody};
+use crate::body::{
+    client_request_body, empty_request_body, BoxError, Exchange, RequestBody, ResponseBody,
+};
 use crate::conn::ConnState;
 use crate::error::{RetryType, UpstreamError};
 use crate::headers::{self, ClientSide};
@@ -28,6 +30,8 @@ use crate::node::{NodeState, Shared};
 use crate::persistence::{app_cookie_lifetime, inject_cookie};
 use crate::respond::Refusal;
 use crate::service::Service;
+use http_body_util::BodyExt;
+use pentaflow_rewrite::{RequestInfo, Rewriter};
 
 /// Where a request came from.
 #[derive(Debug, Clone)]
@@ -91,9 +95,26 @@ pub(crate) async fn handle(
     if let Err(e) = headers::check_request_framing(&parts.headers) {
         return refuse(&shared, Refusal::BadFraming(e), exchange);
     }
-    let Some(outgoing) = outgoing_head(parts, &client) else {
+    // CDN rewriting: a fresh rewritten copy may be served without asking a back-end.
+    let cdn = service
+        .rewriter
+        .as_ref()
+        .map(|rw| (rw, RequestInfo::from_parts(&parts, client.peer.ip())));
+    if let Some((rw, info)) = &cdn {
+        if let Some(cached) = rw.serve_cached::<Incoming>(info) {
+            exchange.status = cached.status().as_u16();
+            exchange.route = "cache";
+            let (head, body) = cached.into_parts();
+            let body = ResponseBody::boxed(body.map_err(BoxError::from).boxed_unsync());
+            return Response::from_parts(head, body.with_exchange(exchange));
+        }
+    }
+    let Some(mut outgoing) = outgoing_head(parts, &client) else {
         return refuse(&shared, Refusal::BadRequest, exchange);
     };
+    if let Some((rw, info)) = &cdn {
+        rw.prepare_upstream(info, &mut outgoing.headers);
+    }
     let broken = Arc::new(AtomicBool::new(false));
     let replayable = is_idempotent(&outgoing.method) && body.is_end_stream();
     let attempt = Attempt {
@@ -106,16 +127,19 @@ pub(crate) async fn handle(
         upgrade,
     };
     match attempt.run().await {
-        Ok((decision, backend, sender, resp)) => respond_upstream(
-            &service,
-            &client,
-            decision,
-            backend,
-            sender,
-            resp,
-            client_upgrade,
-            exchange,
-        ),
+        Ok((decision, backend, sender, resp)) => {
+            let resp = respond_upstream(
+                &service,
+                &client,
+                decision,
+                backend,
+                sender,
+                resp,
+                client_upgrade,
+                &mut exchange,
+            );
+            finish_response(resp, cdn, exchange)
+        }
         Err(refusal) => refuse(&shared, refusal, exchange),
     }
 }
@@ -176,6 +200,9 @@ fn outgoing_head(mut parts: Parts, client: &ClientInfo) -> Option<Parts> {
     if let Some(authority) = parts.uri.authority() {
         let host = HeaderValue::from_str(authority.as_str()).ok()?;
         parts.headers.insert(header::HOST, host);
+    } else if parts.version == Version::HTTP_11 && !parts.headers.contains_key(header::HOST) {
+        // RFC 9112 §3.2: an HTTP/1.1 request without Host is refused.
+        return None;
     }
     let pq = parts
         .uri
@@ -354,8 +381,8 @@ fn respond_upstream(
     sender: Sender,
     mut resp: Response<Incoming>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
-    mut exchange: Exchange,
-) -> Response<ResponseBody> {
+    exchange: &mut Exchange,
+) -> Response<Incoming> {
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     if let (true, Some(client_side)) = (switching, client_upgrade) {
         let backend_side = hyper::upgrade::on(&mut resp);
@@ -387,7 +414,27 @@ fn respond_upstream(
     }
     exchange.route = decision.reason.as_str();
     exchange.backend = Some(backend);
-    Response::from_parts(parts, ResponseBody::upstream(body).with_exchange(exchange))
+    Response::from_parts(parts, body)
+}
+
+/// The back-end's response on its way to the client: through the CDN rewriter when the service
+/// has one (it leaves alone what it must), with the exchange finished when the body ends.
+fn finish_response(
+    resp: Response<Incoming>,
+    cdn: Option<(&Rewriter, RequestInfo)>,
+    exchange: Exchange,
+) -> Response<ResponseBody> {
+    match cdn {
+        None => {
+            let (head, body) = resp.into_parts();
+            Response::from_parts(head, ResponseBody::upstream(body).with_exchange(exchange))
+        }
+        Some((rw, info)) => {
+            let (head, body) = rw.rewrite(resp, &info).into_parts();
+            let body = ResponseBody::boxed(body.map_err(BoxError::from).boxed_unsync());
+            Response::from_parts(head, body.with_exchange(exchange))
+        }
+    }
 }
 
 /// Copies bytes both ways between the client and the back-end after `101 Switching Protocols`.

@@ -40,6 +40,9 @@ pub enum FramingError {
     /// A `Transfer-Encoding` whose final coding is not `chunked`.
     #[error("Transfer-Encoding does not end in chunked")]
     BadTransferEncoding,
+    /// More than one `Host` field: two servers could route it to different sites.
+    #[error("more than one Host")]
+    DuplicateHost,
 }
 
 /// Refuses requests whose body length two HTTP implementations could read differently.
@@ -47,6 +50,9 @@ pub enum FramingError {
 /// hyper already rejects obs-fold, bad chunk sizes and conflicting lengths while parsing; this
 /// covers what a lenient parser downstream could still disagree on.
 pub fn check_request_framing(headers: &HeaderMap) -> Result<(), FramingError> {
+    if headers.get_all(header::HOST).iter().nth(1).is_some() {
+        return Err(FramingError::DuplicateHost);
+    }
     let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
     let has_te = headers.contains_key(header::TRANSFER_ENCODING);
     if let Some(first) = lengths.next() {
@@ -220,6 +226,11 @@ mod tests {
             Err(FramingError::BadTransferEncoding)
         );
         assert!(check_request_framing(&map(&[("content-length", "12")])).is_ok());
+        let hosts = map(&[("host", "a.test"), ("host", "b.test")]);
+        assert_eq!(
+            check_request_framing(&hosts),
+            Err(FramingError::DuplicateHost)
+        );
         assert!(check_request_framing(&map(&[("transfer-encoding", "gzip, chunked")])).is_ok());
     }
 

@@ -40,4 +40,5 @@ mod upstream_tls;
 pub use body::ResponseBody;
 pub use error::ProxyError;
 pub use node::{NodeCounters, Proxy};
+pub use pentaflow_rewrite::CdnReport;
 pub use tls::TlsError;

@@ -262,6 +262,16 @@ impl Proxy {
             .collect()
     }
 
+    /// What each service with `[service.cdn]` serves from the CDN and why, with its page cache.
+    pub fn cdn_reports(&self) -> Vec<(String, pentaflow_rewrite::CdnReport)> {
+        let state = self.shared.state.load();
+        state
+            .services
+            .iter()
+            .filter_map(|s| Some((s.config.name.clone(), s.rewriter.as_ref()?.report())))
+            .collect()
+    }
+
     /// Node-wide counters.
     pub fn counters(&self) -> NodeCounters {
         let c = &self.shared.counters;

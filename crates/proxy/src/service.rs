@@ -22,6 +22,8 @@ use crate::clock::now_ms;
 use crate::error::ProxyError;
 use crate::persistence::{find_cookie, session_id};
 use crate::upstream_tls::UpstreamTls;
+use pentaflow_config::CdnConfig;
+use pentaflow_rewrite::{CdnRules, Mode, Rewriter};
 
 /// One service's back-ends and scheduling state.
 pub(crate) struct Service {
@@ -34,6 +36,8 @@ pub(crate) struct Service {
     tiebreak: AtomicU64,
     pub(crate) sessions: Option<Mutex<SessionGroups>>,
     pub(crate) cookies: Option<CookieCodec>,
+    /// CDN rewriting of outgoing HTML and its page cache (`[service.cdn]`).
+    pub(crate) rewriter: Option<Rewriter>,
 }
 
 /// Why a back-end was chosen (for the access log and tests).
@@ -141,8 +145,29 @@ impl Service {
             }
             _ => None,
         };
+        let rewriter = match &config.cdn {
+            None => None,
+            Some(cdn) => {
+                let rules = cdn_rules(cdn, &config.name);
+                let invalid = |source| ProxyError::Cdn {
+                    service: config.name.clone(),
+                    source,
+                };
+                // Keep the previous rewriter's statistics; new rules empty its cache.
+                match previous.and_then(|p| p.rewriter.clone()) {
+                    Some(rw) => {
+                        if rw.rules() != rules {
+                            rw.set_rules(rules).map_err(invalid)?;
+                        }
+                        Some(rw)
+                    }
+                    None => Some(Rewriter::new(rules, cdn.cache_bytes).map_err(invalid)?),
+                }
+            }
+        };
         Ok(Self {
             name: Arc::from(config.name.as_str()),
+            rewriter,
             backends,
             by_id,
             round_robin: Mutex::new(SmoothWeightedRoundRobin::new()),
@@ -268,4 +293,27 @@ impl Service {
             .map(|b| b.status_row(&self.name, groups.get(&b.id).copied().unwrap_or(0)))
             .collect()
     }
+}
+
+/// The rewriter's rules for a `[service.cdn]` table. The client-token seed is derived from the
+/// service name, so every node of an array hands a client the same CDN host.
+fn cdn_rules(cdn: &CdnConfig, service: &str) -> CdnRules {
+    let mut rules = CdnRules::new(cdn.host.clone());
+    rules.site_hosts = cdn.site_hosts.clone();
+    rules.path_prefixes = cdn.path_prefixes.clone();
+    if !cdn.extensions.is_empty() {
+        rules.extensions = cdn.extensions.clone();
+    }
+    if let Some(auto) = &cdn.auto {
+        rules.mode = Mode::Auto {
+            min_hits: auto.min_hits,
+            top_k: auto.top_k,
+        };
+        rules.content_types = auto.content_types.clone();
+    }
+    rules.sample_rate = cdn.sample_rate;
+    rules.max_decoded_page_bytes = cdn.max_page_bytes;
+    rules.ask_identity_from_backend = cdn.ask_identity;
+    rules.token_seed = stable_hash(service.as_bytes());
+    rules
 }

@@ -149,7 +149,9 @@ async fn status_of(addr: std::net::SocketAddr, request: &[u8]) -> String {
 #[tokio::test]
 async fn ambiguous_framing_is_refused_with_400_and_closed() {
     let (b, addr, p) = one().await;
-    let cases: [&[u8]; 5] = [
+    let cases: [&[u8]; 7] = [
+        b"GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n",
+        b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n",
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",

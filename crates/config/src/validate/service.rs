@@ -152,6 +152,7 @@ impl Checker<'_> {
             tls,
             redirect_https,
             backend_tls: self.backend_tls(key, s.backend_tls.as_ref()),
+            cdn: s.cdn.as_ref().map(|c| self.cdn(key, c)),
         }
     }
 

@@ -285,12 +285,30 @@ impl Client {
         }
     }
 
+    /// The response head and the raw body bytes (no decoding).
+    pub async fn send_raw(&mut self, req: Request<Full<Bytes>>) -> (http::response::Parts, Bytes) {
+        self.sender.ready().await.unwrap();
+        let resp = self.sender.send_request(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        (parts, body.collect().await.unwrap().to_bytes())
+    }
+
     pub async fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Answer {
-        let mut b = Request::get(path).header(header::HOST, "site.test");
+        let mut req = Request::get(path)
+            .header(header::HOST, "site.test")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
         for (k, v) in headers {
-            b = b.header(*k, *v);
+            let name = http::HeaderName::from_bytes(k.as_bytes()).unwrap();
+            let value = http::HeaderValue::from_str(v).unwrap();
+            // A given Host replaces the default one; other headers add up.
+            if name == header::HOST {
+                req.headers_mut().insert(name, value);
+            } else {
+                req.headers_mut().append(name, value);
+            }
         }
-        self.send(b.body(Full::new(Bytes::new())).unwrap()).await
+        self.send(req).await
     }
 }
 
