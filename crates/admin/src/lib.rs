@@ -2,7 +2,8 @@
 //! of `pentaflow status`.
 //!
 //! Owns: the admin listener ([`serve`]: `GET /status` as JSON, `GET /metrics` in the
-//! OpenMetrics text format that Prometheus scrapes, `GET /healthz`), the client that reads a
+//! OpenMetrics text format that Prometheus scrapes, `GET /cdn` as JSON, `GET /healthz`), the
+//! client that reads a
 //! remote node's status ([`fetch_status`]) and the table rendering ([`render_table`]).
 //!
 //! Must not: depend on the data planes or the cluster, or keep counters of its own. Everything

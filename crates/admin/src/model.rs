@@ -16,6 +16,11 @@ pub trait StatusSource: Send + Sync + 'static {
     fn web_servers(&self) -> Vec<WebServerStatus>;
     /// Node-wide counters and gauges.
     fn node_metrics(&self) -> Vec<NodeMetric>;
+    /// What is served from the CDN and why, per service (`GET /cdn`); `null` when no service
+    /// rewrites to a CDN.
+    fn cdn_report(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
 }
 
 /// One node-wide number, e.g. connections accepted.

@@ -155,6 +155,7 @@ enum Page {
     Status,
     Metrics,
     Healthz,
+    Cdn,
 }
 
 /// Why a request gets no page.
@@ -186,6 +187,7 @@ fn route(method: &Method, path: &str) -> Result<Page, Refusal> {
         "/status" => Page::Status,
         "/metrics" => Page::Metrics,
         "/healthz" => Page::Healthz,
+        "/cdn" => Page::Cdn,
         _ => return Err(Refusal::NotFound),
     };
     // HEAD needs no branch of its own: hyper sends the headers of the GET answer, no body.
@@ -211,6 +213,12 @@ impl Refusal {
 
 /// Takes a snapshot and encodes it as `page` asks.
 fn render(admin: &Admin, page: Page) -> Response<Full<Bytes>> {
+    if page == Page::Cdn {
+        return match serde_json::to_vec(&admin.source.cdn_report()) {
+            Ok(body) => with_body(StatusCode::OK, "application/json", body.into()),
+            Err(error) => internal_error("cdn", &error),
+        };
+    }
     let uptime = admin.started.elapsed().as_secs();
     let doc = StatusDocument::snapshot(admin.source.as_ref(), admin.node.clone(), uptime);
     if page == Page::Status {

@@ -155,7 +155,7 @@ fn check_accepts_a_good_file_and_names_file_line_key_of_a_bad_one() {
 
 #[tokio::test]
 async fn demo_serves_sticky_sessions_and_the_admin_api_then_stops_on_sigterm() {
-    let (listen, admin) = (free_addr(), free_addr());
+    let (listen, admin, https) = (free_addr(), free_addr(), free_addr());
     let mut demo = Running(
         Command::new(BIN)
             .args([
@@ -165,6 +165,7 @@ async fn demo_serves_sticky_sessions_and_the_admin_api_then_stops_on_sigterm() {
                 "--admin",
                 &admin.to_string(),
             ])
+            .args(["--https", &https.to_string()])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -203,11 +204,77 @@ async fn demo_serves_sticky_sessions_and_the_admin_api_then_stops_on_sigterm() {
     assert_eq!(rows.len(), 3);
     let hits: u64 = rows.iter().map(|r| r["hits"].as_u64().unwrap()).sum();
     assert!(hits >= 23, "{hits}");
-    let (_, _, _, metrics) = get(admin, "/metrics", None).await;
+    // HTTPS with real tools: curl over HTTP/2 with the same cookie lands on the same back-end,
+    // and openssl s_client resumes its TLS 1.2 session on every reconnect.
+    let port = https.port();
+    let out = Command::new("curl")
+        .args([
+            "-sk",
+            "--http2",
+            "-o",
+            "/dev/null",
+            "-D",
+            "-",
+            "-w",
+            "%{http_version} %{http_code}",
+        ])
+        .args([
+            "--resolve",
+            &format!("localhost:{port}:127.0.0.1"),
+            "-b",
+            &cookie,
+        ])
+        .arg(format!("https://localhost:{port}/"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(text.contains(&format!("x-backend: {first}")), "{text}");
     assert!(
-        metrics.contains("pentaflow_backend_hits_total"),
-        "{metrics}"
+        text.trim_end().ends_with("2 200"),
+        "HTTP/2 over TLS: {text}"
     );
+    let out = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &https.to_string(),
+            "-servername",
+            "localhost",
+        ])
+        .args(["-reconnect", "-tls1_2"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.matches("Reused, TLSv1.2").count() >= 5,
+        "openssl resumes: {text}"
+    );
+
+    // The demo page: asset URLs rewritten to the placeholder CDN, links left alone; the second
+    // copy comes from the page cache (a response that injects a cookie is never cached, so the
+    // client sends the one it has).
+    let (status, _, _, page) = get(listen, "/demo/page.html", Some(&cookie)).await;
+    assert_eq!(status, 200);
+    let cdn_logo = r#"src="https://cdn.pentaflow-demo.example/demo/img/logo.png""#;
+    assert!(page.contains(cdn_logo), "{page}");
+    let cdn_css = r#"href="https://cdn.pentaflow-demo.example/demo/css/site.css""#;
+    assert!(page.contains(cdn_css), "{page}");
+    assert!(page.contains(r#"<a href="/demo/about.html">"#), "{page}");
+    let (_, _, _, again) = get(listen, "/demo/page.html", Some(&cookie)).await;
+    assert_eq!(again, page);
+    let (_, _, _, cdn) = get(admin, "/cdn", None).await;
+    let cdn: serde_json::Value = serde_json::from_str(&cdn).unwrap();
+    assert_eq!(cdn["demo"]["cdn_host"], "cdn.pentaflow-demo.example");
+
+    let (_, _, _, metrics) = get(admin, "/metrics", None).await;
+    for name in [
+        "pentaflow_backend_hits_total",
+        "pentaflow_tls_resumed_total",
+        "pentaflow_cdn_cache_hits_total 1",
+    ] {
+        assert!(metrics.contains(name), "{name}: {metrics}");
+    }
 
     let table = Command::new(BIN)
         .args(["status", "--admin", &admin.to_string()])

@@ -160,6 +160,15 @@ async fn healthz_not_found_and_wrong_methods() {
 }
 
 #[tokio::test]
+async fn cdn_report_is_json_and_null_without_a_cdn() {
+    let server = start().await;
+    let (code, head, body) = raw(server.addr, &get("/cdn")).await;
+    assert_eq!(code, 200);
+    assert!(head.contains("content-type: application/json"), "{head}");
+    assert_eq!(body, "null", "the test source has no CDN report");
+}
+
+#[tokio::test]
 async fn keep_alive_serves_several_requests() {
     let server = start().await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();

@@ -69,6 +69,8 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
          curl -sk -b jar https://{s}/              # HTTPS (HTTP/2 by ALPN), same cookie, same back-end\n  \
          curl -s http://{admin}/status             # the Web Server Status Table (JSON)\n  \
          curl -s http://{admin}/metrics            # Prometheus metrics\n  \
+         curl -s http://{l}/demo/page.html         # asset URLs rewritten to the CDN (then cached)\n  \
+         curl -s http://{admin}/cdn                # what goes to the CDN and why\n  \
          pentaflow status --admin {admin}\n\nCtrl-C stops the demo.",
         admin = args.admin
     );
@@ -107,7 +109,8 @@ fn demo_config(
          [service.tls]\n[[service.tls.certificate]]\ncert = {cert:?}\nkey = {key:?}\n\n\
          [service.cookie]\nname = \"PFSRV\"\n# A fixed key is fine for a demo on loopback; real arrays use secret_file.\n\
          secret = \"pentaflow-demo-cookie-key\"\nfollow = \"JSESSIONID\"\n\n\
-         [service.health]\npath = \"/health\"\ninterval = \"2s\"\ntimeout = \"1s\"\n",
+         [service.health]\npath = \"/health\"\ninterval = \"2s\"\ntimeout = \"1s\"\n\n\
+         [service.cdn]\n# A placeholder CDN host: see the rewritten URLs in /demo/page.html.\nhost = \"cdn.pentaflow-demo.example\"\n",
         admin = args.admin,
         listen = args.listen,
         https = args.https,
@@ -121,6 +124,29 @@ fn demo_config(
     }
     text
 }
+
+/// The demo's HTML page: its images, stylesheet and scripts are rewritten to the CDN host;
+/// links and the external script are left alone.
+const DEMO_PAGE: &str = r#"<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>pentaflow demo page</title>
+  <link rel="stylesheet" href="/demo/css/site.css">
+  <link rel="preload" as="font" href="/demo/fonts/inter.woff2" crossorigin>
+  <script src="/demo/js/app.js" defer></script>
+  <script src="https://analytics.example.org/tag.js" async></script>
+</head>
+<body>
+  <h1>Served through pentaflow</h1>
+  <img src="/demo/img/logo.png" alt="logo">
+  <img src="img/diagram.svg" srcset="img/diagram.svg 1x, img/diagram@2x.png 2x" alt="diagram">
+  <video src="/demo/media/intro.mp4" poster="/demo/img/poster.jpg" controls></video>
+  <p>Read <a href="/demo/about.html">about the demo</a>.</p>
+  <script>console.log("inline scripts are left alone: /demo/js/app.js");</script>
+</body>
+</html>
+"#;
 
 /// A tiny real web server: answers with its name, and starts an application session
 /// (`JSESSIONID`, a session cookie) for clients that have none.
@@ -153,6 +179,16 @@ fn demo_answer(name: &str, sessions: &AtomicU64, req: &Request<Incoming>) -> Res
     if req.uri().path() == "/health" {
         return builder
             .body(Full::new(Bytes::from_static(b"ok\n")))
+            .unwrap_or_default();
+    }
+    if req.uri().path() == "/demo/page.html" {
+        // Static and cacheable, so the node keeps its rewritten copy (claim 15).
+        return Response::builder()
+            .header("x-backend", name)
+            .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+            .header(header::CACHE_CONTROL, "public, max-age=30")
+            .header(header::ETAG, "\"demo-page-1\"")
+            .body(Full::new(Bytes::from_static(DEMO_PAGE.as_bytes())))
             .unwrap_or_default();
     }
     let has_session = req

@@ -128,7 +128,7 @@ impl StatusSource for ProxyStatus {
 
     fn node_metrics(&self) -> Vec<NodeMetric> {
         let c = self.proxy.counters();
-        vec![
+        let mut metrics = vec![
             NodeMetric::counter("connections_accepted", "Client connections accepted.", c.connections_accepted),
             NodeMetric::counter(
                 "connections_refused",
@@ -153,6 +153,45 @@ impl StatusSource for ProxyStatus {
                 c.tls_over_limit,
             ),
             NodeMetric::counter("http2_connections", "Client connections that negotiated HTTP/2.", c.http2_connections),
-        ]
+        ];
+        // The CDN page caches of every service, summed.
+        let reports = self.proxy.cdn_reports();
+        let sum = |f: fn(&pentaflow_proxy::CdnReport) -> u64| {
+            reports.iter().map(|(_, r)| f(r)).sum::<u64>()
+        };
+        metrics.extend([
+            NodeMetric::counter(
+                "cdn_cache_hits",
+                "Rewritten pages served from the page cache.",
+                sum(|r| r.cache.hits),
+            ),
+            NodeMetric::counter(
+                "cdn_cache_misses",
+                "Rewritten pages not found in the page cache.",
+                sum(|r| r.cache.misses),
+            ),
+            NodeMetric::counter(
+                "cdn_pages_rewritten",
+                "HTML pages rewritten for the CDN.",
+                sum(|r| r.pages.rewritten),
+            ),
+            NodeMetric::counter(
+                "cdn_urls_rewritten",
+                "URLs rewritten to the CDN.",
+                sum(|r| r.pages.urls_rewritten),
+            ),
+        ]);
+        metrics
+    }
+
+    fn cdn_report(&self) -> serde_json::Value {
+        let reports = self.proxy.cdn_reports();
+        if reports.is_empty() {
+            return serde_json::Value::Null;
+        }
+        let by_service = reports
+            .into_iter()
+            .map(|(name, r)| (name, serde_json::to_value(r).unwrap_or_default()));
+        serde_json::Value::Object(by_service.collect())
     }
 }
