@@ -227,9 +227,10 @@ start_proxy() {
 stop_proxy() { stop_pid "${PROXY_PID[$1]}"; }
 
 # Busy clock ticks of the whole machine, all CPUs (/proc/stat: user, nice,
-# system, steal). irq/softirq time is left out on both sides: the kernel does
-# not charge it to any process, and loopback traffic is mostly softirq.
-machine_busy() { awk '/^cpu / {print $2 + $3 + $4 + $9; exit}' /proc/stat; }
+# system, irq, softirq, steal). irq and softirq belong in it: this kernel
+# charges softirq work (most of loopback TCP) to the process it interrupted,
+# so it is in our processes' ticks too (measured: without it "other" < 0).
+machine_busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
 
 # Clock ticks used by this shell's reaped children (wrk, once it has exited),
 # from a `times` report. `times` itself must run in this shell: in a command
@@ -318,7 +319,7 @@ write_header() {
     echo "- machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/^Mem:/ {print $2}') GiB, kernel $(uname -r)"
     echo "- load average before the run: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- versions: $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2 || true), pentaflow ${PF_VERSION}"
-    echo "- wrk: \`wrk -t$WRK_THREADS -c$CONNS -d$DURATION --latency http://127.0.0.1:PORT$URL_PATH\`, $RUNS rounds alternated ($PROXIES direct), $WARMUP warm-up each; medians"
+    echo "- wrk: \`wrk -t$WRK_THREADS -c$CONNS -d$DURATION --latency http://127.0.0.1:PORT$URL_PATH\`, rounds alternated ($PROXIES direct) until $RUNS clean ones or $MAX_ROUNDS in all, $WARMUP warm-up each; medians"
     echo "- response: $BODY_BYTES B static file from one shared nginx back-end (1 worker); policy $POLICY; keep-alive to the back-end in every proxy"
     echo "- threads: 1 per proxy ($PF_WORKERS_HOW for pentaflow); pinning: $PIN_NOTE"
     echo "- idle memory: $IDLE_CONNS client connections, mode \`$IDLE_MODE\`, fresh process per proxy, VmRSS/RssAnon summed over its processes"
@@ -368,7 +369,7 @@ main() {
       else
         PF_WORKERS_HOW="PENTAFLOW_WORKERS=1"
       fi
-      PF_VERSION="$("$PF_BIN" --version 2>/dev/null | head -1 || true) (tree $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo 'not committed yet'))"
+      PF_VERSION="$("$PF_BIN" --version 2>/dev/null | head -1 | sed 's/^pentaflow //' || true) (tree $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo 'not committed yet'))"
     else
       [[ -z $PF_BIN ]] || log "pentaflow: $PF_BIN is not an executable; its row is skipped"
       PROXIES=${PROXIES//pentaflow/}

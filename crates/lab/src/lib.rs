@@ -6,9 +6,11 @@
 //! ```
 //!
 //! Owns: creating the namespaces, veth pairs and bridges of one lab under a unique prefix,
-//! starting the web servers, running commands or closures inside a host, reporting status,
-//! and tearing everything down — on [`Lab::down`], on drop (also during a panic), or from
-//! another process through the state file under [`STATE_DIR`].
+//! starting the web servers, running commands or closures inside a host, recording the
+//! long-running processes started in it ([`Lab::spawn_logged`], logs in the lab's directory
+//! [`LabState::dir`]), reporting status, and tearing everything down — on [`Lab::down`], on
+//! drop (also during a panic), or from another process through the state file under
+//! [`STATE_DIR`].
 //!
 //! Must not: touch the host's own network. Every address lives inside namespaces this lab
 //! created; even the bridges live in a namespace of their own, so no interface, route or
@@ -308,7 +310,10 @@ impl Lab {
         };
         lab.save()?;
         let dir = lab.state.dir();
-        std::fs::create_dir_all(&dir).map_err(|source| LabError::State { path: dir, source })?;
+        std::fs::create_dir_all(&dir).map_err(|source| LabError::State {
+            path: dir.clone(),
+            source,
+        })?;
         lab.children = topology::build(&lab.state)?;
         let webs: Vec<String> = lab
             .state
@@ -316,11 +321,12 @@ impl Lab {
             .map(|h| h.name.clone())
             .collect();
         for (child, host) in lab.children.iter().zip(webs) {
+            let log = Some(dir.join(format!("{host}.log")));
             lab.state.processes.push(LabProcess {
                 host,
                 pid: child.id(),
                 what: "web server".into(),
-                log: None,
+                log,
             });
         }
         lab.save()?;

@@ -276,9 +276,17 @@ pub(crate) fn build(state: &LabState) -> Result<Vec<Child>, LabError> {
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut full = vec!["netns", "exec", &h.netns];
         full.extend(argv);
+        // Never the caller's stdout/stderr: `pentaflow lab up` exits while the servers run,
+        // and a reader of its output (a test) must see EOF then.
+        let log = state.dir().join(format!("{}.log", h.name));
+        let stderr = std::fs::File::create(&log)
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::null());
         let child = Command::new("ip")
             .args(&full)
             .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .map_err(|source| LabError::Spawn {
                 command: "python3 responder".into(),

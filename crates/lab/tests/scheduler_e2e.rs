@@ -7,8 +7,9 @@
 //! node1 records the client port of every reply it sends from the VIP); the bridge sees VIP
 //! replies entering from each node's port; the kernel settings are restored afterwards.
 //!
-//! The node servers are the lab's HTTP responder bound to VIP:80 (it names the node in each
-//! answer). Skipped, with a printed reason, when not root.
+//! The node servers are the real `pentaflow` binary (a plain proxy node) when it is built
+//! beside this test, else the lab's HTTP responder bound to VIP:80 (it names the node in
+//! each answer); see [`node_server`]. Skipped, with a printed reason, when not root.
 
 // Helpers of an integration test are not `#[test]` fns, so `allow-unwrap-in-tests` does not
 // reach them; the policy is the same: a panic here is the failure report.
@@ -17,10 +18,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use pentaflow_balance::NodeId;
-use pentaflow_lab::{responder_command, wait_listening, Lab, LabSpec, Role, LAN_IFACE};
+use pentaflow_lab::{responder_command, wait_listening, Lab, LabSpec, Role, LAN_IFACE, WEB_PORT};
 use pentaflow_packet::setup::{prepare_node, read_sysctl};
 use pentaflow_packet::{spawn_scheduler, DropReason, MacAddr, NodeEntry, SchedulerConfig};
 
@@ -128,26 +130,80 @@ fn client_run(vip: SocketAddr, count: usize, rounds: usize) -> Vec<Answer> {
         .collect()
 }
 
-/// Whether the nodes run the lab's responder (which names the node in each body) rather
-/// than `PENTAFLOW_E2E_NODE_CMD` (e.g. the pentaflow proxy, whose bodies come from back-ends).
-fn responder_nodes() -> bool {
-    std::env::var("PENTAFLOW_E2E_NODE_CMD").map_or(true, |c| c.trim().is_empty())
+/// What the nodes run on VIP:80.
+enum NodeServer {
+    /// `PENTAFLOW_E2E_NODE_CMD`: whitespace-separated, with `{node}`, `{vip}` and `{prefix}`
+    /// replaced (e.g. `/path/pentaflow serve --config /tmp/{prefix}-{node}.toml`).
+    Template(String),
+    /// The workspace's `pentaflow` binary as a plain proxy node (no `[array]`: this test
+    /// sets up the VIP and the scheduler itself) in front of the lab's web servers.
+    Binary(PathBuf),
+    /// The lab's responder, which names the node in each body.
+    Responder,
 }
 
-/// The node server: `PENTAFLOW_E2E_NODE_CMD` (whitespace-separated, with `{node}`, `{vip}`
-/// and `{prefix}` replaced; e.g. `/path/pentaflow serve --config /tmp/{prefix}-{node}.toml`)
-/// or, by default, the lab's responder on VIP:80.
-fn node_command(node: &str, vip: std::net::Ipv4Addr, prefix: &str) -> Vec<String> {
-    match std::env::var("PENTAFLOW_E2E_NODE_CMD") {
-        Ok(template) if !template.trim().is_empty() => template
+/// The node server: `PENTAFLOW_E2E_NODE_CMD` if set; else the real `pentaflow` binary when
+/// it is built beside this test (cargo builds it for the binary's own tests, so a workspace
+/// run uses it) unless `PENTAFLOW_E2E_RESPONDER` is set; else the lab's responder.
+fn node_server() -> NodeServer {
+    if let Ok(template) = std::env::var("PENTAFLOW_E2E_NODE_CMD") {
+        if !template.trim().is_empty() {
+            return NodeServer::Template(template);
+        }
+    }
+    if std::env::var_os("PENTAFLOW_E2E_RESPONDER").is_some() {
+        return NodeServer::Responder;
+    }
+    // target/<profile>/deps/<this test> → target/<profile>/pentaflow
+    let bin = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("pentaflow")));
+    match bin {
+        Some(bin) if bin.is_file() => NodeServer::Binary(bin),
+        _ => NodeServer::Responder,
+    }
+}
+
+/// Whether the nodes run the lab's responder (which names the node in each body) rather
+/// than a proxy (whose bodies come from back-ends).
+fn responder_nodes() -> bool {
+    matches!(node_server(), NodeServer::Responder)
+}
+
+/// The command line of the server on `node`.
+fn node_command(lab: &Lab, node: &str) -> Vec<String> {
+    let vip = lab.state().vip;
+    match node_server() {
+        NodeServer::Template(template) => template
             .split_whitespace()
             .map(|w| {
                 w.replace("{node}", node)
                     .replace("{vip}", &vip.to_string())
-                    .replace("{prefix}", prefix)
+                    .replace("{prefix}", &lab.state().prefix)
             })
             .collect(),
-        _ => responder_command(node, vip, 80),
+        NodeServer::Binary(bin) => {
+            let mut config = format!(
+                "[node]\naccess_log = false\nshutdown_grace = \"1s\"\n\n\
+                 [[service]]\nname = \"web\"\nlisten = [\"{vip}:80\"]\n"
+            );
+            for web in lab.state().hosts_of(Role::Web) {
+                let ip = web.ip.unwrap();
+                config.push_str(&format!(
+                    "\n[[service.backend]]\nname = \"{}\"\naddress = \"{ip}:{WEB_PORT}\"\n",
+                    web.name
+                ));
+            }
+            let path = lab.state().dir().join("node.toml");
+            std::fs::write(&path, config).unwrap();
+            vec![
+                bin.to_string_lossy().into_owned(),
+                "serve".into(),
+                "--config".into(),
+                path.to_string_lossy().into_owned(),
+            ]
+        }
+        NodeServer::Responder => responder_command(node, vip, 80),
     }
 }
 
@@ -247,6 +303,11 @@ fn scheduler_forwards_by_mac_and_nodes_answer_directly() {
         return;
     }
     let started = Instant::now();
+    match node_server() {
+        NodeServer::Template(t) => eprintln!("e2e: nodes run PENTAFLOW_E2E_NODE_CMD {t:?}"),
+        NodeServer::Binary(b) => eprintln!("e2e: nodes run {} serve", b.display()),
+        NodeServer::Responder => eprintln!("e2e: nodes run the lab's responder"),
+    }
     let lab = Lab::up(LabSpec {
         nodes: 3,
         webs: 3,
@@ -265,7 +326,7 @@ fn scheduler_forwards_by_mac_and_nodes_answer_directly() {
             .unwrap()
             .expect("prepare node");
         guards.push((n.name.clone(), guard));
-        let args = node_command(&n.name, vip, &lab.state().prefix);
+        let args = node_command(&lab, &n.name);
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         servers.push(lab.spawn(&n.name, &argv).unwrap());
         wait_listening(&n.netns, SocketAddr::from((vip, 80)), IO_TIMEOUT).expect("node server up");

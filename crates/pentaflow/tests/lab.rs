@@ -8,7 +8,8 @@
 //! the nodes), as the nodes' kernels (nftables egress sets) and their admin counters agree;
 //! node1 sends no reply of a connection it forwarded; the scheduler's own counters (logged
 //! on SIGTERM) show frames forwarded to node2/node3 and delivered locally; SIGTERM restores
-//! node1's kernel; `lab down` leaves no namespace. Skipped, with a printed reason, when not
+//! node1's kernel; a node refuses to start without privileges, and a failed start leaves the
+//! running node alone; `lab down` leaves no namespace. Skipped, with a printed reason, when not
 //! root.
 
 // Helpers of an integration test are not `#[test]` fns, so `allow-unwrap-in-tests` does not
@@ -259,6 +260,46 @@ fn lab_up_gives_a_working_array_and_down_removes_it() {
     assert!(
         scheduler_rows[0].trim_start().starts_with("node1 "),
         "{status}"
+    );
+
+    // Refusals that must leave the running array alone: without privileges (clear error),
+    // and a second node2 whose proxy cannot bind (its array set-up is undone on the way out).
+    let config = lab.state().dir().join("array.toml");
+    let config = config.to_str().unwrap();
+    let serve = [BIN, "serve", "--config", config, "--node-id", "2"];
+    let mut unprivileged = vec![
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+    ];
+    unprivileged.extend(serve);
+    // setpriv is in util-linux (Debian: essential), but do not fail on an odd image.
+    if Command::new("setpriv").arg("--version").output().is_ok() {
+        let out = lab.exec("node2", &unprivileged).unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && said.contains("CAP_NET_ADMIN"),
+            "{said}"
+        );
+    } else {
+        eprintln!("lab e2e: no setpriv; the unprivileged start is not checked");
+    }
+    let out = lab.exec("node2", &serve).unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("cannot start the proxy"),
+        "{said}"
+    );
+    let lo = run_in(
+        &lab,
+        "node2",
+        &["ip", "-4", "-o", "addr", "show", "dev", "lo"],
+        None,
+    );
+    assert!(
+        lo.contains("10.77.1.10/32"),
+        "the first node2 keeps its VIP: {lo}"
     );
 
     for n in NODES {

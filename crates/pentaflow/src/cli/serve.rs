@@ -37,6 +37,11 @@ async fn run_array_node(
     reload_from: Option<PathBuf>,
     node_id: Option<u16>,
 ) -> anyhow::Result<ExitCode> {
+    // Signals first: a SIGTERM during the array set-up must not kill the process before it
+    // can restore the kernel (it is handled once serving starts).
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let array = match &config.array {
         Some(array) => {
             let array = array.clone();
@@ -83,9 +88,6 @@ async fn run_array_node(
         });
         tracing::info!(%admin, "admin API listening");
     }
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     let mut grace = config.node.shutdown_grace;
     loop {
         tokio::select! {
