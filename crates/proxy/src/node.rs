@@ -136,6 +136,31 @@ pub(crate) struct Shared {
     /// `closed()` on the sender resolves when the last one has ended.
     draining: watch::Sender<bool>,
     background: Mutex<Vec<JoinHandle<()>>>,
+    /// Peer addresses of the open client connections (for the array's live-bucket report).
+    clients: Mutex<std::collections::HashSet<SocketAddr>>,
+}
+
+/// Keeps a client connection in [`Shared::clients`] while it is open.
+struct OpenClient {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+}
+
+impl OpenClient {
+    fn new(shared: Arc<Shared>, peer: SocketAddr) -> Self {
+        if let Ok(mut c) = shared.clients.lock() {
+            c.insert(peer);
+        }
+        Self { shared, peer }
+    }
+}
+
+impl Drop for OpenClient {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.shared.clients.lock() {
+            c.remove(&self.peer);
+        }
+    }
 }
 
 /// A running proxy node. Dropping it does not stop it: call [`Proxy::shutdown`].
@@ -185,6 +210,7 @@ impl Proxy {
             listeners: Mutex::new(HashMap::new()),
             draining: watch::channel(false).0,
             background: Mutex::new(Vec::new()),
+            clients: Mutex::new(std::collections::HashSet::new()),
         });
         let proxy = Self { shared };
         let bound = proxy.bind_new(config).await?;
@@ -260,6 +286,16 @@ impl Proxy {
             .iter()
             .flat_map(|s| s.status_rows())
             .collect()
+    }
+
+    /// The client addresses (ip:port) of every open client connection. The array reports the
+    /// buckets of these to a new scheduler, so a failover keeps established connections.
+    pub fn live_clients(&self) -> Vec<SocketAddr> {
+        self.shared
+            .clients
+            .lock()
+            .map(|c| c.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     /// What each service with `[service.cdn]` serves from the CDN and why, with its page cache.
@@ -424,6 +460,7 @@ async fn accept_loop(
         shared.counters.accepted.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
+            let _open = OpenClient::new(Arc::clone(&shared), peer);
             if tls {
                 serve_tls_connection(shared, listen, stream, peer).await;
             } else {

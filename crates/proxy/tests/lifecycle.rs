@@ -120,3 +120,21 @@ async fn reload_applies_a_new_connection_limit() {
     );
     assert_eq!(first.get("/", &[]).await.status, 200);
 }
+
+#[tokio::test]
+async fn live_client_addresses_are_reported_while_connections_are_open() {
+    let b = backends(1).await;
+    let (proxy, addr) = start_proxy(&(service("") + &backend_tables(&b))).await;
+    let one = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let two = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mine = [one.local_addr().unwrap(), two.local_addr().unwrap()];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut live = proxy.live_clients();
+    live.sort();
+    let mut expected = mine.to_vec();
+    expected.sort();
+    assert_eq!(live, expected);
+    drop((one, two));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(proxy.live_clients().is_empty());
+}
