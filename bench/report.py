@@ -140,6 +140,7 @@ def throughput_section(runs, order, clean=frozenset(), quiet_pct=25):
                 f"(goal: req/s >= x1.00 at p99 <= x1.00: {'met' if met else 'not met'})", ""]
     elif "pentaflow" not in med:
         out += ["pentaflow: pending (no pentaflow run in this report).", ""]
+    out += undisturbed_section(all_runs, order, quiet_pct)
     out += ["<details><summary>every run</summary>", "",
             "| round | target | req/s | p50 ms | p99 ms | proxy CPU % | other CPU % | errors |",
             "|---:|---|---:|---:|---:|---:|---:|---:|"]
@@ -149,6 +150,30 @@ def throughput_section(runs, order, clean=frozenset(), quiet_pct=25):
                    f"| {s['cpu']:.0f} | {s['other']:.0f} | {s['errors']} |")
     out += ["", "</details>", ""]
     return out
+
+
+def undisturbed_section(runs, order, quiet_pct):
+    """Per target, the median of its own undisturbed runs.
+
+    Not paired in time like the rounds are, but on a shared machine it is
+    often the only view with several runs per target that no neighbour
+    slowed down.
+    """
+    out = [f"Per target, only its runs with other CPU < {quiet_pct}% (not paired by round):", "",
+           "| target | undisturbed runs | req/s | p50 ms | p99 ms | proxy CPU % "
+           "| req per proxy CPU-s |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    for target in (t for t in order if t in runs):
+        quiet = [s for s in runs[target] if s["other"] < quiet_pct]
+        if not quiet:
+            out.append(f"| {target} | 0 | - | - | - | - | - |")
+            continue
+        m = medians(quiet)
+        per_cpu = "-" if target == "direct" else f"{m['per_cpu']:,.0f}"
+        cpu = "-" if target == "direct" else f"{m['cpu']:.0f}"
+        out.append(f"| {target} | {m['n']} | {m['rps']:,.0f} | {m['p50']:.3f} | {m['p99']:.3f} "
+                   f"| {cpu} | {per_cpu} |")
+    return out + [""]
 
 
 def memory_section(mem, order):

@@ -364,7 +364,7 @@ main() {
       fi
     fi
     if [[ -n $PF_BIN && -x $PF_BIN ]]; then
-      if "$PF_BIN" serve --help 2>&1 | grep -q -- '--workers'; then
+      if "$PF_BIN" serve --help 2>&1 | grep -- '--workers' >/dev/null; then
         PF_ARGS=(--workers 1) PF_WORKERS_HOW="--workers 1"
       else
         PF_WORKERS_HOW="PENTAFLOW_WORKERS=1"
@@ -422,6 +422,8 @@ main() {
   # The raw wrk outputs and the rendered configs, for anyone checking a number.
   mkdir -p "$OUT_DIR/raw-$stamp"
   cp -r "$WORK/raw/." "$OUT_DIR/raw-$stamp/"
+  # The report's inputs, so `report.py summary` can rebuild it later.
+  cp "$WORK/runs.tsv" "$WORK/mem.tsv" "$WORK/clean-rounds" "$WORK/header.md" "$OUT_DIR/raw-$stamp/"
   find "$WORK" -maxdepth 2 \( -name '*.conf' -o -name '*.cfg' -o -name '*.toml' -o -name '*.log' \) \
     -exec sh -c 'cp "$1" "$2/$(basename "$(dirname "$1")")-$(basename "$1")"' _ {} "$OUT_DIR/raw-$stamp" \;
   cat "$OUT_DIR/results-$stamp.md"

@@ -2,7 +2,8 @@
 //! of `pentaflow status`.
 //!
 //! Owns: the admin listener ([`serve`]: `GET /status` as JSON, `GET /metrics` in the
-//! OpenMetrics text format that Prometheus scrapes, `GET /cdn` as JSON, `GET /healthz`), the
+//! OpenMetrics text format that Prometheus scrapes, `GET /cdn` and `GET /cluster` as JSON,
+//! `GET /healthz`, and the token-protected operator actions under `POST /cluster/…`), the
 //! client that reads a
 //! remote node's status ([`fetch_status`]) and the table rendering ([`render_table`]).
 //!
@@ -35,6 +36,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod control;
 mod error;
 #[cfg(test)]
 mod exposition;
@@ -46,9 +48,10 @@ mod server;
 mod table;
 
 pub use client::fetch_status;
+pub use control::{ControlError, ControlRequest};
 pub use error::AdminError;
 pub use metrics::encode_metrics;
 pub use model::{MetricKind, NodeMetric, StatusDocument, StatusSource};
 pub use pentaflow_balance::{BackendState, WebServerStatus};
-pub use server::serve;
+pub use server::{serve, serve_with, AdminOptions};
 pub use table::render_table;

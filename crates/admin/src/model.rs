@@ -7,6 +7,8 @@
 use pentaflow_balance::WebServerStatus;
 use serde::{Deserialize, Serialize};
 
+use crate::control::{ControlError, ControlRequest};
+
 /// What the admin API shows; implemented by the binary over the proxy (and later the cluster).
 ///
 /// Called on every admin request (a scrape, a `pentaflow status`), from a tokio worker: an
@@ -20,6 +22,17 @@ pub trait StatusSource: Send + Sync + 'static {
     /// rewrites to a CDN.
     fn cdn_report(&self) -> serde_json::Value {
         serde_json::Value::Null
+    }
+    /// The array as this node sees it (`GET /cluster`): roles, members with their ages, the
+    /// bucket table summary; `null` when the node is not in an array cluster.
+    fn cluster_report(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    /// An operator action, called only once the admin token was checked, on the blocking
+    /// pool (it may wait for the cluster briefly). Without a cluster: refused with 503.
+    fn control(&self, request: ControlRequest) -> Result<serde_json::Value, ControlError> {
+        let _ = request;
+        Err(ControlError::new(503, "this node is not part of an array cluster"))
     }
 }
 

@@ -12,7 +12,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -22,6 +23,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::control;
 use crate::error::AdminError;
 use crate::metrics;
 use crate::model::{StatusDocument, StatusSource};
@@ -46,6 +48,31 @@ struct Admin {
     source: Arc<dyn StatusSource>,
     node: String,
     started: Instant,
+    /// The token operator actions need; `None` refuses them all.
+    token: Option<Vec<u8>>,
+}
+
+/// Options of [`serve_with`].
+#[derive(Clone, Default)]
+pub struct AdminOptions {
+    token: Option<Vec<u8>>,
+}
+
+impl AdminOptions {
+    /// Operator actions (`POST /cluster/…`) accept `Authorization: Bearer <token>`.
+    #[must_use]
+    pub fn with_token(mut self, token: Vec<u8>) -> Self {
+        self.token = Some(token);
+        self
+    }
+}
+
+impl std::fmt::Debug for AdminOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminOptions")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// Serves the admin API until `shutdown` turns true (or its sender is dropped, since nothing
@@ -65,12 +92,27 @@ pub async fn serve(
     listener: TcpListener,
     source: Arc<dyn StatusSource>,
     node: String,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), AdminError> {
+    serve_with(listener, source, node, shutdown, AdminOptions::default()).await
+}
+
+/// [`serve`] with options: with a token, also the operator actions `POST /cluster/config`
+/// (push), `/cluster/commit[?proposal=N]`, `/cluster/drain`, `/cluster/enable`, each needing
+/// `Authorization: Bearer <token>` (see [`crate::ControlRequest`]). `GET /cluster` is read-only
+/// like `/status`.
+pub async fn serve_with(
+    listener: TcpListener,
+    source: Arc<dyn StatusSource>,
+    node: String,
     mut shutdown: watch::Receiver<bool>,
+    options: AdminOptions,
 ) -> Result<(), AdminError> {
     let admin = Arc::new(Admin {
         source,
         node,
         started: Instant::now(),
+        token: options.token,
     });
     let local = listener.local_addr().ok();
     tracing::info!(addr = ?local, "admin API listening");
@@ -104,7 +146,7 @@ pub async fn serve(
         let admin = Arc::clone(&admin);
         let service = service_fn(move |request| {
             let admin = Arc::clone(&admin);
-            async move { Ok::<_, Infallible>(respond(admin, &request).await) }
+            async move { Ok::<_, Infallible>(respond_any(admin, request).await) }
         });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         connections.spawn(async move {
@@ -156,6 +198,7 @@ enum Page {
     Metrics,
     Healthz,
     Cdn,
+    Cluster,
 }
 
 /// Why a request gets no page.
@@ -165,6 +208,47 @@ enum Refusal {
     NotFound,
     /// 405: an admin path, but not GET or HEAD.
     MethodNotAllowed,
+}
+
+/// Operator actions first (they need the body and the token), then the read-only pages.
+async fn respond_any(admin: Arc<Admin>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    if !control::is_control(request.uri().path()) {
+        return respond(admin, &request).await;
+    }
+    if let Err((status, message)) = control::authorize(request.headers(), admin.token.as_deref()) {
+        return owned_text(status, message);
+    }
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().map(str::to_owned);
+    let body = match Limited::new(request.into_body(), control::MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "body too large or broken\n"),
+    };
+    let action = match control::parse(&method, &path, query.as_deref(), &body) {
+        Ok(action) => action,
+        Err((status, message)) => return owned_text(status, message),
+    };
+    tracing::info!(?method, path, "admin operator action");
+    let answer = tokio::task::spawn_blocking(move || control::run(admin.source.as_ref(), action)).await;
+    match answer {
+        Ok(Ok(doc)) => match serde_json::to_vec(&doc) {
+            Ok(body) => with_body(StatusCode::OK, "application/json", body.into()),
+            Err(error) => internal_error("control", &error),
+        },
+        Ok(Err(e)) => {
+            let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::CONFLICT);
+            owned_text(status, format!("{}\n", e.message))
+        }
+        Err(error) => internal_error("control handler", &error),
+    }
+}
+
+fn owned_text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    with_body(status, "text/plain; charset=utf-8", Bytes::from(body))
 }
 
 /// The admin API in one place: route, method check, body.
@@ -188,6 +272,7 @@ fn route(method: &Method, path: &str) -> Result<Page, Refusal> {
         "/metrics" => Page::Metrics,
         "/healthz" => Page::Healthz,
         "/cdn" => Page::Cdn,
+        "/cluster" => Page::Cluster,
         _ => return Err(Refusal::NotFound),
     };
     // HEAD needs no branch of its own: hyper sends the headers of the GET answer, no body.
@@ -213,8 +298,13 @@ impl Refusal {
 
 /// Takes a snapshot and encodes it as `page` asks.
 fn render(admin: &Admin, page: Page) -> Response<Full<Bytes>> {
-    if page == Page::Cdn {
-        return match serde_json::to_vec(&admin.source.cdn_report()) {
+    if page == Page::Cdn || page == Page::Cluster {
+        let doc = if page == Page::Cdn {
+            admin.source.cdn_report()
+        } else {
+            admin.source.cluster_report()
+        };
+        return match serde_json::to_vec(&doc) {
             Ok(body) => with_body(StatusCode::OK, "application/json", body.into()),
             Err(error) => internal_error("cdn", &error),
         };
@@ -259,3 +349,5 @@ fn with_body(status: StatusCode, content_type: &'static str, body: Bytes) -> Res
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod control_tests;

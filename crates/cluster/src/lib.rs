@@ -53,6 +53,7 @@
 pub mod auth;
 pub mod config_sync;
 pub mod election;
+pub mod info;
 pub mod membership;
 pub mod node;
 pub mod replication;
@@ -60,6 +61,7 @@ pub mod shell;
 pub mod wire;
 
 pub use auth::{ClusterKey, DropCounts, DropReason};
+pub use info::{ClusterInfo, MemberInfo, PolledStatus};
 pub use config_sync::{ConfigEvent, ConfigSyncError, Validator};
 pub use node::{Node, NodeParams, Output, Timing};
 pub use replication::Change;

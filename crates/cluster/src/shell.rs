@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config_sync::{ConfigSyncError, Validator};
+use crate::info::ClusterInfo;
 use crate::node::{Node, NodeParams, Output};
 use crate::replication::Change;
 use crate::wire::{Destination, NodeStatus, Role, MAX_DATAGRAM};
@@ -42,6 +43,10 @@ const ASSIGNMENT_QUEUE: usize = 4096;
 /// snapshot per assignment would cost the scheduler more than routing; role changes are
 /// published at once. Standbys only need the table at takeover, so 20 ms of lag is harmless.
 const TABLE_PUBLISH_MS: u64 = 20;
+
+/// The operator's summary ([`ClusterInfo`]) is republished this often (ms): status pages
+/// are read by people and scrapers, and every heartbeat would be far more than they need.
+const INFO_PUBLISH_MS: u64 = 250;
 
 /// Events buffered for the binary; beyond this they are dropped with a warning (the view
 /// channel still carries the state).
@@ -119,6 +124,8 @@ pub struct ClusterHandle {
     pub assignments: mpsc::Sender<Vec<Change>>,
     /// Events for the binary (everything but datagrams).
     pub events: mpsc::Receiver<Output>,
+    /// The operator's summary (members, status poll, drops), at most [`INFO_PUBLISH_MS`] old.
+    pub info: watch::Receiver<ClusterInfo>,
     commands: mpsc::Sender<Command>,
     task: JoinHandle<()>,
 }
@@ -152,6 +159,7 @@ pub fn spawn_on(
     let own = socket.local_addr().ok();
     let peers: Vec<SocketAddr> = peers.into_iter().filter(|p| Some(*p) != own).collect();
     let (view_tx, view) = watch::channel(view_of(&mut node));
+    let (info_tx, info) = watch::channel(ClusterInfo::of(&node, 0));
     let (assignments, assign_rx) = mpsc::channel(ASSIGNMENT_QUEUE);
     let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
     let (commands, command_rx) = mpsc::channel(16);
@@ -166,11 +174,14 @@ pub fn spawn_on(
         assign_rx,
         command_rx,
         table_published: 0,
+        info: info_tx,
+        info_published: 0,
     }));
     Ok(ClusterHandle {
         view,
         assignments,
         events,
+        info,
         commands,
         task,
     })
@@ -235,6 +246,9 @@ struct Task {
     command_rx: mpsc::Receiver<Command>,
     /// When the table was last published (ms).
     table_published: u64,
+    info: watch::Sender<ClusterInfo>,
+    /// When the info was last published (ms).
+    info_published: u64,
 }
 
 fn view_of(node: &mut Node) -> ClusterView {
@@ -351,5 +365,9 @@ async fn drain(t: &mut Task) {
     });
     if table_sent {
         t.table_published = now;
+    }
+    if now.saturating_sub(t.info_published) >= INFO_PUBLISH_MS {
+        t.info.send_replace(ClusterInfo::of(&t.node, now));
+        t.info_published = now;
     }
 }

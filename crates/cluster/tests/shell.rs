@@ -135,3 +135,32 @@ async fn config_push_and_commit_over_udp() {
         .unwrap();
     }
 }
+
+#[tokio::test]
+async fn info_shows_members_and_the_status_poll() {
+    let handles = array(3).await;
+    one_scheduler(&handles.iter().collect::<Vec<_>>(), Duration::from_secs(3)).await;
+    let status = pentaflow_cluster::NodeStatus {
+        open_connections: 4,
+        live_buckets: 2,
+        ..Default::default()
+    };
+    handles[1].set_status(status, 10).await.unwrap();
+    let mut watch = handles[0].info.clone();
+    let info = timeout(
+        Duration::from_secs(3),
+        watch.wait_for(|i| {
+            i.members.len() == 2
+                && i.members.iter().all(|m| m.alive)
+                && i.polled.iter().any(|p| p.id == NodeId(2) && p.status.open_connections == status.open_connections)
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("not published: {:?}", handles[0].info.borrow()))
+    .unwrap()
+    .clone();
+    assert_eq!(info.node, Some(NodeId(1)));
+    assert_eq!(info.role, Some(Role::Scheduler));
+    assert!(info.members.iter().all(|m| m.heard_ms_ago < 1000));
+    assert_eq!(info.drops.forged, 0);
+}

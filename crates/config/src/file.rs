@@ -110,11 +110,21 @@
 //! interface = "eth0"                  # required; the LAN interface (<= 15 chars, no '/' or spaces)
 //! node_id = 1                         # optional; this node's id (or `serve --node-id N`, env
 //!                                     # PENTAFLOW_NODE_ID: every node gets the same file); listed below
-//! scheduler = 1                       # required; id of the static scheduler node; listed below
+//! scheduler = 1                       # required without a key: id of the static scheduler; with
+//!                                     # a key optional: the preferred one (default priority 200)
 //! table_size = 65536                  # default 65536; a power of two, 2..=16_777_216
 //! bucket_idle = "60s"                 # default 60s; a bucket idle this long may move to another node
 //! ports = [80, 443]                   # default: the ports of every listen/tls_listen address on the
 //!                                     # VIP (or a wildcard); 1..=65535, no duplicates
+//! key_file = "cluster.key"            # optional (or key = "..."; not both): the cluster HMAC key,
+//!                                     # >= 16 bytes; set = the nodes elect the scheduler themselves
+//! port = 7946                         # default 7946; UDP control port on each node's address
+//! heartbeat = "100ms"                 # default 100ms; each node announces itself this often
+//! dead_after = "300ms"                # default 300ms; a node silent this long is failed (> heartbeat)
+//! preempt = false                     # default false; a returning higher priority takes over
+//! admin_token_file = "admin.token"    # optional (or admin_token = "..."; not both; >= 16 bytes; needs
+//!                                     # a key): operator actions on the admin API (config push/commit,
+//!                                     # drain) need `Authorization: Bearer <token>`; none = refused
 //!
 //! [[array.node]]                      # >= 1; every node of the array, this one included
 //! id = 1                              # required, unique; 1..=65534
@@ -122,6 +132,8 @@
 //! mac = "02:77:01:00:00:01"           # required (learning by ARP is not built yet), unique, unicast
 //! weight = 1                          # default 1; 1..=1000 (share of new buckets)
 //! enabled = true                      # default true; false = keeps its buckets, gets no new ones
+//! priority = 100                      # default 100 (200 for `scheduler`); 0..=255, higher wins the
+//!                                     # election, then the lower id; 0 = never the scheduler
 //! ```
 //!
 //! Durations are strings parsed with `humantime` (`"500ms"`, `"2s"`, `"1m"`, `"1h 30m"`);
@@ -161,6 +173,14 @@ pub(crate) struct FileArray {
     pub(crate) table_size: Option<Spanned<i64>>,
     pub(crate) bucket_idle: Option<Spanned<FileDuration>>,
     pub(crate) ports: Option<Spanned<Vec<Spanned<i64>>>>,
+    pub(crate) key: Option<Spanned<String>>,
+    pub(crate) key_file: Option<Spanned<String>>,
+    pub(crate) port: Option<Spanned<i64>>,
+    pub(crate) heartbeat: Option<Spanned<FileDuration>>,
+    pub(crate) dead_after: Option<Spanned<FileDuration>>,
+    pub(crate) preempt: Option<bool>,
+    pub(crate) admin_token: Option<Spanned<String>>,
+    pub(crate) admin_token_file: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) node: Vec<Spanned<FileArrayNode>>,
 }
@@ -174,6 +194,7 @@ pub(crate) struct FileArrayNode {
     pub(crate) mac: Option<Spanned<String>>,
     pub(crate) weight: Option<Spanned<i64>>,
     pub(crate) enabled: Option<bool>,
+    pub(crate) priority: Option<Spanned<i64>>,
 }
 
 /// `[tls_tickets]`.

@@ -39,7 +39,9 @@ pub struct ArrayConfig {
     pub interface: String,
     /// This node's id, if the file names it; always one of `nodes`.
     pub node_id: Option<u16>,
-    /// Id of the node that runs the scheduler (static until election exists); one of `nodes`.
+    /// Id of the static scheduler (no `[array] key`), or of the preferred one when the cluster
+    /// elects it (its default `priority` is then [`PREFERRED_PRIORITY`]); 0 = none preferred
+    /// (only with a key).
     pub scheduler: u16,
     /// Buckets in the client IP/port table: a power of two.
     pub table_size: usize,
@@ -50,6 +52,42 @@ pub struct ArrayConfig {
     /// Every node of the array, this one included, in file order; ids, addresses and MACs
     /// are unique.
     pub nodes: Vec<ArrayNode>,
+    /// The control plane (heartbeats, election, table replication); `None` without a cluster
+    /// key, and then `scheduler` is static.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// The cluster part of `[array]`: present when a cluster key is set.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// The shared HMAC key that authenticates every control datagram (>= 16 bytes).
+    pub key: Vec<u8>,
+    /// UDP control port, on each node's LAN address.
+    pub port: u16,
+    /// Each node announces itself this often.
+    pub heartbeat: Duration,
+    /// A node not heard from this long is failed.
+    pub dead_after: Duration,
+    /// A returning higher-priority node takes the scheduler role back (off: no flapping).
+    pub preempt: bool,
+    /// The token the admin API's operator actions need; `None` refuses them.
+    pub admin_token: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for ClusterSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterSettings")
+            .field("key", &format_args!("<{} bytes, redacted>", self.key.len()))
+            .field("port", &self.port)
+            .field("heartbeat", &self.heartbeat)
+            .field("dead_after", &self.dead_after)
+            .field("preempt", &self.preempt)
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 /// `[[array.node]]`: one node as the scheduler routes to it.
@@ -65,6 +103,8 @@ pub struct ArrayNode {
     pub weight: u32,
     /// Administratively enabled; a disabled node keeps its buckets but gets no new ones.
     pub enabled: bool,
+    /// Election priority (higher wins, then the lower id; 0 = never the scheduler).
+    pub priority: u8,
 }
 
 /// `[tls_tickets]`: keys that encrypt TLS session tickets. Every node of an array gets the same
@@ -362,6 +402,19 @@ pub const DEFAULT_TABLE_SIZE: usize = 1 << 16;
 /// Default `[array] bucket_idle`: past the idle timeout of ordinary keep-alive connections, so
 /// a bucket moved to a new node almost never carries a live connection.
 pub const DEFAULT_BUCKET_IDLE: Duration = Duration::from_secs(60);
+/// Default `[array] port`: the UDP control port (memberlist's well-known port, so firewalls
+/// written for such clusters already let it through on the LAN).
+pub const DEFAULT_CLUSTER_PORT: u16 = 7946;
+/// Default `[array] heartbeat`: three announcements fit in `dead_after`, so one lost datagram
+/// never fails a node.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(100);
+/// Default `[array] dead_after`: the detection goal of 300 ms.
+pub const DEFAULT_DEAD_AFTER: Duration = Duration::from_millis(300);
+/// Default node `priority` of the preferred `scheduler`: above [`DEFAULT_PRIORITY`], so it
+/// wins the first election.
+pub const PREFERRED_PRIORITY: u8 = 200;
+/// Default node `priority` of every other node.
+pub const DEFAULT_PRIORITY: u8 = 100;
 
 impl Config {
     /// The service called `name`, if any.
@@ -382,9 +435,9 @@ impl ArrayConfig {
         override_id.or(self.node_id).and_then(|id| self.node(id))
     }
 
-    /// Whether node `id` is the scheduler.
+    /// Whether node `id` is the static scheduler (always false when the cluster elects it).
     pub fn is_scheduler(&self, id: u16) -> bool {
-        self.scheduler == id
+        self.cluster.is_none() && self.scheduler == id
     }
 }
 

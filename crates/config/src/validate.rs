@@ -20,6 +20,7 @@ use crate::model::{Config, Limits, NodeConfig};
 
 mod array;
 mod cdn;
+mod cluster;
 mod files;
 mod persistence;
 mod service;

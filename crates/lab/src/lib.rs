@@ -465,7 +465,11 @@ impl Lab {
                 } else {
                     Vec::new()
                 };
-                let scheduler = up && h.role == Role::Node && topology::has_scheduler(&h.netns);
+                // A killed scheduler leaves its table behind: only a running node counts.
+                let scheduler = up
+                    && h.role == Role::Node
+                    && !pids.is_empty()
+                    && topology::has_scheduler(&h.netns);
                 HostStatus {
                     host: h.clone(),
                     up,

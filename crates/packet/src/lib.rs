@@ -54,6 +54,9 @@ pub use frame::{DropReason, Flow, FrameError, L4Proto, MacAddr, Verdict};
 pub use io::{AfPacketIo, FrameIo, Output, PacketBuf};
 /// Re-exported so callers name nodes and tables with the same types as this crate.
 pub use pentaflow_balance::{BucketTable, NodeId};
-pub use run::{run_loop, spawn_scheduler, LoopControl, RunError, SchedulerConfig, SchedulerHandle};
-pub use scheduler::{CoreParams, Counters, NodeEntry, SchedulerCore};
+pub use run::{
+    run_loop, spawn_scheduler, LoopControl, RunError, SchedulerConfig, SchedulerHandle,
+    DEFAULT_ANNOUNCE_EVERY_MS,
+};
+pub use scheduler::{Change, CoreParams, Counters, NodeEntry, SchedulerCore};
 pub use setup::{prepare_node, KernelGuard, SetupError};

@@ -12,17 +12,17 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use pentaflow_balance::{BucketError, BucketTable, NodeId};
+use pentaflow_balance::{BucketError, BucketSnapshot, BucketTable, NodeId};
 
 use crate::frame::{self, L4Proto, Verdict};
 use crate::io::{AfPacketIo, FrameIo, Output, PacketBuf};
-use crate::scheduler::{CoreParams, Counters, NodeEntry, SchedulerCore};
+use crate::scheduler::{Change, CoreParams, Counters, NodeEntry, SchedulerCore};
 use crate::setup::{self, KernelGuard, SetupError};
 use crate::sys;
 
@@ -42,6 +42,21 @@ const PUBLISH_EVERY_MS: u64 = 50;
 const TICK_EVERY_MS: u64 = 1_000;
 /// Gratuitous ARPs sent when taking the role (more than one in case the first is lost).
 const GRATUITOUS_ARP_COUNT: usize = 3;
+/// Default period of the repeated gratuitous ARP: a router or node that cached another
+/// scheduler's MAC (split brain, a lost announcement, a dead scheduler whose kernel still
+/// answers ARP) is corrected within a second.
+pub const DEFAULT_ANNOUNCE_EVERY_MS: u64 = 1_000;
+/// Right after taking the role the announcement repeats this often (ms) for
+/// [`FAST_ANNOUNCE_FOR_MS`]: Linux ignores an ARP update for an entry changed less than
+/// `locktime` (1 s by default) ago, so a router that learned the old scheduler's MAC just
+/// before the takeover only accepts ours a moment later — announcing every 100 ms bounds the
+/// extra outage to ~100 ms past that lock instead of a whole period.
+const FAST_ANNOUNCE_EVERY_MS: u64 = 100;
+/// How long the fast announcements last: past the default 1 s `locktime`, with a margin.
+const FAST_ANNOUNCE_FOR_MS: u64 = 2_000;
+/// Assignments kept for the control plane before the oldest are dropped: one per new flow,
+/// drained every few ms; the control plane's periodic version check repairs any loss.
+const MAX_PENDING_CHANGES: usize = 1 << 18;
 
 /// Everything the scheduler thread needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,6 +79,14 @@ pub struct SchedulerConfig {
     pub tap: String,
     /// Frames drained per poll.
     pub batch: usize,
+    /// Start from this replica of the table (a takeover) instead of an empty one; every
+    /// assigned bucket counts as in use from the start (seed 002).
+    pub initial_table: Option<Arc<BucketSnapshot>>,
+    /// Keep every assignment for [`SchedulerHandle::take_changes`] (the cluster replicates
+    /// them); off for a static scheduler, where nobody would drain them.
+    pub record_changes: bool,
+    /// Repeat the gratuitous ARP this often (ms); 0 = only at start.
+    pub announce_every_ms: u64,
 }
 
 /// Why the scheduler stopped or could not start.
@@ -98,6 +121,14 @@ pub enum RunError {
 pub struct LoopControl {
     stop: AtomicBool,
     counters: Mutex<Counters>,
+    /// Set while new assignments are held (takeover merge).
+    hold_new: AtomicBool,
+    /// Assignments waiting for the control plane.
+    changes: Mutex<Vec<Change>>,
+    /// A newer replica to adopt at the next turn.
+    adopt: Mutex<Option<Arc<BucketSnapshot>>>,
+    /// Gratuitous ARP period (ms); 0 = never repeated.
+    announce_every_ms: AtomicU64,
 }
 
 /// A running scheduler thread. Dropping it stops the thread and restores the kernel.
@@ -121,6 +152,9 @@ impl SchedulerConfig {
             idle_ms: DEFAULT_IDLE_MS,
             tap: DEFAULT_TAP.to_owned(),
             batch: DEFAULT_BATCH,
+            initial_table: None,
+            record_changes: false,
+            announce_every_ms: DEFAULT_ANNOUNCE_EVERY_MS,
         }
     }
 }
@@ -139,6 +173,35 @@ impl LoopControl {
             .clone()
     }
 
+    /// Hold (false) or allow (true) new bucket assignments.
+    pub fn set_accepting_new(&self, accepting: bool) {
+        self.hold_new.store(!accepting, Ordering::Relaxed);
+    }
+
+    /// Hands the loop a newer replica to adopt (unassigned buckets only).
+    pub fn adopt_table(&self, table: Arc<BucketSnapshot>) {
+        *self.adopt.lock().unwrap_or_else(PoisonError::into_inner) = Some(table);
+    }
+
+    /// The assignments made since the last call.
+    pub fn take_changes(&self) -> Vec<Change> {
+        std::mem::take(&mut *self.changes.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Repeat the gratuitous ARP every `ms` (0 = never).
+    pub fn set_announce_every(&self, ms: u64) {
+        self.announce_every_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn push_changes(&self, mut new: Vec<Change>) {
+        let mut pending = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
+        pending.append(&mut new);
+        if pending.len() > MAX_PENDING_CHANGES {
+            let excess = pending.len() - MAX_PENDING_CHANGES;
+            pending.drain(..excess);
+        }
+    }
+
     fn publish(&self, c: &Counters) {
         c.clone_into(&mut self.counters.lock().unwrap_or_else(PoisonError::into_inner));
     }
@@ -153,6 +216,21 @@ impl SchedulerHandle {
     /// Replaces the node table (membership changed, weights edited, ...).
     pub fn update_nodes(&self, nodes: Vec<NodeEntry>) {
         let _ = self.nodes.send(nodes);
+    }
+
+    /// Hold (false) or allow (true) new bucket assignments (the cluster's `accepting_new`).
+    pub fn set_accepting_new(&self, accepting: bool) {
+        self.control.set_accepting_new(accepting);
+    }
+
+    /// Adopt a newer replica of the table: its buckets unassigned here are taken.
+    pub fn adopt_table(&self, table: Arc<BucketSnapshot>) {
+        self.control.adopt_table(table);
+    }
+
+    /// The assignments routed since the last call (needs `record_changes`).
+    pub fn take_changes(&self) -> Vec<Change> {
+        self.control.take_changes()
     }
 
     /// Stops the loop, restores the kernel and returns the final counters.
@@ -186,6 +264,7 @@ impl Drop for SchedulerHandle {
 pub fn spawn_scheduler(cfg: SchedulerConfig) -> Result<SchedulerHandle, RunError> {
     setup::check_privileges()?;
     let control = Arc::new(LoopControl::default());
+    control.set_announce_every(cfg.announce_every_ms);
     let (nodes_tx, nodes_rx) = mpsc::channel();
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), RunError>>();
     let ctl = Arc::clone(&control);
@@ -240,7 +319,11 @@ pub fn spawn_scheduler(cfg: SchedulerConfig) -> Result<SchedulerHandle, RunError
 
 /// Set-up, in the scheduler thread.
 fn start(cfg: &SchedulerConfig) -> Result<(AfPacketIo, SchedulerCore, KernelGuard), RunError> {
-    let table = BucketTable::new(cfg.table_size)?;
+    // A replica of another size cannot be adopted; start empty rather than refuse the role.
+    let table = match &cfg.initial_table {
+        Some(s) if s.size == cfg.table_size => BucketTable::from_snapshot(s, 0)?,
+        _ => BucketTable::new(cfg.table_size)?,
+    };
     let mut guard = setup::prepare_scheduler(&cfg.lan, cfg.vip)?;
     let mut io = AfPacketIo::open(&cfg.lan, cfg.vip, &cfg.tap).map_err(|source| RunError::Io {
         what: "opening the packet socket and TAP",
@@ -270,11 +353,11 @@ fn start(cfg: &SchedulerConfig) -> Result<(AfPacketIo, SchedulerCore, KernelGuar
         })?;
     }
     tracing::info!(lan = %cfg.lan, vip = %cfg.vip, mac = %params.lan_mac, "scheduler up");
-    Ok((
-        io,
-        SchedulerCore::new(params, cfg.nodes.clone(), table),
-        guard,
-    ))
+    let mut core = SchedulerCore::new(params, cfg.nodes.clone(), table);
+    if cfg.record_changes {
+        core.record_changes();
+    }
+    Ok((io, core, guard))
 }
 
 /// The data-plane loop over any [`FrameIo`], until `control` asks it to stop. Send failures
@@ -293,9 +376,24 @@ pub fn run_loop(
     let (mut last_publish, mut last_tick) = (0u64, 0u64);
     let mut send_errors = 0u64;
     let mut dirty = false;
+    let mut last_announce = 0u64;
+    let arp = match core.params().vip {
+        IpAddr::V4(vip) => Some(frame::gratuitous_arp(core.params().lan_mac, vip)),
+        IpAddr::V6(_) => None,
+    };
     while !control.stop.load(Ordering::Relaxed) {
         while let Ok(n) = nodes.try_recv() {
             core.set_nodes(n);
+        }
+        core.set_accepting_new(!control.hold_new.load(Ordering::Relaxed));
+        let adopt = control
+            .adopt
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(table) = adopt {
+            let now_ms = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+            core.adopt(&table, now_ms);
         }
         let n = io.recv_batch(&mut bufs, POLL_INTERVAL)?;
         let now_ms = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -315,6 +413,23 @@ pub fn run_loop(
             }
         }
         dirty |= n > 0;
+        let changes = core.take_changes();
+        if !changes.is_empty() {
+            control.push_changes(changes);
+        }
+        let mut every = control.announce_every_ms.load(Ordering::Relaxed);
+        if every > 0 && now_ms < FAST_ANNOUNCE_FOR_MS {
+            every = every.min(FAST_ANNOUNCE_EVERY_MS);
+        }
+        if every > 0 && now_ms.saturating_sub(last_announce) >= every {
+            if let Some(arp) = &arp {
+                // A lost announcement is repeated next period; not worth failing the loop.
+                if io.announce(arp).is_err() {
+                    send_errors += 1;
+                }
+            }
+            last_announce = now_ms;
+        }
         if now_ms.saturating_sub(last_tick) >= TICK_EVERY_MS {
             core.tick(now_ms, idle_ms);
             last_tick = now_ms;

@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-use pentaflow_balance::{BucketTable, NodeCandidate, NodeId};
+use pentaflow_balance::{BucketSnapshot, BucketTable, NodeCandidate, NodeId};
 
 use crate::frame::{self, DropReason, L4Proto, MacAddr, Verdict};
 
@@ -66,7 +66,15 @@ pub struct SchedulerCore {
     candidates: Vec<NodeCandidate>,
     table: BucketTable,
     counters: Counters,
+    /// While false (a takeover's live-bucket merge), unassigned buckets stay unassigned and
+    /// their frames are dropped: assigning one now could move a surviving connection.
+    accepting_new: bool,
+    /// Assignments made by routing, for the control plane to replicate; `None` = not kept.
+    changes: Option<Vec<Change>>,
 }
+
+/// One replicated assignment: `(bucket, node)`, `None` = released.
+pub type Change = (u32, Option<NodeId>);
 
 impl Counters {
     /// Frames forwarded to `node`.
@@ -120,9 +128,48 @@ impl SchedulerCore {
             candidates: Vec::new(),
             table,
             counters: Counters::default(),
+            accepting_new: true,
+            changes: None,
         };
         core.set_nodes(nodes);
         core
+    }
+
+    /// Keep every assignment routing makes, for [`SchedulerCore::take_changes`] (the
+    /// control plane replicates them to the standbys).
+    pub fn record_changes(&mut self) {
+        self.changes.get_or_insert_with(Vec::new);
+    }
+
+    /// The assignments made since the last call (empty unless recording).
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        self.changes
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Allow (true) or hold (false) new assignments; see the field's comment.
+    pub fn set_accepting_new(&mut self, accepting: bool) {
+        self.accepting_new = accepting;
+    }
+
+    /// Adopt the control plane's replica: every bucket it assigns that is unassigned here
+    /// is taken, stamped `now_ms` (a takeover's live-bucket merge); on a conflict this core
+    /// wins, as it routed the newer flow. Returns how many buckets were adopted.
+    pub fn adopt(&mut self, snapshot: &BucketSnapshot, now_ms: u64) -> usize {
+        if snapshot.size != self.table.len() {
+            return 0;
+        }
+        let mut n = 0;
+        for &(bucket, node) in &snapshot.assigned {
+            let b = bucket as usize;
+            if self.table.get(b).is_none() && !node.is_reserved() {
+                self.table.set(b, Some(node), now_ms);
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Decides the fate of one frame and rewrites its MACs accordingly, in place:
@@ -157,9 +204,19 @@ impl SchedulerCore {
             return (Verdict::Drop(DropReason::UnservedPort), None);
         }
         let bucket = self.table.bucket_of(flow.src, flow.src_port);
+        let before = self.table.get(bucket).map(|(n, _)| n);
+        let settled = before.is_some_and(|n| self.candidates.iter().any(|c| c.id == n && c.alive));
+        if !settled && !self.accepting_new {
+            return (Verdict::Drop(DropReason::NoNode), None);
+        }
         let Some(id) = self.table.route(bucket, &self.candidates, now_ms) else {
             return (Verdict::Drop(DropReason::NoNode), None);
         };
+        if before != Some(id) {
+            if let (Some(changes), Ok(b)) = (self.changes.as_mut(), u32::try_from(bucket)) {
+                changes.push((b, Some(id)));
+            }
+        }
         if id == self.params.self_id {
             return (Verdict::Local, Some(id));
         }
@@ -219,5 +276,7 @@ impl SchedulerCore {
     }
 }
 
+#[cfg(test)]
+mod cluster_tests;
 #[cfg(test)]
 mod tests;

@@ -304,6 +304,14 @@ pub fn nft_table_name(lan: &str) -> String {
 /// VIP on `lo`, `arp_ignore=1` and `arp_announce=2` on `lan` (LVS-DR "real server" set-up).
 pub fn prepare_node(lan: &str, vip: Ipv4Addr) -> Result<KernelGuard, SetupError> {
     check_privileges()?;
+    // A scheduler killed before it could restore leaves its ingress drop behind, which would
+    // make this node (now a standby) drop every frame forwarded to it. Its sysctls are
+    // overwritten below; the TAP died with its process.
+    let _ = run(
+        "nft",
+        &["delete", "table", "netdev", &nft_table_name(lan)],
+        None,
+    );
     let mut g = KernelGuard::new();
     g.set_sysctl(&format!("net.ipv4.conf.{lan}.arp_ignore"), "1")?;
     g.set_sysctl(&format!("net.ipv4.conf.{lan}.arp_announce"), "2")?;

@@ -461,8 +461,10 @@ async fn accept_loop(
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             let _open = OpenClient::new(Arc::clone(&shared), peer);
+            // The TLS path's future is about 10 KiB (the handshake state); boxing it keeps every
+            // plain connection's task at the size of its own path.
             if tls {
-                serve_tls_connection(shared, listen, stream, peer).await;
+                Box::pin(serve_tls_connection(shared, listen, stream, peer)).await;
             } else {
                 serve_connection(shared, listen, stream, peer, None).await;
             }
@@ -529,7 +531,14 @@ async fn serve_connection(
     handshake: Option<Handshake>,
 ) {
     let _ = stream.set_nodelay(true);
-    serve_http(shared, listen, stream, peer, handshake).await;
+    // hyper allocates its buffers (16 KiB) when it starts: a connection that has sent nothing
+    // yet costs only this task until its first byte arrives (or the header timeout ends it).
+    let first_byte = shared.state.load().limits.header_read_timeout;
+    match tokio::time::timeout(first_byte, stream.readable()).await {
+        Ok(Ok(())) => serve_http(shared, listen, stream, peer, handshake).await,
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "client connection failed before a request"),
+        Err(_) => tracing::debug!(%peer, "client sent nothing within the header timeout"),
+    }
 }
 
 /// Serves HTTP on an accepted (and possibly decrypted) connection until it ends or the node
@@ -610,3 +619,4 @@ where
         }
     }
 }
+

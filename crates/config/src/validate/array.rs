@@ -15,7 +15,8 @@ use toml::Spanned;
 use super::{Checker, Zero};
 use crate::file::{FileArray, FileArrayNode};
 use crate::model::{
-    ArrayConfig, ArrayNode, ServiceConfig, DEFAULT_BUCKET_IDLE, DEFAULT_TABLE_SIZE,
+    ArrayConfig, ArrayNode, ServiceConfig, DEFAULT_BUCKET_IDLE, DEFAULT_PRIORITY,
+    DEFAULT_TABLE_SIZE, PREFERRED_PRIORITY,
 };
 
 /// Node ids: 0 is kept free as "no node" for humans, 65535 is the bucket table's
@@ -29,6 +30,8 @@ const NODE_WEIGHT: RangeInclusive<i64> = 1..=1000;
 const PORT: RangeInclusive<i64> = 1..=65535;
 /// Linux interface names hold at most 15 bytes (IFNAMSIZ - 1).
 const IFNAME_MAX: usize = 15;
+/// Election priorities: a byte on the wire.
+const PRIORITY: RangeInclusive<i64> = 0..=255;
 
 /// Where a unique value was first used: its key and line.
 type FirstUse = (String, usize);
@@ -56,7 +59,8 @@ impl Checker<'_> {
                 String::new()
             }
         };
-        let nodes = self.array_nodes(&a.node, vip, span.clone());
+        let cluster = self.cluster(a, span.clone());
+        let mut nodes = self.array_nodes(&a.node, vip, span.clone());
         // Judged by the ids as written, so a node with another fault still counts as listed.
         let ids: Vec<i64> = a
             .node
@@ -85,11 +89,19 @@ impl Checker<'_> {
                 }
                 id
             }
+            // With a cluster key the nodes elect the scheduler: no preference is needed.
+            None if cluster.is_some() => 0,
             None => {
                 self.report(span.clone(), "array.scheduler", "missing required key");
                 0
             }
         };
+        // The preferred scheduler's default priority ranks it first in the first election.
+        for (node, file) in nodes.iter_mut().zip(&a.node) {
+            if node.id == scheduler && file.get_ref().priority.is_none() {
+                node.priority = PREFERRED_PRIORITY;
+            }
+        }
         let table_size = a.table_size.as_ref().map_or(DEFAULT_TABLE_SIZE, |v| {
             let size = self.int(Some(v), "array.table_size", TABLE_SIZE, DEFAULT_TABLE_SIZE);
             if size.is_power_of_two() {
@@ -127,6 +139,7 @@ impl Checker<'_> {
             bucket_idle,
             ports,
             nodes,
+            cluster,
         }
     }
 
@@ -201,6 +214,12 @@ impl Checker<'_> {
                 NODE_WEIGHT,
                 1u32,
             );
+            let priority = self.int(
+                n.priority.as_ref(),
+                &format!("{key}.priority"),
+                PRIORITY,
+                DEFAULT_PRIORITY,
+            );
             if let (Some(id), Some(address), Some(mac)) = (id, address, mac) {
                 out.push(ArrayNode {
                     id,
@@ -208,6 +227,7 @@ impl Checker<'_> {
                     mac,
                     weight,
                     enabled: n.enabled.unwrap_or(true),
+                    priority,
                 });
             }
         }
@@ -326,5 +346,7 @@ fn parse_mac(text: &str) -> Option<[u8; 6]> {
     parts.next().is_none().then_some(mac)
 }
 
+#[cfg(test)]
+mod cluster_tests;
 #[cfg(test)]
 mod tests;

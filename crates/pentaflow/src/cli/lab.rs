@@ -17,8 +17,11 @@ use anyhow::{bail, Context};
 use clap::Subcommand;
 use pentaflow_lab::{Lab, LabSpec, LabState, Role, LAN_IFACE, WEB_PORT};
 
-/// The node that runs the scheduler in a lab (static until election exists).
+/// The preferred scheduler of a lab: it wins the first election (priority 200); any other
+/// node takes over when it fails.
 const LAB_SCHEDULER: u16 = 1;
+/// Cluster timers of the lab: the defaults (100 ms heartbeat, failed after 300 ms).
+const LAB_CLUSTER: &str = "heartbeat = \"100ms\"\ndead_after = \"300ms\"\n";
 /// The HTTP port the lab's array serves on the VIP.
 const LAB_HTTP_PORT: u16 = 80;
 /// Each node's admin API, on its own loopback (every node has its own namespace).
@@ -44,6 +47,33 @@ pub(crate) enum LabCommand {
         /// Client namespaces.
         #[arg(long, default_value_t = 1)]
         clients: usize,
+        /// Nodes of the array (counted in --nodes, the last ones) that are configured but not
+        /// started: `lab add-node` starts them, to watch a node join under load.
+        #[arg(long, default_value_t = 0)]
+        spare: usize,
+    },
+    /// SIGKILL a node's pentaflow (a crash: nothing is restored), e.g. `lab kill node1`.
+    Kill {
+        /// The lab (needed only when several labs are up).
+        #[arg(long)]
+        lab: Option<String>,
+        /// The node: node1, node2, ...
+        node: String,
+    },
+    /// Start a node's pentaflow again (after `lab kill` or a SIGTERM).
+    Start {
+        /// The lab (needed only when several labs are up).
+        #[arg(long)]
+        lab: Option<String>,
+        /// The node: node1, node2, ...
+        node: String,
+    },
+    /// Start the next spare node (see `lab up --spare`): it joins the array under load and
+    /// gets only idle buckets.
+    AddNode {
+        /// The lab (needed only when several labs are up).
+        #[arg(long)]
+        lab: Option<String>,
     },
     /// Tear a lab down (every lab when no prefix is given): kill its processes, delete its
     /// namespaces and state.
@@ -77,20 +107,33 @@ pub(crate) fn run(command: LabCommand) -> anyhow::Result<ExitCode> {
             nodes,
             webs,
             clients,
-        } => up(LabSpec {
-            nodes,
-            webs,
-            clients,
-        }),
+            spare,
+        } => up(
+            LabSpec {
+                nodes,
+                webs,
+                clients,
+            },
+            spare,
+        ),
+        LabCommand::Kill { lab, node } => kill(lab, &node),
+        LabCommand::Start { lab, node } => start(lab, &node),
+        LabCommand::AddNode { lab } => add_node(lab),
         LabCommand::Down { prefix } => down(prefix),
         LabCommand::Exec { lab, host, command } => exec(lab, &host, &command),
         LabCommand::Status { prefix } => status(prefix),
     }
 }
 
-fn up(spec: LabSpec) -> anyhow::Result<ExitCode> {
+fn up(spec: LabSpec, spare: usize) -> anyhow::Result<ExitCode> {
     if spec.webs == 0 {
         bail!("the array needs at least one web server (--webs 1 or more)");
+    }
+    if spare >= spec.nodes {
+        bail!(
+            "--spare {spare} leaves no node to start (--nodes {})",
+            spec.nodes
+        );
     }
     let exe = std::env::current_exe().context("cannot find the pentaflow binary")?;
     let exe = exe.to_string_lossy().into_owned();
@@ -103,29 +146,22 @@ fn up(spec: LabSpec) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot write {}", config_path.display()))?;
     let config = config_path.to_string_lossy().into_owned();
     let mut nodes = Vec::new();
-    for (i, host) in state.hosts_of(Role::Node).enumerate() {
-        let id = (i + 1).to_string();
-        let log = state.dir().join(format!("{}.log", host.name));
-        // `env` execs, so the recorded PID is pentaflow's; NO_COLOR keeps the log plain text.
-        let args = [
-            "env",
-            "NO_COLOR=1",
-            exe.as_str(),
-            "serve",
-            "--config",
-            &config,
-            "--node-id",
-            &id,
-        ];
-        let pid = lab.spawn_logged(&host.name, &args, "pentaflow serve", &log)?;
-        nodes.push((host.name.clone(), pid, log));
+    let to_start: Vec<String> = state
+        .hosts_of(Role::Node)
+        .take(spec.nodes - spare)
+        .map(|h| h.name.clone())
+        .collect();
+    for name in to_start {
+        let (pid, log) = spawn_node(&mut lab, &exe, &name)?;
+        nodes.push((name, pid, log));
     }
     wait_ready(&lab, &nodes)?;
     let took = started.elapsed();
     let state = lab.detach();
     print!("{}", state.summary());
     println!(
-        "array up in {:.1} s: node1 is the scheduler; every node serves http://{}:{LAB_HTTP_PORT}/",
+        "array up in {:.1} s: node1 is the preferred scheduler (the nodes elect another if it \
+         fails); every node serves http://{}:{LAB_HTTP_PORT}/",
         took.as_secs_f64(),
         state.vip
     );
@@ -137,6 +173,100 @@ fn up(spec: LabSpec) -> anyhow::Result<ExitCode> {
     println!("  status: pentaflow lab status {}", state.prefix);
     println!("  down:   pentaflow lab down {}", state.prefix);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts `pentaflow serve` for node host `name` (`nodeN` is node id N) with the lab's
+/// config; its log is appended to `<name>.log` beside the config.
+fn spawn_node(lab: &mut Lab, exe: &str, name: &str) -> anyhow::Result<(u32, std::path::PathBuf)> {
+    let state = lab.state();
+    let index = state
+        .hosts_of(Role::Node)
+        .position(|h| h.name == name)
+        .with_context(|| format!("{name} is not a node of lab {}", state.prefix))?;
+    let id = (index + 1).to_string();
+    let config = state.dir().join("array.toml");
+    let config = config.to_string_lossy().into_owned();
+    let log = state.dir().join(format!("{name}.log"));
+    // `env` execs, so the recorded PID is pentaflow's; NO_COLOR keeps the log plain text.
+    let args = [
+        "env",
+        "NO_COLOR=1",
+        exe,
+        "serve",
+        "--config",
+        &config,
+        "--node-id",
+        &id,
+    ];
+    let pid = lab.spawn_logged(name, &args, "pentaflow serve", &log)?;
+    Ok((pid, log))
+}
+
+/// The running pentaflow of host `name`, if any.
+fn running_node(lab: &Lab, name: &str) -> Option<u32> {
+    lab.state()
+        .processes
+        .iter()
+        .filter(|p| p.host == name && p.what == "pentaflow serve")
+        .map(|p| p.pid)
+        .find(|pid| alive(*pid))
+}
+
+/// Whether `pid` runs (a zombie does not).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+fn kill(prefix: Option<String>, node: &str) -> anyhow::Result<ExitCode> {
+    let lab = pick(prefix)?;
+    lab.host(node)?;
+    let Some(pid) = running_node(&lab, node) else {
+        bail!("no pentaflow runs on {node}");
+    };
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .context("cannot run kill")?;
+    if !status.success() {
+        bail!("kill -KILL {pid} failed");
+    }
+    println!("{node}: pentaflow (pid {pid}) killed");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn start(prefix: Option<String>, node: &str) -> anyhow::Result<ExitCode> {
+    let mut lab = pick(prefix)?;
+    if let Some(pid) = running_node(&lab, node) {
+        bail!("pentaflow already runs on {node} (pid {pid})");
+    }
+    let exe = std::env::current_exe().context("cannot find the pentaflow binary")?;
+    let (pid, log) = spawn_node(&mut lab, &exe.to_string_lossy(), node)?;
+    println!(
+        "{node}: pentaflow started (pid {pid}, log {})",
+        log.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn add_node(prefix: Option<String>) -> anyhow::Result<ExitCode> {
+    let lab = pick(prefix)?;
+    let never_started = lab
+        .state()
+        .hosts_of(Role::Node)
+        .map(|h| h.name.clone())
+        .find(|name| {
+            !lab.state()
+                .processes
+                .iter()
+                .any(|p| &p.host == name && p.what == "pentaflow serve")
+        });
+    let Some(node) = never_started else {
+        bail!("every node of the lab has been started (make spare ones with `lab up --spare N`)");
+    };
+    start(Some(lab.state().prefix.clone()), &node)
 }
 
 /// Waits until every node's proxy listens and a client request through the VIP is
@@ -208,10 +338,12 @@ pub(crate) fn array_config(state: &LabState) -> String {
             web.name
         );
     }
+    // The cluster key only has to be shared by the lab's nodes; it is no secret beyond them.
     let _ = write!(
         out,
-        "\n[array]\nvip = \"{}\"\ninterface = \"{LAN_IFACE}\"\nscheduler = {LAB_SCHEDULER}\n",
-        state.vip
+        "\n[array]\nvip = \"{}\"\ninterface = \"{LAN_IFACE}\"\nscheduler = {LAB_SCHEDULER}\n\
+         key = \"pentaflow lab {} cluster key\"\n{LAB_CLUSTER}",
+        state.vip, state.prefix
     );
     for (i, node) in state.hosts_of(Role::Node).enumerate() {
         let ip = node.ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
@@ -302,11 +434,17 @@ fn status(prefix: Option<String>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A generated lab configuration, for other modules' tests.
+#[cfg(test)]
+pub(crate) fn array_config_for_tests() -> String {
+    array_config(&tests::state())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn state() -> LabState {
+    pub(super) fn state() -> LabState {
         let text = r#"{"prefix":"pf00ab","spec":{"nodes":2,"webs":2,"clients":1},"vip":"10.77.1.10",
           "hosts":[
             {"name":"node1","netns":"pf00ab-node1","role":"node","ip":"10.77.1.11","iface":"eth0","mac":"02:77:01:00:00:01"},
@@ -326,6 +464,11 @@ mod tests {
         assert_eq!(array.vip, Ipv4Addr::new(10, 77, 1, 10));
         assert_eq!(array.ports, vec![80]);
         assert_eq!(array.scheduler, 1);
+        assert_eq!(
+            array.nodes[0].priority, 200,
+            "node1 is the preferred scheduler"
+        );
+        assert!(array.cluster.is_some(), "the nodes elect the scheduler");
         assert_eq!(array.nodes.len(), 2);
         assert_eq!(array.self_node(Some(2)).unwrap().mac, [2, 0x77, 1, 0, 0, 2]);
         let backends: Vec<String> = config.services[0]

@@ -3,6 +3,9 @@
 
 mod array;
 mod check;
+mod cluster;
+mod cluster_status;
+mod config_cmd;
 mod demo;
 mod lab;
 mod serve;
@@ -68,7 +71,16 @@ enum Command {
         /// Print the raw JSON document instead of tables.
         #[arg(long)]
         json: bool,
+        /// The array as this node sees it: Node Status Table, bucket table (`GET /cluster`).
+        #[arg(long)]
+        cluster: bool,
     },
+    /// Push, commit and show the array's configuration through a node's admin API.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+    /// Drain or re-enable a node of the array through its admin API.
+    #[command(subcommand)]
+    Node(config_cmd::NodeCommand),
 }
 
 /// Runs one command line.
@@ -83,7 +95,16 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => runtime(workers)?.block_on(serve::run(config, node_id)),
         Command::Lab(command) => lab::run(command),
         Command::Check { config } => check::run(&config),
-        Command::Status { admin, json } => runtime(Some(1))?.block_on(status::run(admin, json)),
+        Command::Status {
+            admin,
+            json,
+            cluster: true,
+        } => cluster_status::run(admin, json),
+        Command::Status { admin, json, .. } => {
+            runtime(Some(1))?.block_on(status::run(admin, json))
+        }
+        Command::Config(command) => config_cmd::run(command),
+        Command::Node(command) => config_cmd::run_node(command),
     }
 }
 

@@ -7,13 +7,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use pentaflow_admin::{NodeMetric, StatusSource};
-use pentaflow_config::Config;
+use pentaflow_admin::{AdminOptions, ControlError, ControlRequest, NodeMetric, StatusSource};
+use pentaflow_config::{ArrayConfig, Config};
 use pentaflow_proxy::Proxy;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
 use super::array::ArrayRole;
+use super::cluster::{ClusterAccess, ClusterDriver};
+use super::cluster_status;
 
 /// Runs a node from `path` until SIGTERM or SIGINT; `node_id` says which `[[array.node]]`
 /// this is (overriding the file's `node_id`).
@@ -66,6 +68,24 @@ async fn run_array_node(
             return Err(anyhow::Error::new(e).context("cannot start the proxy"));
         }
     };
+    // The control plane starts once the proxy serves: a node must not win an election (and
+    // take the VIP) before it can answer its share.
+    let cluster = match (&config.array, &array) {
+        (Some(a), Some(role)) => match &a.cluster {
+            Some(settings) => {
+                match ClusterDriver::start(a, settings, role.node_id(), proxy.clone()).await {
+                    Ok(driver) => Some(driver),
+                    Err(e) => {
+                        let _ = proxy.shutdown(std::time::Duration::ZERO).await;
+                        stop_array(array);
+                        return Err(e.context("cannot join the array's cluster"));
+                    }
+                }
+            }
+            None => None,
+        },
+        _ => None,
+    };
     let (stop_admin, admin_stopped) = watch::channel(false);
     if let Some(admin) = config.node.admin {
         let listener = match tokio::net::TcpListener::bind(admin).await {
@@ -77,12 +97,27 @@ async fn run_array_node(
                     .context(format!("cannot listen on the admin address {admin}")));
             }
         };
+        let cluster_access = match (&config.array, &cluster) {
+            (Some(a), Some(driver)) => Some((a.clone(), driver.access())),
+            _ => None,
+        };
+        let mut options = AdminOptions::default();
+        if let Some(token) = config
+            .array
+            .as_ref()
+            .and_then(|a| a.cluster.as_ref())
+            .and_then(|c| c.admin_token.clone())
+        {
+            options = options.with_token(token);
+        }
         let source: Arc<dyn StatusSource> = Arc::new(ProxyStatus {
             proxy: proxy.clone(),
+            cluster: cluster_access,
         });
         let node = format!("pentaflow {}", env!("CARGO_PKG_VERSION"));
         tokio::spawn(async move {
-            if let Err(e) = pentaflow_admin::serve(listener, source, node, admin_stopped).await {
+            let served = pentaflow_admin::serve_with(listener, source, node, admin_stopped, options);
+            if let Err(e) = served.await {
                 tracing::error!(error = %e, "admin API stopped");
             }
         });
@@ -113,14 +148,19 @@ async fn run_array_node(
     let started = Instant::now();
     let clean = proxy.shutdown(grace).await;
     let _ = stop_admin.send(true);
+    if let Some(cluster) = cluster {
+        // Stops the scheduler thread first: it restores what it changed over the node set-up.
+        cluster.stop().await;
+    }
     stop_array(array);
     tracing::info!(clean, took = ?started.elapsed(), "stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-/// The admin API's view of the proxy.
+/// The admin API's view of the proxy, and of the cluster when the node is in one.
 struct ProxyStatus {
     proxy: Proxy,
+    cluster: Option<(ArrayConfig, ClusterAccess)>,
 }
 
 impl StatusSource for ProxyStatus {
@@ -183,7 +223,25 @@ impl StatusSource for ProxyStatus {
                 sum(|r| r.pages.urls_rewritten),
             ),
         ]);
+        if let Some((_, access)) = &self.cluster {
+            metrics.extend(cluster_status::metrics(access));
+        }
         metrics
+    }
+
+    fn cluster_report(&self) -> serde_json::Value {
+        self.cluster
+            .as_ref()
+            .map_or(serde_json::Value::Null, |(array, access)| {
+                cluster_status::report(array, access)
+            })
+    }
+
+    fn control(&self, request: ControlRequest) -> Result<serde_json::Value, ControlError> {
+        match &self.cluster {
+            Some((_, access)) => cluster_status::control(access, request),
+            None => Err(ControlError::new(503, "this node is not part of an array cluster")),
+        }
     }
 
     fn cdn_report(&self) -> serde_json::Value {

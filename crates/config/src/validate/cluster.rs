@@ -1,0 +1,156 @@
+//! The cluster keys of `[array]`: the control plane's key, port and timers.
+//!
+//! A cluster key (`key` or `key_file`) switches the array from a static scheduler to an
+//! elected one; without it every other cluster key is refused, so a half-configured cluster
+//! cannot silently run static. Reads `key_file` (through `files`); nothing else does I/O.
+
+use std::ops::RangeInclusive;
+
+use toml::Spanned;
+
+use super::{Checker, Zero};
+use crate::file::FileArray;
+use crate::model::{ClusterSettings, DEFAULT_CLUSTER_PORT, DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT};
+
+/// Shortest cluster key: 128 bits, so tags cannot be brute-forced (the cluster crate's floor).
+const MIN_KEY_BYTES: usize = 16;
+/// Longest `key_file`: far beyond any HMAC key, small enough to read without a thought.
+const MAX_KEY_FILE_BYTES: u64 = 4096;
+/// UDP control port.
+const PORT: RangeInclusive<i64> = 1..=65535;
+
+impl Checker<'_> {
+    /// `key`/`key_file`, `port`, `heartbeat`, `dead_after`, `preempt`; `None` without a key.
+    pub(super) fn cluster(
+        &mut self,
+        a: &FileArray,
+        span: std::ops::Range<usize>,
+    ) -> Option<ClusterSettings> {
+        let key = match (&a.key, &a.key_file) {
+            (Some(k), Some(file)) => {
+                let message = "set either key or key_file, not both";
+                self.report(file.span(), "array.key_file", message);
+                // Still a cluster: one problem, not a second about a missing `scheduler`.
+                k.get_ref().as_bytes().to_vec()
+            }
+            (Some(k), None) => {
+                let bytes = k.get_ref().as_bytes().to_vec();
+                self.cluster_secret_length(&bytes, k.span(), "array.key", "the cluster key", "");
+                bytes
+            }
+            (None, Some(file)) => self.cluster_key_file(file)?,
+            (None, None) => {
+                self.no_cluster_keys(a);
+                return None;
+            }
+        };
+        let port = self.int(a.port.as_ref(), "array.port", PORT, DEFAULT_CLUSTER_PORT);
+        let heartbeat = self.duration(
+            a.heartbeat.as_ref(),
+            "array.heartbeat",
+            DEFAULT_HEARTBEAT,
+            Zero::Rejected,
+        );
+        let dead_after = self.duration(
+            a.dead_after.as_ref(),
+            "array.dead_after",
+            DEFAULT_DEAD_AFTER,
+            Zero::Rejected,
+        );
+        if dead_after <= heartbeat {
+            let at = a
+                .dead_after
+                .as_ref()
+                .map(Spanned::span)
+                .or_else(|| a.heartbeat.as_ref().map(Spanned::span))
+                .unwrap_or(span);
+            let message = format!(
+                "dead_after ({}) must be longer than heartbeat ({}), or every node looks failed",
+                humantime::format_duration(dead_after),
+                humantime::format_duration(heartbeat)
+            );
+            self.report(at, "array.dead_after", message);
+        }
+        let admin_token = match (&a.admin_token, &a.admin_token_file) {
+            (Some(_), Some(file)) => {
+                let message = "set either admin_token or admin_token_file, not both";
+                self.report(file.span(), "array.admin_token_file", message);
+                None
+            }
+            (Some(t), None) => {
+                let bytes = t.get_ref().as_bytes().to_vec();
+                self.cluster_secret_length(&bytes, t.span(), "array.admin_token", "the admin token", "");
+                Some(bytes)
+            }
+            (None, Some(file)) => self.cluster_secret_file(file, "array.admin_token_file", "the admin token"),
+            (None, None) => None,
+        };
+        Some(ClusterSettings {
+            key,
+            port,
+            heartbeat,
+            dead_after,
+            preempt: a.preempt.unwrap_or(false),
+            admin_token,
+        })
+    }
+
+    /// Cluster keys without a cluster key: refused, naming the first.
+    fn no_cluster_keys(&mut self, a: &FileArray) {
+        let durations = [("heartbeat", &a.heartbeat), ("dead_after", &a.dead_after)];
+        let mut found: Vec<(&str, std::ops::Range<usize>)> = durations
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (*k, v.span())))
+            .collect();
+        if let Some(p) = &a.port {
+            found.push(("port", p.span()));
+        }
+        let tokens = [("admin_token", &a.admin_token), ("admin_token_file", &a.admin_token_file)];
+        for (k, v) in tokens {
+            if let Some(v) = v {
+                found.push((k, v.span()));
+            }
+        }
+        for (k, at) in found {
+            let message = "needs a cluster key (key or key_file) to mean anything";
+            self.report(at, &format!("array.{k}"), message);
+        }
+    }
+
+    fn cluster_key_file(&mut self, file: &Spanned<String>) -> Option<Vec<u8>> {
+        self.cluster_secret_file(file, "array.key_file", "the cluster key")
+    }
+
+    /// A secret file (relative to the config's directory) minus one trailing line break.
+    fn cluster_secret_file(&mut self, file: &Spanned<String>, key: &str, what: &str) -> Option<Vec<u8>> {
+        let (path, mut bytes) = self.read_small_file(file, key, MAX_KEY_FILE_BYTES)?;
+        // `echo key > file` works: one trailing line break is not part of the key.
+        if bytes.last() == Some(&b'\n') {
+            bytes.pop();
+            if bytes.last() == Some(&b'\r') {
+                bytes.pop();
+            }
+        }
+        let from = format!(" in {}", path.display());
+        self.cluster_secret_length(&bytes, file.span(), key, what, &from);
+        Some(bytes)
+    }
+
+    fn cluster_secret_length(
+        &mut self,
+        bytes: &[u8],
+        span: std::ops::Range<usize>,
+        key: &str,
+        what: &str,
+        from: &str,
+    ) {
+        if bytes.len() < MIN_KEY_BYTES {
+            // Never quote the secret itself: error messages end up in logs.
+            let message = format!(
+                "{what}{from} must be at least {MIN_KEY_BYTES} bytes, it has {}",
+                bytes.len()
+            );
+            self.report(span, key, message);
+        }
+    }
+}

@@ -1,0 +1,523 @@
+//! The self-healing part of the array role: every node runs the cluster shell, and the node
+//! the cluster elects runs the AF_PACKET scheduler with the replicated table.
+//!
+//! One tokio task per node ([`ClusterDriver`]) wires the control plane to the data planes:
+//!
+//! * `BecomeScheduler` → start the scheduler thread from the replica (`initial_table`),
+//!   recording its assignments; `StepDown` → stop it (its thread restores the kernel);
+//! * every view change → the scheduler's node table (failed nodes lose their buckets), the
+//!   takeover hold (`accepting_new`) and a newer replica to adopt (the live-bucket merge);
+//! * every [`SYNC_EVERY`] → the scheduler's assignments to the cluster, and this node's live
+//!   buckets and status (read from the kernel's socket table: a stop-gap until the proxy
+//!   reports the client addresses of its connections);
+//! * `Config(Committed)` → validate and apply the text with `Proxy::reload`.
+//!
+//! Must not: decide anything the cluster core decides (who is scheduler, which node failed),
+//! nor touch frames; it only translates between the crates.
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use pentaflow_balance::{BucketTable, NodeCandidate};
+use pentaflow_admin::{ControlError, ControlRequest};
+use pentaflow_cluster::{
+    ClusterHandle, ClusterInfo, ClusterKey, ClusterView, ConfigEvent, NodeParams, NodeStatus,
+    Output, ShellConfig, ShellError, Timing,
+};
+use pentaflow_config::{ArrayConfig, ClusterSettings};
+use pentaflow_packet::{spawn_scheduler, MacAddr, NodeEntry, NodeId, SchedulerHandle};
+use pentaflow_proxy::Proxy;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::array::{log_counters, scheduler_config};
+
+/// How often assignments are forwarded and live buckets reported: well under the cluster's
+/// 150 ms merge deadline, so a takeover's merge sees connections opened a moment before.
+const SYNC_EVERY: Duration = Duration::from_millis(20);
+/// Live buckets are re-read from the kernel this often (one pass over `/proc/net/tcp`).
+const LIVE_EVERY: Duration = Duration::from_millis(100);
+/// TCP state "established" in `/proc/net/tcp`.
+const TCP_ESTABLISHED: &str = "01";
+
+/// Operator actions queued for the driver (from the admin API's blocking pool).
+const CONTROL_QUEUE: usize = 16;
+
+/// One operator action and where its answer goes.
+pub(crate) type ControlCall = (
+    ControlRequest,
+    oneshot::Sender<Result<serde_json::Value, ControlError>>,
+);
+
+/// What the admin API reads of, and sends to, the cluster on this node.
+#[derive(Clone)]
+pub(crate) struct ClusterAccess {
+    /// The data planes' view (role, table, alive nodes).
+    pub(crate) view: watch::Receiver<ClusterView>,
+    /// The operator's summary (members, status poll).
+    pub(crate) info: watch::Receiver<ClusterInfo>,
+    /// Operator actions.
+    pub(crate) control: mpsc::Sender<ControlCall>,
+}
+
+/// The running control plane of one node. [`ClusterDriver::stop`] stops the scheduler (if
+/// this node holds it) and the shell.
+pub(crate) struct ClusterDriver {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+    access: ClusterAccess,
+}
+
+impl ClusterDriver {
+    /// Binds the control socket on this node's LAN address and starts the task.
+    pub(crate) async fn start(
+        array: &ArrayConfig,
+        settings: &ClusterSettings,
+        node_id: u16,
+        proxy: Proxy,
+    ) -> anyhow::Result<Self> {
+        let me = array
+            .node(node_id)
+            .with_context(|| format!("node {node_id} is not listed in [[array.node]]"))?;
+        let params = NodeParams {
+            id: NodeId(node_id),
+            priority: me.priority,
+            weight: me.weight,
+            incarnation: incarnation(),
+            key: ClusterKey::new(settings.key.clone())
+                .map_err(|e| anyhow::anyhow!("[array] key: {e}"))?,
+            table_size: array.table_size,
+            timing: timing(settings),
+            preempt: settings.preempt,
+        };
+        let bind = SocketAddr::from((me.address, settings.port));
+        let peers = array
+            .nodes
+            .iter()
+            .filter(|n| n.id != node_id)
+            .map(|n| SocketAddr::from((n.address, settings.port)))
+            .collect();
+        let handle = pentaflow_cluster::spawn(
+            ShellConfig {
+                params,
+                bind,
+                peers,
+            },
+            Box::new(validate),
+        )
+        .await
+        .with_context(|| format!("cannot start the cluster on {bind}"))?;
+        if !me.enabled {
+            handle.set_enabled(false).await?;
+        }
+        tracing::info!(node = node_id, %bind, priority = me.priority, "cluster member started");
+        let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
+        let access = ClusterAccess {
+            view: handle.view.clone(),
+            info: handle.info.clone(),
+            control,
+        };
+        let (stop, stopped) = oneshot::channel();
+        let driver = Driver {
+            array: array.clone(),
+            node_id,
+            proxy,
+            scheduler: None,
+            seen_version: 0,
+            live: LiveBuckets::new(array),
+            last_proposal: None,
+        };
+        let task = tokio::spawn(driver.run(handle, stopped, control_rx));
+        Ok(ClusterDriver {
+            stop: Some(stop),
+            task,
+            access,
+        })
+    }
+
+    /// What the admin API needs.
+    pub(crate) fn access(&self) -> ClusterAccess {
+        self.access.clone()
+    }
+
+    /// Stops the scheduler (restoring the kernel) and the shell.
+    pub(crate) async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Err(e) = (&mut self.task).await {
+            tracing::error!(error = %e, "cluster task ended abnormally");
+        }
+    }
+}
+
+/// `incarnation` must grow with every start: the wall clock in ms does.
+fn incarnation() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn timing(s: &ClusterSettings) -> Timing {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
+    Timing {
+        interval_ms: ms(s.heartbeat),
+        dead_after_ms: ms(s.dead_after),
+        ..Timing::default()
+    }
+}
+
+/// The cluster's validator: a pushed text must be a valid configuration here.
+fn validate(text: &str) -> Result<(), String> {
+    pentaflow_config::parse(text, pentaflow_config::Source::Inline("pushed".into()))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+struct Driver {
+    array: ArrayConfig,
+    node_id: u16,
+    proxy: Proxy,
+    scheduler: Option<SchedulerHandle>,
+    seen_version: u64,
+    live: LiveBuckets,
+    /// The last proposal pushed through this node (what a bare `config commit` commits).
+    last_proposal: Option<u64>,
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut handle: ClusterHandle,
+        mut stopped: oneshot::Receiver<()>,
+        mut control: mpsc::Receiver<ControlCall>,
+    ) {
+        let mut sync = tokio::time::interval(SYNC_EVERY);
+        sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut live = tokio::time::interval(LIVE_EVERY);
+        live.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut view = handle.view.clone();
+        loop {
+            tokio::select! {
+                _ = &mut stopped => break,
+                Some((request, reply)) = control.recv() => {
+                    let answer = self.control(&handle, request).await;
+                    let _ = reply.send(answer);
+                }
+                event = handle.events.recv() => match event {
+                    Some(event) => {
+                        let current = view.borrow().clone();
+                        self.event(event, &current).await;
+                    }
+                    None => break,
+                },
+                changed = view.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let v = view.borrow_and_update().clone();
+                    self.follow(&v);
+                }
+                _ = sync.tick() => {
+                    if let Some(s) = &self.scheduler {
+                        let changes = s.take_changes();
+                        if !changes.is_empty() && handle.assignments.send(changes).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                _ = live.tick() => {
+                    let (buckets, open) = self.live.read();
+                    let status = NodeStatus {
+                        open_connections: open,
+                        live_buckets: u32::try_from(buckets.len()).unwrap_or(u32::MAX),
+                        ..NodeStatus::default()
+                    };
+                    if handle.set_live_buckets(buckets).await.is_err()
+                        || handle.set_status(status, 0).await.is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+        self.step_down("stopping").await;
+        handle.abort();
+    }
+
+    /// One operator action through the cluster.
+    async fn control(
+        &mut self,
+        handle: &ClusterHandle,
+        request: ControlRequest,
+    ) -> Result<serde_json::Value, ControlError> {
+        let refused = |e: ShellError| ControlError::new(409, e.to_string());
+        match request {
+            ControlRequest::PushConfig(text) => {
+                let proposal = handle.push_config(text).await.map_err(refused)?;
+                self.last_proposal = Some(proposal);
+                tracing::info!(proposal, "configuration pushed to the array");
+                Ok(serde_json::json!({ "proposal": proposal }))
+            }
+            ControlRequest::CommitConfig { proposal } => {
+                let proposal = proposal.or(self.last_proposal).ok_or_else(|| {
+                    ControlError::new(409, "nothing pushed through this node: name a proposal")
+                })?;
+                let version = handle.commit_config(proposal).await.map_err(refused)?;
+                tracing::info!(proposal, version, "configuration committed");
+                Ok(serde_json::json!({ "proposal": proposal, "version": version }))
+            }
+            ControlRequest::Drain | ControlRequest::Enable => {
+                let enable = matches!(request, ControlRequest::Enable);
+                handle.set_enabled(enable).await.map_err(refused)?;
+                tracing::info!(node = self.node_id, enabled = enable, "operator changed the node's state");
+                Ok(serde_json::json!({ "node": self.node_id, "enabled": enable }))
+            }
+            other => Err(ControlError::new(400, format!("unsupported action {other:?}"))),
+        }
+    }
+
+    async fn event(&mut self, event: Output, view: &ClusterView) {
+        match event {
+            Output::BecomeScheduler { table_version } => {
+                tracing::info!(
+                    node = self.node_id,
+                    table_version,
+                    "elected scheduler: taking the VIP"
+                );
+                self.take_over(view).await;
+            }
+            Output::StepDown { scheduler } => {
+                let by = scheduler.map(|n| n.0);
+                tracing::info!(node = self.node_id, ?by, "stepping down");
+                self.step_down("a higher-ranked scheduler").await;
+            }
+            Output::NodeFailed(n) => tracing::warn!(node = n.0, "node failed"),
+            Output::NodeJoined(n) => tracing::info!(node = n.0, "node joined"),
+            Output::AcceptingNew => tracing::info!("live-bucket merge done: assigning new buckets"),
+            Output::Config(ConfigEvent::Committed { version, text }) => {
+                self.apply_config(version, &text).await;
+            }
+            Output::Config(other) => tracing::info!(event = ?other, "config"),
+            other => tracing::debug!(event = ?other, "cluster event"),
+        }
+    }
+
+    /// Starts the scheduler thread from the replica (blocking set-up off the workers).
+    async fn take_over(&mut self, view: &ClusterView) {
+        if self.scheduler.is_some() {
+            return;
+        }
+        let mut cfg = scheduler_config(&self.array, self.node_id);
+        cfg.nodes = node_entries(&self.array, &view.nodes);
+        cfg.initial_table = Some(Arc::clone(&view.table));
+        cfg.record_changes = true;
+        let accepting = view.accepting_new;
+        match tokio::task::spawn_blocking(move || spawn_scheduler(cfg)).await {
+            Ok(Ok(handle)) => {
+                handle.set_accepting_new(accepting);
+                self.seen_version = view.version;
+                tracing::info!(
+                    node = self.node_id,
+                    assigned = view.table.assigned.len(),
+                    "scheduler up (gratuitous ARP sent)"
+                );
+                self.scheduler = Some(handle);
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot start the scheduler"),
+            Err(e) => tracing::error!(error = %e, "scheduler start-up task"),
+        }
+    }
+
+    async fn step_down(&mut self, why: &str) {
+        let Some(handle) = self.scheduler.take() else {
+            return;
+        };
+        let node = self.node_id;
+        let stopped = tokio::task::spawn_blocking(move || handle.stop()).await;
+        match stopped {
+            Ok(Ok(counters)) => log_counters(node, &counters),
+            Ok(Err(e)) => tracing::error!(error = %e, "scheduler stopped with an error"),
+            Err(e) => tracing::error!(error = %e, "scheduler stop task"),
+        }
+        tracing::info!(node, why, "scheduler role left; kernel restored");
+    }
+
+    /// A new view: node table, takeover hold and newer replicas go to the scheduler.
+    fn follow(&mut self, view: &ClusterView) {
+        let Some(s) = &self.scheduler else {
+            return;
+        };
+        s.update_nodes(node_entries(&self.array, &view.nodes));
+        s.set_accepting_new(view.accepting_new);
+        if view.version > self.seen_version {
+            s.adopt_table(Arc::clone(&view.table));
+            self.seen_version = view.version;
+        }
+    }
+
+    async fn apply_config(&mut self, version: u64, text: &str) {
+        let source = pentaflow_config::Source::Inline(format!("committed version {version}"));
+        match pentaflow_config::parse(text, source) {
+            Ok(config) => match self.proxy.reload(&config).await {
+                Ok(()) => tracing::info!(version, "committed configuration applied"),
+                Err(e) => {
+                    tracing::error!(version, error = %e, "committed configuration not applied")
+                }
+            },
+            Err(e) => tracing::error!(version, "committed configuration refused here:\n{e}"),
+        }
+    }
+}
+
+/// The scheduler's node table: every configured node with its MAC, alive when the cluster
+/// lists it, weight and drain state as the cluster reports them.
+pub(crate) fn node_entries(array: &ArrayConfig, alive: &[NodeCandidate]) -> Vec<NodeEntry> {
+    array
+        .nodes
+        .iter()
+        .map(|n| {
+            let c = alive.iter().find(|c| c.id.0 == n.id);
+            NodeEntry {
+                id: NodeId(n.id),
+                mac: MacAddr(n.mac),
+                weight: c.map_or(n.weight, |c| c.weight),
+                enabled: c.map_or(n.enabled, |c| c.enabled),
+                alive: c.is_some_and(|c| c.alive),
+            }
+        })
+        .collect()
+}
+
+/// The buckets of this node's established client connections on the VIP, read from
+/// `/proc/net/tcp` (the node's namespace). A stop-gap: the proxy does not expose the client
+/// addresses of its connections yet.
+struct LiveBuckets {
+    vip: Ipv4Addr,
+    ports: BTreeSet<u16>,
+    /// Only for `bucket_of` (the hash and mask every node shares).
+    table: Option<BucketTable>,
+}
+
+impl LiveBuckets {
+    fn new(array: &ArrayConfig) -> Self {
+        LiveBuckets {
+            vip: array.vip,
+            ports: array.ports.iter().copied().collect(),
+            table: BucketTable::new(array.table_size).ok(),
+        }
+    }
+
+    /// `(buckets, connections)`; empty when the file cannot be read.
+    fn read(&self) -> (Vec<u32>, u32) {
+        let text = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+        self.parse(&text)
+    }
+
+    fn parse(&self, text: &str) -> (Vec<u32>, u32) {
+        let Some(table) = &self.table else {
+            return (Vec::new(), 0);
+        };
+        let mut buckets = BTreeSet::new();
+        let mut open = 0u32;
+        for line in text.lines().skip(1) {
+            let mut fields = line.split_whitespace().skip(1);
+            let (Some(local), Some(remote), Some(state)) =
+                (fields.next(), fields.next(), fields.next())
+            else {
+                continue;
+            };
+            if state != TCP_ESTABLISHED {
+                continue;
+            }
+            let (Some((lip, lport)), Some((rip, rport))) = (proc_addr(local), proc_addr(remote))
+            else {
+                continue;
+            };
+            if lip != self.vip || !self.ports.contains(&lport) {
+                continue;
+            }
+            open = open.saturating_add(1);
+            if let Ok(b) = u32::try_from(table.bucket_of(rip.into(), rport)) {
+                buckets.insert(b);
+            }
+        }
+        (buckets.into_iter().collect(), open)
+    }
+}
+
+/// `0A4D010A:0050` → (10.77.1.10, 80): the kernel prints the address as a native-endian
+/// u32 and the port in host order, both in hex.
+fn proc_addr(field: &str) -> Option<(Ipv4Addr, u16)> {
+    let (ip, port) = field.split_once(':')?;
+    let ip = u32::from_str_radix(ip, 16).ok()?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    Some((Ipv4Addr::from(ip.to_ne_bytes()), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn array() -> ArrayConfig {
+        let text = super::super::lab::array_config_for_tests();
+        pentaflow_config::parse(&text, pentaflow_config::Source::Inline("t".into()))
+            .unwrap()
+            .array
+            .unwrap()
+    }
+
+    #[test]
+    fn proc_net_tcp_addresses_parse() {
+        let (ip, port) = proc_addr("0A014D0A:0050").unwrap();
+        if cfg!(target_endian = "little") {
+            assert_eq!(ip, Ipv4Addr::new(10, 77, 1, 10));
+        }
+        assert_eq!(port, 80);
+        assert!(proc_addr("zz:1").is_none());
+    }
+
+    #[test]
+    fn live_buckets_count_established_vip_connections_only() {
+        let a = array();
+        let live = LiveBuckets::new(&a);
+        let vip = u32::from_ne_bytes(a.vip.octets());
+        let client = u32::from_ne_bytes([10, 77, 2, 50]);
+        let text = format!(
+            "  sl  local_address rem_address   st\n\
+             0: {vip:08X}:0050 {client:08X}:9C40 01 0\n\
+             1: {vip:08X}:0050 {client:08X}:9C41 06 0\n\
+             2: {vip:08X}:1F90 {client:08X}:9C42 01 0\n\
+             3: 0100007F:0050 {client:08X}:9C43 01 0\n"
+        );
+        let (buckets, open) = live.parse(&text);
+        assert_eq!(open, 1);
+        let table = BucketTable::new(a.table_size).unwrap();
+        let b = table.bucket_of(Ipv4Addr::new(10, 77, 2, 50).into(), 0x9C40);
+        assert_eq!(buckets, vec![u32::try_from(b).unwrap()]);
+    }
+
+    #[test]
+    fn node_entries_follow_the_cluster() {
+        let a = array();
+        let alive = [NodeCandidate {
+            id: NodeId(2),
+            weight: 5,
+            enabled: false,
+            alive: true,
+        }];
+        let entries = node_entries(&a, &alive);
+        assert_eq!(entries.len(), a.nodes.len());
+        assert!(!entries[0].alive, "node 1 is not listed: failed");
+        assert!(entries[1].alive && !entries[1].enabled && entries[1].weight == 5);
+    }
+
+    #[test]
+    fn pushed_text_is_validated() {
+        assert!(validate("[[service]]\nname = 1\n").is_err());
+        assert!(validate(&super::super::lab::array_config_for_tests()).is_ok());
+    }
+}

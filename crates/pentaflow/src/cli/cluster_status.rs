@@ -1,0 +1,355 @@
+//! The cluster's status pages: the admin API's `GET /cluster` document and cluster metrics
+//! (built from the node's [`ClusterAccess`]), operator actions handed to the cluster driver,
+//! and `pentaflow status --cluster`, which prints the document as terminal tables.
+//!
+//! Tables (seed 002): the Node Status Table (Fig. 5: every node with its role, state, load
+//! and connections, and how old each row is) and the bucket-table summary (Fig. 4: buckets
+//! per node, unassigned, version). Must not: compute anything the cluster does not report.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use pentaflow_admin::{ControlError, ControlRequest, NodeMetric};
+use pentaflow_cluster::{ClusterInfo, ClusterView, Role};
+use pentaflow_config::ArrayConfig;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+use super::cluster::ClusterAccess;
+
+/// Bound on one admin exchange of the command line.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `scheduler`, `standby`, `starting`.
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Scheduler => "scheduler",
+        Role::Standby => "standby",
+        Role::Starting => "starting",
+        _ => "unknown",
+    }
+}
+
+/// The `GET /cluster` document.
+pub(crate) fn report(array: &ArrayConfig, access: &ClusterAccess) -> Value {
+    let view = access.view.borrow().clone();
+    let info = access.info.borrow().clone();
+    document(array, &view, &info)
+}
+
+/// The document from one view and one summary (pure, for tests).
+fn document(array: &ArrayConfig, view: &ClusterView, info: &ClusterInfo) -> Value {
+    let me = info.node.map(|n| n.0);
+    let mut by_node = std::collections::BTreeMap::<u16, usize>::new();
+    for (_, n) in &view.table.assigned {
+        *by_node.entry(n.0).or_default() += 1;
+    }
+    let nodes: Vec<Value> = array
+        .nodes
+        .iter()
+        .map(|n| {
+            let member = info.members.iter().find(|m| m.id.0 == n.id);
+            let polled = info.polled.iter().find(|p| p.id.0 == n.id);
+            let is_me = me == Some(n.id);
+            let role = if is_me {
+                Some(role_name(view.role))
+            } else {
+                member.filter(|m| m.alive).map(|m| role_name(m.role))
+            };
+            json!({
+                "id": n.id,
+                "address": n.address.to_string(),
+                "self": is_me,
+                "alive": is_me || member.is_some_and(|m| m.alive),
+                "role": role,
+                "priority": member.map_or(n.priority, |m| m.priority),
+                "enabled": member.map_or(n.enabled, |m| m.enabled),
+                "weight": member.map_or(n.weight, |m| m.weight),
+                "incarnation": member.map(|m| m.incarnation),
+                "heard_ms_ago": if is_me { Some(0) } else { member.map(|m| m.heard_ms_ago) },
+                "table_version": if is_me { Some(view.version) } else { member.map(|m| m.table_version) },
+                "config_version": if is_me { Some(view.config_version) } else { member.map(|m| m.config_version) },
+                "load_permille": member.map(|m| m.load),
+                "open_connections": polled.map(|p| p.status.open_connections),
+                "live_buckets": polled.map(|p| p.status.live_buckets),
+                "status_age_ms": polled.map(|p| p.age_ms),
+                "buckets": by_node.get(&n.id).copied().unwrap_or(0),
+            })
+        })
+        .collect();
+    let assigned = view.table.assigned.len();
+    let d = info.drops;
+    json!({
+        "node": me,
+        "role": role_name(view.role),
+        "scheduler": view.scheduler.map(|n| n.0),
+        "accepting_new": view.accepting_new,
+        "config_version": view.config_version,
+        "nodes": nodes,
+        "status_sweep_ms_ago": info.last_sweep_ms_ago,
+        "buckets": {
+            "size": view.table.size,
+            "version": view.version,
+            "assigned": assigned,
+            "unassigned": view.table.size.saturating_sub(assigned),
+            "by_node": by_node,
+        },
+        "dropped_datagrams": {
+            "malformed": d.malformed, "bad_version": d.bad_version, "forged": d.forged,
+            "stale": d.stale, "replayed": d.replayed, "own_id": d.own_id,
+            "not_for_us": d.not_for_us,
+        },
+    })
+}
+
+/// Cluster gauges and counters for `/metrics`.
+pub(crate) fn metrics(access: &ClusterAccess) -> Vec<NodeMetric> {
+    let view = access.view.borrow().clone();
+    let info = access.info.borrow().clone();
+    let d = info.drops;
+    let dropped = d.malformed + d.bad_version + d.forged + d.stale + d.replayed + d.own_id + d.not_for_us;
+    let alive = info.members.iter().filter(|m| m.alive).count() + 1;
+    let as_u64 = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    vec![
+        NodeMetric::gauge(
+            "cluster_is_scheduler",
+            "1 while this node holds the VIP as the array's scheduler.",
+            u64::from(view.role == Role::Scheduler),
+        ),
+        NodeMetric::gauge(
+            "cluster_alive_nodes",
+            "Nodes this node hears (itself included).",
+            as_u64(alive),
+        ),
+        NodeMetric::gauge(
+            "cluster_table_version",
+            "Version of this node's bucket table.",
+            view.version,
+        ),
+        NodeMetric::gauge(
+            "cluster_buckets_assigned",
+            "Buckets of the table assigned to a node.",
+            as_u64(view.table.assigned.len()),
+        ),
+        NodeMetric::gauge(
+            "cluster_config_version",
+            "Version of the configuration committed through the array.",
+            view.config_version,
+        ),
+        NodeMetric::counter(
+            "cluster_dropped_datagrams",
+            "Control datagrams dropped (malformed, forged, stale, replayed, ...).",
+            dropped,
+        ),
+    ]
+}
+
+/// Hands an operator action to the cluster driver and waits for its answer (called on the
+/// admin API's blocking pool).
+pub(crate) fn control(
+    access: &ClusterAccess,
+    request: ControlRequest,
+) -> Result<Value, ControlError> {
+    let gone = || ControlError::new(503, "the cluster task has stopped");
+    let (tx, rx) = oneshot::channel();
+    access.control.blocking_send((request, tx)).map_err(|_| gone())?;
+    rx.blocking_recv().map_err(|_| gone())?
+}
+
+/// One HTTP/1.1 exchange with a node's admin API: `(status, body)`.
+pub(crate) fn exchange(
+    admin: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> anyhow::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&admin, ADMIN_TIMEOUT)
+        .with_context(|| format!("cannot reach the admin API at {admin}"))?;
+    s.set_read_timeout(Some(ADMIN_TIMEOUT))?;
+    s.set_write_timeout(Some(ADMIN_TIMEOUT))?;
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n{auth}\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer)
+        .with_context(|| format!("reading the answer of {admin}"))?;
+    let answer = String::from_utf8_lossy(&answer);
+    let Some((head, body)) = answer.split_once("\r\n\r\n") else {
+        bail!("{admin} sent no HTTP answer");
+    };
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("{admin} sent a malformed status line"))?;
+    Ok((code, body.to_owned()))
+}
+
+/// The `/cluster` document of a node.
+pub(crate) fn fetch(admin: SocketAddr) -> anyhow::Result<Value> {
+    let (code, body) = exchange(admin, "GET", "/cluster", None, b"")?;
+    if code != 200 {
+        bail!("{admin} answered HTTP {code}: {}", body.trim());
+    }
+    serde_json::from_str(&body).with_context(|| format!("{admin} sent no JSON"))
+}
+
+/// `pentaflow status --cluster`.
+pub(crate) fn run(admin: SocketAddr, json: bool) -> anyhow::Result<ExitCode> {
+    let doc = fetch(admin)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else if doc.is_null() {
+        println!("{admin} is not part of an array cluster");
+    } else {
+        print!("{}", render(&doc));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Terminal tables of a `/cluster` document.
+pub(crate) fn render(doc: &Value) -> String {
+    let text = |v: &Value| match v {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut out = format!(
+        "node {} ({}), scheduler {}, accepting new buckets: {}, config version {}\n\n",
+        text(&doc["node"]),
+        text(&doc["role"]),
+        text(&doc["scheduler"]),
+        text(&doc["accepting_new"]),
+        text(&doc["config_version"]),
+    );
+    out.push_str("Node Status Table\n");
+    out.push_str(
+        "  id  address          role       alive  enabled  prio  weight  heard   conns  live-bk  buckets  table  config  status-age\n",
+    );
+    for n in doc["nodes"].as_array().into_iter().flatten() {
+        let ms = |v: &Value| v.as_u64().map_or_else(|| "-".to_owned(), |m| format!("{m}ms"));
+        let _ = writeln!(
+            out,
+            "  {:<3} {:<16} {:<10} {:<6} {:<8} {:<5} {:<7} {:<7} {:<6} {:<8} {:<8} {:<6} {:<7} {}",
+            text(&n["id"]),
+            text(&n["address"]),
+            text(&n["role"]),
+            text(&n["alive"]),
+            text(&n["enabled"]),
+            text(&n["priority"]),
+            text(&n["weight"]),
+            ms(&n["heard_ms_ago"]),
+            text(&n["open_connections"]),
+            text(&n["live_buckets"]),
+            text(&n["buckets"]),
+            text(&n["table_version"]),
+            text(&n["config_version"]),
+            ms(&n["status_age_ms"]),
+        );
+    }
+    let b = &doc["buckets"];
+    let _ = writeln!(
+        out,
+        "\nBucket table: {} buckets, version {}, {} assigned, {} unassigned; by node {}",
+        text(&b["size"]),
+        text(&b["version"]),
+        text(&b["assigned"]),
+        text(&b["unassigned"]),
+        text(&b["by_node"]),
+    );
+    let _ = writeln!(
+        out,
+        "Status poll: last sweep {} ago",
+        doc["status_sweep_ms_ago"]
+            .as_u64()
+            .map_or_else(|| "-".to_owned(), |m| format!("{m}ms"))
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use pentaflow_balance::{BucketSnapshot, NodeCandidate, NodeId};
+    use pentaflow_cluster::{MemberInfo, PolledStatus};
+
+    use super::*;
+
+    #[test]
+    fn the_document_joins_config_members_poll_and_table() {
+        let text = super::super::lab::array_config_for_tests();
+        let array = pentaflow_config::parse(&text, pentaflow_config::Source::Inline("t".into()))
+            .unwrap()
+            .array
+            .unwrap();
+        let table = BucketSnapshot {
+            size: 65536,
+            version: 4,
+            assigned: vec![(1, NodeId(1)), (2, NodeId(2)), (3, NodeId(2))],
+        };
+        let view = ClusterView {
+            role: Role::Scheduler,
+            scheduler: Some(NodeId(1)),
+            accepting_new: true,
+            table: Arc::new(table),
+            version: 4,
+            nodes: Arc::from(vec![NodeCandidate {
+                id: NodeId(1),
+                weight: 1,
+                enabled: true,
+                alive: true,
+            }]),
+            config_version: 2,
+        };
+        let info = ClusterInfo {
+            node: Some(NodeId(1)),
+            members: vec![MemberInfo {
+                id: NodeId(2),
+                alive: true,
+                incarnation: 9,
+                role: Role::Standby,
+                priority: 100,
+                enabled: false,
+                weight: 1,
+                table_version: 4,
+                config_version: 2,
+                load: 3,
+                heard_ms_ago: 40,
+            }],
+            polled: vec![PolledStatus {
+                id: NodeId(2),
+                status: pentaflow_cluster::NodeStatus {
+                    open_connections: 7,
+                    ..Default::default()
+                },
+                age_ms: 120,
+            }],
+            last_sweep_ms_ago: Some(30),
+            ..ClusterInfo::default()
+        };
+        let doc = document(&array, &view, &info);
+        assert_eq!(doc["role"], "scheduler");
+        assert_eq!(doc["buckets"]["assigned"], 3);
+        assert_eq!(doc["buckets"]["unassigned"], 65533);
+        assert_eq!(doc["buckets"]["by_node"]["2"], 2);
+        let n2 = &doc["nodes"][1];
+        assert_eq!((n2["role"].as_str(), n2["enabled"].as_bool()), (Some("standby"), Some(false)));
+        assert_eq!((n2["open_connections"].as_u64(), n2["status_age_ms"].as_u64()), (Some(7), Some(120)));
+        assert_eq!(doc["nodes"][0]["self"], true);
+        let table = render(&doc);
+        assert!(table.contains("Node Status Table"), "{table}");
+        assert!(table.contains("10.77.1.12"), "{table}");
+        assert!(table.contains("65533 unassigned"), "{table}");
+    }
+}

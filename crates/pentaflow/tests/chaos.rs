@@ -1,0 +1,548 @@
+//! Chaos in the lab, through the binary, as root: hundreds of keep-alive connections issue
+//! requests continuously while a node is SIGKILLed or added, and every failure is counted.
+//!
+//! * (a) SIGKILL the scheduler: a new connection to the VIP is answered again within 1 s, and
+//!   no request fails on a connection whose node survived;
+//! * (b) SIGKILL a non-scheduler node: only its own connections fail, new connections succeed
+//!   within 1 s;
+//! * (c) add a node under load: no request fails, and the new node receives new connections
+//!   (fresh buckets go to the least-loaded node).
+//!
+//! The measured figures are printed (`--nocapture` shows them; they go into BENCHMARKS.md).
+//! Scenarios run one after the other (they share the machine's two cores). Skipped, with a
+//! printed reason, when not root.
+
+// Helpers of an integration test are not `#[test]` fns, so `allow-unwrap-in-tests` does not
+// reach them; the policy is the same: a panic here is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use pentaflow_lab::Lab;
+
+const BIN: &str = env!("CARGO_BIN_EXE_pentaflow");
+/// Keep-alive connections of the load (the issue asks for hundreds).
+const CONNECTIONS: usize = 300;
+/// Threads issuing the load; each owns a share of the connections.
+const WORKERS: usize = 6;
+/// A request may take this long before it counts as failed: TCP retransmits what was lost
+/// while the VIP moved (RTO 200 ms, doubling), which is latency, not failure.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// One probe's connect and answer bounds: short, so a probe lost in the outage is retried
+/// on a fresh connection instead of waiting for the kernel's 1 s SYN retransmit.
+const PROBE_CONNECT: Duration = Duration::from_millis(100);
+const PROBE_ANSWER: Duration = Duration::from_millis(500);
+/// Pause between probes.
+const PROBE_GAP: Duration = Duration::from_millis(10);
+/// How long new connections are probed after a fault.
+const PROBE_WINDOW: Duration = Duration::from_millis(2500);
+/// The issue's bound for the VIP to answer new connections after a fault.
+const RECOVERY_LIMIT: Duration = Duration::from_secs(1);
+/// Load kept running after the probes, to see the surviving connections carry on.
+const SETTLE: Duration = Duration::from_millis(500);
+const VIP: &str = "10.77.1.10:80";
+/// The load runs this long before a fault: a steady state, where the router's ARP entry for
+/// the VIP is older than Linux's 1 s `locktime` (an entry younger than that ignores the new
+/// scheduler's gratuitous ARP until the lock ends; the scheduler repeats it every 100 ms).
+const STEADY: Duration = Duration::from_millis(1500);
+
+/// Scenarios share two cores: never two labs under load at once.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn root_or_skip() -> bool {
+    if pentaflow_lab::is_root() {
+        return true;
+    }
+    eprintln!("skipped: chaos tests need root (network namespaces, AF_PACKET)");
+    false
+}
+
+/// A lab made by `pentaflow lab up`; `pentaflow lab down` on drop, also during a panic.
+struct LabGuard {
+    lab: Lab,
+}
+
+impl LabGuard {
+    fn up(nodes: usize, spare: usize) -> LabGuard {
+        let out = Command::new(BIN)
+            .args(["lab", "up", "--webs", "2", "--clients", "1"])
+            .args(["--nodes", &nodes.to_string(), "--spare", &spare.to_string()])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "lab up: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let prefix = stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("down:   pentaflow lab down "))
+            .unwrap_or_else(|| panic!("no prefix in {stdout}"))
+            .trim()
+            .to_owned();
+        LabGuard {
+            lab: Lab::open(&prefix).unwrap(),
+        }
+    }
+
+    fn prefix(&self) -> String {
+        self.lab.state().prefix.clone()
+    }
+
+    /// `pentaflow lab VERB NODE --lab PREFIX`, asserting success.
+    fn verb(&self, verb: &str, node: Option<&str>) {
+        let mut c = Command::new(BIN);
+        c.args(["lab", verb, "--lab", &self.prefix()]);
+        if let Some(n) = node {
+            c.arg(n);
+        }
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "lab {verb} {node:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The node whose kernel holds the scheduler's table, per `lab status`.
+    fn scheduler(&self) -> String {
+        let out = Command::new(BIN)
+            .args(["lab", "status", &self.prefix()])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let rows: Vec<&str> = text.lines().filter(|l| l.ends_with(" yes")).collect();
+        assert_eq!(rows.len(), 1, "one scheduler: {text}");
+        rows[0].split_whitespace().next().unwrap().to_owned()
+    }
+
+    /// Client ports of the established VIP connections on `node`.
+    fn client_ports(&self, node: &str) -> BTreeSet<u16> {
+        let out = self
+            .lab
+            .exec(
+                node,
+                &["ss", "-Htn", "state", "established", "( sport = :80 )"],
+            )
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().last())
+            .filter_map(|peer| peer.rsplit_once(':'))
+            .filter_map(|(_, port)| port.parse().ok())
+            .collect()
+    }
+
+    /// client port → node, for every node.
+    fn owners(&self, nodes: &[&str]) -> BTreeMap<u16, String> {
+        let mut map = BTreeMap::new();
+        for n in nodes {
+            for p in self.client_ports(n) {
+                map.insert(p, (*n).to_owned());
+            }
+        }
+        map
+    }
+}
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        let _ = Command::new(BIN)
+            .args(["lab", "down", &self.prefix()])
+            .output();
+    }
+}
+
+/// One GET on a keep-alive connection; the body must be `web<N> <path>`.
+fn request(reader: &mut BufReader<TcpStream>, path: &str) -> Result<(), String> {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: vip\r\n\r\n");
+    reader
+        .get_mut()
+        .write_all(req.as_bytes())
+        .map_err(|e| format!("send: {e}"))?;
+    let mut status = String::new();
+    reader
+        .read_line(&mut status)
+        .map_err(|e| format!("status: {e}"))?;
+    if !status.starts_with("HTTP/1.1 200") {
+        return Err(format!("status {status:?}"));
+    }
+    let mut len = None;
+    loop {
+        let mut line = String::new();
+        reader
+            .read_line(&mut line)
+            .map_err(|e| format!("header: {e}"))?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                len = v.trim().parse::<usize>().ok();
+            }
+        }
+    }
+    let mut body = vec![0u8; len.ok_or("no Content-Length")?];
+    reader
+        .read_exact(&mut body)
+        .map_err(|e| format!("body: {e}"))?;
+    let body = String::from_utf8_lossy(&body);
+    match body.trim_end().split_once(' ') {
+        Some((web, echoed)) if web.starts_with("web") && echoed == path => Ok(()),
+        _ => Err(format!("wrong answer {body:?} to {path}")),
+    }
+}
+
+/// The client load: connections opened in the client namespace, then worker threads that
+/// issue requests on them round-robin until stopped. A failed connection is not reused.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failures: Arc<Mutex<Vec<(u16, Duration, String)>>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    ports: Vec<u16>,
+    started: Instant,
+}
+
+impl Load {
+    fn start(lab: &LabGuard) -> Load {
+        let vip: SocketAddr = VIP.parse().unwrap();
+        let conns: Vec<(u16, BufReader<TcpStream>)> = lab
+            .lab
+            .run_in("client1", move || {
+                (0..CONNECTIONS)
+                    .map(|_| {
+                        let s = TcpStream::connect_timeout(&vip, REQUEST_TIMEOUT).unwrap();
+                        s.set_read_timeout(Some(REQUEST_TIMEOUT)).unwrap();
+                        s.set_write_timeout(Some(REQUEST_TIMEOUT)).unwrap();
+                        (s.local_addr().unwrap().port(), BufReader::new(s))
+                    })
+                    .collect()
+            })
+            .unwrap();
+        let ports = conns.iter().map(|(p, _)| *p).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let started = Instant::now();
+        let mut shares: Vec<Vec<(u16, BufReader<TcpStream>)>> =
+            (0..WORKERS).map(|_| Vec::new()).collect();
+        for (i, c) in conns.into_iter().enumerate() {
+            shares[i % WORKERS].push(c);
+        }
+        let workers = shares
+            .into_iter()
+            .map(|mut share| {
+                let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
+                std::thread::spawn(move || {
+                    let mut round = 0u64;
+                    while !stop.load(Ordering::Relaxed) && !share.is_empty() {
+                        share.retain_mut(|(port, reader)| {
+                            let path = format!("/p{port}/r{round}");
+                            match request(reader, &path) {
+                                Ok(()) => {
+                                    ok.fetch_add(1, Ordering::Relaxed);
+                                    true
+                                }
+                                Err(e) => {
+                                    let at = started.elapsed();
+                                    let mut f =
+                                        failures.lock().unwrap_or_else(PoisonError::into_inner);
+                                    f.push((*port, at, e));
+                                    false
+                                }
+                            }
+                        });
+                        round += 1;
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            failures,
+            workers,
+            ports,
+            started,
+        }
+    }
+
+    fn ok(&self) -> u64 {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    /// Stops the workers; returns the failures `(client port, when, why)`.
+    fn finish(self) -> Vec<(u16, Duration, String)> {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in self.workers {
+            w.join().unwrap();
+        }
+        let f = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        f.clone()
+    }
+}
+
+/// One new connection and one request: answered?
+fn probe(vip: SocketAddr) -> bool {
+    let Ok(s) = TcpStream::connect_timeout(&vip, PROBE_CONNECT) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(PROBE_ANSWER));
+    let _ = s.set_write_timeout(Some(PROBE_ANSWER));
+    request(&mut BufReader::new(s), "/probe").is_ok()
+}
+
+/// What the probes saw after a fault at `fault`.
+#[derive(Debug)]
+struct Recovery {
+    /// Start of the first answered probe after the fault.
+    first_ok: Option<Duration>,
+    /// Start of the last unanswered probe (`None`: none failed).
+    last_failed: Option<Duration>,
+    probes: usize,
+    failed: usize,
+}
+
+/// Probes new connections from the client for [`PROBE_WINDOW`] after `fault`.
+fn probe_after(lab: &LabGuard, fault: Instant) -> Recovery {
+    let vip: SocketAddr = VIP.parse().unwrap();
+    lab.lab
+        .run_in("client1", move || {
+            let mut r = Recovery {
+                first_ok: None,
+                last_failed: None,
+                probes: 0,
+                failed: 0,
+            };
+            while fault.elapsed() < PROBE_WINDOW {
+                let at = fault.elapsed();
+                r.probes += 1;
+                if probe(vip) {
+                    r.first_ok.get_or_insert(at);
+                } else {
+                    r.failed += 1;
+                    r.last_failed = Some(at);
+                }
+                std::thread::sleep(PROBE_GAP);
+            }
+            r
+        })
+        .unwrap()
+}
+
+/// Warm-up: the load runs at least [`STEADY`] and every connection has carried requests.
+fn warm(load: &Load) {
+    let until = Instant::now() + Duration::from_secs(5);
+    while load.ok() < (CONNECTIONS as u64) * 2 || load.started.elapsed() < STEADY {
+        assert!(
+            Instant::now() < until,
+            "the load does not run: {} ok",
+            load.ok()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A node fault under load: kill `victim`; returns (recovery, failures by owner node,
+/// connections per node, requests ok after the kill).
+fn kill_under_load(
+    lab: &LabGuard,
+    victim: &str,
+    nodes: &[&str],
+) -> (
+    Recovery,
+    BTreeMap<String, usize>,
+    BTreeMap<String, usize>,
+    u64,
+) {
+    let load = Load::start(lab);
+    warm(&load);
+    let owners = lab.owners(nodes);
+    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    for p in &load.ports {
+        let owner = owners.get(p).cloned().unwrap_or_else(|| "?".into());
+        *per_node.entry(owner).or_default() += 1;
+    }
+    assert!(
+        !per_node.contains_key("?"),
+        "every connection has a node: {per_node:?}"
+    );
+    let before = load.ok();
+    eprintln!(
+        "load before the fault: {before} requests in {:?}",
+        load.started.elapsed()
+    );
+    let fault = Instant::now();
+    eprintln!("fault at {:?}", std::time::SystemTime::now());
+    let since_start = load.started.elapsed();
+    lab.verb("kill", Some(victim));
+    let recovery = probe_after(lab, fault);
+    let at_probe_end = load.ok() - before;
+    std::thread::sleep(SETTLE);
+    let after = load.ok() - before;
+    eprintln!(
+        "after the fault: {at_probe_end} requests during the probes, {after} with the settle time"
+    );
+    let failures = load.finish();
+    let mut by_owner: BTreeMap<String, usize> = BTreeMap::new();
+    for (port, at, why) in &failures {
+        let owner = owners.get(port).cloned().unwrap_or_else(|| "?".into());
+        assert!(
+            *at >= since_start,
+            "port {port} ({owner}) failed before the kill: {why}"
+        );
+        if owner != victim {
+            eprintln!("survivor failure: port {port} on {owner} at {at:?}: {why}");
+        }
+        *by_owner.entry(owner).or_default() += 1;
+    }
+    (recovery, by_owner, per_node, after)
+}
+
+#[test]
+fn a_killed_scheduler_is_replaced_without_breaking_surviving_connections() {
+    if !root_or_skip() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let started = Instant::now();
+    let lab = LabGuard::up(3, 0);
+    assert_eq!(lab.scheduler(), "node1", "node1 is preferred");
+    let nodes = ["node1", "node2", "node3"];
+    let (rec, failed, per_node, after) = kill_under_load(&lab, "node1", &nodes);
+    let new_scheduler = lab.scheduler();
+    println!(
+        "chaos (a) kill scheduler: connections {per_node:?}; failed {failed:?}; \
+         new connections answered again after {:?} (last failed probe at {:?}, {}/{} probes \
+         failed); {after} requests ok after the kill; new scheduler {new_scheduler}; {:.1} s",
+        rec.first_ok,
+        rec.last_failed,
+        rec.failed,
+        rec.probes,
+        started.elapsed().as_secs_f64()
+    );
+    let log = std::fs::read_to_string(lab.lab.state().dir().join(format!("{new_scheduler}.log")))
+        .unwrap_or_default();
+    for line in log
+        .lines()
+        .filter(|l| l.contains("cluster") || l.contains("scheduler"))
+    {
+        eprintln!("  {new_scheduler}: {line}");
+    }
+    assert_ne!(new_scheduler, "node1");
+    let survivors: usize = failed
+        .iter()
+        .filter(|(n, _)| n.as_str() != "node1")
+        .map(|(_, c)| c)
+        .sum();
+    assert_eq!(
+        survivors, 0,
+        "no request fails on a surviving node: {failed:?}"
+    );
+    assert!(rec.first_ok.is_some_and(|t| t <= RECOVERY_LIMIT), "{rec:?}");
+    assert!(
+        rec.last_failed.is_none_or(|t| t <= RECOVERY_LIMIT),
+        "{rec:?}"
+    );
+    assert!(after > 0, "the surviving connections carried on");
+}
+
+#[test]
+fn a_killed_standby_loses_only_its_own_connections() {
+    if !root_or_skip() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let started = Instant::now();
+    let lab = LabGuard::up(3, 0);
+    let nodes = ["node1", "node2", "node3"];
+    let (rec, failed, per_node, after) = kill_under_load(&lab, "node3", &nodes);
+    println!(
+        "chaos (b) kill standby node3: connections {per_node:?}; failed {failed:?}; last \
+         failed new connection at {:?} ({}/{} probes failed); {after} requests ok after the \
+         kill; {:.1} s",
+        rec.last_failed,
+        rec.failed,
+        rec.probes,
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(lab.scheduler(), "node1", "the scheduler stays");
+    let others: usize = failed
+        .iter()
+        .filter(|(n, _)| n.as_str() != "node3")
+        .map(|(_, c)| c)
+        .sum();
+    assert_eq!(others, 0, "only node3's connections fail: {failed:?}");
+    assert!(
+        rec.last_failed.is_none_or(|t| t <= RECOVERY_LIMIT),
+        "{rec:?}"
+    );
+    assert!(after > 0);
+}
+
+#[test]
+fn a_node_added_under_load_breaks_nothing_and_takes_new_connections() {
+    if !root_or_skip() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let started = Instant::now();
+    let lab = LabGuard::up(4, 1);
+    let load = Load::start(&lab);
+    warm(&load);
+    let joined = Instant::now();
+    lab.verb("add-node", None);
+    // The node starts, is heard by the scheduler (one heartbeat) and becomes a candidate.
+    let log = lab.lab.state().dir().join("node4.log");
+    let until = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("node joined")
+    {
+        assert!(Instant::now() < until, "node4 never joined");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let join_time = joined.elapsed();
+    std::thread::sleep(Duration::from_millis(300));
+    // New connections: fresh buckets go to the least-assigned node, which node4 is.
+    let vip: SocketAddr = VIP.parse().unwrap();
+    let fresh: Vec<TcpStream> = lab
+        .lab
+        .run_in("client1", move || {
+            (0..60)
+                .filter_map(|_| TcpStream::connect_timeout(&vip, REQUEST_TIMEOUT).ok())
+                .collect()
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let on_node4 = lab.client_ports("node4");
+    let fresh_ports: BTreeSet<u16> = fresh
+        .iter()
+        .map(|s| s.local_addr().unwrap().port())
+        .collect();
+    let new_on_node4 = fresh_ports.intersection(&on_node4).count();
+    let old_on_node4 = load.ports.iter().filter(|p| on_node4.contains(p)).count();
+    std::thread::sleep(SETTLE);
+    let ok = load.ok();
+    let failures = load.finish();
+    println!(
+        "chaos (c) add node4 under load: joined after {join_time:?}; {new_on_node4}/{} new \
+         connections on node4, {old_on_node4} old ones moved there; {} failed requests, {ok} \
+         ok; {:.1} s",
+        fresh_ports.len(),
+        failures.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(old_on_node4, 0, "no live connection moves");
+    assert!(new_on_node4 > 0, "node4 takes new connections");
+}
