@@ -172,9 +172,9 @@ pub(crate) fn run(command: ConfigCommand) -> anyhow::Result<ExitCode> {
                     .map_or_else(|| "-".to_owned(), |v| v.to_string());
                 println!(
                     "  {:<5} {:<16} {:<6} {version}",
-                    n["id"],
+                    n["id"].to_string(),
                     n["address"].as_str().unwrap_or("-"),
-                    n["alive"]
+                    n["alive"].to_string()
                 );
             }
             Ok(ExitCode::SUCCESS)

@@ -338,12 +338,15 @@ pub(crate) fn array_config(state: &LabState) -> String {
             web.name
         );
     }
-    // The cluster key only has to be shared by the lab's nodes; it is no secret beyond them.
+    // The cluster key and admin token only have to be shared by the lab's nodes and its
+    // operator (root on this machine); they are no secret beyond them.
     let _ = write!(
         out,
         "\n[array]\nvip = \"{}\"\ninterface = \"{LAN_IFACE}\"\nscheduler = {LAB_SCHEDULER}\n\
-         key = \"pentaflow lab {} cluster key\"\n{LAB_CLUSTER}",
-        state.vip, state.prefix
+         key = \"pentaflow lab {prefix} cluster key\"\n\
+         admin_token = \"pentaflow lab {prefix} admin token\"\n{LAB_CLUSTER}",
+        state.vip,
+        prefix = state.prefix
     );
     for (i, node) in state.hosts_of(Role::Node).enumerate() {
         let ip = node.ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
@@ -468,7 +471,8 @@ mod tests {
             array.nodes[0].priority, 200,
             "node1 is the preferred scheduler"
         );
-        assert!(array.cluster.is_some(), "the nodes elect the scheduler");
+        let cluster = array.cluster.as_ref().unwrap();
+        assert!(cluster.admin_token.is_some(), "operator actions work in the lab");
         assert_eq!(array.nodes.len(), 2);
         assert_eq!(array.self_node(Some(2)).unwrap().mac, [2, 0x77, 1, 0, 0, 2]);
         let backends: Vec<String> = config.services[0]
