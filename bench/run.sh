@@ -9,6 +9,8 @@
 # PID it starts is killed on exit), or touch any file outside its temporary
 # work directory and bench/out/ (besides the apt install).
 #
+# Usage: bench/run.sh [--all]   (--all: then bench/tls.sh, cdn.sh and l4.sh)
+#
 # Settings (environment):
 #   BENCH_RUNS=5          rounds; each round runs every target once, alternated
 #   BENCH_DURATION=10s    wrk duration per run       BENCH_CONNS=50  wrk connections
@@ -26,6 +28,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=common.sh
+source "$HERE/common.sh"
 ROOT=$(dirname "$HERE")
 export PATH="$PATH:/usr/sbin:/sbin"
 
@@ -53,8 +57,6 @@ BODY_BYTES=600
 # One limit for all three proxies; the config given for pentaflow uses 20000.
 MAXCONN=20000
 
-log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 declare -A LIVE=()      # PID -> name, of every process started and not yet reaped
 declare -A PROXY_PID=() # proxy name -> PID
@@ -62,16 +64,6 @@ declare -A PROXY_PORT=() # proxy name -> loopback port
 WORK=""
 MADE_POLICY_RC=0
 
-# Ends one process we started: TERM, up to 5 s of grace, then KILL; reaps it
-# so its PID can never be signalled again after reuse.
-stop_pid() {
-  local pid=$1 i
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  unset "LIVE[$pid]"
-}
 
 cleanup() {
   local pid
@@ -82,61 +74,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Installs the missing tools; `apt-get update` only when something is missing.
-ensure_packages() {
-  local need=() tool
-  for tool in nginx haproxy wrk; do command -v "$tool" >/dev/null || need+=("$tool"); done
-  ((${#need[@]})) || return 0
-  [[ $(id -u) == 0 ]] || die "missing ${need[*]}: run as root so they can be installed"
-  # Debian starts a freshly installed service on port 80; we want none running.
-  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod +x /usr/sbin/policy-rc.d
-    MADE_POLICY_RC=1
-  fi
-  log "installing ${need[*]} from Debian"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
-}
 
-# Prints N free loopback ports below the ephemeral range, so the thousands of
-# client connections of the memory test can never collide with a listener.
-free_ports() {
-  python3 - "$1" <<'EOF'
-import random, socket, sys
-low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-ports, rng = [], random.Random()
-while len(ports) < int(sys.argv[1]):
-    port = rng.randrange(10000, low)
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-    if port not in ports:
-        ports.append(port)
-print(*ports)
-EOF
-}
-
-# render TEMPLATE OUT KEY=VALUE...: fills @KEY@ placeholders.
-render() {
-  local tmpl=$1 out=$2 kv
-  shift 2
-  local args=()
-  for kv in "$@"; do args+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done
-  sed "${args[@]}" "$tmpl" >"$out"
-  # No `grep -q` at the end of a pipe: it would exit early, SIGPIPE the first
-  # command, and pipefail would turn a match into a non-match.
-  if sed '/^ *#/d' "$out" | grep '@[A-Z_]*@' >/dev/null; then die "unfilled placeholder in $out"; fi
-}
-
-# alive PID: running, not merely an exited child waiting to be reaped.
-alive() {
-  local state
-  state=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-  [[ -n $state && $state != Z ]]
-}
 
 # wait_http PORT PID: until PORT serves the bench file byte for byte (10 s).
 wait_http() {
@@ -150,23 +88,6 @@ wait_http() {
   return 1
 }
 
-# The PIDs whose CPU and memory count for a target: nginx master + workers.
-target_pids() {
-  local pid=$1
-  echo "$pid"
-  # The kernel lists children space-separated on one line.
-  tr -s ' ' '\n' 2>/dev/null <"/proc/$pid/task/$pid/children" | grep . || true
-}
-
-# Sum of user+system clock ticks of the given PIDs (fields 14 and 15).
-cpu_ticks() {
-  local total=0 pid t
-  for pid in "$@"; do
-    t=$(sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')
-    total=$((total + t))
-  done
-  echo "$total"
-}
 
 start_backend() {
   local dir=$WORK/backend
@@ -226,41 +147,6 @@ start_proxy() {
 
 stop_proxy() { stop_pid "${PROXY_PID[$1]}"; }
 
-# Busy clock ticks of the whole machine, all CPUs (/proc/stat: user, nice,
-# system, irq, softirq, steal). irq and softirq belong in it: this kernel
-# charges softirq work (most of loopback TCP) to the process it interrupted,
-# so it is in our processes' ticks too (measured: without it "other" < 0).
-machine_busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
-
-# Clock ticks used by this shell's reaped children (wrk, once it has exited),
-# from a `times` report. `times` itself must run in this shell: in a command
-# substitution it would report the subshell's (empty) children.
-children_ticks() {
-  awk -v hz="$CLK_TCK" 'NR == 2 {
-    split($1, u, /[ms]/); split($2, s, /[ms]/)
-    printf "%d", (u[1] * 60 + u[2] + s[1] * 60 + s[2]) * hz }' "$1"
-}
-
-# percent PID_TICKS T0 T1: ticks over the wall time, as % of one core.
-percent() {
-  awk -v d="$1" -v hz="$CLK_TCK" -v t0="$2" -v t1="$3" \
-    'BEGIN {p = 100 * d / hz / (t1 - t0); printf "%.1f", p < 0 ? 0 : p}'
-}
-
-# wait_quiet: before a run, waits (at most BENCH_QUIET_WAIT seconds) until
-# the rest of the machine uses under QUIET_PCT of one core over one second;
-# between runs our own processes are idle, so whatever is busy is a neighbour.
-wait_quiet() {
-  local deadline=$((SECONDS + QUIET_WAIT)) m0 m1 busy
-  while ((SECONDS < deadline)); do
-    m0=$(machine_busy)
-    sleep 1
-    m1=$(machine_busy)
-    busy=$(((m1 - m0) * 100 / CLK_TCK))
-    ((busy < QUIET_PCT)) && return 0
-  done
-  ((QUIET_WAIT == 0)) || log "machine still busy (${busy}% of a core used by others); running anyway"
-}
 
 # run_wrk TARGET ROUND: one measured run, appended to runs.tsv with the
 # proxy's CPU and the CPU that anything else on the machine used meanwhile
@@ -327,7 +213,7 @@ write_header() {
 }
 
 main() {
-  ensure_packages
+  ensure_packages nginx haproxy wrk
   ulimit -n "$(ulimit -Hn)"
   NOFILE=$(ulimit -n)
   if ((IDLE_CONNS + 200 > NOFILE)); then
@@ -430,4 +316,19 @@ main() {
   log "report: $OUT_DIR/results-$stamp.md"
 }
 
-main "$@"
+# `run.sh --all`: this comparison, then the TLS, CDN and L4 suites, each a
+# separate script with its own report (a failing suite does not stop the rest).
+ALL=0
+case ${1:-} in
+--all) ALL=1 ;;
+"") ;;
+*) die "usage: bench/run.sh [--all]" ;;
+esac
+main
+if ((ALL)); then
+  cleanup
+  for suite in tls cdn l4; do
+    log "suite $suite: bench/$suite.sh"
+    PENTAFLOW_BIN=${PF_BIN:-${PENTAFLOW_BIN:-}} "$HERE/$suite.sh" || log "bench/$suite.sh failed"
+  done
+fi

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Unit tests of the benchmark harness's Python parts (no proxy needed).
 
-Owns: checking the wrk parser, the report's medians and ratios, and
-idle_conns.py against a tiny in-process HTTP server on loopback.
+Owns: checking the wrk parser, the report's medians and ratios, the parsers
+and reports of the TLS / CDN / L4 suites (suites.py), and idle_conns.py
+against a tiny in-process HTTP server on loopback.
 Run: python3 -m unittest bench/test_bench.py (from the repository root).
 """
 
 import asyncio
+import contextlib
+import io
 import json
 import os
 import sys
@@ -17,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import idle_conns  # noqa: E402
 import report  # noqa: E402
+import suites  # noqa: E402
 
 WRK_OUTPUT = """Running 10s test @ http://127.0.0.1:1234/bench.html
   1 threads and 50 connections
@@ -104,6 +108,139 @@ class Summary(unittest.TestCase):
         runs = self.write("haproxy 1 150 1.0 2.0 0 99 1\n")
         text = "\n".join(report.throughput_section(report.read_runs(runs), ["pentaflow", "haproxy"]))
         self.assertIn("pentaflow: pending", text)
+
+
+STIME_REUSE = """Collecting connection statistics for 5 seconds
+Now timing with session id reuse.
+starting
+rrrrrrrrrr*rrrrrrrrr
+
+518 connections in 0.40s; 1295.00 connections/user sec, bytes read 2253300
+518 connections in 5 real seconds, 4350 bytes read per connection
+"""
+
+STIME_NEW = """Collecting connection statistics for 5 seconds
+**********
+
+300 connections in 0.90s; 333.33 connections/user sec, bytes read 0
+300 connections in 6 real seconds, 0 bytes read per connection
+"""
+
+CRITERION = """rewrite_100k/identity   time:   [1.2000 ms 1.2500 ms 1.3000 ms]
+                        thrpt:  [75.000 MiB/s 78.125 MiB/s 81.000 MiB/s]
+                 change:
+                        time:   [-1.0000% +0.5000% +2.0000%] (p = 0.50 > 0.05)
+                        thrpt:  [-2.0000% -0.5000% +1.0000%]
+rewrite_100k/cache_hit_and_long_name
+                        time:   [10.000 us 10.100 us 10.200 us]
+                        thrpt:  [9.5000 GiB/s 9.6000 GiB/s 9.7000 GiB/s]
+"""
+
+L4PPS = """path                                   sent pps      fwd pps        fwd     loss
+kernel IP forwarding (node1)              38912        38912      38912     0.0%
+pentaflow scheduler (AF_PACKET)           30720        25331      25331    17.5%
+scheduler thread: 0.12 CPU-s for 25331 frames = 211092 frames per CPU-second (send path)
+scheduler counters: forwarded [(NodeId(2), 12672)], local 0, dropped 0, send errors 0
+"""
+
+
+class SuiteParsers(unittest.TestCase):
+    """suites.py reads s_time, criterion and l4_pps outputs."""
+
+    def test_stime_rate_is_over_the_measured_wall_time(self):
+        rate, not_resumed = suites.parse_stime(STIME_REUSE + STIME_NEW, wall=10.0)
+        self.assertAlmostEqual(rate, (518 + 300) / 10.0)
+        # Only the reuse run counts '*' as not resumed.
+        self.assertEqual(not_resumed, 11)
+        self.assertEqual(suites.parse_stime(STIME_NEW, wall=5.0), (60.0, 0))
+
+    def test_stime_incomplete_or_bad_wall(self):
+        with self.assertRaises(ValueError):
+            suites.parse_stime("starting\nrrr\n", wall=5.0)
+        with self.assertRaises(ValueError):
+            suites.parse_stime(STIME_NEW, wall=0.0)
+
+    def test_criterion_median_throughput_in_mb_per_s(self):
+        rows = suites.parse_criterion(CRITERION)
+        self.assertEqual(set(rows), {"rewrite_100k/identity",
+                                     "rewrite_100k/cache_hit_and_long_name"})
+        self.assertAlmostEqual(rows["rewrite_100k/identity"], 78.125 * 1.048576)
+        self.assertAlmostEqual(rows["rewrite_100k/cache_hit_and_long_name"],
+                               9.6 * 1024**3 / 1e6)
+
+    def test_l4pps_rows(self):
+        r = suites.parse_l4pps(L4PPS)
+        self.assertEqual(r["kernel"], (38912.0, 38912.0))
+        self.assertEqual(r["scheduler"], (30720.0, 25331.0))
+        self.assertEqual(r["frames_per_cpu_s"], 211092.0)
+        with self.assertRaises(ValueError):
+            suites.parse_l4pps(L4PPS.splitlines()[1])
+
+
+class SuiteReports(unittest.TestCase):
+    """suites.py medians, ratios and goal lines."""
+
+    def report(self, suite, rows, criterion=None):
+        tsv = tempfile.NamedTemporaryFile("w", suffix=".tsv", delete=False)
+        self.addCleanup(os.unlink, tsv.name)
+        tsv.write("".join("\t".join(map(str, r)) + "\n" for r in rows))
+        tsv.close()
+        header = tempfile.NamedTemporaryFile("w", suffix=".md", delete=False)
+        self.addCleanup(os.unlink, header.name)
+        header.write("# header\n")
+        header.close()
+        argv = ["summary", "--suite", suite, "--runs", tsv.name, "--header", header.name]
+        if criterion:
+            argv += ["--criterion", criterion]
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            suites.main(argv)
+        return out.getvalue()
+
+    def test_tls_ratio_against_better_rival_and_per_cpu(self):
+        text = self.report("tls", [
+            ("full-rsa", "pentaflow", 1, 900, 5.0, 90, 1, 0),
+            ("full-rsa", "pentaflow", 2, 1100, 5.0, 100, 50, 0),
+            ("full-rsa", "haproxy", 1, 800, 5.0, 100, 1, 0),
+            ("full-rsa", "nginx", 1, 1000, 5.0, 100, 1, 0),
+            ("resumed-ecdsa", "pentaflow", 1, 500, "-", 50, 1, 3),
+            ("resumed-ecdsa", "nginx", 1, 400, "-", 50, 1, 0),
+        ])
+        # pentaflow median 1000 vs nginx 1000; undisturbed only: 900 vs 1000.
+        self.assertIn("| full-rsa | nginx | x1.00 | x0.90 |", text)
+        self.assertIn("| resumed-ecdsa | nginx | x1.25 |", text)
+        self.assertIn("| pentaflow | 500 | 500 (1) | - | 50 | 1,000 | 1 | 3 |", text)
+
+    def test_cdn_goals(self):
+        text = self.report("cdn", [
+            ("plain", "pentaflow", 1, 1000, 1.0, 100, 0, 0),
+            ("plain", "nginx", 1, 2000, 1.0, 100, 0, 0),
+            ("rewritten-uncached", "pentaflow", 1, 600, 1.0, 100, 0, 0),
+            ("rewritten-uncached", "nginx", 1, 500, 1.0, 100, 0, 0),
+            ("rewritten-cached", "pentaflow", 1, 950, 1.0, 100, 0, 0),
+        ])
+        self.assertIn("cached rewritten / unrewritten: x0.95 (goal >= x0.90: met)", text)
+        self.assertIn("nginx sub_filter, rate: x1.20 (goal > x1.00: met)", text)
+        self.assertIn("unrewritten page, rate: x0.50", text)
+
+    def test_cdn_criterion_section(self):
+        crit = tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False)
+        self.addCleanup(os.unlink, crit.name)
+        crit.write(CRITERION)
+        crit.close()
+        text = self.report("cdn", [("plain", "nginx", 1, 1, 1.0, 1, 0, 0)], crit.name)
+        self.assertIn("| rewrite_100k/identity | 81.9 |", text)
+
+    def test_l4_goals(self):
+        text = self.report("l4", [
+            ("pps", "kernel", 1, 40000, "-", "-", 3, 0),
+            ("pps", "scheduler", 1, 24000, "-", 12, 3, 100),
+            ("http", "array-3", 1, 6000, 20.0, 60, 5, 0),
+            ("http", "node-1", 1, 8000, 20.0, 50, 5, 0),
+        ])
+        self.assertIn("packets/s: x0.60 (goal >= x0.50: met)", text)
+        self.assertIn("one node alone, requests/s: x0.75", text)
+        self.assertIn("| scheduler | 24,000 | 24,000 (1) | - | 12 | 200,000 |", text)
 
 
 class IdleConnections(unittest.TestCase):

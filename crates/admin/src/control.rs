@@ -72,7 +72,10 @@ pub(crate) fn parse(
         "/cluster/config" => match std::str::from_utf8(body) {
             Ok(text) if !text.trim().is_empty() => Ok(ControlRequest::PushConfig(text.to_owned())),
             Ok(_) => Err((StatusCode::BAD_REQUEST, "empty configuration\n".into())),
-            Err(_) => Err((StatusCode::BAD_REQUEST, "configuration is not UTF-8\n".into())),
+            Err(_) => Err((
+                StatusCode::BAD_REQUEST,
+                "configuration is not UTF-8\n".into(),
+            )),
         },
         "/cluster/commit" => {
             let proposal = query
@@ -92,7 +95,10 @@ pub(crate) fn parse(
 }
 
 /// Checks `Authorization: Bearer <token>` against `token`; `Err` is the refusal.
-pub(crate) fn authorize(headers: &HeaderMap, token: Option<&[u8]>) -> Result<(), (StatusCode, String)> {
+pub(crate) fn authorize(
+    headers: &HeaderMap,
+    token: Option<&[u8]>,
+) -> Result<(), (StatusCode, String)> {
     let Some(token) = token else {
         let message = "operator actions need an admin token on this node ([array] admin_token)\n";
         return Err((StatusCode::FORBIDDEN, message.into()));
@@ -102,7 +108,10 @@ pub(crate) fn authorize(headers: &HeaderMap, token: Option<&[u8]>) -> Result<(),
         .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
     match given {
         Some(given) if constant_time_eq(given, token) => Ok(()),
-        _ => Err((StatusCode::UNAUTHORIZED, "missing or wrong admin token\n".into())),
+        _ => Err((
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong admin token\n".into(),
+        )),
     }
 }
 
@@ -131,7 +140,12 @@ mod tests {
         let post = Method::POST;
         let empty = Bytes::new();
         assert_eq!(
-            parse(&post, "/cluster/config", None, &Bytes::from_static(b"[node]\n")),
+            parse(
+                &post,
+                "/cluster/config",
+                None,
+                &Bytes::from_static(b"[node]\n")
+            ),
             Ok(ControlRequest::PushConfig("[node]\n".into()))
         );
         assert_eq!(
@@ -142,21 +156,49 @@ mod tests {
             parse(&post, "/cluster/commit", None, &empty),
             Ok(ControlRequest::CommitConfig { proposal: None })
         );
-        assert_eq!(parse(&post, "/cluster/drain", None, &empty), Ok(ControlRequest::Drain));
-        assert_eq!(parse(&post, "/cluster/enable", None, &empty), Ok(ControlRequest::Enable));
-        assert_eq!(parse(&Method::GET, "/cluster/drain", None, &empty).unwrap_err().0, 405);
-        assert_eq!(parse(&post, "/cluster/config", None, &empty).unwrap_err().0, 400);
-        assert_eq!(parse(&post, "/cluster/commit", Some("proposal=x"), &empty).unwrap_err().0, 400);
-        assert_eq!(parse(&post, "/cluster/nope", None, &empty).unwrap_err().0, 404);
+        assert_eq!(
+            parse(&post, "/cluster/drain", None, &empty),
+            Ok(ControlRequest::Drain)
+        );
+        assert_eq!(
+            parse(&post, "/cluster/enable", None, &empty),
+            Ok(ControlRequest::Enable)
+        );
+        assert_eq!(
+            parse(&Method::GET, "/cluster/drain", None, &empty)
+                .unwrap_err()
+                .0,
+            405
+        );
+        assert_eq!(
+            parse(&post, "/cluster/config", None, &empty).unwrap_err().0,
+            400
+        );
+        assert_eq!(
+            parse(&post, "/cluster/commit", Some("proposal=x"), &empty)
+                .unwrap_err()
+                .0,
+            400
+        );
+        assert_eq!(
+            parse(&post, "/cluster/nope", None, &empty).unwrap_err().0,
+            404
+        );
     }
 
     #[test]
     fn the_token_is_required_and_checked() {
         let mut h = HeaderMap::new();
         assert_eq!(authorize(&h, None).unwrap_err().0, StatusCode::FORBIDDEN);
-        assert_eq!(authorize(&h, Some(b"secret-token")).unwrap_err().0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            authorize(&h, Some(b"secret-token")).unwrap_err().0,
+            StatusCode::UNAUTHORIZED
+        );
         h.insert(AUTHORIZATION, "Bearer wrong-token!".parse().unwrap());
-        assert_eq!(authorize(&h, Some(b"secret-token")).unwrap_err().0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            authorize(&h, Some(b"secret-token")).unwrap_err().0,
+            StatusCode::UNAUTHORIZED
+        );
         h.insert(AUTHORIZATION, "Bearer secret-token".parse().unwrap());
         assert!(authorize(&h, Some(b"secret-token")).is_ok());
     }

@@ -32,7 +32,10 @@ pub trait StatusSource: Send + Sync + 'static {
     /// pool (it may wait for the cluster briefly). Without a cluster: refused with 503.
     fn control(&self, request: ControlRequest) -> Result<serde_json::Value, ControlError> {
         let _ = request;
-        Err(ControlError::new(503, "this node is not part of an array cluster"))
+        Err(ControlError::new(
+            503,
+            "this node is not part of an array cluster",
+        ))
     }
 }
 

@@ -233,7 +233,8 @@ async fn respond_any(admin: Arc<Admin>, request: Request<Incoming>) -> Response<
         Err((status, message)) => return owned_text(status, message),
     };
     tracing::info!(?method, path, "admin operator action");
-    let answer = tokio::task::spawn_blocking(move || control::run(admin.source.as_ref(), action)).await;
+    let answer =
+        tokio::task::spawn_blocking(move || control::run(admin.source.as_ref(), action)).await;
     match answer {
         Ok(Ok(doc)) => match serde_json::to_vec(&doc) {
             Ok(body) => with_body(StatusCode::OK, "application/json", body.into()),
@@ -348,6 +349,6 @@ fn with_body(status: StatusCode, content_type: &'static str, body: Bytes) -> Res
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod control_tests;
+#[cfg(test)]
+mod tests;

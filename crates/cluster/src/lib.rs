@@ -61,8 +61,8 @@ pub mod shell;
 pub mod wire;
 
 pub use auth::{ClusterKey, DropCounts, DropReason};
-pub use info::{ClusterInfo, MemberInfo, PolledStatus};
 pub use config_sync::{ConfigEvent, ConfigSyncError, Validator};
+pub use info::{ClusterInfo, MemberInfo, PolledStatus};
 pub use node::{Node, NodeParams, Output, Timing};
 pub use replication::Change;
 pub use shell::{spawn, spawn_on, ClusterHandle, ClusterView, ShellConfig, ShellError};

@@ -48,6 +48,12 @@ const TABLE_PUBLISH_MS: u64 = 20;
 /// are read by people and scrapers, and every heartbeat would be far more than they need.
 const INFO_PUBLISH_MS: u64 = 250;
 
+/// Receive buffer asked for the control socket. A full table snapshot is a burst of ~100
+/// datagrams (65,536 buckets); with the default ~200 KiB buffer the kernel drops its tail,
+/// and since every retry is the same burst, a replica could stay behind for seconds. The
+/// kernel caps the request at `net.core.rmem_max`.
+const RECV_BUFFER_BYTES: usize = 4 << 20;
+
 /// Events buffered for the binary; beyond this they are dropped with a warning (the view
 /// channel still carries the state).
 const EVENT_QUEUE: usize = 1024;
@@ -155,6 +161,10 @@ pub fn spawn_on(
     validator: Validator,
 ) -> Result<ClusterHandle, ShellError> {
     let start = Instant::now();
+    if let Err(e) = socket2::SockRef::from(&socket).set_recv_buffer_size(RECV_BUFFER_BYTES) {
+        // Not fatal: snapshots still complete, only more slowly under loss.
+        tracing::warn!(error = %e, "cannot enlarge the cluster socket's receive buffer");
+    }
     let mut node = Node::new(params, validator, 0).map_err(ShellError::Table)?;
     let own = socket.local_addr().ok();
     let peers: Vec<SocketAddr> = peers.into_iter().filter(|p| Some(*p) != own).collect();

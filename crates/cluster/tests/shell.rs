@@ -152,7 +152,9 @@ async fn info_shows_members_and_the_status_poll() {
         watch.wait_for(|i| {
             i.members.len() == 2
                 && i.members.iter().all(|m| m.alive)
-                && i.polled.iter().any(|p| p.id == NodeId(2) && p.status.open_connections == status.open_connections)
+                && i.polled.iter().any(|p| {
+                    p.id == NodeId(2) && p.status.open_connections == status.open_connections
+                })
         }),
     )
     .await

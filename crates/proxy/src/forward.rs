@@ -41,6 +41,8 @@ pub(crate) struct ClientInfo {
     pub(crate) listener: SocketAddr,
     /// What the TLS handshake negotiated; `None` for plain HTTP.
     pub(crate) tls: Option<crate::tls::Handshake>,
+    /// The forwarding headers of this connection, built once at accept.
+    pub(crate) side: Arc<ClientSide>,
     pub(crate) conn: Arc<ConnState>,
 }
 
@@ -214,14 +216,7 @@ fn outgoing_head(mut parts: Parts, client: &ClientInfo) -> Option<Parts> {
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     // hyper answers `Expect: 100-continue` itself when the body is first read.
     parts.headers.remove(header::EXPECT);
-    let proto = if client.https() { "https" } else { "http" };
-    headers::add_forwarding(
-        &mut parts.headers,
-        ClientSide {
-            ip: client.peer.ip(),
-            proto,
-        },
-    );
+    headers::add_forwarding(&mut parts.headers, &client.side);
     parts.version = Version::HTTP_11;
     Some(parts)
 }

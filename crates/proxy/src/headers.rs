@@ -114,49 +114,63 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// What the proxy knows about the client side of a request.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientSide<'a> {
+/// The forwarding headers of one client connection, built once when it is accepted so that
+/// each request only clones them (no formatting on the request path).
+#[derive(Debug, Clone)]
+pub struct ClientSide {
     /// The client's address as seen on the accepted socket.
     pub ip: IpAddr,
     /// `"http"` or `"https"`.
-    pub proto: &'a str,
+    pub proto: &'static str,
+    /// The client's address as a header value (`X-Forwarded-For`).
+    for_value: HeaderValue,
+    /// `for=<ip>;proto=<proto>` (`Forwarded`, RFC 7239).
+    forwarded_value: HeaderValue,
+}
+
+impl ClientSide {
+    /// The forwarding headers of a client at `ip`, connected over HTTPS or not.
+    pub fn new(ip: IpAddr, https: bool) -> Self {
+        let proto = if https { "https" } else { "http" };
+        // RFC 7239: IPv6 addresses are quoted and bracketed.
+        let node = match ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("\"[{v6}]\""),
+        };
+        let forwarded = format!("for={node};proto={proto}");
+        Self {
+            ip,
+            proto,
+            for_value: HeaderValue::from_str(&ip.to_string())
+                .unwrap_or(HeaderValue::from_static("unknown")),
+            forwarded_value: HeaderValue::from_str(&forwarded)
+                .unwrap_or(HeaderValue::from_static("for=unknown")),
+        }
+    }
 }
 
 /// Adds `Via`, `X-Forwarded-For` (appended), `X-Forwarded-Proto`, `X-Forwarded-Host` and
 /// `Forwarded` (appended) to a request about to go to a back-end.
-pub fn add_forwarding(headers: &mut HeaderMap, client: ClientSide<'_>) {
-    append_list(headers, header::VIA, VIA_SELF);
-    let ip = client.ip.to_string();
-    append_list(headers, HeaderName::from_static("x-forwarded-for"), &ip);
-    if let Ok(v) = HeaderValue::from_str(client.proto) {
-        headers.insert(HeaderName::from_static("x-forwarded-proto"), v);
+pub fn add_forwarding(headers: &mut HeaderMap, client: &ClientSide) {
+    append_list(headers, header::VIA, &HeaderValue::from_static(VIA_SELF));
+    append_list(
+        headers,
+        HeaderName::from_static("x-forwarded-for"),
+        &client.for_value,
+    );
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static(client.proto),
+    );
+    if let Some(host) = headers.get(header::HOST).cloned() {
+        headers.insert(HeaderName::from_static("x-forwarded-host"), host);
     }
-    let host = headers.get(header::HOST).cloned();
-    if let Some(host) = &host {
-        headers.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
-    }
-    // RFC 7239: IPv6 addresses are quoted and bracketed.
-    let node = match client.ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("\"[{v6}]\""),
-    };
-    let mut forwarded = format!("for={node};proto={}", client.proto);
-    if let Some(h) = host.as_ref().and_then(|h| h.to_str().ok()) {
-        if h.bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
-        {
-            forwarded.push_str(";host=\"");
-            forwarded.push_str(h);
-            forwarded.push('"');
-        }
-    }
-    append_list(headers, header::FORWARDED, &forwarded);
+    append_list(headers, header::FORWARDED, &client.forwarded_value);
 }
 
 /// Adds our `Via` to a response going back to the client.
 pub fn add_response_via(headers: &mut HeaderMap) {
-    append_list(headers, header::VIA, VIA_SELF);
+    append_list(headers, header::VIA, &HeaderValue::from_static(VIA_SELF));
 }
 
 fn connection_lists(headers: &HeaderMap, token: &str) -> bool {
@@ -168,22 +182,21 @@ fn connection_lists(headers: &HeaderMap, token: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-/// Appends `item` to a comma-separated list header, folding existing fields into one.
-fn append_list(headers: &mut HeaderMap, name: HeaderName, item: &str) {
-    let mut joined = String::new();
-    for v in headers.get_all(&name).iter() {
-        if let Ok(s) = v.to_str() {
-            if !joined.is_empty() {
-                joined.push_str(", ");
-            }
-            joined.push_str(s);
-        }
+/// Appends `item` to a comma-separated list header, folding existing fields into one. The
+/// common case — no such header yet — costs no formatting at all.
+fn append_list(headers: &mut HeaderMap, name: HeaderName, item: &HeaderValue) {
+    let mut existing = headers.get_all(&name).iter().peekable();
+    if existing.peek().is_none() {
+        headers.insert(name, item.clone());
+        return;
     }
-    if !joined.is_empty() {
-        joined.push_str(", ");
+    let mut joined: Vec<u8> = Vec::new();
+    for v in existing {
+        joined.extend_from_slice(v.as_bytes());
+        joined.extend_from_slice(b", ");
     }
-    joined.push_str(item);
-    if let Ok(v) = HeaderValue::from_str(&joined) {
+    joined.extend_from_slice(item.as_bytes());
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
         headers.insert(name, v);
     }
 }
@@ -265,26 +278,18 @@ mod tests {
     #[test]
     fn forwarding_headers_append() {
         let mut h = map(&[("host", "site.test"), ("x-forwarded-for", "10.9.9.9")]);
-        let client = ClientSide {
-            ip: "192.0.2.7".parse().unwrap(),
-            proto: "http",
-        };
-        add_forwarding(&mut h, client);
+        add_forwarding(
+            &mut h,
+            &ClientSide::new("192.0.2.7".parse().unwrap(), false),
+        );
         assert_eq!(h.get("x-forwarded-for").unwrap(), "10.9.9.9, 192.0.2.7");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
+        assert_eq!(h.get("x-forwarded-host").unwrap(), "site.test");
         assert_eq!(h.get("via").unwrap(), "1.1 pentaflow");
-        assert_eq!(
-            h.get("forwarded").unwrap(),
-            "for=192.0.2.7;proto=http;host=\"site.test\""
-        );
+        assert_eq!(h.get("forwarded").unwrap(), "for=192.0.2.7;proto=http");
         let mut h6 = HeaderMap::new();
-        add_forwarding(
-            &mut h6,
-            ClientSide {
-                ip: "::1".parse().unwrap(),
-                proto: "https",
-            },
-        );
+        add_forwarding(&mut h6, &ClientSide::new("::1".parse().unwrap(), true));
         assert_eq!(h6.get("forwarded").unwrap(), "for=\"[::1]\";proto=https");
+        assert_eq!(h6.get("x-forwarded-for").unwrap(), "::1");
     }
 }

@@ -536,7 +536,9 @@ async fn serve_connection(
     let first_byte = shared.state.load().limits.header_read_timeout;
     match tokio::time::timeout(first_byte, stream.readable()).await {
         Ok(Ok(())) => serve_http(shared, listen, stream, peer, handshake).await,
-        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "client connection failed before a request"),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "client connection failed before a request")
+        }
         Err(_) => tracing::debug!(%peer, "client sent nothing within the header timeout"),
     }
 }
@@ -567,6 +569,7 @@ async fn serve_http<S>(
         listener: listen,
         tls,
         conn: conn_state,
+        side: Arc::new(crate::headers::ClientSide::new(peer.ip(), tls.is_some())),
     };
     let handler_shared = Arc::clone(&shared);
     let service = service_fn(move |req| {
@@ -619,4 +622,3 @@ where
         }
     }
 }
-

@@ -67,7 +67,10 @@ async fn post(addr: SocketAddr, path: &str, token: Option<&str>, body: &str) -> 
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    (head.split(' ').nth(1).unwrap().parse().unwrap(), body.to_owned())
+    (
+        head.split(' ').nth(1).unwrap().parse().unwrap(),
+        body.to_owned(),
+    )
 }
 
 #[tokio::test]
@@ -75,9 +78,21 @@ async fn actions_need_the_token_and_reach_the_source() {
     let (addr, source, _stop) = start(Some(b"0123456789abcdef")).await;
     assert_eq!(post(addr, "/cluster/drain", None, "").await.0, 401);
     assert_eq!(post(addr, "/cluster/drain", Some("wrong"), "").await.0, 401);
-    let (code, body) = post(addr, "/cluster/config", Some("0123456789abcdef"), "[node]\n").await;
+    let (code, body) = post(
+        addr,
+        "/cluster/config",
+        Some("0123456789abcdef"),
+        "[node]\n",
+    )
+    .await;
     assert_eq!((code, body.as_str()), (200, r#"{"proposal":5}"#));
-    let (code, body) = post(addr, "/cluster/commit?proposal=5", Some("0123456789abcdef"), "").await;
+    let (code, body) = post(
+        addr,
+        "/cluster/commit?proposal=5",
+        Some("0123456789abcdef"),
+        "",
+    )
+    .await;
     assert_eq!((code, body.trim()), (409, "not acked yet"));
     assert_eq!(
         *source.seen.lock().unwrap(),
@@ -92,7 +107,10 @@ async fn actions_need_the_token_and_reach_the_source() {
 #[tokio::test]
 async fn without_a_token_actions_are_forbidden_and_cluster_is_readable() {
     let (addr, source, _stop) = start(None).await;
-    assert_eq!(post(addr, "/cluster/drain", Some("anything"), "").await.0, 403);
+    assert_eq!(
+        post(addr, "/cluster/drain", Some("anything"), "").await.0,
+        403
+    );
     assert!(source.seen.lock().unwrap().is_empty());
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream

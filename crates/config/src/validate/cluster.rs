@@ -79,10 +79,18 @@ impl Checker<'_> {
             }
             (Some(t), None) => {
                 let bytes = t.get_ref().as_bytes().to_vec();
-                self.cluster_secret_length(&bytes, t.span(), "array.admin_token", "the admin token", "");
+                self.cluster_secret_length(
+                    &bytes,
+                    t.span(),
+                    "array.admin_token",
+                    "the admin token",
+                    "",
+                );
                 Some(bytes)
             }
-            (None, Some(file)) => self.cluster_secret_file(file, "array.admin_token_file", "the admin token"),
+            (None, Some(file)) => {
+                self.cluster_secret_file(file, "array.admin_token_file", "the admin token")
+            }
             (None, None) => None,
         };
         Some(ClusterSettings {
@@ -105,7 +113,10 @@ impl Checker<'_> {
         if let Some(p) = &a.port {
             found.push(("port", p.span()));
         }
-        let tokens = [("admin_token", &a.admin_token), ("admin_token_file", &a.admin_token_file)];
+        let tokens = [
+            ("admin_token", &a.admin_token),
+            ("admin_token_file", &a.admin_token_file),
+        ];
         for (k, v) in tokens {
             if let Some(v) = v {
                 found.push((k, v.span()));
@@ -122,7 +133,12 @@ impl Checker<'_> {
     }
 
     /// A secret file (relative to the config's directory) minus one trailing line break.
-    fn cluster_secret_file(&mut self, file: &Spanned<String>, key: &str, what: &str) -> Option<Vec<u8>> {
+    fn cluster_secret_file(
+        &mut self,
+        file: &Spanned<String>,
+        key: &str,
+        what: &str,
+    ) -> Option<Vec<u8>> {
         let (path, mut bytes) = self.read_small_file(file, key, MAX_KEY_FILE_BYTES)?;
         // `echo key > file` works: one trailing line break is not part of the key.
         if bytes.last() == Some(&b'\n') {

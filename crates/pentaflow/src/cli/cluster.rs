@@ -21,11 +21,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use pentaflow_balance::{BucketTable, NodeCandidate};
 use pentaflow_admin::{ControlError, ControlRequest};
+use pentaflow_balance::{BucketTable, NodeCandidate};
 use pentaflow_cluster::{
     ClusterHandle, ClusterInfo, ClusterKey, ClusterView, ConfigEvent, NodeParams, NodeStatus,
-    Output, ShellConfig, ShellError, Timing,
+    Output, Role, ShellConfig, ShellError, Timing,
 };
 use pentaflow_config::{ArrayConfig, ClusterSettings};
 use pentaflow_packet::{spawn_scheduler, MacAddr, NodeEntry, NodeId, SchedulerHandle};
@@ -40,6 +40,9 @@ use super::array::{log_counters, scheduler_config};
 const SYNC_EVERY: Duration = Duration::from_millis(20);
 /// Live buckets are re-read from the kernel this often (one pass over `/proc/net/tcp`).
 const LIVE_EVERY: Duration = Duration::from_millis(100);
+/// An elected node whose data plane failed to start tries again this often (the set-up is a
+/// few `ip`/`nft` commands: not something to spin on).
+const TAKEOVER_RETRY: Duration = Duration::from_secs(1);
 /// TCP state "established" in `/proc/net/tcp`.
 const TCP_ESTABLISHED: &str = "01";
 
@@ -129,6 +132,7 @@ impl ClusterDriver {
             seen_version: 0,
             live: LiveBuckets::new(array),
             last_proposal: None,
+            last_takeover: None,
         };
         let task = tokio::spawn(driver.run(handle, stopped, control_rx));
         Ok(ClusterDriver {
@@ -186,6 +190,8 @@ struct Driver {
     live: LiveBuckets,
     /// The last proposal pushed through this node (what a bare `config commit` commits).
     last_proposal: Option<u64>,
+    /// When the scheduler's data plane was last started (bounds the retries).
+    last_takeover: Option<std::time::Instant>,
 }
 
 impl Driver {
@@ -219,6 +225,11 @@ impl Driver {
                         break;
                     }
                     let v = view.borrow_and_update().clone();
+                    // The view is the truth; the events only say when it changed. A role lost
+                    // without a StepDown event (e.g. an event dropped) still releases the VIP.
+                    if v.role != Role::Scheduler && self.scheduler.is_some() {
+                        self.step_down("no longer the elected scheduler").await;
+                    }
                     self.follow(&v);
                 }
                 _ = sync.tick() => {
@@ -227,12 +238,20 @@ impl Driver {
                         if !changes.is_empty() && handle.assignments.send(changes).await.is_err() {
                             break;
                         }
+                    } else if self.retry_due() {
+                        // Elected, but the data plane failed to start (or the event was
+                        // dropped): try again, at most once per TAKEOVER_RETRY.
+                        let v = view.borrow().clone();
+                        if v.role == Role::Scheduler {
+                            self.take_over(&v).await;
+                        }
                     }
                 }
                 _ = live.tick() => {
                     let (buckets, open) = self.live.read();
                     let status = NodeStatus {
                         open_connections: open,
+                        hits: self.proxy.counters().requests,
                         live_buckets: u32::try_from(buckets.len()).unwrap_or(u32::MAX),
                         ..NodeStatus::default()
                     };
@@ -273,10 +292,17 @@ impl Driver {
             ControlRequest::Drain | ControlRequest::Enable => {
                 let enable = matches!(request, ControlRequest::Enable);
                 handle.set_enabled(enable).await.map_err(refused)?;
-                tracing::info!(node = self.node_id, enabled = enable, "operator changed the node's state");
+                tracing::info!(
+                    node = self.node_id,
+                    enabled = enable,
+                    "operator changed the node's state"
+                );
                 Ok(serde_json::json!({ "node": self.node_id, "enabled": enable }))
             }
-            other => Err(ControlError::new(400, format!("unsupported action {other:?}"))),
+            other => Err(ControlError::new(
+                400,
+                format!("unsupported action {other:?}"),
+            )),
         }
     }
 
@@ -306,11 +332,17 @@ impl Driver {
         }
     }
 
+    fn retry_due(&self) -> bool {
+        self.last_takeover
+            .is_none_or(|t| t.elapsed() >= TAKEOVER_RETRY)
+    }
+
     /// Starts the scheduler thread from the replica (blocking set-up off the workers).
     async fn take_over(&mut self, view: &ClusterView) {
         if self.scheduler.is_some() {
             return;
         }
+        self.last_takeover = Some(std::time::Instant::now());
         let mut cfg = scheduler_config(&self.array, self.node_id);
         cfg.nodes = node_entries(&self.array, &view.nodes);
         cfg.initial_table = Some(Arc::clone(&view.table));

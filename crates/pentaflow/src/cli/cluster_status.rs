@@ -111,7 +111,8 @@ pub(crate) fn metrics(access: &ClusterAccess) -> Vec<NodeMetric> {
     let view = access.view.borrow().clone();
     let info = access.info.borrow().clone();
     let d = info.drops;
-    let dropped = d.malformed + d.bad_version + d.forged + d.stale + d.replayed + d.own_id + d.not_for_us;
+    let dropped =
+        d.malformed + d.bad_version + d.forged + d.stale + d.replayed + d.own_id + d.not_for_us;
     let alive = info.members.iter().filter(|m| m.alive).count() + 1;
     let as_u64 = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
     vec![
@@ -156,7 +157,10 @@ pub(crate) fn control(
 ) -> Result<Value, ControlError> {
     let gone = || ControlError::new(503, "the cluster task has stopped");
     let (tx, rx) = oneshot::channel();
-    access.control.blocking_send((request, tx)).map_err(|_| gone())?;
+    access
+        .control
+        .blocking_send((request, tx))
+        .map_err(|_| gone())?;
     rx.blocking_recv().map_err(|_| gone())?
 }
 
@@ -237,7 +241,10 @@ pub(crate) fn render(doc: &Value) -> String {
         "  id  address          role       alive  enabled  prio  weight  heard   conns  live-bk  buckets  table  config  status-age\n",
     );
     for n in doc["nodes"].as_array().into_iter().flatten() {
-        let ms = |v: &Value| v.as_u64().map_or_else(|| "-".to_owned(), |m| format!("{m}ms"));
+        let ms = |v: &Value| {
+            v.as_u64()
+                .map_or_else(|| "-".to_owned(), |m| format!("{m}ms"))
+        };
         let _ = writeln!(
             out,
             "  {:<3} {:<16} {:<10} {:<6} {:<8} {:<5} {:<7} {:<7} {:<6} {:<8} {:<8} {:<6} {:<7} {}",
@@ -344,8 +351,17 @@ mod tests {
         assert_eq!(doc["buckets"]["unassigned"], 65533);
         assert_eq!(doc["buckets"]["by_node"]["2"], 2);
         let n2 = &doc["nodes"][1];
-        assert_eq!((n2["role"].as_str(), n2["enabled"].as_bool()), (Some("standby"), Some(false)));
-        assert_eq!((n2["open_connections"].as_u64(), n2["status_age_ms"].as_u64()), (Some(7), Some(120)));
+        assert_eq!(
+            (n2["role"].as_str(), n2["enabled"].as_bool()),
+            (Some("standby"), Some(false))
+        );
+        assert_eq!(
+            (
+                n2["open_connections"].as_u64(),
+                n2["status_age_ms"].as_u64()
+            ),
+            (Some(7), Some(120))
+        );
         assert_eq!(doc["nodes"][0]["self"], true);
         let table = render(&doc);
         assert!(table.contains("Node Status Table"), "{table}");

@@ -129,9 +129,17 @@ pub(crate) fn run(command: ConfigCommand) -> anyhow::Result<ExitCode> {
             pentaflow_config::parse(&text, pentaflow_config::Source::File(file.clone()))
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let answer = target.post("/cluster/config", text.as_bytes())?;
-            let proposal = answer["proposal"].as_u64().context("no proposal in the answer")?;
-            println!("pushed {} as proposal {proposal}; make it active with:", file.display());
-            println!("  pentaflow config commit --to {} --proposal {proposal}", target.to);
+            let proposal = answer["proposal"]
+                .as_u64()
+                .context("no proposal in the answer")?;
+            println!(
+                "pushed {} as proposal {proposal}; make it active with:",
+                file.display()
+            );
+            println!(
+                "  pentaflow config commit --to {} --proposal {proposal}",
+                target.to
+            );
             Ok(ExitCode::SUCCESS)
         }
         ConfigCommand::Commit { proposal, target } => {

@@ -426,6 +426,27 @@ fn status(prefix: Option<String>) -> anyhow::Result<ExitCode> {
         let state = lab.state();
         println!("lab {} (VIP {})", state.prefix, state.vip);
         print!("{}", pentaflow_lab::render_status(&lab.status()));
+        // Roles as each running node reports them (its admin API, on its own loopback).
+        let admin: SocketAddr = LAB_ADMIN.parse()?;
+        for host in state.hosts_of(Role::Node) {
+            if running_node(&lab, &host.name).is_none() {
+                println!("  {:<9} down", host.name);
+                continue;
+            }
+            let doc = lab.run_in(&host.name, || super::cluster_status::fetch(admin))?;
+            match doc {
+                Ok(d) if !d.is_null() => println!(
+                    "  {:<9} {:<10} scheduler {} table v{} config v{}",
+                    host.name,
+                    d["role"].as_str().unwrap_or("-"),
+                    d["scheduler"],
+                    d["buckets"]["version"],
+                    d["config_version"]
+                ),
+                Ok(_) => println!("  {:<9} not in a cluster", host.name),
+                Err(e) => println!("  {:<9} no answer: {e:#}", host.name),
+            }
+        }
         for p in &state.processes {
             let log = p
                 .log
@@ -472,7 +493,10 @@ mod tests {
             "node1 is the preferred scheduler"
         );
         let cluster = array.cluster.as_ref().unwrap();
-        assert!(cluster.admin_token.is_some(), "operator actions work in the lab");
+        assert!(
+            cluster.admin_token.is_some(),
+            "operator actions work in the lab"
+        );
         assert_eq!(array.nodes.len(), 2);
         assert_eq!(array.self_node(Some(2)).unwrap().mac, [2, 0x77, 1, 0, 0, 2]);
         let backends: Vec<String> = config.services[0]

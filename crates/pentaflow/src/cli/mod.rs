@@ -100,19 +100,24 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             cluster: true,
         } => cluster_status::run(admin, json),
-        Command::Status { admin, json, .. } => {
-            runtime(Some(1))?.block_on(status::run(admin, json))
-        }
+        Command::Status { admin, json, .. } => runtime(Some(1))?.block_on(status::run(admin, json)),
         Command::Config(command) => config_cmd::run(command),
         Command::Node(command) => config_cmd::run_node(command),
     }
 }
 
 fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = workers {
-        builder.worker_threads(n.max(1));
-    }
+    // One worker: a current-thread runtime runs every task on this thread with no work-stealing
+    // queues or cross-thread wake-ups (as one nginx worker or one HAProxy thread does).
+    let mut builder = if workers == Some(1) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if let Some(n) = workers {
+            b.worker_threads(n.max(1));
+        }
+        b
+    };
     Ok(builder.enable_all().build()?)
 }
 

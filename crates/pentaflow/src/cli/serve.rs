@@ -116,7 +116,8 @@ async fn run_array_node(
         });
         let node = format!("pentaflow {}", env!("CARGO_PKG_VERSION"));
         tokio::spawn(async move {
-            let served = pentaflow_admin::serve_with(listener, source, node, admin_stopped, options);
+            let served =
+                pentaflow_admin::serve_with(listener, source, node, admin_stopped, options);
             if let Err(e) = served.await {
                 tracing::error!(error = %e, "admin API stopped");
             }
@@ -240,7 +241,10 @@ impl StatusSource for ProxyStatus {
     fn control(&self, request: ControlRequest) -> Result<serde_json::Value, ControlError> {
         match &self.cluster {
             Some((_, access)) => cluster_status::control(access, request),
-            None => Err(ControlError::new(503, "this node is not part of an array cluster")),
+            None => Err(ControlError::new(
+                503,
+                "this node is not part of an array cluster",
+            )),
         }
     }
 

@@ -167,7 +167,12 @@ fn a_key_file_loses_its_line_break() {
 #[test]
 fn the_admin_token_is_read_and_checked() {
     let text = CLUSTER.replace("key = ", "admin_token = \"operator token 0123\"\nkey = ");
-    let c = parse(&text, Source::Inline("t".into())).unwrap().array.unwrap().cluster.unwrap();
+    let c = parse(&text, Source::Inline("t".into()))
+        .unwrap()
+        .array
+        .unwrap()
+        .cluster
+        .unwrap();
     assert_eq!(c.admin_token.as_deref(), Some(&b"operator token 0123"[..]));
     assert!(!format!("{c:?}").contains("operator token"), "redacted");
     only_problem(
