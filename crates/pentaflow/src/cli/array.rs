@@ -1,7 +1,8 @@
 //! The array role of `pentaflow serve`: what a node with an `[array]` section does beside
 //! its proxy.
 //!
-//! Every node: the VIP on `lo` and no ARP for it (`prepare_node`), kept while serving. The
+//! Every node: the VIP on `lo` and no ARP for it (`prepare_node`), kept while serving. With a
+//! cluster key the scheduler is elected and run by [`super::cluster`]; without one, the static
 //! scheduler node also runs the L4 scheduler thread (`spawn_scheduler`: it answers ARP for
 //! the VIP, announces it by gratuitous ARP, routes frames by MAC rewrite and serves its own
 //! share through a TAP). Everything is undone on [`ArrayRole::stop`] — or on drop, so a

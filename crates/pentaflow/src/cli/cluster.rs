@@ -7,16 +7,15 @@
 //!   recording its assignments; `StepDown` → stop it (its thread restores the kernel);
 //! * every view change → the scheduler's node table (failed nodes lose their buckets), the
 //!   takeover hold (`accepting_new`) and a newer replica to adopt (the live-bucket merge);
-//! * every [`SYNC_EVERY`] → the scheduler's assignments to the cluster, and this node's live
-//!   buckets and status (read from the kernel's socket table: a stop-gap until the proxy
-//!   reports the client addresses of its connections);
+//! * every [`SYNC_EVERY`] → the scheduler's assignments to the cluster; every [`LIVE_EVERY`]
+//!   this node's live buckets (of the proxy's open client connections) and status;
 //! * `Config(Committed)` → validate and apply the text with `Proxy::reload`.
 //!
 //! Must not: decide anything the cluster core decides (who is scheduler, which node failed),
 //! nor touch frames; it only translates between the crates.
 
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -38,13 +37,11 @@ use super::array::{log_counters, scheduler_config};
 /// How often assignments are forwarded and live buckets reported: well under the cluster's
 /// 150 ms merge deadline, so a takeover's merge sees connections opened a moment before.
 const SYNC_EVERY: Duration = Duration::from_millis(20);
-/// Live buckets are re-read from the kernel this often (one pass over `/proc/net/tcp`).
+/// Live buckets are re-read from the proxy this often.
 const LIVE_EVERY: Duration = Duration::from_millis(100);
 /// An elected node whose data plane failed to start tries again this often (the set-up is a
 /// few `ip`/`nft` commands: not something to spin on).
 const TAKEOVER_RETRY: Duration = Duration::from_secs(1);
-/// TCP state "established" in `/proc/net/tcp`.
-const TCP_ESTABLISHED: &str = "01";
 
 /// Operator actions queued for the driver (from the admin API's blocking pool).
 const CONTROL_QUEUE: usize = 16;
@@ -248,7 +245,7 @@ impl Driver {
                     }
                 }
                 _ = live.tick() => {
-                    let (buckets, open) = self.live.read();
+                    let (buckets, open) = self.live.of(&self.proxy.live_clients());
                     let status = NodeStatus {
                         open_connections: open,
                         hits: self.proxy.counters().requests,
@@ -424,70 +421,33 @@ pub(crate) fn node_entries(array: &ArrayConfig, alive: &[NodeCandidate]) -> Vec<
         .collect()
 }
 
-/// The buckets of this node's established client connections on the VIP, read from
-/// `/proc/net/tcp` (the node's namespace). A stop-gap: the proxy does not expose the client
-/// addresses of its connections yet.
+/// The buckets of this node's open client connections (the proxy's `live_clients`): what
+/// a new scheduler merges before assigning anything, so no surviving connection moves.
 struct LiveBuckets {
-    vip: Ipv4Addr,
-    ports: BTreeSet<u16>,
-    /// Only for `bucket_of` (the hash and mask every node shares).
+    /// Only for `bucket_of` (the hash and mask every node shares); `None` if the size is
+    /// invalid, which validation already refuses.
     table: Option<BucketTable>,
 }
 
 impl LiveBuckets {
     fn new(array: &ArrayConfig) -> Self {
         LiveBuckets {
-            vip: array.vip,
-            ports: array.ports.iter().copied().collect(),
             table: BucketTable::new(array.table_size).ok(),
         }
     }
 
-    /// `(buckets, connections)`; empty when the file cannot be read.
-    fn read(&self) -> (Vec<u32>, u32) {
-        let text = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-        self.parse(&text)
-    }
-
-    fn parse(&self, text: &str) -> (Vec<u32>, u32) {
+    /// `(buckets, connections)` of these client addresses.
+    fn of(&self, clients: &[SocketAddr]) -> (Vec<u32>, u32) {
         let Some(table) = &self.table else {
             return (Vec::new(), 0);
         };
-        let mut buckets = BTreeSet::new();
-        let mut open = 0u32;
-        for line in text.lines().skip(1) {
-            let mut fields = line.split_whitespace().skip(1);
-            let (Some(local), Some(remote), Some(state)) =
-                (fields.next(), fields.next(), fields.next())
-            else {
-                continue;
-            };
-            if state != TCP_ESTABLISHED {
-                continue;
-            }
-            let (Some((lip, lport)), Some((rip, rport))) = (proc_addr(local), proc_addr(remote))
-            else {
-                continue;
-            };
-            if lip != self.vip || !self.ports.contains(&lport) {
-                continue;
-            }
-            open = open.saturating_add(1);
-            if let Ok(b) = u32::try_from(table.bucket_of(rip.into(), rport)) {
-                buckets.insert(b);
-            }
-        }
+        let buckets: BTreeSet<u32> = clients
+            .iter()
+            .filter_map(|c| u32::try_from(table.bucket_of(c.ip(), c.port())).ok())
+            .collect();
+        let open = u32::try_from(clients.len()).unwrap_or(u32::MAX);
         (buckets.into_iter().collect(), open)
     }
-}
-
-/// `0A4D010A:0050` → (10.77.1.10, 80): the kernel prints the address as a native-endian
-/// u32 and the port in host order, both in hex.
-fn proc_addr(field: &str) -> Option<(Ipv4Addr, u16)> {
-    let (ip, port) = field.split_once(':')?;
-    let ip = u32::from_str_radix(ip, 16).ok()?;
-    let port = u16::from_str_radix(port, 16).ok()?;
-    Some((Ipv4Addr::from(ip.to_ne_bytes()), port))
 }
 
 #[cfg(test)]
@@ -503,33 +463,21 @@ mod tests {
     }
 
     #[test]
-    fn proc_net_tcp_addresses_parse() {
-        let (ip, port) = proc_addr("0A014D0A:0050").unwrap();
-        if cfg!(target_endian = "little") {
-            assert_eq!(ip, Ipv4Addr::new(10, 77, 1, 10));
-        }
-        assert_eq!(port, 80);
-        assert!(proc_addr("zz:1").is_none());
-    }
-
-    #[test]
-    fn live_buckets_count_established_vip_connections_only() {
+    fn live_buckets_are_the_buckets_of_the_clients() {
         let a = array();
         let live = LiveBuckets::new(&a);
-        let vip = u32::from_ne_bytes(a.vip.octets());
-        let client = u32::from_ne_bytes([10, 77, 2, 50]);
-        let text = format!(
-            "  sl  local_address rem_address   st\n\
-             0: {vip:08X}:0050 {client:08X}:9C40 01 0\n\
-             1: {vip:08X}:0050 {client:08X}:9C41 06 0\n\
-             2: {vip:08X}:1F90 {client:08X}:9C42 01 0\n\
-             3: 0100007F:0050 {client:08X}:9C43 01 0\n"
-        );
-        let (buckets, open) = live.parse(&text);
-        assert_eq!(open, 1);
+        let c1: SocketAddr = "10.77.2.50:40000".parse().unwrap();
+        let c2: SocketAddr = "10.77.2.51:40001".parse().unwrap();
+        let (buckets, open) = live.of(&[c1, c2, c1]);
+        assert_eq!(open, 3);
         let table = BucketTable::new(a.table_size).unwrap();
-        let b = table.bucket_of(Ipv4Addr::new(10, 77, 2, 50).into(), 0x9C40);
-        assert_eq!(buckets, vec![u32::try_from(b).unwrap()]);
+        let mut want: Vec<u32> = [c1, c2]
+            .iter()
+            .map(|c| u32::try_from(table.bucket_of(c.ip(), c.port())).unwrap())
+            .collect();
+        want.sort_unstable();
+        want.dedup();
+        assert_eq!(buckets, want);
     }
 
     #[test]

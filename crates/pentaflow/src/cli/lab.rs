@@ -1,10 +1,14 @@
-//! `pentaflow lab up|down|exec|status`: a working array in network namespaces (root).
+//! `pentaflow lab up|down|exec|status|kill|start|add-node`: a working array in network
+//! namespaces (root).
 //!
 //! `up` asks the lab crate for the namespaces and web servers, writes one array
-//! configuration for the lab (under the lab's state directory), starts
-//! `pentaflow serve --node-id N` in every node namespace (node 1 the scheduler), and returns
-//! once a client request through the VIP has been answered. The lab crate owns namespaces,
-//! processes and teardown; this module only decides what pentaflow runs in it.
+//! configuration for the lab (under the lab's state directory: a cluster key, an admin token,
+//! node1 the preferred scheduler), starts `pentaflow serve --node-id N` in every node
+//! namespace but the `--spare` ones, and returns once a client request through the VIP has
+//! been answered. `kill` SIGKILLs a node's pentaflow (a crash), `start` starts it again,
+//! `add-node` starts the next spare node; `status` adds each running node's role as its admin
+//! API reports it. The lab crate owns namespaces, processes and teardown; this module only
+//! decides what pentaflow runs in it.
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
