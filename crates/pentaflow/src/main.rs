@@ -4,13 +4,6 @@
 
 mod cli;
 
-/// mimalloc instead of glibc malloc: a proxy allocates and frees many small, short-lived
-/// buffers (headers, bodies, futures) per request, where glibc's malloc showed up at ~5% of a
-/// profile under load; mimalloc's thread-local free lists make those cheap. Measured in
-/// BENCHMARKS.md.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {

@@ -535,7 +535,8 @@ async fn serve_connection(
     // yet costs only this task until its first byte arrives (or the header timeout ends it).
     let first_byte = shared.state.load().limits.header_read_timeout;
     match tokio::time::timeout(first_byte, stream.readable()).await {
-        Ok(Ok(())) => serve_http(shared, listen, stream, peer, handshake).await,
+        // Boxed: until then this task holds only the socket, not hyper's connection state.
+        Ok(Ok(())) => Box::pin(serve_http(shared, listen, stream, peer, handshake)).await,
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "client connection failed before a request")
         }
