@@ -42,6 +42,9 @@ URL_PATH=/blog/page.html
 # The site's host: pentaflow rewrites URLs of this host (site_hosts).
 SITE_HOST=www.example.com
 FIXTURE=$ROOT/crates/rewrite/tests/fixtures/blog.html
+# The back-end's Cache-Control max-age for the page (nginx `expires`): longer
+# than any run, so the cached case never sees an expired entry.
+PAGE_MAX_AGE=1h
 CASES="plain rewritten-uncached rewritten-cached"
 
 declare -A LIVE=() PORT=() TPID=()
@@ -190,7 +193,9 @@ main() {
   PORT_BACKEND=${ports[0]} PORT[plain:pentaflow]=${ports[1]}
   PORT[rewritten-uncached:pentaflow]=${ports[2]} PORT[rewritten-cached:pentaflow]=${ports[3]}
   PORT[plain:nginx]=${ports[4]} PORT[rewritten-uncached:nginx]=${ports[5]}
-  start_nginx_backend "$WORK/backend" "$WORK/www" "$PORT_BACKEND"
+  # Cacheable, as a site that wants its pages cached says so: pentaflow caches a
+  # rewritten page only with an explicit lifetime and a validator (ETag here).
+  start_nginx_backend "$WORK/backend" "$WORK/www" "$PORT_BACKEND" "expires $PAGE_MAX_AGE;"
   wait_url "http://127.0.0.1:$PORT_BACKEND$URL_PATH" "$WORK/www$URL_PATH" "$BACKEND_PID" ||
     die "back-end nginx did not start"
   start_targets
@@ -220,7 +225,7 @@ main() {
     echo
     echo "- machine: $(machine_line); load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- versions: $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2 || true), pentaflow $PF_VERSION"
-    echo "- page: crates/rewrite/tests/fixtures/blog.html, body repeated: $PAGE_BYTES B, text/html, identity, from one shared nginx back-end (1 worker, keep-alive pools)"
+    echo "- page: crates/rewrite/tests/fixtures/blog.html, body repeated: $PAGE_BYTES B, text/html, identity, \`Cache-Control: max-age\` ($PAGE_MAX_AGE) + ETag, from one shared nginx back-end (1 worker, keep-alive pools)"
     echo "- 1 worker per proxy; pinning: $PIN_NOTE; $RUNS rounds of ${DURATION} s, cases and proxies alternated; medians"
     echo "- load: \`wrk -t1 -c$CONNS -d${DURATION}s --latency -H 'Host: $SITE_HOST' http://127.0.0.1:PORT$URL_PATH\`"
     echo "- same rewriting: $SAME"

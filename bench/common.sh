@@ -156,13 +156,14 @@ start_bg() {
   LIVE[STARTED_PID]=$name
 }
 
-# start_nginx_backend DIR ROOT PORT: one nginx worker on CPU 0 serving ROOT
-# (bench/conf/backend-nginx.conf); its PID is in BACKEND_PID.
+# start_nginx_backend DIR ROOT PORT [DIRECTIVE]: one nginx worker on CPU 0
+# serving ROOT (bench/conf/backend-nginx.conf, DIRECTIVE added to its server
+# block); its PID is in BACKEND_PID.
 start_nginx_backend() {
-  local dir=$1 root=$2 port=$3
+  local dir=$1 root=$2 port=$3 extra=${4:-}
   mkdir -p "$dir/tmp"
   render "$HERE/conf/backend-nginx.conf" "$dir/nginx.conf" DIR="$dir" ROOT="$root" \
-    PORT="$port" NOFILE="$NOFILE" WORKER_CONNS=$((NOFILE - 100))
+    PORT="$port" NOFILE="$NOFILE" WORKER_CONNS=$((NOFILE - 100)) SERVER_EXTRA="$extra"
   start_bg backend "${LOAD_CPU[@]}" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" \
     -g 'daemon off;'
   BACKEND_PID=$STARTED_PID

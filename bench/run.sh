@@ -96,7 +96,7 @@ start_backend() {
 body = head + "x" * (int(sys.argv[1]) - len(head) - 1) + "\n"
 open(sys.argv[2], "w").write(body)' "$BODY_BYTES" "$WORK/www${URL_PATH}"
   render "$HERE/conf/backend-nginx.conf" "$dir/nginx.conf" DIR="$dir" ROOT="$WORK/www" \
-    PORT="$PORT_BACKEND" NOFILE="$NOFILE" WORKER_CONNS=$((NOFILE - 100))
+    PORT="$PORT_BACKEND" NOFILE="$NOFILE" WORKER_CONNS=$((NOFILE - 100)) SERVER_EXTRA=""
   "${LOAD_CPU[@]}" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" -g 'daemon off;' \
     >"$dir/stdout.log" 2>&1 &
   LIVE[$!]=backend

@@ -130,7 +130,7 @@ pub struct ClusterHandle {
     pub assignments: mpsc::Sender<Vec<Change>>,
     /// Events for the binary (everything but datagrams).
     pub events: mpsc::Receiver<Output>,
-    /// The operator's summary (members, status poll, drops), at most [`INFO_PUBLISH_MS`] old.
+    /// The operator's summary (members, status poll, drops), at most `INFO_PUBLISH_MS` (250 ms) old.
     pub info: watch::Receiver<ClusterInfo>,
     commands: mpsc::Sender<Command>,
     task: JoinHandle<()>,
