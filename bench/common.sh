@@ -153,7 +153,8 @@ start_bg() {
   shift
   "$@" >>"$WORK/$name.log" 2>&1 &
   STARTED_PID=$!
-  LIVE[STARTED_PID]=$name
+  # shellcheck disable=SC2004  # LIVE is associative: the key must be the expanded PID
+  LIVE[$STARTED_PID]=$name
 }
 
 # start_nginx_backend DIR ROOT PORT [DIRECTIVE]: one nginx worker on CPU 0
