@@ -50,12 +50,6 @@ CASES="plain rewritten-uncached rewritten-cached"
 declare -A LIVE=() PORT=() TPID=()
 WORK="" MADE_POLICY_RC=0
 
-cleanup() {
-  local pid
-  for pid in "${!LIVE[@]}"; do stop_pid "$pid"; done
-  if [[ $MADE_POLICY_RC == 1 ]]; then rm -f /usr/sbin/policy-rc.d; fi
-  if [[ -n $WORK && ${BENCH_KEEP_WORK:-0} != 1 ]]; then rm -rf "$WORK"; fi
-}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 

@@ -251,3 +251,12 @@ busy_sample() {
   m1=$(machine_busy)
   echo $(((m1 - m0) * 100 / CLK_TCK))
 }
+
+# cleanup: stop every process a script recorded in LIVE, undo the policy-rc.d it made, and
+# remove its WORK directory (each script declares LIVE, WORK and MADE_POLICY_RC).
+cleanup() {
+  local pid
+  for pid in "${!LIVE[@]}"; do stop_pid "$pid"; done
+  if [[ ${MADE_POLICY_RC:-0} == 1 ]]; then rm -f /usr/sbin/policy-rc.d; fi
+  if [[ -n ${WORK:-} && ${BENCH_KEEP_WORK:-0} != 1 ]]; then rm -rf "$WORK"; fi
+}
