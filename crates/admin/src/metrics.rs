@@ -5,14 +5,14 @@
 //! snapshot taken for this scrape, so every number comes from the proxy's own counters and
 //! the `/status` JSON and `/metrics` can never disagree in kind or naming.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use pentaflow_balance::{BackendState, WebServerStatus};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
     DescriptorEncoder, EncodeGaugeValue, EncodeLabelValue, GaugeValueEncoder, LabelValueEncoder,
-    NoLabelSet,
+    MetricEncoder, NoLabelSet,
 };
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
@@ -82,7 +82,8 @@ const MILLIS_PER_SECOND: f64 = 1000.0;
 /// `# EOF`). Per back-end, labelled `service` and `backend`: `pentaflow_backend_up`,
 /// `_weight`, `_hits_total`, `_open_connections`, `_active_requests`, `_failures_total`,
 /// `_avg_response_seconds`, `_session_groups`; then `pentaflow_node_info`,
-/// `pentaflow_uptime_seconds` and each node metric as `pentaflow_NAME` (`_total` for counters).
+/// `pentaflow_uptime_seconds` and each node metric as `pentaflow_NAME` (`_total` for counters;
+/// node metrics of one name with distinct labels are the series of one family).
 ///
 /// Public so the binary can print what a scrape would see without a listener.
 pub fn encode_metrics(doc: StatusDocument) -> Result<String, AdminError> {
@@ -177,9 +178,27 @@ impl SnapshotCollector {
     }
 
     fn encode_node_metrics(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        // Metrics of one (normalised) name are one family, written together in the order of
+        // first appearance, with the help text and kind of the first; a later metric of that
+        // name with another kind, or with a label set already written, would make the scrape
+        // invalid and is skipped.
         let mut taken = Self::taken();
+        let mut families: Vec<(String, Vec<&NodeMetric>)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
         for metric in &self.doc.metrics {
             let name = family_name(metric);
+            if let Some(&i) = index.get(&name) {
+                let (_, members) = &mut families[i];
+                if members
+                    .first()
+                    .is_some_and(|first| first.kind == metric.kind)
+                {
+                    members.push(metric);
+                } else {
+                    tracing::debug!(metric = %metric.name, "node metric skipped: kind differs");
+                }
+                continue;
+            }
             let sample = match metric.kind {
                 MetricKind::Counter => format!("{name}_total"),
                 MetricKind::Gauge => name.clone(),
@@ -190,14 +209,34 @@ impl SnapshotCollector {
             }
             taken.insert(sample);
             taken.insert(name.clone());
-            let help = escape_help(&metric.help)?;
-            match metric.kind {
-                MetricKind::Counter => encoder
-                    .encode_descriptor(&name, &help, None, MetricType::Counter)?
-                    .encode_counter::<NoLabelSet, u64, u64>(&metric.value, None)?,
-                MetricKind::Gauge => encoder
-                    .encode_descriptor(&name, &help, None, MetricType::Gauge)?
-                    .encode_gauge(&Level(metric.value))?,
+            index.insert(name.clone(), families.len());
+            families.push((name, vec![metric]));
+        }
+        for (name, members) in families {
+            let Some(first) = members.first() else {
+                continue;
+            };
+            let help = escape_help(&first.help)?;
+            let metric_type = match first.kind {
+                MetricKind::Counter => MetricType::Counter,
+                MetricKind::Gauge => MetricType::Gauge,
+            };
+            let mut family = encoder.encode_descriptor(&name, &help, None, metric_type)?;
+            let mut written = HashSet::new();
+            for metric in members {
+                let labels = label_set(metric);
+                let mut key: Vec<(String, &str)> =
+                    labels.iter().map(|(k, v)| (k.clone(), v.0)).collect();
+                key.sort_unstable();
+                if !written.insert(key) {
+                    tracing::debug!(metric = %metric.name, "node metric skipped: series repeated");
+                    continue;
+                }
+                if labels.is_empty() {
+                    encode_value(&mut family, metric)?;
+                } else {
+                    encode_value(&mut family.encode_family(&labels)?, metric)?;
+                }
             }
         }
         Ok(())
@@ -245,13 +284,34 @@ fn labels(row: &WebServerStatus) -> [(&'static str, Escaped<'_>); 2] {
     ]
 }
 
-/// The family name of a node metric: invalid characters become `_` (names come from code
-/// today, but one bad name must not invalidate the whole scrape) and a counter's `_total` is
-/// dropped because the encoder appends it.
-fn family_name(metric: &NodeMetric) -> String {
-    let mut name: String = metric
-        .name
-        .chars()
+/// Writes one node metric's value on its (possibly labelled) sample.
+fn encode_value(sample: &mut MetricEncoder<'_>, metric: &NodeMetric) -> fmt::Result {
+    match metric.kind {
+        MetricKind::Counter => sample.encode_counter::<NoLabelSet, u64, u64>(&metric.value, None),
+        MetricKind::Gauge => sample.encode_gauge(&Level(metric.value)),
+    }
+}
+
+/// A node metric's labels with valid names (as [`family_name`] makes metric names valid) and
+/// escaped values; a label name given twice keeps its first value (a series cannot carry one
+/// label twice).
+fn label_set(metric: &NodeMetric) -> Vec<(String, Escaped<'_>)> {
+    let mut out: Vec<(String, Escaped<'_>)> = Vec::with_capacity(metric.labels.len());
+    for (name, value) in &metric.labels {
+        let mut name = sanitize(name);
+        if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+            name.insert_str(0, "unnamed_");
+        }
+        if out.iter().all(|(n, _)| *n != name) {
+            out.push((name, Escaped(value)));
+        }
+    }
+    out
+}
+
+/// `text` with every character outside `[A-Za-z0-9_]` replaced by `_`.
+fn sanitize(text: &str) -> String {
+    text.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '_' {
                 c
@@ -259,7 +319,14 @@ fn family_name(metric: &NodeMetric) -> String {
                 '_'
             }
         })
-        .collect();
+        .collect()
+}
+
+/// The family name of a node metric: invalid characters become `_` (names come from code
+/// today, but one bad name must not invalidate the whole scrape) and a counter's `_total` is
+/// dropped because the encoder appends it.
+fn family_name(metric: &NodeMetric) -> String {
+    let mut name = sanitize(&metric.name);
     if metric.kind == MetricKind::Counter {
         if let Some(stripped) = name.strip_suffix("_total") {
             name.truncate(stripped.len());

@@ -39,7 +39,9 @@ pub trait StatusSource: Send + Sync + 'static {
     }
 }
 
-/// One node-wide number, e.g. connections accepted.
+/// One node-wide number, e.g. connections accepted, or one labelled series of a family (e.g.
+/// the array's summed hits of one back-end): metrics of one name form one family, told apart
+/// by their labels.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct NodeMetric {
     /// Snake-case name without the `pentaflow_` prefix or a `_total` suffix, e.g.
@@ -51,6 +53,11 @@ pub struct NodeMetric {
     pub kind: MetricKind,
     /// The value now.
     pub value: u64,
+    /// `(label, value)` pairs of this series (label names as metric names are normalised);
+    /// empty for a plain node-wide number. Absent from the JSON when empty, so older
+    /// readers of `GET /status` are unaffected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<(String, String)>,
 }
 
 /// The Prometheus type of a [`NodeMetric`].
@@ -84,6 +91,7 @@ impl NodeMetric {
             help: help.into(),
             kind: MetricKind::Counter,
             value,
+            labels: Vec::new(),
         }
     }
 
@@ -94,7 +102,15 @@ impl NodeMetric {
             help: help.into(),
             kind: MetricKind::Gauge,
             value,
+            labels: Vec::new(),
         }
+    }
+
+    /// The metric with one more label, e.g. `.with_label("service", "web")`.
+    #[must_use]
+    pub fn with_label(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.push((name.into(), value.into()));
+        self
     }
 }
 
@@ -153,6 +169,19 @@ mod tests {
         fn node_metrics(&self) -> Vec<NodeMetric> {
             vec![NodeMetric::gauge("connections_open", "Open.", 3)]
         }
+    }
+
+    #[test]
+    fn labels_are_in_the_json_only_when_present() {
+        let plain = serde_json::to_value(NodeMetric::gauge("g", "h", 1)).unwrap();
+        assert!(plain.get("labels").is_none(), "{plain}");
+        let old: NodeMetric =
+            serde_json::from_str(r#"{"name":"g","help":"h","kind":"gauge","value":1}"#).unwrap();
+        assert!(old.labels.is_empty());
+        let m = NodeMetric::counter("c", "h", 2).with_label("backend", "web1");
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["labels"][0][1], "web1");
+        assert_eq!(serde_json::from_value::<NodeMetric>(json).unwrap(), m);
     }
 
     #[test]

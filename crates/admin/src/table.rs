@@ -75,8 +75,17 @@ fn metrics_table(metrics: &[NodeMetric]) -> Table {
         ("VALUE", Align::Right),
     ]);
     for metric in metrics {
+        let mut name = clean(&metric.name);
+        if !metric.labels.is_empty() {
+            let labels: Vec<String> = metric
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{}={:?}", clean(k), clean(v)))
+                .collect();
+            name = format!("{name}{{{}}}", labels.join(","));
+        }
         table.push(vec![
-            clean(&metric.name),
+            name,
             metric.kind.as_str().to_owned(),
             metric.value.to_string(),
         ]);

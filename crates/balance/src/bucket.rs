@@ -282,14 +282,27 @@ impl BucketTable {
     /// become unassigned, so their next flow is balanced anew and a new node enters gradually.
     /// Returns how many; bumps the version once if any.
     pub fn release_idle(&mut self, now_ms: u64, idle_ms: u64) -> usize {
+        self.release_idle_each(now_ms, idle_ms, |_| {})
+    }
+
+    /// [`BucketTable::release_idle`], calling `released` with each bucket it unassigns: a
+    /// scheduler replicating its table must tell the other nodes about releases too, or a
+    /// node taking over later waits `idle_ms` again before it may move those buckets.
+    pub fn release_idle_each(
+        &mut self,
+        now_ms: u64,
+        idle_ms: u64,
+        mut released: impl FnMut(usize),
+    ) -> usize {
         let mut n = 0;
-        for e in &mut self.entries {
+        for (bucket, e) in self.entries.iter_mut().enumerate() {
             if e.node != UNASSIGNED && now_ms.saturating_sub(e.last_ms) > idle_ms {
                 if let Some(c) = self.counts.get_mut(usize::from(e.node)) {
                     *c -= 1;
                 }
                 e.node = UNASSIGNED;
                 n += 1;
+                released(bucket);
             }
         }
         if n > 0 {

@@ -9,6 +9,11 @@
 //! the commit (resent to nodes still announcing an older config version) and every node makes
 //! the text active under the new version. On any nack, nothing changes anywhere.
 //!
+//! Catch-up: a node that joins (or restarts) after a commit announces an older version; one
+//! node holding the newest text (the lowest id among them, so only one sends) pushes it the
+//! committed text and its commit again, under the original proposal and version, so it
+//! validates and activates exactly what the others run.
+//!
 //! Must not: parse the configuration itself (the validator closure does, so this crate does not
 //! depend on `pentaflow-config`), read the clock, or apply anything (the node emits the
 //! committed text; the binary applies it).
@@ -33,6 +38,14 @@ const PUSH_TIMEOUT_MS: u64 = 5_000;
 
 /// Keep resending a commit to nodes still on an older version for this long (ms).
 const COMMIT_RESEND_MS: u64 = 5_000;
+
+/// Send the active text to a node announcing an older version at most this often (ms): a
+/// joiner's copy is a few datagrams; a node that refuses it must not cause a storm.
+const CATCH_UP_MS: u64 = 1_000;
+
+/// A node must lag this long (ms) before a catch-up: right after a commit every node lags
+/// until its next announcement, and the commit itself (and its resends) is enough there.
+const CATCH_UP_GRACE_MS: u64 = 500;
 
 /// Validates a configuration text; `Err` carries the reason shown to the operator.
 pub type Validator = Box<dyn FnMut(&str) -> Result<(), String> + Send>;
@@ -121,6 +134,10 @@ pub enum ConfigSyncError {
 pub struct ConfigSync {
     version: u64,
     active: Option<Arc<str>>,
+    /// The proposal the active text was committed under (what a catch-up resends).
+    active_proposal: u64,
+    /// Catch-up: since when each lagging node lags, and when it was last sent the text.
+    caught_up: BTreeMap<NodeId, (u64, Option<u64>)>,
     validator: Validator,
     incoming: Option<Incoming>,
     pushing: Option<Proposal>,
@@ -170,6 +187,8 @@ impl ConfigSync {
         Self {
             version: 0,
             active: None,
+            active_proposal: 0,
+            caught_up: BTreeMap::new(),
             validator,
             incoming: None,
             pushing: None,
@@ -221,7 +240,7 @@ impl ConfigSync {
             ready: targets.is_empty(),
         };
         for &n in targets {
-            send_chunks(&p, Destination::Node(n), out);
+            send_chunks((p.id, p.version, &p.text), Destination::Node(n), out);
         }
         // Acks start as a placeholder `Err("")` meaning "not answered yet".
         self.pushing = Some(p);
@@ -267,15 +286,22 @@ impl ConfigSync {
             Message::ConfigCommit { proposal, version },
         ));
         self.committing = Some((proposal, version, now, now));
-        self.activate(version, text, events);
+        self.activate(proposal, version, text, events);
         Ok(version)
     }
 
-    fn activate(&mut self, version: u64, text: Arc<str>, events: &mut Vec<ConfigEvent>) {
+    fn activate(
+        &mut self,
+        proposal: u64,
+        version: u64,
+        text: Arc<str>,
+        events: &mut Vec<ConfigEvent>,
+    ) {
         if version <= self.version {
             return;
         }
         self.version = version;
+        self.active_proposal = proposal;
         self.active = Some(Arc::clone(&text));
         events.push(ConfigEvent::Committed { version, text });
     }
@@ -357,7 +383,7 @@ impl ConfigSync {
         }
         if let Some((Ok(()), Some(text))) = &inc.verdict {
             let text = Arc::clone(text);
-            self.activate(version, text, events);
+            self.activate(proposal, version, text, events);
         }
     }
 
@@ -414,7 +440,7 @@ impl ConfigSync {
                     .map(|(n, _)| *n)
                     .collect();
                 for n in unanswered {
-                    send_chunks(p, Destination::Node(n), out);
+                    send_chunks((p.id, p.version, &p.text), Destination::Node(n), out);
                 }
             }
         }
@@ -434,8 +460,50 @@ impl ConfigSync {
     }
 }
 
-fn send_chunks(p: &Proposal, to: Destination, out: &mut Outbox) {
-    let bytes = p.text.as_bytes();
+impl ConfigSync {
+    /// Catch-up of late joiners. `me` is this node; `members` the other alive nodes with the
+    /// config version each announces. Sends this node's active text and its commit to every
+    /// member below its version, unless a member with the same text (or newer) has a lower id
+    /// and will send it; each laggard at most once a second, after it has lagged half a second
+    /// (right after a commit every node lags until its next announcement).
+    pub fn catch_up(&mut self, me: NodeId, members: &[(NodeId, u64)], now: u64, out: &mut Outbox) {
+        let Some(text) = self.active.clone() else {
+            return;
+        };
+        let v = self.version;
+        self.caught_up
+            .retain(|n, _| members.iter().any(|&(m, mv)| m == *n && mv < v));
+        let someone_else = members.iter().any(|&(m, mv)| mv >= v && m < me);
+        if someone_else {
+            return;
+        }
+        for &(n, mv) in members {
+            if mv >= v {
+                continue;
+            }
+            let (since, last) = *self.caught_up.entry(n).or_insert((now, None));
+            if now.saturating_sub(since) < CATCH_UP_GRACE_MS
+                || last.is_some_and(|t| now.saturating_sub(t) < CATCH_UP_MS)
+            {
+                continue;
+            }
+            self.caught_up.insert(n, (since, Some(now)));
+            let proposal = self.active_proposal;
+            let to = Destination::Node(n);
+            send_chunks((proposal, v, &text), to, out);
+            out.push((
+                to,
+                Message::ConfigCommit {
+                    proposal,
+                    version: v,
+                },
+            ));
+        }
+    }
+}
+
+fn send_chunks((id, version, text): (u64, u64, &Arc<str>), to: Destination, out: &mut Outbox) {
+    let bytes = text.as_bytes();
     let total = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
     let mut offset = 0;
     loop {
@@ -443,8 +511,8 @@ fn send_chunks(p: &Proposal, to: Destination, out: &mut Outbox) {
         out.push((
             to,
             Message::ConfigPush {
-                proposal: p.id,
-                version: p.version,
+                proposal: id,
+                version,
                 total,
                 offset: u32::try_from(offset).unwrap_or(u32::MAX),
                 bytes: bytes[offset..end].to_vec(),

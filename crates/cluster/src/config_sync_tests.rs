@@ -167,3 +167,36 @@ fn oversized_or_odd_chunks_are_refused() {
         matches!(&out[..], [(_, Message::ConfigAck { verdict: Err(r), .. })] if r.contains("UTF-8"))
     );
 }
+
+#[test]
+fn a_late_joiner_is_sent_the_committed_text_once_per_interval_by_one_node() {
+    let (mut c, mut p) = (ConfigSync::new(validator()), ConfigSync::new(validator()));
+    let text = "y".repeat(CONFIG_CHUNK + 3);
+    let mut out = Vec::new();
+    let id = c.push(NodeId(1), &text, 0, &[], 0, &mut out).unwrap();
+    let v = c.commit(id, &[], 0, &mut out, &mut Vec::new()).unwrap();
+    out.clear();
+    // Node 3 lags; node 1 has the lowest id of the nodes holding the text: it sends.
+    let members = [(NodeId(3), 0)];
+    c.catch_up(NodeId(1), &members, 10, &mut out);
+    assert!(out.is_empty(), "not before the grace");
+    c.catch_up(NodeId(1), &members, 10 + CATCH_UP_GRACE_MS, &mut out);
+    assert_eq!(out.len(), 3, "two chunks and the commit");
+    let mut again = Vec::new();
+    c.catch_up(NodeId(1), &members, 20 + CATCH_UP_GRACE_MS, &mut again);
+    assert!(again.is_empty(), "at most once per interval");
+    // Node 2 holds the same version too and has the lower id: node 4 leaves it to node 2.
+    let mut other = Vec::new();
+    let members = [(NodeId(2), v), (NodeId(3), 0)];
+    let mut d = ConfigSync::new(validator());
+    d.activate(id, v, Arc::from(text.as_str()), &mut Vec::new());
+    d.catch_up(NodeId(4), &members, 0, &mut other);
+    d.catch_up(NodeId(4), &members, 10 * CATCH_UP_MS, &mut other);
+    assert!(other.is_empty());
+    // The joiner validates and activates exactly the committed version.
+    let mut ev = Vec::new();
+    exchange(&mut c, &mut p, out, &mut ev);
+    assert_eq!(p.version(), v);
+    assert_eq!(p.active().as_deref(), Some(text.as_str()));
+    assert!(matches!(&ev[..], [ConfigEvent::Committed { version, .. }] if *version == v));
+}

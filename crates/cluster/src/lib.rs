@@ -3,12 +3,15 @@
 //! Owns membership (seed 004's ID messages), scheduler election and failover (seed 002
 //! "Scheduler Failover"), replication of the bucket table to every node (snapshot + versioned
 //! deltas + the live-bucket merge at takeover), two-phase config push/commit and node status
-//! polling — as a **pure core** ([`Node`]: datagrams and ticks in, datagrams and events out,
-//! time as an argument) and a thin tokio **shell** ([`shell`]) that owns the UDP socket.
+//! polling with the Summary Web Server Status Table — as a **pure core** ([`Node`]: datagrams
+//! and ticks in, datagrams and events out, time as an argument) and a thin tokio **shell**
+//! ([`shell`]) that owns the UDP socket.
 //!
 //! * [`wire`] — the messages and their compact binary encoding (fuzzed);
 //! * [`auth`] — HMAC-SHA256 tags, replay windows, drop counters;
 //! * [`membership`], [`election`], [`replication`], [`config_sync`] — the sub-cores;
+//! * [`servers`] — each node's Web Server Status Table on its way to the scheduler, and
+//!   [`info::summarize`], the scheduler's Summary Web Server Status Table over all nodes;
 //! * [`node`] — one node's state machine gluing them;
 //! * [`shell`] — the tokio task, its watch channel of [`ClusterView`] and its inputs.
 //!
@@ -57,13 +60,17 @@ pub mod info;
 pub mod membership;
 pub mod node;
 pub mod replication;
+pub mod servers;
 pub mod shell;
 pub mod wire;
 
 pub use auth::{ClusterKey, DropCounts, DropReason};
 pub use config_sync::{ConfigEvent, ConfigSyncError, Validator};
-pub use info::{ClusterInfo, MemberInfo, PolledStatus};
+pub use info::{summarize, ClusterInfo, MemberInfo, PolledStatus, ServerReport, SummaryRow};
 pub use node::{Node, NodeParams, Output, Timing};
 pub use replication::Change;
-pub use shell::{spawn, spawn_on, ClusterHandle, ClusterView, ShellConfig, ShellError};
-pub use wire::{Destination, Message, NodeStatus, Role};
+pub use servers::ServerTables;
+pub use shell::{
+    spawn, spawn_on, spawn_thread, ClusterHandle, ClusterView, Reconfigure, ShellConfig, ShellError,
+};
+pub use wire::{Destination, Message, NodeStatus, Role, ServerRow};

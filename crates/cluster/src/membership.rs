@@ -53,6 +53,11 @@ impl Membership {
         }
     }
 
+    /// A new failure detection time (a committed configuration changed it).
+    pub fn set_dead_after(&mut self, dead_after: u64) {
+        self.dead_after = dead_after;
+    }
+
     /// An ID message from `id`. Events are appended to `events`.
     pub fn heard(
         &mut self,

@@ -90,14 +90,15 @@ fn every_drop_reason_is_counted() {
         (1, 1, 1, 1, 1, 1)
     );
     assert_eq!(d.total(), 6);
-    // The accepted query was answered, to its sender only.
+    // The accepted query was answered, to its sender only (its status, then its Web Server
+    // Status Table: one chunk, empty).
     let sends: Vec<Destination> = std::iter::from_fn(|| n.poll_output())
         .filter_map(|o| match o {
             Output::Send { to, .. } => Some(to),
             _ => None,
         })
         .collect();
-    assert_eq!(sends, [Destination::Node(NodeId(2))]);
+    assert_eq!(sends, [Destination::Node(NodeId(2)); 2]);
 }
 
 #[test]
@@ -118,4 +119,124 @@ fn a_lone_node_becomes_scheduler_after_listening() {
     assert_eq!(n.route(5, t), Some(NodeId(3)));
     assert_eq!(n.owner(5), Some(NodeId(3)));
     assert_eq!(n.snapshot().assigned, [(5, NodeId(3))]);
+}
+
+/// Node 2 keeps announcing itself as a standby of node 1 but never answers a status poll.
+fn standby_announce(seq: u64) -> Vec<u8> {
+    let a = crate::wire::Announce {
+        role: Role::Standby,
+        priority: 1,
+        enabled: true,
+        weight: 1,
+        table_version: 0,
+        config_version: 0,
+        load: 0,
+        following: Some(NodeId(1)),
+    };
+    sealed(2, Destination::Broadcast, seq, Message::Announce(a))
+}
+
+fn polls_to_2(outs: &[Output], key: &ClusterKey) -> Vec<u32> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                to: Destination::Node(NodeId(2)),
+                datagram,
+            } => match key.open(datagram).ok()?.message {
+                Message::NodeStatusQuery { poll } => Some(poll),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_node_that_stops_answering_polls_is_failed_by_them_until_it_answers() {
+    let mut n = node(1, 0);
+    let mut t = 0;
+    let mut seq = 0;
+    let mut polls = Vec::new();
+    let mut outs = Vec::new();
+    // Announced every 100 ms for 2 s: alive all along, silent to polls.
+    while t < 2_000 {
+        t = n.poll_timeout().min(t + 50);
+        if t % 100 == 0 {
+            seq += 1;
+            n.handle_datagram(&standby_announce(seq), t);
+        }
+        n.handle_timeout(t);
+        let batch: Vec<Output> = std::iter::from_fn(|| n.poll_output()).collect();
+        polls.extend(polls_to_2(&batch, &key()));
+        outs.extend(batch);
+    }
+    assert_eq!(n.role(), Role::Scheduler);
+    assert!(
+        n.members().alive().any(|m| m.id == NodeId(2)),
+        "still announcing"
+    );
+    assert_eq!(
+        n.unresponsive().iter().copied().collect::<Vec<_>>(),
+        [NodeId(2)]
+    );
+    assert!(outs.contains(&Output::NodeFailed(NodeId(2))));
+    // First poll + the default 2 retries before it was failed, then the sweeps go on.
+    assert!(polls.len() >= 3, "{polls:?}");
+    let two = n
+        .candidates()
+        .into_iter()
+        .find(|c| c.id == NodeId(2))
+        .unwrap();
+    assert!(!two.alive, "no new buckets for it");
+    for b in 0..64 {
+        assert_eq!(n.route(b, t), Some(NodeId(1)));
+    }
+    // It answers the next poll: back in the table.
+    let last = *polls.last().unwrap();
+    let answer = Message::NodeStatus {
+        poll: last,
+        status: NodeStatus::default(),
+    };
+    seq += 1;
+    n.handle_datagram(&sealed(2, Destination::Node(NodeId(1)), seq, answer), t + 1);
+    let outs: Vec<Output> = std::iter::from_fn(|| n.poll_output()).collect();
+    assert!(outs.contains(&Output::NodeJoined(NodeId(2))));
+    assert!(n.unresponsive().is_empty());
+    assert!(n.candidates().iter().all(|c| c.alive));
+}
+
+#[test]
+fn reconfigure_changes_timers_and_weight_live() {
+    let mut n = node(1, 0);
+    n.handle_datagram(&standby_announce(1), 10);
+    let slow = Timing {
+        interval_ms: 200,
+        dead_after_ms: 1_000,
+        ..Timing::default()
+    };
+    n.reconfigure(9, 7, slow, true, 20);
+    n.handle_timeout(600);
+    assert!(
+        n.members().alive().any(|m| m.id == NodeId(2)),
+        "silent 590 ms: alive under the new dead_after"
+    );
+    let me = n
+        .candidates()
+        .into_iter()
+        .find(|c| c.id == NodeId(1))
+        .unwrap();
+    assert_eq!(me.weight, 7);
+    // The change is announced at once.
+    let announced: Vec<crate::wire::Announce> = std::iter::from_fn(|| n.poll_output())
+        .filter_map(|o| match o {
+            Output::Send { datagram, .. } => match key().open(&datagram).ok()?.message {
+                Message::Announce(a) => Some(a),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert!(announced.iter().any(|a| a.priority == 9 && a.weight == 7));
+    n.handle_timeout(1_100);
+    assert!(!n.members().alive().any(|m| m.id == NodeId(2)));
 }

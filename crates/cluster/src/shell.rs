@@ -10,7 +10,7 @@
 //!   assigned or released (`(bucket, Some(node) | None)`), broadcast as deltas at once;
 //! * `events`: every non-datagram [`Output`] (become scheduler → take the VIP and send
 //!   gratuitous ARP; step down → release it; config committed → apply it; node failed/joined);
-//! * commands: live buckets, status, drain, config push/commit.
+//! * commands: live buckets, status, the Web Server Status Table, drain, config push/commit.
 //!
 //! "Broadcast" is a send to every address of the peer list (which may hold a LAN broadcast
 //! address); a message to one node goes to its learned address, or to every peer until known.
@@ -26,14 +26,14 @@ use std::time::Duration;
 use pentaflow_balance::{BucketError, BucketSnapshot, NodeCandidate, NodeId};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
 
 use crate::config_sync::{ConfigSyncError, Validator};
 use crate::info::ClusterInfo;
 use crate::node::{Node, NodeParams, Output};
 use crate::replication::Change;
-use crate::wire::{Destination, NodeStatus, Role, MAX_DATAGRAM};
+use crate::wire::{Destination, NodeStatus, Role, ServerRow, MAX_DATAGRAM};
 
 /// Assignment reports the data plane may queue before it must wait: one per new flow on the
 /// scheduler, drained every loop turn.
@@ -66,6 +66,21 @@ pub struct ShellConfig {
     /// Local address of the control socket.
     pub bind: SocketAddr,
     /// Addresses every broadcast goes to (the other nodes, or a broadcast address).
+    pub peers: Vec<SocketAddr>,
+}
+
+/// What a committed configuration may change of a running node's control plane.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reconfigure {
+    /// Election priority.
+    pub priority: u8,
+    /// Weight for new buckets.
+    pub weight: u32,
+    /// Timers.
+    pub timing: crate::node::Timing,
+    /// Preemption.
+    pub preempt: bool,
+    /// The new peer list (every other node's control address).
     pub peers: Vec<SocketAddr>,
 }
 
@@ -107,6 +122,9 @@ pub enum ShellError {
     /// The task is gone.
     #[error("the cluster task has stopped")]
     Stopped,
+    /// The dedicated thread or its runtime could not be started.
+    #[error("cannot start the cluster thread")]
+    Thread(#[source] io::Error),
     /// A config push or commit was refused.
     #[error(transparent)]
     Config(#[from] ConfigSyncError),
@@ -116,7 +134,9 @@ pub enum ShellError {
 enum Command {
     LiveBuckets(Vec<u32>),
     Status(NodeStatus, u16),
+    ServerStatus(Vec<ServerRow>),
     Enabled(bool),
+    Reconfigure(Reconfigure),
     Push(String, oneshot::Sender<Result<u64, ConfigSyncError>>),
     Commit(u64, oneshot::Sender<Result<u64, ConfigSyncError>>),
 }
@@ -133,7 +153,7 @@ pub struct ClusterHandle {
     /// The operator's summary (members, status poll, drops), at most `INFO_PUBLISH_MS` (250 ms) old.
     pub info: watch::Receiver<ClusterInfo>,
     commands: mpsc::Sender<Command>,
-    task: JoinHandle<()>,
+    task: AbortHandle,
 }
 
 impl std::fmt::Debug for Command {
@@ -160,6 +180,60 @@ pub fn spawn_on(
     peers: Vec<SocketAddr>,
     validator: Validator,
 ) -> Result<ClusterHandle, ShellError> {
+    start_task(socket, params, peers, validator).map(|(handle, _)| handle)
+}
+
+/// [`spawn`] on a thread of its own ("pf-cluster") with a single-threaded runtime, returning
+/// once the socket is bound. Failure detection is a matter of a few heartbeats: sharing the
+/// data plane's workers would let a burst of client load delay them and get a healthy node
+/// declared failed; on its own thread the control plane keeps its timing (as keepalived does
+/// by being a process of its own). The thread ends with the task (dropping the handle, or
+/// [`ClusterHandle::abort`]). Blocks: call it from a blocking context.
+pub fn spawn_thread(cfg: ShellConfig, validator: Validator) -> Result<ClusterHandle, ShellError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("pf-cluster".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let rt = match rt {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(ShellError::Thread(e)));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let bound = UdpSocket::bind(cfg.bind)
+                    .await
+                    .map_err(|source| ShellError::Bind {
+                        addr: cfg.bind,
+                        source,
+                    });
+                let started = bound.and_then(|s| start_task(s, cfg.params, cfg.peers, validator));
+                match started {
+                    Ok((handle, task)) => {
+                        let _ = tx.send(Ok(handle));
+                        // Aborted or finished: either way the runtime and thread end here.
+                        let _ = task.await;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            });
+        })
+        .map_err(ShellError::Thread)?;
+    rx.recv().map_err(|_| ShellError::Stopped)?
+}
+
+fn start_task(
+    socket: UdpSocket,
+    params: NodeParams,
+    peers: Vec<SocketAddr>,
+    validator: Validator,
+) -> Result<(ClusterHandle, JoinHandle<()>), ShellError> {
     let start = Instant::now();
     if let Err(e) = socket2::SockRef::from(&socket).set_recv_buffer_size(RECV_BUFFER_BYTES) {
         // Not fatal: snapshots still complete, only more slowly under loss.
@@ -187,14 +261,15 @@ pub fn spawn_on(
         info: info_tx,
         info_published: 0,
     }));
-    Ok(ClusterHandle {
+    let handle = ClusterHandle {
         view,
         assignments,
         events,
         info,
         commands,
-        task,
-    })
+        task: task.abort_handle(),
+    };
+    Ok((handle, task))
 }
 
 impl ClusterHandle {
@@ -212,9 +287,21 @@ impl ClusterHandle {
         self.send(Command::Status(status, load)).await
     }
 
+    /// Report this node's Web Server Status Table (the proxy's rows), sent to the scheduler
+    /// with each poll's answer for the Summary Web Server Status Table.
+    pub async fn set_server_status(&self, rows: Vec<ServerRow>) -> Result<(), ShellError> {
+        self.send(Command::ServerStatus(rows)).await
+    }
+
     /// Drain (false) or re-enable (true) this node.
     pub async fn set_enabled(&self, enabled: bool) -> Result<(), ShellError> {
         self.send(Command::Enabled(enabled)).await
+    }
+
+    /// Apply a committed configuration's cluster parameters of this node (see
+    /// [`Node::reconfigure`]) and its new peer list.
+    pub async fn reconfigure(&self, r: Reconfigure) -> Result<(), ShellError> {
+        self.send(Command::Reconfigure(r)).await
     }
 
     /// Phase one: push a config to every alive node; returns the proposal id. Watch `events`
@@ -317,7 +404,16 @@ fn command(t: &mut Task, c: Command) {
     match c {
         Command::LiveBuckets(b) => t.node.set_live_buckets(b),
         Command::Status(s, load) => t.node.set_status(s, load),
+        Command::ServerStatus(rows) => t.node.set_server_status(rows),
         Command::Enabled(e) => t.node.set_enabled(e, now),
+        Command::Reconfigure(r) => {
+            let own = t.socket.local_addr().ok();
+            t.peers = r.peers.into_iter().filter(|p| Some(*p) != own).collect();
+            // An address learned from a node that left the list is forgotten with it.
+            t.addrs.retain(|_, a| t.peers.contains(a));
+            t.node
+                .reconfigure(r.priority, r.weight, r.timing, r.preempt, now);
+        }
         Command::Push(text, reply) => {
             let _ = reply.send(t.node.push_config(&text, now));
         }

@@ -2,7 +2,8 @@
 //!
 //! Owns: the [`Message`] set (seed 004's ID message as [`Message::Announce`], table snapshot and
 //! deltas, version checks, the live-bucket query of a takeover, two-phase config push, node
-//! status polling), the [`Envelope`] header every datagram carries, and [`encode`]/[`decode`].
+//! status polling with each node's Web Server Status Table), the [`Envelope`] header every
+//! datagram carries, and [`encode`]/[`decode`].
 //!
 //! Layout of a datagram (all integers big-endian):
 //!
@@ -67,6 +68,30 @@ pub const CONFIG_CHUNK: usize = 1200;
 /// Longest reason text in a [`Message::ConfigAck`] (longer reasons are cut on a char boundary).
 pub const MAX_REASON: usize = 512;
 
+/// Longest text field of a [`ServerRow`] in bytes (service, back-end name, address; a
+/// one-byte length on the wire; longer texts are cut on a char boundary). A row of three
+/// such texts still fits one datagram, so a [`Message::ServerStatus`] chunk always has a row.
+pub const MAX_TEXT: usize = 255;
+
+/// Most back-end rows one node reports (its whole Web Server Status Table); rows beyond are
+/// dropped and counted. Bounds what the scheduler keeps per node and the datagrams of one
+/// answer (at most one per row, usually ~30 rows per datagram).
+pub const MAX_SERVER_ROWS: usize = 1024;
+
+/// Bytes of a [`Message::ServerStatus`] body before its rows: poll, chunk, chunks, count.
+pub const SERVER_CHUNK_HEADER: usize = 10;
+
+/// Bytes of a [`ServerRow`] besides its texts: three lengths, up, hits, open connections,
+/// average response, session groups.
+pub const SERVER_ROW_FIXED: usize = 3 + 1 + 8 + 4 + 4 + 4;
+
+/// Bytes of rows one [`Message::ServerStatus`] chunk may carry (1352).
+pub const SERVER_CHUNK_ROOM: usize = MAX_DATAGRAM - HEADER_LEN - TAG_LEN - SERVER_CHUNK_HEADER;
+
+/// Most rows one chunk can hold (all texts empty); a larger count is refused before anything
+/// is allocated.
+pub const MAX_CHUNK_ROWS: usize = SERVER_CHUNK_ROOM / SERVER_ROW_FIXED;
+
 /// Where a message goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Destination {
@@ -120,6 +145,28 @@ pub struct NodeStatus {
     pub avg_response_us: u32,
     /// Buckets with a live client connection on this node.
     pub live_buckets: u32,
+}
+
+/// One back-end as one node sees it: a row of that node's Web Server Status Table (seed 002
+/// Fig. 7) as it travels to the scheduler for the Summary table (Fig. 8).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerRow {
+    /// The service (site) the back-end belongs to, at most [`MAX_TEXT`] bytes.
+    pub service: String,
+    /// The back-end's configured name, at most [`MAX_TEXT`] bytes.
+    pub name: String,
+    /// The back-end's address (`host:port`), at most [`MAX_TEXT`] bytes.
+    pub address: String,
+    /// Up (passing health checks) as this node sees it.
+    pub up: bool,
+    /// Requests this node sent to it since start.
+    pub hits: u64,
+    /// Connections this node has open to it now.
+    pub open_connections: u32,
+    /// Average response time in microseconds, as this node measured it.
+    pub avg_response_us: u32,
+    /// Session / cookie hash groups this node assigned to it.
+    pub session_groups: u32,
 }
 
 /// Every message of the array.
@@ -216,6 +263,19 @@ pub enum Message {
         /// The status.
         status: NodeStatus,
     },
+    /// One chunk of the polled node's Web Server Status Table, sent right after its
+    /// [`Message::NodeStatus`] answer.
+    ServerStatus {
+        /// The poll answered.
+        poll: u32,
+        /// Index of this chunk, `0..chunks`.
+        chunk: u16,
+        /// Number of chunks of the answer (at least 1, even for no rows; at most
+        /// [`MAX_SERVER_ROWS`]).
+        chunks: u16,
+        /// Rows of this chunk (together at most [`SERVER_CHUNK_ROOM`] bytes encoded).
+        rows: Vec<ServerRow>,
+    },
 }
 
 /// A message with its header.
@@ -296,6 +356,17 @@ pub enum WireError {
         #[source]
         source: std::str::Utf8Error,
     },
+    /// A text field (other than a reason) is not UTF-8.
+    #[error("message kind {kind}: {field} is not UTF-8")]
+    BadText {
+        /// The kind byte.
+        kind: u8,
+        /// Which field.
+        field: &'static str,
+        /// The decoding error.
+        #[source]
+        source: std::str::Utf8Error,
+    },
     /// The encoded message would not fit one datagram (a sender bug: chunking is the caller's).
     #[error("message kind {kind} needs {len} bytes, more than one datagram")]
     Oversized {
@@ -325,6 +396,26 @@ impl Role {
     }
 }
 
+impl ServerRow {
+    /// Bytes this row takes on the wire (texts longer than [`MAX_TEXT`] count as cut).
+    #[must_use]
+    pub fn encoded_len(&self) -> usize {
+        let text = |s: &str| body::truncate_reason(s, MAX_TEXT).len();
+        SERVER_ROW_FIXED + text(&self.service) + text(&self.name) + text(&self.address)
+    }
+
+    /// The row with its texts cut to [`MAX_TEXT`] bytes on char boundaries, as the wire
+    /// carries it (so a node's own rows and what the scheduler receives of them agree).
+    #[must_use]
+    pub fn bounded(mut self) -> Self {
+        for s in [&mut self.service, &mut self.name, &mut self.address] {
+            let keep = body::truncate_reason(s, MAX_TEXT).len();
+            s.truncate(keep);
+        }
+        self
+    }
+}
+
 impl Message {
     /// The kind byte of this message on the wire.
     #[must_use]
@@ -342,6 +433,7 @@ impl Message {
             Message::ConfigAck { .. } => 10,
             Message::NodeStatusQuery { .. } => 11,
             Message::NodeStatus { .. } => 12,
+            Message::ServerStatus { .. } => 13,
         }
     }
 }

@@ -81,7 +81,39 @@ fn samples() -> Vec<Message> {
                 live_buckets: 9,
             },
         },
+        Message::ServerStatus {
+            poll: 77,
+            chunk: 1,
+            chunks: 2,
+            rows: vec![server_row(), ServerRow::default()],
+        },
     ]
+}
+
+fn server_row() -> ServerRow {
+    ServerRow {
+        service: "shop".into(),
+        name: "web1".into(),
+        address: "10.0.0.1:80".into(),
+        up: true,
+        hits: 258,
+        open_connections: 3,
+        avg_response_us: 1_500,
+        session_groups: 4,
+    }
+}
+
+/// A ServerStatus body with one row whose bytes after the fixed header are `row`.
+fn server_status_bytes(chunk: u16, chunks: u16, count: u16, row: &[u8]) -> Vec<u8> {
+    let mut b = encode(&env(Message::NodeStatusQuery { poll: 1 })).unwrap();
+    b.truncate(HEADER_LEN);
+    b[1] = 13;
+    b.extend_from_slice(&1u32.to_be_bytes());
+    b.extend_from_slice(&chunk.to_be_bytes());
+    b.extend_from_slice(&chunks.to_be_bytes());
+    b.extend_from_slice(&count.to_be_bytes());
+    b.extend_from_slice(row);
+    b
 }
 
 #[test]
@@ -113,6 +145,21 @@ fn golden_vectors() {
         hex(&d),
         "01040001000201020304050607080000000000000009\
          00000000000000080000000000000009000200000005000200000006ffff"
+    );
+    // ServerStatus: poll, chunk, chunks, count, then per row three length-prefixed texts,
+    // up, hits, open connections, avg µs, session groups.
+    let server = Message::ServerStatus {
+        poll: 77,
+        chunk: 0,
+        chunks: 1,
+        rows: vec![server_row()],
+    };
+    assert_eq!(
+        hex(&encode(&env(server)).unwrap()),
+        "010d0001000201020304050607080000000000000009\
+         0000004d000000010001\
+         0473686f7004776562310b31302e302e302e313a3830\
+         01000000000000010200000003000005dc00000004"
     );
 }
 
@@ -146,6 +193,24 @@ fn full_chunks_fit_one_datagram() {
         Message::ConfigAck {
             proposal: 1,
             verdict: Err("x".repeat(MAX_REASON * 2)),
+        },
+        Message::ServerStatus {
+            poll: 1,
+            chunk: 0,
+            chunks: 1,
+            rows: vec![ServerRow::default(); MAX_CHUNK_ROWS],
+        },
+        // The longest row: three texts cut to MAX_TEXT.
+        Message::ServerStatus {
+            poll: 1,
+            chunk: 0,
+            chunks: 1,
+            rows: vec![ServerRow {
+                service: "s".repeat(1000),
+                name: "n".repeat(1000),
+                address: "a".repeat(1000),
+                ..ServerRow::default()
+            }],
         },
     ];
     for m in big {
@@ -201,6 +266,66 @@ fn typed_errors_for_bad_input() {
     ));
 }
 
+#[test]
+fn hostile_server_status_is_refused_before_allocating() {
+    let fixed_rest = [0u8; SERVER_ROW_FIXED - 3];
+    // A valid empty row, as a baseline.
+    let mut ok_row = vec![0u8, 0, 0];
+    ok_row.extend_from_slice(&fixed_rest);
+    assert!(decode(&server_status_bytes(0, 1, 1, &ok_row)).is_ok());
+    // Chunk numbers no sender produces.
+    for (chunk, chunks) in [(0, 0), (1, 1), (5, 2), (0, u16::MAX)] {
+        assert_eq!(
+            decode(&server_status_bytes(chunk, chunks, 0, &[])),
+            Err(WireError::BadField {
+                kind: 13,
+                field: "chunk"
+            }),
+            "{chunk}/{chunks}"
+        );
+    }
+    // More rows than a chunk can hold, or than the bytes left can: refused up front.
+    assert_eq!(
+        decode(&server_status_bytes(0, 1, u16::MAX, &[])),
+        Err(WireError::BadField {
+            kind: 13,
+            field: "count"
+        })
+    );
+    let n = u16::try_from(MAX_CHUNK_ROWS).unwrap();
+    assert!(matches!(
+        decode(&server_status_bytes(0, 1, n, &ok_row)),
+        Err(WireError::Truncated { kind: 13, .. })
+    ));
+    // A text length beyond the bytes left.
+    let mut long = vec![200u8];
+    long.extend_from_slice(&fixed_rest);
+    assert!(matches!(
+        decode(&server_status_bytes(0, 1, 1, &long)),
+        Err(WireError::Truncated { kind: 13, .. })
+    ));
+    // A text that is not UTF-8, and an `up` byte that is neither 0 nor 1.
+    let mut bad_utf8 = vec![1u8, 0xff, 0, 0];
+    bad_utf8.extend_from_slice(&fixed_rest);
+    assert!(matches!(
+        decode(&server_status_bytes(0, 1, 1, &bad_utf8)),
+        Err(WireError::BadText {
+            kind: 13,
+            field: "service",
+            ..
+        })
+    ));
+    let mut bad_up = ok_row.clone();
+    bad_up[3] = 2;
+    assert_eq!(
+        decode(&server_status_bytes(0, 1, 1, &bad_up)),
+        Err(WireError::BadField {
+            kind: 13,
+            field: "up"
+        })
+    );
+}
+
 proptest! {
     #[test]
     fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..1500)) {
@@ -211,8 +336,9 @@ proptest! {
     }
 
     #[test]
-    fn mutated_messages_never_panic(i in 0usize..14, pos in 0usize..64, byte in any::<u8>()) {
-        let mut bytes = encode(&env(samples()[i].clone())).unwrap();
+    fn mutated_messages_never_panic(i in any::<prop::sample::Index>(), pos in 0usize..128, byte in any::<u8>()) {
+        let all = samples();
+        let mut bytes = encode(&env(all[i.index(all.len())].clone())).unwrap();
         if pos < bytes.len() {
             bytes[pos] = byte;
         }

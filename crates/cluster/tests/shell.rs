@@ -166,3 +166,81 @@ async fn info_shows_members_and_the_status_poll() {
     assert!(info.members.iter().all(|m| m.heard_ms_ago < 1000));
     assert_eq!(info.drops.forged, 0);
 }
+
+#[tokio::test]
+async fn the_scheduler_sums_every_nodes_web_server_table() {
+    let handles = array(3).await;
+    let sched = one_scheduler(&handles.iter().collect::<Vec<_>>(), Duration::from_secs(3)).await;
+    let row = |hits, up, groups| pentaflow_cluster::ServerRow {
+        service: "web".into(),
+        name: "web1".into(),
+        address: "10.0.0.1:80".into(),
+        up,
+        hits,
+        open_connections: 1,
+        avg_response_us: 100,
+        session_groups: groups,
+    };
+    for (i, h) in handles.iter().enumerate() {
+        let i = i as u64;
+        h.set_server_status(vec![row(10 + i, i != 1, 2)])
+            .await
+            .unwrap();
+    }
+    let s = &handles[usize::from(sched.0 - 1)];
+    let mut watch = s.info.clone();
+    let info = timeout(
+        Duration::from_secs(3),
+        watch.wait_for(|i| i.summary.first().is_some_and(|r| r.nodes_reporting == 3)),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("no summary over 3 nodes: {:?}", s.info.borrow()))
+    .unwrap()
+    .clone();
+    let r = &info.summary[0];
+    assert_eq!((r.hits, r.open_connections, r.session_groups), (33, 3, 6));
+    assert_eq!((r.up, r.nodes_up, r.nodes_down), (true, 2, 1));
+    assert!(r.age_ms < 2_000, "{r:?}");
+    // The scheduler's own row of the Node Status Table is there, age 0.
+    assert!(info.polled.iter().any(|p| p.id == sched && p.age_ms == 0));
+    assert_eq!(info.server_rows_dropped, 0);
+}
+
+/// The binary's way: each shell on a thread of its own, driven from another runtime (here a
+/// plain test thread); dropping a handle ends that node (its thread's runtime stops).
+#[test]
+fn shells_on_their_own_threads_elect_and_stop_when_dropped() {
+    let ports: Vec<SocketAddr> = (0..2)
+        .map(|_| {
+            std::net::UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+        })
+        .collect();
+    let handles: Vec<ClusterHandle> = ports
+        .iter()
+        .zip(1..)
+        .map(|(&bind, id)| {
+            let cfg = pentaflow_cluster::ShellConfig {
+                params: params(id, 5),
+                bind,
+                peers: ports.clone(),
+            };
+            pentaflow_cluster::spawn_thread(cfg, Box::new(|_: &str| Ok(()))).unwrap()
+        })
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let first =
+            one_scheduler(&handles.iter().collect::<Vec<_>>(), Duration::from_secs(3)).await;
+        assert_eq!(first, NodeId(1));
+        let mut handles = handles;
+        drop(handles.remove(0));
+        let second = one_scheduler(&[&handles[0]], Duration::from_secs(2)).await;
+        assert_eq!(second, NodeId(2), "node 1 stopped with its handle");
+    });
+}

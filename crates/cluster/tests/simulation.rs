@@ -26,6 +26,7 @@ const TIMING: Timing = Timing {
     merge_deadline_ms: 150,
     version_check_ms: 500,
     status_poll_ms: 200,
+    status_retries: 2,
 };
 /// Worst failover allowed: detection (dead_after + a tick) + merge deadline + network delay.
 const FAILOVER_BOUND_MS: u64 = 300 + 25 + 150 + 25;
@@ -606,5 +607,47 @@ fn config_push_commit_reaches_every_node_under_loss() {
                 Some(text.as_str())
             );
         }
+    });
+}
+
+#[test]
+fn a_node_started_after_a_commit_catches_up_with_the_committed_text() {
+    for_seeds(310..313, |seed| {
+        let mut sim = Sim::new(
+            seed,
+            3,
+            NetParams {
+                loss: 0.05,
+                dup: 0.02,
+                max_delay: 10,
+            },
+        );
+        sim.run_for(1_500);
+        sim.crash(2);
+        sim.run_for(1_000);
+        let text = "[node]\n# committed while node 3 was down\n".repeat(200);
+        let now = sim.now;
+        let p = sim.nodes[1]
+            .core
+            .as_mut()
+            .unwrap()
+            .push_config(&text, now)
+            .unwrap();
+        sim.drain(1);
+        sim.run_for(1_000);
+        let now = sim.now;
+        let v = sim.nodes[1]
+            .core
+            .as_mut()
+            .unwrap()
+            .commit_config(p, now)
+            .unwrap();
+        sim.drain(1);
+        sim.run_for(6_000);
+        sim.start(2);
+        sim.run_for(4_000);
+        let late = sim.nodes[2].core.as_ref().unwrap();
+        assert_eq!(late.config_version(), v, "seed {seed}");
+        assert_eq!(late.active_config().as_deref(), Some(text.as_str()));
     });
 }

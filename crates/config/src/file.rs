@@ -119,9 +119,14 @@
 //! key_file = "cluster.key"            # optional (or key = "..."; not both): the cluster HMAC key,
 //!                                     # >= 16 bytes; set = the nodes elect the scheduler themselves
 //! port = 7946                         # default 7946; UDP control port on each node's address
-//! heartbeat = "100ms"                 # default 100ms; each node announces itself this often
-//! dead_after = "300ms"                # default 300ms; a node silent this long is failed (> heartbeat)
+//! heartbeat = "50ms"                  # default 50ms; each node announces itself this often
+//! dead_after = "200ms"                # default 200ms; a node silent this long is failed (> heartbeat)
 //! preempt = false                     # default false; a returning higher priority takes over
+//! status_poll = "200ms"               # default 200ms; the scheduler polls one node's status this
+//!                                     # often (seed 002: one at a time; also the retry delay)
+//! status_retries = 2                  # default 2; 0..=100; a node missing 1 + this many polls in
+//!                                     # a row gets no new buckets and loses its buckets until it
+//!                                     # answers again
 //! admin_token_file = "admin.token"    # optional (or admin_token = "..."; not both; >= 16 bytes; needs
 //!                                     # a key): operator actions on the admin API (config push/commit,
 //!                                     # drain) need `Authorization: Bearer <token>`; none = refused
@@ -179,6 +184,8 @@ pub(crate) struct FileArray {
     pub(crate) heartbeat: Option<Spanned<FileDuration>>,
     pub(crate) dead_after: Option<Spanned<FileDuration>>,
     pub(crate) preempt: Option<bool>,
+    pub(crate) status_poll: Option<Spanned<FileDuration>>,
+    pub(crate) status_retries: Option<Spanned<i64>>,
     pub(crate) admin_token: Option<Spanned<String>>,
     pub(crate) admin_token_file: Option<Spanned<String>>,
     #[serde(default)]

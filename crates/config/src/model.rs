@@ -70,6 +70,10 @@ pub struct ClusterSettings {
     pub dead_after: Duration,
     /// A returning higher-priority node takes the scheduler role back (off: no flapping).
     pub preempt: bool,
+    /// The scheduler polls one node's status this often; also the delay before a retry.
+    pub status_poll: Duration,
+    /// Polls a node may miss in a row, after the first, before it is failed by the poll.
+    pub status_retries: u32,
     /// The token the admin API's operator actions need; `None` refuses them.
     pub admin_token: Option<Vec<u8>>,
 }
@@ -82,6 +86,8 @@ impl fmt::Debug for ClusterSettings {
             .field("heartbeat", &self.heartbeat)
             .field("dead_after", &self.dead_after)
             .field("preempt", &self.preempt)
+            .field("status_poll", &self.status_poll)
+            .field("status_retries", &self.status_retries)
             .field(
                 "admin_token",
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
@@ -405,11 +411,17 @@ pub const DEFAULT_BUCKET_IDLE: Duration = Duration::from_secs(60);
 /// Default `[array] port`: the UDP control port (memberlist's well-known port, so firewalls
 /// written for such clusters already let it through on the LAN).
 pub const DEFAULT_CLUSTER_PORT: u16 = 7946;
-/// Default `[array] heartbeat`: three announcements fit in `dead_after`, so one lost datagram
-/// never fails a node.
-pub const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(100);
-/// Default `[array] dead_after`: the detection goal of 300 ms.
-pub const DEFAULT_DEAD_AFTER: Duration = Duration::from_millis(300);
+/// Default `[array] heartbeat`: four announcements fit in `dead_after`, so three lost in a row
+/// never fail a node (the cluster crate's `DEFAULT_INTERVAL_MS`).
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(50);
+/// Default `[array] dead_after`: a crash is detected within 150–200 ms, inside the 300 ms
+/// failover goal with room for the takeover (the cluster crate's `DEFAULT_DEAD_AFTER_MS`).
+pub const DEFAULT_DEAD_AFTER: Duration = Duration::from_millis(200);
+/// Default `[array] status_poll`: a sweep of a ten-node array takes two seconds; status is
+/// for monitoring and for nodes that stop answering while still announcing themselves.
+pub const DEFAULT_STATUS_POLL: Duration = Duration::from_millis(200);
+/// Default `[array] status_retries`: one lost query or answer never fails a node.
+pub const DEFAULT_STATUS_RETRIES: u32 = 2;
 /// Default node `priority` of the preferred `scheduler`: above [`DEFAULT_PRIORITY`], so it
 /// wins the first election.
 pub const PREFERRED_PRIORITY: u8 = 200;

@@ -129,6 +129,8 @@ pub struct LoopControl {
     adopt: Mutex<Option<Arc<BucketSnapshot>>>,
     /// Gratuitous ARP period (ms); 0 = never repeated.
     announce_every_ms: AtomicU64,
+    /// Bucket idle time (ms) set while running; 0 = the loop's starting value.
+    bucket_idle_ms: AtomicU64,
 }
 
 /// A running scheduler thread. Dropping it stops the thread and restores the kernel.
@@ -193,6 +195,12 @@ impl LoopControl {
         self.announce_every_ms.store(ms, Ordering::Relaxed);
     }
 
+    /// Release buckets idle this long from now on (a committed configuration changed
+    /// `bucket_idle`); 0 is ignored.
+    pub fn set_bucket_idle(&self, ms: u64) {
+        self.bucket_idle_ms.store(ms, Ordering::Relaxed);
+    }
+
     fn push_changes(&self, mut new: Vec<Change>) {
         let mut pending = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
         pending.append(&mut new);
@@ -231,6 +239,11 @@ impl SchedulerHandle {
     /// The assignments routed since the last call (needs `record_changes`).
     pub fn take_changes(&self) -> Vec<Change> {
         self.control.take_changes()
+    }
+
+    /// A new bucket idle time (ms) for the running loop.
+    pub fn set_bucket_idle(&self, ms: u64) {
+        self.control.set_bucket_idle(ms);
     }
 
     /// Stops the loop, restores the kernel and returns the final counters.
@@ -431,7 +444,11 @@ pub fn run_loop(
             last_announce = now_ms;
         }
         if now_ms.saturating_sub(last_tick) >= TICK_EVERY_MS {
-            core.tick(now_ms, idle_ms);
+            let idle = match control.bucket_idle_ms.load(Ordering::Relaxed) {
+                0 => idle_ms,
+                set => set,
+            };
+            core.tick(now_ms, idle);
             last_tick = now_ms;
         }
         if dirty && now_ms.saturating_sub(last_publish) >= PUBLISH_EVERY_MS {

@@ -250,8 +250,14 @@ impl SchedulerCore {
 
     /// Periodic housekeeping: buckets idle longer than `idle_ms` become unassigned, so a node
     /// that joined takes its share gradually without moving a live connection.
+    /// Releases are recorded like assignments (see [`SchedulerCore::record_changes`]).
     pub fn tick(&mut self, now_ms: u64, idle_ms: u64) {
-        let n = self.table.release_idle(now_ms, idle_ms);
+        let changes = &mut self.changes;
+        let n = self.table.release_idle_each(now_ms, idle_ms, |bucket| {
+            if let (Some(changes), Ok(b)) = (changes.as_mut(), u32::try_from(bucket)) {
+                changes.push((b, None));
+            }
+        });
         self.counters.idle_released += n as u64;
     }
 

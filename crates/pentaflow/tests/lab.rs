@@ -6,8 +6,10 @@
 //! Proves: every request is answered by the right back-end path; connections spread evenly
 //! over the three nodes (the bucket table's least-assigned rule hands fresh buckets round
 //! the nodes), as the nodes' kernels (nftables egress sets) and their admin counters agree;
-//! node1 sends no reply of a connection it forwarded; the scheduler's own counters (logged
-//! on SIGTERM) show frames forwarded to node2/node3 and delivered locally; SIGTERM restores
+//! node1 sends no reply of a connection it forwarded; the scheduler's Summary Web Server Status
+//! Table sums, per back-end, the hits of the three nodes' own tables (and its Node Status Table
+//! has its own row); the scheduler's own counters (logged on SIGTERM) show frames forwarded to
+//! node2/node3 and delivered locally; SIGTERM restores
 //! node1's kernel; a node refuses to start without privileges, and a failed start leaves the
 //! running node alone; `lab down` leaves no namespace. Skipped, with a printed reason, when not
 //! root.
@@ -130,6 +132,68 @@ fn accepted_total(lab: &Lab, node: &str) -> u64 {
         .trim()
         .parse()
         .unwrap()
+}
+
+/// A JSON page of a node's admin API (on its own loopback).
+fn admin_json(lab: &Lab, node: &str, path: &str) -> serde_json::Value {
+    let url = format!("http://127.0.0.1:9090{path}");
+    serde_json::from_str(&run_in(lab, node, &["curl", "-sf", &url], None)).unwrap()
+}
+
+/// Per `service/back-end`, the hits of a node's own Web Server Status Table (`/status`).
+fn own_hits(lab: &Lab, node: &str) -> BTreeMap<String, u64> {
+    let doc = admin_json(lab, node, "/status");
+    doc["web_servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let key = format!(
+                "{}/{}",
+                r["service"].as_str().unwrap(),
+                r["name"].as_str().unwrap()
+            );
+            (key, r["hits"].as_u64().unwrap())
+        })
+        .collect()
+}
+
+/// Waits until the scheduler's Summary Web Server Status Table (`/cluster`'s `summary`) shows,
+/// per back-end, the sum of every node's own hits, reported by all three nodes; returns the
+/// summary's hits and the `/cluster` document. The load has stopped, so the counters stand
+/// still; what is waited for is one poll sweep (~0.2 s per node) and the 250 ms republishing.
+fn summary_agrees(lab: &Lab) -> (BTreeMap<String, u64>, serde_json::Value) {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut want: BTreeMap<String, u64> = BTreeMap::new();
+        for n in NODES {
+            for (k, hits) in own_hits(lab, n) {
+                *want.entry(k).or_default() += hits;
+            }
+        }
+        let doc = admin_json(lab, "node1", "/cluster");
+        let rows = doc["summary"].as_array().cloned().unwrap_or_default();
+        let got: BTreeMap<String, u64> = rows
+            .iter()
+            .map(|r| {
+                let key = format!(
+                    "{}/{}",
+                    r["service"].as_str().unwrap(),
+                    r["backend"].as_str().unwrap()
+                );
+                (key, r["hits"].as_u64().unwrap())
+            })
+            .collect();
+        let everyone = rows.iter().all(|r| r["nodes_reporting"] == 3);
+        if got == want && everyone && !rows.is_empty() {
+            return (got, doc);
+        }
+        assert!(
+            Instant::now() < until,
+            "the summary never matched the nodes' own tables: want {want:?}, summary {rows:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Reads one HTTP/1.1 response (status 200, Content-Length body) and returns the body.
@@ -328,6 +392,24 @@ fn lab_up_gives_a_working_array_and_down_removes_it() {
         .map(|(n, p)| (*n, p.intersection(&all).count()))
         .collect();
 
+    // The scheduler's Summary Web Server Status Table (seed 002 Fig. 8) sums every node's own
+    // table: per back-end, the hits of the three nodes' `/status`, all three reporting.
+    let (summary, cluster_doc) = summary_agrees(&lab);
+    let summed: u64 = summary.values().sum();
+    assert!(
+        summed >= (CONNECTIONS * ROUNDS) as u64,
+        "every request through the VIP is a hit: {summary:?}"
+    );
+    // The Node Status Table has every node's row, the scheduler's own at age 0.
+    let table = cluster_doc["nodes"].as_array().unwrap();
+    assert!(
+        table.iter().all(|n| n["hits"].as_u64().is_some()),
+        "{table:?}"
+    );
+    let own = table.iter().find(|n| n["self"] == true).unwrap();
+    assert_eq!(own["id"], 1);
+    assert_eq!(own["status_age_ms"], 0, "{own}");
+
     // SIGTERM the scheduler node: it logs its counters and restores its kernel.
     let node1 = lab
         .state()
@@ -369,7 +451,7 @@ fn lab_up_gives_a_working_array_and_down_removes_it() {
         "lab e2e: up in {up_took:?}; {CONNECTIONS} connections x {ROUNDS} requests in \
          {load_took:?}; connections per node {spread:?}; admin accepted before {before:?} after \
          {after:?}; scheduler frames forwarded {forwarded:?}, local {local}, send errors \
-         {send_errors}"
+         {send_errors}; summary hits {summary:?}"
     );
 
     // Every connection was accepted by exactly one node ...

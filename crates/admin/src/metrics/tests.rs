@@ -126,6 +126,54 @@ fn node_metric_names_are_normalised_and_collisions_skipped() {
 }
 
 #[test]
+fn labelled_node_metrics_form_one_family() {
+    let mut doc = fixture::document();
+    let hits = |backend: &str, v| {
+        NodeMetric::counter("cluster_backend_hits", "Summed hits.", v)
+            .with_label("service", "web")
+            .with_label("backend", backend)
+    };
+    doc.metrics = vec![
+        hits("a", 3),
+        NodeMetric::gauge("plain", "No labels.", 1),
+        hits("b", 4),
+        hits("a", 99), // the same series again: skipped
+        NodeMetric::gauge("cluster_backend_hits", "Another kind.", 5).with_label("backend", "c"),
+        NodeMetric::gauge("odd", "Odd label names.", 6)
+            .with_label("bad-name", "x")
+            .with_label("9x", "y")
+            .with_label("bad-name", "dropped"),
+    ];
+    let text = encode(doc).unwrap();
+    let families = exposition::parse(&text).unwrap_or_else(|e| {
+        panic!(
+            "{e}
+{text}"
+        )
+    });
+    let name = "pentaflow_cluster_backend_hits_total";
+    let a = [("service", "web"), ("backend", "a")];
+    let b = [("service", "web"), ("backend", "b")];
+    assert_eq!(value(&families, name, &a), Some(3.0));
+    assert_eq!(value(&families, name, &b), Some(4.0));
+    assert_eq!(value(&families, name, &[("backend", "c")]), None);
+    let family = families
+        .iter()
+        .find(|f| f.name == "pentaflow_cluster_backend_hits")
+        .unwrap();
+    assert_eq!((family.kind.as_str(), family.samples.len()), ("counter", 2));
+    assert_eq!(value(&families, "pentaflow_plain", &[]), Some(1.0));
+    assert_eq!(
+        value(
+            &families,
+            "pentaflow_odd",
+            &[("bad_name", "x"), ("unnamed_9x", "y")]
+        ),
+        Some(6.0)
+    );
+}
+
+#[test]
 fn duplicate_rows_keep_the_first() {
     let mut doc = fixture::document();
     doc.web_servers = vec![
@@ -168,8 +216,10 @@ proptest! {
         doc.metrics = metrics
             .iter()
             .map(|(name, help, counter, v)| {
-                if *counter { NodeMetric::counter(name.as_str(), help.as_str(), *v) }
-                else { NodeMetric::gauge(name.as_str(), help.as_str(), *v) }
+                let m = if *counter { NodeMetric::counter(name.as_str(), help.as_str(), *v) }
+                else { NodeMetric::gauge(name.as_str(), help.as_str(), *v) };
+                // Some with labels of any name and value (a label set may repeat: skipped).
+                if *v % 2 == 0 { m.with_label(help.as_str(), name.as_str()) } else { m }
             })
             .collect();
         let text = encode(doc).unwrap();

@@ -44,6 +44,19 @@ METRIC  KIND  VALUE
 }
 
 #[test]
+fn labelled_metrics_show_their_labels() {
+    let mut doc = fixture::document();
+    doc.metrics = vec![NodeMetric::counter("cluster_backend_hits", "h", 7)
+        .with_label("service", "web")
+        .with_label("backend", "a\u{1b}")];
+    let out = render_table(&doc);
+    assert!(
+        out.contains("cluster_backend_hits{service=\"web\",backend=\"a?\"}  counter      7"),
+        "{out}"
+    );
+}
+
+#[test]
 fn control_characters_cannot_reach_the_terminal() {
     let mut doc = fixture::document();
     doc.node = "evil\u{1b}[2J".into();

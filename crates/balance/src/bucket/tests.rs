@@ -177,6 +177,9 @@ fn release_idle_frees_only_old_buckets() {
     let v = t.version();
     assert_eq!(t.release_idle(400, 200), 0);
     assert_eq!(t.version(), v);
+    let mut released = Vec::new();
+    assert_eq!(t.release_idle_each(1_000, 200, |b| released.push(b)), 2);
+    assert_eq!(released, vec![1, 2]);
 }
 
 #[test]

@@ -10,6 +10,7 @@ use crate::config_sync::ConfigEvent;
 use crate::election::{decide, Decision, Peer, Rank};
 use crate::membership::MemberEvent;
 use crate::replication::live_bucket_answer;
+use crate::servers::server_status_answer;
 use crate::wire::{Announce, Destination, Envelope, Message, Role};
 
 impl Node {
@@ -25,6 +26,20 @@ impl Node {
         }
         if now >= self.next_poll {
             self.next_poll = now + t.status_poll_ms;
+            if let Some((id, _, attempts)) = self.outstanding {
+                let alive = self.members.alive().any(|m| m.id == id);
+                if alive && attempts <= t.status_retries {
+                    // Seed 002: retry the same node after the configured delay.
+                    self.send_poll(id, attempts + 1);
+                    return;
+                }
+                self.outstanding = None;
+                if alive && self.unresponsive.insert(id) {
+                    tracing::warn!(node = id.0, attempts, "node failed by the status poll");
+                    self.repl.release_node(id, now);
+                    self.outputs.push_back(Output::NodeFailed(id));
+                }
+            }
             let after = self.poll_cursor;
             let next = self
                 .members
@@ -33,10 +48,8 @@ impl Node {
                 .find(|&id| after.is_none_or(|a| id > a));
             match next {
                 Some(id) => {
-                    self.polls = self.polls.wrapping_add(1);
                     self.poll_cursor = Some(id);
-                    let m = Message::NodeStatusQuery { poll: self.polls };
-                    self.outbox.push((Destination::Node(id), m));
+                    self.send_poll(id, 1);
                 }
                 None => {
                     // A full round is over (or there is nobody to poll).
@@ -45,6 +58,13 @@ impl Node {
                 }
             }
         }
+    }
+
+    fn send_poll(&mut self, id: NodeId, attempt: u32) {
+        self.polls = self.polls.wrapping_add(1);
+        self.outstanding = Some((id, self.polls, attempt));
+        let m = Message::NodeStatusQuery { poll: self.polls };
+        self.outbox.push((Destination::Node(id), m));
     }
 
     pub(super) fn announce(&mut self, now: u64) {
@@ -150,10 +170,30 @@ impl Node {
                     status: self.status,
                 };
                 self.outbox.push((to_from, m));
+                // Right behind it, this node's Web Server Status Table for the summary.
+                for m in server_status_answer(poll, self.servers.own()) {
+                    self.outbox.push((to_from, m));
+                }
             }
             Message::NodeStatus { status, .. } => {
+                // Any answer of this node's counts (a retry's answer may overtake the first).
+                if self.outstanding.is_some_and(|(id, _, _)| id == from) {
+                    self.outstanding = None;
+                }
+                if self.unresponsive.remove(&from) {
+                    tracing::info!(node = from.0, "node answers the status poll again");
+                    self.outputs.push_back(Output::NodeJoined(from));
+                }
                 self.status_table.insert(from, (status, now));
             }
+            Message::ServerStatus {
+                poll,
+                chunk,
+                chunks,
+                rows,
+            } => self
+                .servers
+                .on_chunk(from, (poll, chunk, chunks), rows, now),
         }
     }
 
@@ -167,6 +207,11 @@ impl Node {
                         self.repl.release_node(n, now);
                     }
                     self.status_table.remove(&n);
+                    self.servers.forget(n);
+                    self.unresponsive.remove(&n);
+                    if self.outstanding.is_some_and(|(id, _, _)| id == n) {
+                        self.outstanding = None;
+                    }
                     self.outputs.push_back(Output::NodeFailed(n));
                 }
             }

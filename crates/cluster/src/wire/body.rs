@@ -6,8 +6,9 @@
 use pentaflow_balance::NodeId;
 
 use super::{
-    Announce, Message, NodeStatus, Role, WireError, CONFIG_CHUNK, DELTA_CHUNK, LIVE_CHUNK,
-    MAX_REASON, NO_NODE, NO_VERSION, SNAPSHOT_CHUNK,
+    Announce, Message, NodeStatus, Role, ServerRow, WireError, CONFIG_CHUNK, DELTA_CHUNK,
+    LIVE_CHUNK, MAX_CHUNK_ROWS, MAX_REASON, MAX_SERVER_ROWS, MAX_TEXT, NO_NODE, NO_VERSION,
+    SERVER_ROW_FIXED, SNAPSHOT_CHUNK,
 };
 
 fn node_raw(n: Option<NodeId>) -> u16 {
@@ -25,6 +26,47 @@ pub(super) fn truncate_reason(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+/// A text with a one-byte length, cut to [`MAX_TEXT`] bytes on a char boundary.
+fn encode_text(s: &str, o: &mut Vec<u8>) {
+    let s = truncate_reason(s, MAX_TEXT);
+    // MAX_TEXT is 255, so the length always fits the byte.
+    o.push(u8::try_from(s.len()).unwrap_or(u8::MAX));
+    o.extend_from_slice(s.as_bytes());
+}
+
+fn encode_row(row: &ServerRow, o: &mut Vec<u8>) {
+    encode_text(&row.service, o);
+    encode_text(&row.name, o);
+    encode_text(&row.address, o);
+    o.push(u8::from(row.up));
+    o.extend_from_slice(&row.hits.to_be_bytes());
+    o.extend_from_slice(&row.open_connections.to_be_bytes());
+    o.extend_from_slice(&row.avg_response_us.to_be_bytes());
+    o.extend_from_slice(&row.session_groups.to_be_bytes());
+}
+
+fn decode_row(r: &mut Reader<'_>) -> Result<ServerRow, WireError> {
+    Ok(ServerRow {
+        service: r.text("service")?,
+        name: r.text("name")?,
+        address: r.text("address")?,
+        up: match r.u8()? {
+            0 => false,
+            1 => true,
+            _ => {
+                return Err(WireError::BadField {
+                    kind: r.kind,
+                    field: "up",
+                })
+            }
+        },
+        hits: r.u64()?,
+        open_connections: r.u32()?,
+        avg_response_us: r.u32()?,
+        session_groups: r.u32()?,
+    })
 }
 
 pub(super) fn encode_body(m: &Message, o: &mut Vec<u8>) {
@@ -131,6 +173,20 @@ pub(super) fn encode_body(m: &Message, o: &mut Vec<u8>) {
             o.extend_from_slice(&status.hits.to_be_bytes());
             o.extend_from_slice(&status.avg_response_us.to_be_bytes());
             o.extend_from_slice(&status.live_buckets.to_be_bytes());
+        }
+        Message::ServerStatus {
+            poll,
+            chunk,
+            chunks,
+            rows,
+        } => {
+            o.extend_from_slice(&poll.to_be_bytes());
+            o.extend_from_slice(&chunk.to_be_bytes());
+            o.extend_from_slice(&chunks.to_be_bytes());
+            o.extend_from_slice(&count(rows.len()));
+            for row in rows {
+                encode_row(row, o);
+            }
         }
     }
 }
@@ -252,6 +308,27 @@ pub(super) fn decode_body(kind: u8, r: &mut Reader<'_>) -> Result<Message, WireE
                 live_buckets: r.u32()?,
             },
         },
+        13 => {
+            let poll = r.u32()?;
+            let chunk = r.u16()?;
+            let chunks = r.u16()?;
+            if chunks == 0 || chunk >= chunks || usize::from(chunks) > MAX_SERVER_ROWS {
+                return Err(bad("chunk"));
+            }
+            // Each row is at least SERVER_ROW_FIXED bytes: the count is checked against the
+            // bytes left before the vector is allocated; the texts are checked as read.
+            let n = r.count(SERVER_ROW_FIXED, MAX_CHUNK_ROWS)?;
+            let mut rows = Vec::with_capacity(n);
+            for _ in 0..n {
+                rows.push(decode_row(r)?);
+            }
+            Message::ServerStatus {
+                poll,
+                chunk,
+                chunks,
+                rows,
+            }
+        }
         _ => return Err(WireError::UnknownKind { kind }),
     })
 }
@@ -306,6 +383,20 @@ impl<'a> Reader<'a> {
 
     pub(super) fn u64(&mut self) -> Result<u64, WireError> {
         Ok(u64::from_be_bytes(self.array()?))
+    }
+
+    /// A text with a one-byte length (at most [`MAX_TEXT`] by construction), UTF-8 checked.
+    fn text(&mut self, field: &'static str) -> Result<String, WireError> {
+        let n = usize::from(self.u8()?);
+        let kind = self.kind;
+        let bytes = self.take(n)?;
+        std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|source| WireError::BadText {
+                kind,
+                field,
+                source,
+            })
     }
 
     /// A u16 element count, refused if above `max` or if the elements (`each` bytes) cannot

@@ -10,7 +10,10 @@ use toml::Spanned;
 
 use super::{Checker, Zero};
 use crate::file::FileArray;
-use crate::model::{ClusterSettings, DEFAULT_CLUSTER_PORT, DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT};
+use crate::model::{
+    ClusterSettings, DEFAULT_CLUSTER_PORT, DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT,
+    DEFAULT_STATUS_POLL, DEFAULT_STATUS_RETRIES,
+};
 
 /// Shortest cluster key: 128 bits, so tags cannot be brute-forced (the cluster crate's floor).
 const MIN_KEY_BYTES: usize = 16;
@@ -18,9 +21,12 @@ const MIN_KEY_BYTES: usize = 16;
 const MAX_KEY_FILE_BYTES: u64 = 4096;
 /// UDP control port.
 const PORT: RangeInclusive<i64> = 1..=65535;
+/// `status_retries`: beyond a hundred a node that stopped answering is never failed.
+const STATUS_RETRIES: RangeInclusive<i64> = 0..=100;
 
 impl Checker<'_> {
-    /// `key`/`key_file`, `port`, `heartbeat`, `dead_after`, `preempt`; `None` without a key.
+    /// `key`/`key_file`, `port`, `heartbeat`, `dead_after`, `preempt`, `status_poll`,
+    /// `status_retries`, `admin_token`; `None` without a key.
     pub(super) fn cluster(
         &mut self,
         a: &FileArray,
@@ -71,6 +77,18 @@ impl Checker<'_> {
             );
             self.report(at, "array.dead_after", message);
         }
+        let status_poll = self.duration(
+            a.status_poll.as_ref(),
+            "array.status_poll",
+            DEFAULT_STATUS_POLL,
+            Zero::Rejected,
+        );
+        let status_retries = self.int(
+            a.status_retries.as_ref(),
+            "array.status_retries",
+            STATUS_RETRIES,
+            DEFAULT_STATUS_RETRIES,
+        );
         let admin_token = match (&a.admin_token, &a.admin_token_file) {
             (Some(_), Some(file)) => {
                 let message = "set either admin_token or admin_token_file, not both";
@@ -99,19 +117,28 @@ impl Checker<'_> {
             heartbeat,
             dead_after,
             preempt: a.preempt.unwrap_or(false),
+            status_poll,
+            status_retries,
             admin_token,
         })
     }
 
     /// Cluster keys without a cluster key: refused, naming the first.
     fn no_cluster_keys(&mut self, a: &FileArray) {
-        let durations = [("heartbeat", &a.heartbeat), ("dead_after", &a.dead_after)];
+        let durations = [
+            ("heartbeat", &a.heartbeat),
+            ("dead_after", &a.dead_after),
+            ("status_poll", &a.status_poll),
+        ];
         let mut found: Vec<(&str, std::ops::Range<usize>)> = durations
             .iter()
             .filter_map(|(k, v)| v.as_ref().map(|v| (*k, v.span())))
             .collect();
         if let Some(p) = &a.port {
             found.push(("port", p.span()));
+        }
+        if let Some(r) = &a.status_retries {
+            found.push(("status_retries", r.span()));
         }
         let tokens = [
             ("admin_token", &a.admin_token),

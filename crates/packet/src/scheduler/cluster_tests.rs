@@ -56,6 +56,24 @@ fn new_assignments_are_recorded_once() {
 }
 
 #[test]
+fn idle_releases_are_recorded_after_the_assignment() {
+    let mut c = core();
+    c.record_changes();
+    let spec = syn();
+    let b = c.table().bucket_of(spec.src, spec.src_port) as u32;
+    let mut f = spec.build();
+    c.handle(&mut f, 5);
+    c.tick(1_000, 5_000);
+    assert_eq!(c.take_changes(), vec![(b, Some(NodeId(1)))]);
+    c.tick(10_000, 5_000);
+    assert_eq!(c.take_changes(), vec![(b, None)]);
+    // The next flow of the bucket is an assignment again.
+    let mut f = spec.build();
+    c.handle(&mut f, 10_001);
+    assert_eq!(c.take_changes(), vec![(b, Some(NodeId(1)))]);
+}
+
+#[test]
 fn without_recording_nothing_is_kept() {
     let mut c = core();
     let mut f = syn().build();

@@ -24,7 +24,7 @@ use pentaflow_admin::{ControlError, ControlRequest};
 use pentaflow_balance::{BucketTable, NodeCandidate};
 use pentaflow_cluster::{
     ClusterHandle, ClusterInfo, ClusterKey, ClusterView, ConfigEvent, NodeParams, NodeStatus,
-    Output, Role, ShellConfig, ShellError, Timing,
+    Output, Reconfigure, Role, ServerRow, ShellConfig, ShellError, Timing,
 };
 use pentaflow_config::{ArrayConfig, ClusterSettings};
 use pentaflow_packet::{spawn_scheduler, MacAddr, NodeEntry, NodeId, SchedulerHandle};
@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::array::{log_counters, scheduler_config};
+use super::array_change::check_push;
 
 /// How often assignments are forwarded and live buckets reported: well under the cluster's
 /// 150 ms merge deadline, so a takeover's merge sees connections opened a moment before.
@@ -61,6 +62,8 @@ pub(crate) struct ClusterAccess {
     pub(crate) info: watch::Receiver<ClusterInfo>,
     /// Operator actions.
     pub(crate) control: mpsc::Sender<ControlCall>,
+    /// The `[array]` in force: the file's, then each committed one's (nodes may be added).
+    pub(crate) array: watch::Receiver<Arc<ArrayConfig>>,
 }
 
 /// The running control plane of one node. [`ClusterDriver::stop`] stops the scheduler (if
@@ -100,33 +103,39 @@ impl ClusterDriver {
             .filter(|n| n.id != node_id)
             .map(|n| SocketAddr::from((n.address, settings.port)))
             .collect();
-        let handle = pentaflow_cluster::spawn(
-            ShellConfig {
-                params,
-                bind,
-                peers,
-            },
-            Box::new(validate),
-        )
-        .await
-        .with_context(|| format!("cannot start the cluster on {bind}"))?;
+        let shell = ShellConfig {
+            params,
+            bind,
+            peers,
+        };
+        let running = array.clone();
+        let validator = Box::new(move |text: &str| validate(&running, node_id, text));
+        let handle =
+            tokio::task::spawn_blocking(move || pentaflow_cluster::spawn_thread(shell, validator))
+                .await
+                .context("cluster start-up task")?
+                .with_context(|| format!("cannot start the cluster on {bind}"))?;
         if !me.enabled {
             handle.set_enabled(false).await?;
         }
         tracing::info!(node = node_id, %bind, priority = me.priority, "cluster member started");
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
+        let (array_tx, array_rx) = watch::channel(Arc::new(array.clone()));
         let access = ClusterAccess {
             view: handle.view.clone(),
             info: handle.info.clone(),
             control,
+            array: array_rx,
         };
         let (stop, stopped) = oneshot::channel();
         let driver = Driver {
             array: array.clone(),
+            array_tx,
             node_id,
             proxy,
             scheduler: None,
             seen_version: 0,
+            merging: false,
             live: LiveBuckets::new(array),
             last_proposal: None,
             last_takeover: None,
@@ -162,28 +171,64 @@ fn incarnation() -> u64 {
         .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// A duration in whole milliseconds, at least 1.
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
 fn timing(s: &ClusterSettings) -> Timing {
-    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
     Timing {
         interval_ms: ms(s.heartbeat),
         dead_after_ms: ms(s.dead_after),
+        status_poll_ms: ms(s.status_poll),
+        status_retries: s.status_retries,
         ..Timing::default()
     }
 }
 
-/// The cluster's validator: a pushed text must be a valid configuration here.
-fn validate(text: &str) -> Result<(), String> {
-    pentaflow_config::parse(text, pentaflow_config::Source::Inline("pushed".into()))
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+/// The cluster's validator: a pushed text must be a valid configuration here, and change
+/// nothing of `[array]` that needs a restart (see `array_change`). Keys that may change live
+/// never include those, so the array this node started with is the one to compare to.
+fn validate(running: &ArrayConfig, node_id: u16, text: &str) -> Result<(), String> {
+    let config = pentaflow_config::parse(text, pentaflow_config::Source::Inline("pushed".into()))
+        .map_err(|e| e.to_string())?;
+    check_push(running, config.array.as_ref(), node_id)
+}
+
+/// The cluster parameters of node `node_id` in `array` (timers, priority, weight, peers).
+fn reconfigure_of(
+    array: &ArrayConfig,
+    settings: &ClusterSettings,
+    node_id: u16,
+) -> Option<Reconfigure> {
+    let me = array.node(node_id)?;
+    let peers = array
+        .nodes
+        .iter()
+        .filter(|n| n.id != node_id)
+        .map(|n| SocketAddr::from((n.address, settings.port)))
+        .collect();
+    Some(Reconfigure {
+        priority: me.priority,
+        weight: me.weight,
+        timing: timing(settings),
+        preempt: settings.preempt,
+        peers,
+    })
 }
 
 struct Driver {
     array: ArrayConfig,
+    /// Publishes `array` to the status pages.
+    array_tx: watch::Sender<Arc<ArrayConfig>>,
     node_id: u16,
     proxy: Proxy,
     scheduler: Option<SchedulerHandle>,
     seen_version: u64,
+    /// The takeover's live-bucket merge is not over: newer replicas are adopted. After it,
+    /// the data plane is the table's only writer (it reports every assignment and idle
+    /// release), and adopting the replica could revive a bucket it just released.
+    merging: bool,
     live: LiveBuckets,
     /// The last proposal pushed through this node (what a bare `config commit` commits).
     last_proposal: Option<u64>,
@@ -213,7 +258,7 @@ impl Driver {
                 event = handle.events.recv() => match event {
                     Some(event) => {
                         let current = view.borrow().clone();
-                        self.event(event, &current).await;
+                        self.event(&handle, event, &current).await;
                     }
                     None => break,
                 },
@@ -246,14 +291,18 @@ impl Driver {
                 }
                 _ = live.tick() => {
                     let (buckets, open) = self.live.of(&self.proxy.live_clients());
+                    let table = self.proxy.status();
                     let status = NodeStatus {
                         open_connections: open,
                         hits: self.proxy.counters().requests,
+                        avg_response_us: avg_response_us(&table),
                         live_buckets: u32::try_from(buckets.len()).unwrap_or(u32::MAX),
-                        ..NodeStatus::default()
                     };
+                    // This node's Web Server Status Table, for the scheduler's summary.
+                    let servers = table.iter().map(ServerRow::from).collect();
                     if handle.set_live_buckets(buckets).await.is_err()
                         || handle.set_status(status, 0).await.is_err()
+                        || handle.set_server_status(servers).await.is_err()
                     {
                         break;
                     }
@@ -303,7 +352,7 @@ impl Driver {
         }
     }
 
-    async fn event(&mut self, event: Output, view: &ClusterView) {
+    async fn event(&mut self, handle: &ClusterHandle, event: Output, view: &ClusterView) {
         match event {
             Output::BecomeScheduler { table_version } => {
                 tracing::info!(
@@ -322,7 +371,7 @@ impl Driver {
             Output::NodeJoined(n) => tracing::info!(node = n.0, "node joined"),
             Output::AcceptingNew => tracing::info!("live-bucket merge done: assigning new buckets"),
             Output::Config(ConfigEvent::Committed { version, text }) => {
-                self.apply_config(version, &text).await;
+                self.apply_config(handle, view, version, &text).await;
             }
             Output::Config(other) => tracing::info!(event = ?other, "config"),
             other => tracing::debug!(event = ?other, "cluster event"),
@@ -349,6 +398,7 @@ impl Driver {
             Ok(Ok(handle)) => {
                 handle.set_accepting_new(accepting);
                 self.seen_version = view.version;
+                self.merging = !accepting;
                 tracing::info!(
                     node = self.node_id,
                     assigned = view.table.assigned.len(),
@@ -375,31 +425,103 @@ impl Driver {
         tracing::info!(node, why, "scheduler role left; kernel restored");
     }
 
-    /// A new view: node table, takeover hold and newer replicas go to the scheduler.
+    /// A new view: node table, takeover hold and (until the merge is over) newer replicas go
+    /// to the scheduler.
     fn follow(&mut self, view: &ClusterView) {
         let Some(s) = &self.scheduler else {
             return;
         };
         s.update_nodes(node_entries(&self.array, &view.nodes));
         s.set_accepting_new(view.accepting_new);
-        if view.version > self.seen_version {
+        if self.merging && view.version > self.seen_version {
             s.adopt_table(Arc::clone(&view.table));
             self.seen_version = view.version;
         }
-    }
-
-    async fn apply_config(&mut self, version: u64, text: &str) {
-        let source = pentaflow_config::Source::Inline(format!("committed version {version}"));
-        match pentaflow_config::parse(text, source) {
-            Ok(config) => match self.proxy.reload(&config).await {
-                Ok(()) => tracing::info!(version, "committed configuration applied"),
-                Err(e) => {
-                    tracing::error!(version, error = %e, "committed configuration not applied")
-                }
-            },
-            Err(e) => tracing::error!(version, "committed configuration refused here:\n{e}"),
+        if view.accepting_new {
+            self.merging = false;
         }
     }
+
+    /// A committed configuration: the proxy's services and back-ends, then what may change
+    /// live of `[array]` (node list, weights, priorities, timers, `bucket_idle`).
+    async fn apply_config(
+        &mut self,
+        handle: &ClusterHandle,
+        view: &ClusterView,
+        version: u64,
+        text: &str,
+    ) {
+        let source = pentaflow_config::Source::Inline(format!("committed version {version}"));
+        let config = match pentaflow_config::parse(text, source) {
+            Ok(config) => config,
+            Err(e) => {
+                tracing::error!(version, "committed configuration refused here:\n{e}");
+                return;
+            }
+        };
+        if let Err(e) = self.proxy.reload(&config).await {
+            tracing::error!(version, error = %e, "committed configuration not applied");
+            return;
+        }
+        // Validated on every node before the commit; checked again so that a text committed
+        // by a node of another build never half-applies here.
+        if let Err(reason) = check_push(&self.array, config.array.as_ref(), self.node_id) {
+            tracing::error!(version, %reason, "array part of the committed configuration not applied");
+            return;
+        }
+        let (Some(array), Some(settings)) = (
+            config.array.clone(),
+            config.array.as_ref().and_then(|a| a.cluster.clone()),
+        ) else {
+            return;
+        };
+        let was_enabled = self.array.node(self.node_id).map(|n| n.enabled);
+        self.array = array;
+        self.array_tx.send_replace(Arc::new(self.array.clone()));
+        if let Some(r) = reconfigure_of(&self.array, &settings, self.node_id) {
+            if handle.reconfigure(r).await.is_err() {
+                tracing::error!(version, "cluster task gone: array part not applied");
+                return;
+            }
+        }
+        let enabled = self.array.node(self.node_id).map(|n| n.enabled);
+        if enabled != was_enabled {
+            // Only an edit of this node's `enabled` applies; a drain by the operator stays.
+            if let Some(e) = enabled {
+                let _ = handle.set_enabled(e).await;
+            }
+        }
+        if let Some(s) = &self.scheduler {
+            s.update_nodes(node_entries(&self.array, &view.nodes));
+            s.set_bucket_idle(ms(self.array.bucket_idle));
+        }
+        tracing::info!(
+            version,
+            nodes = self.array.nodes.len(),
+            "committed configuration applied (services, back-ends and [array])"
+        );
+    }
+}
+
+/// This node's average back-end response time (µs) over its Web Server Status Table,
+/// weighted by each back-end's hits (0 before the first request).
+fn avg_response_us(table: &[pentaflow_balance::WebServerStatus]) -> u32 {
+    let hits: u64 = table.iter().map(|r| r.hits).sum();
+    if hits == 0 {
+        return 0;
+    }
+    #[allow(clippy::cast_precision_loss)] // hit counts far below 2^52
+    let weighted: f64 = table
+        .iter()
+        .map(|r| r.avg_response_ms * r.hits as f64)
+        .sum();
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss
+    )]
+    let us = (weighted / hits as f64 * 1000.0).clamp(0.0, f64::from(u32::MAX)) as u32;
+    us
 }
 
 /// The scheduler's node table: every configured node with its MAC, alive when the cluster
@@ -496,8 +618,35 @@ mod tests {
     }
 
     #[test]
+    fn average_response_is_weighted_by_hits() {
+        let row = |avg_response_ms, hits| pentaflow_balance::WebServerStatus {
+            service: "web".into(),
+            name: "b".into(),
+            address: "10.0.0.1:80".into(),
+            state: pentaflow_balance::BackendState::Up,
+            weight: 1,
+            avg_response_ms,
+            hits,
+            open_connections: 0,
+            active_requests: 0,
+            failures: 0,
+            session_groups: 0,
+        };
+        assert_eq!(avg_response_us(&[]), 0);
+        assert_eq!(avg_response_us(&[row(9.0, 0)]), 0);
+        // (1 ms × 3 + 5 ms × 1) / 4 = 2 ms.
+        assert_eq!(avg_response_us(&[row(1.0, 3), row(5.0, 1)]), 2_000);
+    }
+
+    #[test]
     fn pushed_text_is_validated() {
-        assert!(validate("[[service]]\nname = 1\n").is_err());
-        assert!(validate(&super::super::lab::array_config_for_tests()).is_ok());
+        let text = super::super::lab::array_config_for_tests();
+        let a = array();
+        assert!(validate(&a, 1, "[[service]]\nname = 1\n").is_err());
+        assert!(validate(&a, 1, &text).is_ok());
+        let moved = text
+            .replace("10.77.1.10\"", "10.77.1.20\"")
+            .replace("10.77.1.10:", "10.77.1.20:");
+        assert!(validate(&a, 1, &moved).unwrap_err().contains("array.vip"));
     }
 }

@@ -2,14 +2,17 @@
 //! (built from the node's [`ClusterAccess`]), operator actions handed to the cluster driver,
 //! and `pentaflow status --cluster`, which prints the document as terminal tables.
 //!
-//! Tables (seed 002): the Node Status Table (Fig. 5: every node with its role, state, load
-//! and connections, and how old each row is) and the bucket-table summary (Fig. 4: buckets
-//! per node, unassigned, version). Must not: compute anything the cluster does not report.
+//! Tables (seed 002): the Node Status Table (Fig. 5: every node with its role, state, load,
+//! connections and hits, and how old each row is — this node's own row has age 0), the
+//! bucket-table summary (Fig. 4: buckets per node, unassigned, version) and, from
+//! [`super::cluster_summary`], the Summary Web Server Status Table (Fig. 8). Must not:
+//! compute anything the cluster does not report.
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -20,6 +23,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use super::cluster::ClusterAccess;
+use super::cluster_summary;
 
 /// Bound on one admin exchange of the command line.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -35,10 +39,24 @@ fn role_name(role: Role) -> &'static str {
 }
 
 /// The `GET /cluster` document.
-pub(crate) fn report(array: &ArrayConfig, access: &ClusterAccess) -> Value {
+pub(crate) fn report(access: &ClusterAccess) -> Value {
     let view = access.view.borrow().clone();
     let info = access.info.borrow().clone();
-    document(array, &view, &info)
+    let array = Arc::clone(&access.array.borrow());
+    document(&array, &view, &info)
+}
+
+/// A node's state for the operator: `failed` (not heard), `unresponsive` (heard, but failed by
+/// the status poll), `draining` (no new buckets; live connections left, or not known here),
+/// `drained` (no new buckets and no live connection: safe to stop), `active`.
+fn node_state(alive: bool, unresponsive: bool, enabled: bool, live: Option<u32>) -> &'static str {
+    match (alive, unresponsive, enabled, live) {
+        (false, ..) => "failed",
+        (true, true, ..) => "unresponsive",
+        (true, false, false, Some(0)) => "drained",
+        (true, false, false, _) => "draining",
+        (true, false, true, _) => "active",
+    }
 }
 
 /// The document from one view and one summary (pure, for tests).
@@ -60,14 +78,23 @@ fn document(array: &ArrayConfig, view: &ClusterView, info: &ClusterInfo) -> Valu
             } else {
                 member.filter(|m| m.alive).map(|m| role_name(m.role))
             };
+            let alive = is_me || member.is_some_and(|m| m.alive);
+            let enabled = if is_me {
+                info.enabled
+            } else {
+                member.map_or(n.enabled, |m| m.enabled)
+            };
+            let unresponsive = member.is_some_and(|m| m.unresponsive);
+            let live = polled.map(|p| p.status.live_buckets);
             json!({
                 "id": n.id,
                 "address": n.address.to_string(),
                 "self": is_me,
-                "alive": is_me || member.is_some_and(|m| m.alive),
+                "alive": alive,
+                "state": node_state(alive, unresponsive, enabled, live),
                 "role": role,
                 "priority": member.map_or(n.priority, |m| m.priority),
-                "enabled": member.map_or(n.enabled, |m| m.enabled),
+                "enabled": enabled,
                 "weight": member.map_or(n.weight, |m| m.weight),
                 "incarnation": member.map(|m| m.incarnation),
                 "heard_ms_ago": if is_me { Some(0) } else { member.map(|m| m.heard_ms_ago) },
@@ -75,7 +102,8 @@ fn document(array: &ArrayConfig, view: &ClusterView, info: &ClusterInfo) -> Valu
                 "config_version": if is_me { Some(view.config_version) } else { member.map(|m| m.config_version) },
                 "load_permille": member.map(|m| m.load),
                 "open_connections": polled.map(|p| p.status.open_connections),
-                "live_buckets": polled.map(|p| p.status.live_buckets),
+                "hits": polled.map(|p| p.status.hits),
+                "live_buckets": live,
                 "status_age_ms": polled.map(|p| p.age_ms),
                 "buckets": by_node.get(&n.id).copied().unwrap_or(0),
             })
@@ -91,6 +119,8 @@ fn document(array: &ArrayConfig, view: &ClusterView, info: &ClusterInfo) -> Valu
         "config_version": view.config_version,
         "nodes": nodes,
         "status_sweep_ms_ago": info.last_sweep_ms_ago,
+        "summary": cluster_summary::json(&info.summary),
+        "server_rows_dropped": info.server_rows_dropped,
         "buckets": {
             "size": view.table.size,
             "version": view.version,
@@ -115,7 +145,7 @@ pub(crate) fn metrics(access: &ClusterAccess) -> Vec<NodeMetric> {
         d.malformed + d.bad_version + d.forged + d.stale + d.replayed + d.own_id + d.not_for_us;
     let alive = info.members.iter().filter(|m| m.alive).count() + 1;
     let as_u64 = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
-    vec![
+    let mut metrics = vec![
         NodeMetric::gauge(
             "cluster_is_scheduler",
             "1 while this node holds the VIP as the array's scheduler.",
@@ -146,7 +176,9 @@ pub(crate) fn metrics(access: &ClusterAccess) -> Vec<NodeMetric> {
             "Control datagrams dropped (malformed, forged, stale, replayed, ...).",
             dropped,
         ),
-    ]
+    ];
+    metrics.extend(cluster_summary::metrics(&info));
+    metrics
 }
 
 /// Hands an operator action to the cluster driver and waits for its answer (called on the
@@ -238,7 +270,7 @@ pub(crate) fn render(doc: &Value) -> String {
     );
     out.push_str("Node Status Table\n");
     out.push_str(
-        "  id  address          role       alive  enabled  prio  weight  heard   conns  live-bk  buckets  table  config  status-age\n",
+        "  id  address          role       state         prio  weight  heard   conns  hits      live-bk  buckets  table  config  status-age\n",
     );
     for n in doc["nodes"].as_array().into_iter().flatten() {
         let ms = |v: &Value| {
@@ -247,16 +279,16 @@ pub(crate) fn render(doc: &Value) -> String {
         };
         let _ = writeln!(
             out,
-            "  {:<3} {:<16} {:<10} {:<6} {:<8} {:<5} {:<7} {:<7} {:<6} {:<8} {:<8} {:<6} {:<7} {}",
+            "  {:<3} {:<16} {:<10} {:<13} {:<5} {:<7} {:<7} {:<6} {:<9} {:<8} {:<8} {:<6} {:<7} {}",
             text(&n["id"]),
             text(&n["address"]),
             text(&n["role"]),
-            text(&n["alive"]),
-            text(&n["enabled"]),
+            text(&n["state"]),
             text(&n["priority"]),
             text(&n["weight"]),
             ms(&n["heard_ms_ago"]),
             text(&n["open_connections"]),
+            text(&n["hits"]),
             text(&n["live_buckets"]),
             text(&n["buckets"]),
             text(&n["table_version"]),
@@ -281,6 +313,7 @@ pub(crate) fn render(doc: &Value) -> String {
             .as_u64()
             .map_or_else(|| "-".to_owned(), |m| format!("{m}ms"))
     );
+    cluster_summary::render(doc, &mut out);
     out
 }
 
@@ -321,6 +354,7 @@ mod tests {
         };
         let info = ClusterInfo {
             node: Some(NodeId(1)),
+            enabled: true,
             members: vec![MemberInfo {
                 id: NodeId(2),
                 alive: true,
@@ -333,16 +367,35 @@ mod tests {
                 config_version: 2,
                 load: 3,
                 heard_ms_ago: 40,
+                unresponsive: false,
             }],
-            polled: vec![PolledStatus {
-                id: NodeId(2),
-                status: pentaflow_cluster::NodeStatus {
-                    open_connections: 7,
-                    ..Default::default()
+            polled: vec![
+                PolledStatus {
+                    id: NodeId(1),
+                    status: pentaflow_cluster::NodeStatus {
+                        hits: 11,
+                        ..Default::default()
+                    },
+                    age_ms: 0,
                 },
-                age_ms: 120,
-            }],
+                PolledStatus {
+                    id: NodeId(2),
+                    status: pentaflow_cluster::NodeStatus {
+                        open_connections: 7,
+                        ..Default::default()
+                    },
+                    age_ms: 120,
+                },
+            ],
             last_sweep_ms_ago: Some(30),
+            summary: vec![pentaflow_cluster::SummaryRow {
+                service: "web".into(),
+                name: "web1".into(),
+                hits: 42,
+                nodes_reporting: 2,
+                up: true,
+                ..Default::default()
+            }],
             ..ClusterInfo::default()
         };
         let doc = document(&array, &view, &info);
@@ -355,6 +408,7 @@ mod tests {
             (n2["role"].as_str(), n2["enabled"].as_bool()),
             (Some("standby"), Some(false))
         );
+        assert_eq!(n2["state"], "drained", "disabled, no live buckets");
         assert_eq!(
             (
                 n2["open_connections"].as_u64(),
@@ -362,8 +416,17 @@ mod tests {
             ),
             (Some(7), Some(120))
         );
-        assert_eq!(doc["nodes"][0]["self"], true);
+        let n1 = &doc["nodes"][0];
+        assert_eq!(n1["self"], true);
+        assert_eq!(
+            (n1["hits"].as_u64(), n1["status_age_ms"].as_u64()),
+            (Some(11), Some(0)),
+            "the scheduler's own row"
+        );
+        assert_eq!(doc["summary"][0]["hits"], 42);
+        assert_eq!(doc["summary"][0]["nodes_reporting"], 2);
         let table = render(&doc);
+        assert!(table.contains("Summary Web Server Status Table"), "{table}");
         assert!(table.contains("Node Status Table"), "{table}");
         assert!(table.contains("10.77.1.12"), "{table}");
         assert!(table.contains("65533 unassigned"), "{table}");

@@ -22,6 +22,8 @@ use super::cluster_status::{exchange, fetch};
 const COMMIT_PATIENCE: Duration = Duration::from_secs(3);
 /// Pause between commit attempts.
 const COMMIT_RETRY: Duration = Duration::from_millis(100);
+/// `node drain --wait` reads the node's status this often (it changes every 100 ms).
+const DRAIN_POLL: Duration = Duration::from_millis(200);
 
 /// Where and how to reach a node's admin API.
 #[derive(Debug, Args)]
@@ -68,6 +70,10 @@ pub(crate) enum NodeCommand {
     Drain {
         #[command(flatten)]
         target: Target,
+        /// Then wait until the node has no live client connection left (its buckets are
+        /// idle: safe to stop), printing the count as it falls; exit 1 if this long passes.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        wait: Option<Duration>,
     },
     /// Give a drained node new buckets again.
     Enable {
@@ -192,11 +198,57 @@ pub(crate) fn run(command: ConfigCommand) -> anyhow::Result<ExitCode> {
 
 /// Runs one `node` verb.
 pub(crate) fn run_node(command: NodeCommand) -> anyhow::Result<ExitCode> {
-    let (target, path, what) = match &command {
-        NodeCommand::Drain { target } => (target, "/cluster/drain", "drained: no new buckets"),
-        NodeCommand::Enable { target } => (target, "/cluster/enable", "enabled: gets new buckets"),
+    let (target, path, what, wait) = match &command {
+        NodeCommand::Drain { target, wait } => {
+            (target, "/cluster/drain", "draining: no new buckets", *wait)
+        }
+        NodeCommand::Enable { target } => {
+            (target, "/cluster/enable", "enabled: gets new buckets", None)
+        }
     };
     let answer = target.post(path, b"")?;
     println!("node {} {what}", answer["node"]);
-    Ok(ExitCode::SUCCESS)
+    match wait {
+        Some(limit) => wait_drained(target.to, limit),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Polls the node's own row of `GET /cluster` until its state is `drained`.
+fn wait_drained(to: SocketAddr, limit: Duration) -> anyhow::Result<ExitCode> {
+    let start = Instant::now();
+    let mut last = None;
+    loop {
+        let doc = fetch(to)?;
+        let me = doc["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["self"] == true)
+            .cloned()
+            .unwrap_or_default();
+        let live = me["live_buckets"].as_u64();
+        if me["state"] == "drained" {
+            println!(
+                "node {} drained after {:.1} s: no live connection left, safe to stop",
+                me["id"],
+                start.elapsed().as_secs_f64()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        if live != last {
+            let live = live.map_or_else(|| "?".to_owned(), |n| n.to_string());
+            println!("  {live} buckets with live connections");
+            last = me["live_buckets"].as_u64();
+        }
+        if start.elapsed() >= limit {
+            eprintln!(
+                "pentaflow: node {} still has live connections after {}",
+                me["id"],
+                humantime::format_duration(limit)
+            );
+            return Ok(ExitCode::from(1));
+        }
+        std::thread::sleep(DRAIN_POLL);
+    }
 }

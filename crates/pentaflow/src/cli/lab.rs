@@ -24,8 +24,9 @@ use pentaflow_lab::{Lab, LabSpec, LabState, Role, LAN_IFACE, WEB_PORT};
 /// The preferred scheduler of a lab: it wins the first election (priority 200); any other
 /// node takes over when it fails.
 const LAB_SCHEDULER: u16 = 1;
-/// Cluster timers of the lab: the defaults (100 ms heartbeat, failed after 300 ms).
-const LAB_CLUSTER: &str = "heartbeat = \"100ms\"\ndead_after = \"300ms\"\n";
+/// Cluster timers of the lab: the defaults (50 ms heartbeat, failed after 200 ms), written out
+/// so the generated file shows what the tests and benchmarks ran with.
+const LAB_CLUSTER: &str = "heartbeat = \"50ms\"\ndead_after = \"200ms\"\n";
 /// The HTTP port the lab's array serves on the VIP.
 const LAB_HTTP_PORT: u16 = 80;
 /// Each node's admin API, on its own loopback (every node has its own namespace).

@@ -2,9 +2,11 @@
 //! the crates; nothing here implements a feature.
 
 mod array;
+mod array_change;
 mod check;
 mod cluster;
 mod cluster_status;
+mod cluster_summary;
 mod config_cmd;
 mod demo;
 mod lab;

@@ -233,8 +233,8 @@ impl StatusSource for ProxyStatus {
     fn cluster_report(&self) -> serde_json::Value {
         self.cluster
             .as_ref()
-            .map_or(serde_json::Value::Null, |(array, access)| {
-                cluster_status::report(array, access)
+            .map_or(serde_json::Value::Null, |(_, access)| {
+                cluster_status::report(access)
             })
     }
 

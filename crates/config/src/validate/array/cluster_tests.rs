@@ -57,9 +57,13 @@ fn a_key_elects_the_scheduler_with_defaults() {
     let c = array.cluster.clone().unwrap();
     assert_eq!(c.key, b"a cluster key of 16+ bytes");
     assert_eq!(c.port, 7946);
-    assert_eq!(c.heartbeat, Duration::from_millis(100));
-    assert_eq!(c.dead_after, Duration::from_millis(300));
+    assert_eq!(c.heartbeat, Duration::from_millis(50));
+    assert_eq!(c.dead_after, Duration::from_millis(200));
     assert!(!c.preempt);
+    assert_eq!(
+        (c.status_poll, c.status_retries),
+        (Duration::from_millis(200), 2)
+    );
     assert_eq!(c.admin_token, None);
     assert_eq!(array.scheduler, 0);
     assert_eq!((array.nodes[0].priority, array.nodes[1].priority), (100, 7));
@@ -96,7 +100,8 @@ fn the_preferred_scheduler_ranks_first_unless_told() {
 fn timers_and_port_are_read() {
     let text = CLUSTER.replace(
         "key = ",
-        "port = 9000\nheartbeat = \"50ms\"\ndead_after = \"1s\"\npreempt = true\nkey = ",
+        "port = 9000\nheartbeat = \"50ms\"\ndead_after = \"1s\"\npreempt = true\n\
+         status_poll = \"1s\"\nstatus_retries = 0\nkey = ",
     );
     let c = parse(&text, Source::Inline("t".into()))
         .unwrap()
@@ -113,6 +118,10 @@ fn timers_and_port_are_read() {
             true
         )
     );
+    assert_eq!(
+        (c.status_poll, c.status_retries),
+        (Duration::from_secs(1), 0)
+    );
 }
 
 #[test]
@@ -124,7 +133,7 @@ fn refusals_name_line_and_key() {
         "at least 16 bytes",
     );
     only_problem(
-        &CLUSTER.replace("key = ", "dead_after = \"100ms\"\nkey = "),
+        &CLUSTER.replace("key = ", "dead_after = \"50ms\"\nkey = "),
         "dead_after",
         "array.dead_after",
         "longer than heartbeat",
@@ -134,6 +143,18 @@ fn refusals_name_line_and_key() {
         "key_file",
         "array.key_file",
         "not both",
+    );
+    only_problem(
+        &CLUSTER.replace("key = ", "status_retries = 101\nkey = "),
+        "status_retries",
+        "array.status_retries",
+        "between 0 and 100",
+    );
+    only_problem(
+        &CLUSTER.replace("key = ", "status_poll = \"0s\"\nkey = "),
+        "status_poll",
+        "array.status_poll",
+        "",
     );
     only_problem(
         &CLUSTER.replace("priority = 7", "priority = 300"),
