@@ -9,7 +9,7 @@
 # PID it starts is killed on exit), or touch any file outside its temporary
 # work directory and bench/out/ (besides the apt install).
 #
-# Usage: bench/run.sh [--all]   (--all: then bench/tls.sh, cdn.sh and l4.sh)
+# Usage: bench/run.sh [--all]   (--all: then bench/tls.sh, cdn.sh, l4.sh and failover.sh)
 #
 # Settings (environment):
 #   BENCH_RUNS=5          rounds; each round runs every target once, alternated
@@ -310,7 +310,7 @@ main() {
   log "report: $OUT_DIR/results-$stamp.md"
 }
 
-# `run.sh --all`: this comparison, then the TLS, CDN and L4 suites, each a
+# `run.sh --all`: this comparison, then the TLS, CDN, L4 and failover suites, each a
 # separate script with its own report (a failing suite does not stop the rest).
 ALL=0
 case ${1:-} in
@@ -321,7 +321,7 @@ esac
 main
 if ((ALL)); then
   cleanup
-  for suite in tls cdn l4; do
+  for suite in tls cdn l4 failover; do
     log "suite $suite: bench/$suite.sh"
     PENTAFLOW_BIN=${PF_BIN:-${PENTAFLOW_BIN:-}} "$HERE/$suite.sh" || log "bench/$suite.sh failed"
   done

@@ -283,5 +283,199 @@ class IdleConnections(unittest.TestCase):
             idle_conns.parse_args(["--host", "192.0.2.1", "--port", "80", "--pid", "1"])
 
 
+
+import socket  # noqa: E402  (the failover tests' imports, kept beside them)
+import threading  # noqa: E402
+import time  # noqa: E402
+
+import failover_probe  # noqa: E402
+
+LAB_STATUS = """lab pf0e22 (VIP 10.77.1.10)
+  host      role    address      up   procs  scheduler
+  node1     Node    10.77.1.11   yes  1      yes
+  node2     Node    10.77.1.12   yes  1
+  client1   Client  10.77.2.11   yes  0
+  node1     standby    scheduler 2 table v4 config v0
+  node2     scheduler  scheduler 2 table v4 config v0
+  node3     down
+  web1      pid 31027   web server  log /run/pentaflow-lab/pf0e22/web1.log
+  node1     pid 31156   pentaflow serve  log /run/pentaflow-lab/pf0e22/node1.log
+  node2     pid 31157   pentaflow serve  log /run/pentaflow-lab/pf0e22/node2.log
+  node1     pid 31200   pentaflow serve  log /run/pentaflow-lab/pf0e22/node1.log
+"""
+
+NODE2_LOG = """2026-11-23T17:47:14.580873Z  INFO pentaflow::cli::cluster: node joined node=3
+2026-11-23T17:47:16.715289Z  WARN pentaflow::cli::cluster: node failed node=3
+2026-11-23T17:47:16.725289Z  WARN pentaflow::cli::cluster: node failed node=1
+2026-11-23T17:47:16.730333Z  INFO pentaflow::cli::cluster: elected scheduler: taking the VIP node=2 table_version=1
+2026-11-23T17:47:16.760664Z  INFO pentaflow_packet::run: scheduler up lan=eth0 vip=10.77.1.10 mac=02:77:01:00:00:02
+2026-11-23T17:47:16.761300Z  INFO pentaflow::cli::cluster: scheduler up (gratuitous ARP sent) node=2 assigned=1
+2026-11-23T17:47:16.761316Z  INFO pentaflow::cli::cluster: live-bucket merge done: assigning new buckets
+"""
+NODE3_LOG = """2026-11-23T17:47:13.000000Z  WARN pentaflow::cli::cluster: node failed node=1
+2026-11-23T17:47:16.718038Z  WARN pentaflow::cli::cluster: node failed node=1
+"""
+
+
+class Failover(unittest.TestCase):
+    """failover_probe.py: statistics, parsers, the report, the probe and its server."""
+
+    def test_median_and_nearest_rank_percentile(self):
+        fp = failover_probe
+        self.assertEqual(fp.median([3, 1, 2]), 2)
+        self.assertEqual(fp.median([4, 1, 3, 2]), 2.5)
+        self.assertIsNone(fp.median([]))
+        self.assertEqual(fp.percentile(range(1, 21), 90), 18)
+        self.assertEqual(fp.percentile(range(1, 21), 100), 20)
+        self.assertEqual(fp.percentile([7], 90), 7)
+        self.assertIsNone(fp.percentile([], 90))
+
+    def test_response_and_body_parsing(self):
+        fp = failover_probe
+        self.assertIsNone(fp.parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"))
+        self.assertIsNone(fp.parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab"))
+        self.assertEqual(fp.parse_response(b"HTTP/1.1 503 No\r\ncontent-length: 2\r\n\r\nok"),
+                         (503, b"ok"))
+        with self.assertRaises(fp.Fail):
+            fp.parse_response(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nbody")
+        self.assertEqual(fp.check_body(b"web2 /p1/r3\n", "/p1/r3"), "web2")
+        with self.assertRaises(fp.Fail):
+            fp.check_body(b"web2 /p1/r4\n", "/p1/r3")
+
+    def test_ss_ports(self):
+        text = ("0      0        10.77.1.10:80      10.77.2.11:45678\n"
+                "0      0        10.77.1.10:80      10.77.2.11:40001 \n\n")
+        self.assertEqual(failover_probe.parse_ss_ports(text), {45678, 40001})
+
+    def test_takeover_events_from_the_nodes_logs(self):
+        fp = failover_probe
+        kill = fp.log_time("2026-11-23T17:47:16.500000Z  x")
+        self.assertAlmostEqual(fp.log_time("2026-11-23T17:47:16.715289Z  WARN x") - kill,
+                               0.215289, places=5)
+        self.assertIsNone(fp.log_time("not a log line"))
+        ev = fp.takeover_events({"node2": NODE2_LOG, "node3": NODE3_LOG}, kill, 1)
+        # node3's failure (another node) and the line before the kill do not count.
+        self.assertAlmostEqual(ev["failed"], 0.218038, places=5)
+        self.assertAlmostEqual(ev["elected"], 0.230333, places=5)
+        self.assertAlmostEqual(ev["up"], 0.2613, places=4)
+        self.assertAlmostEqual(ev["accepting"], 0.261316, places=5)
+        self.assertEqual(ev["by"], "node2")
+        none = fp.takeover_events({"node2": NODE2_LOG}, kill + 10, 1)
+        self.assertEqual(none, {"failed": None, "elected": None, "up": None,
+                                "accepting": None, "by": None})
+
+    def test_lab_status(self):
+        roles, names, pids = failover_probe.parse_lab_status(LAB_STATUS)
+        self.assertEqual(roles, {"node1": "standby", "node2": "scheduler", "node3": "down"})
+        self.assertEqual(names, {"node1": "2", "node2": "2"})
+        self.assertEqual(pids, {"node1": [31156, 31200], "node2": [31157]})
+
+    def row(self, series, rnd, ms, victim="node1", lost_victim=33, lost_surv=0):
+        return {"series": series, "round": rnd, "victim": victim, "new_master": "node2",
+                "failover_ms": ms, "last_failed_start_ms": None, "window_s": 3.0,
+                "probes_failed_after_ok": 0, "conns": {victim: 33, "node2": 67},
+                "lost": {"victim": lost_victim, "survivors": lost_surv, "unattributed": 0,
+                         "before_kill": 0},
+                "survivor_max_latency_ms": 400.0, "loadavg": 1.5,
+                "events_ms": {"failed": 250.0, "elected": 255.0, "up": 290.0,
+                              "accepting": 290.0} if series == "pentaflow" else None}
+
+    def test_stats_count_an_unanswered_kill_as_its_window(self):
+        rows = [self.row("pentaflow", 1, 300.0), self.row("pentaflow", 2, None),
+                self.row("pentaflow", 3, 200.0, lost_surv=2)]
+        st = failover_probe.series_stats(rows)
+        self.assertEqual((st["median"], st["max"], st["min"]), (300.0, 3000.0, 200.0))
+        self.assertEqual(st["unanswered"], 1)
+        self.assertEqual(st["lost_survivors"], 2)
+        self.assertEqual(st["conns_on_victim_median"], 33)
+
+    def test_report_table_ratio_breakdown_and_spurious_takeovers(self):
+        fp = failover_probe
+        rows = [self.row("pentaflow", 1, 300.0), self.row("pentaflow", 2, 340.0),
+                self.row("keepalived-1", 1, 3000.0, lost_victim=100),
+                self.row("keepalived-1", 2, 3100.0, lost_victim=100),
+                {"series": "keepalived-1", "round": 3, "victim": "node2", "loadavg": 4.0,
+                 "aborted": "load failed before the kill: [[1, 2.0, 'ECONNRESET']]"}]
+        settings = fp.read_settings(
+            "date\t2026-11-23 18:00 UTC\nline\tmachine\t2 cores\n"
+            "label\tpentaflow\tpentaflow (heartbeat 100ms)\nlogs\tpentaflow\tnode\n"
+            "label\tkeepalived-1\tkeepalived, advert_int 1 s\n"
+            "logs\tkeepalived-1\tk1-keepalived-node\n")
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "node1.log"), "w") as f:
+                f.write("x elected scheduler: taking the VIP\n" * 2)
+            with open(os.path.join(d, "node2.log"), "w") as f:
+                f.write("x elected scheduler: taking the VIP\n")
+            with open(os.path.join(d, "k1-keepalived-node1.log"), "w") as f:
+                f.write("(k1) Entering MASTER STATE\n" * 4)
+            settings["spurious"] = fp.spurious_takeovers(settings, rows, d)
+        self.assertEqual(settings["spurious"], {"pentaflow": 0, "keepalived-1": 1})
+        text = fp.render_report(rows, settings)
+        self.assertIn("# Failover: pentaflow against keepalived/VRRP, 2026-11-23 18:00 UTC", text)
+        self.assertIn("- machine: 2 cores", text)
+        self.assertIn("| pentaflow (heartbeat 100ms) | 2 | **320** | 340 | 340 | 300 | 0 | **0** "
+                      "| 33 | 33 of 100 | 0 | 0 |", text)
+        self.assertIn("| keepalived, advert_int 1 s | 2 | **3050** |", text)
+        self.assertIn("| 0 | 1 | 1 |\n", text)  # flaps, spurious takeovers, aborted rounds
+        self.assertIn("- keepalived-1 round 3 (node2 the master/scheduler): load failed", text)
+        self.assertIn("keepalived, advert_int 1 s / pentaflow: **9.53×**", text)
+        self.assertIn("| first survivor logs `node failed` (detection) | 250 | 250 | 250 | 250 "
+                      "| 2 |", text)
+        self.assertIn("election + data-plane set-up) | 40 | 40 | 40 | 40 | 2 |", text)
+        self.assertIn("in that order) | 35 | 35 | 35 | 35 | 2 |", text)
+
+    def test_server_and_keepalive_requests(self):
+        fp = failover_probe
+        srv = fp.Server(("127.0.0.1", 0), fp.Handler)
+        srv.name = "node7"
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        try:
+            sock = socket.create_connection(srv.server_address[:2], timeout=5)
+            rfile = sock.makefile("rb")
+            self.assertEqual(fp.request(sock, rfile, "/p1/r0"), "node7")
+            self.assertEqual(fp.request(sock, rfile, "/p1/r1"), "node7")
+            rfile.close()
+            sock.close()
+        finally:
+            srv.shutdown()
+            srv.server_close()
+
+    def test_probe_measures_until_the_server_answers(self):
+        fp = failover_probe
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            addr = s.getsockname()
+        srv = []
+
+        def late_start():
+            time.sleep(0.2)
+            server = fp.Server(addr, fp.Handler)
+            server.name = "late"
+            srv.append(server)
+            server.serve_forever()
+
+        threading.Thread(target=late_start, daemon=True).start()
+        t0 = time.monotonic()
+        try:
+            res = fp.probe_until(addr, t0, window=3.0, connect_timeout=0.05,
+                                 answer_timeout=0.5, gap=0.01, confirm=0.1)
+        finally:
+            for server in srv:
+                server.shutdown()
+                server.server_close()
+        self.assertEqual(res["by"], "late")
+        self.assertGreaterEqual(res["first_ok"], 0.2)
+        self.assertLess(res["first_ok"], 1.0)
+        self.assertGreater(res["failed"], 5, "refused probes before the server listened")
+        self.assertLess(res["last_failed_start"], res["first_ok"])
+        self.assertEqual(res["failed_after_ok"], 0)
+
+    def test_round_refuses_a_pid_that_is_not_what_it_was_told(self):
+        with self.assertRaises(SystemExit):
+            failover_probe.main(["round", "--vip", "127.0.0.1", "--series", "x", "--victim",
+                                 "node1", "--attribute", "body",
+                                 "--kill", "%d:not-this-process" % os.getpid()])
+
+
 if __name__ == "__main__":
     unittest.main()

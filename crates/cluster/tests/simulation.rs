@@ -163,6 +163,25 @@ impl Sim {
         }
     }
 
+    /// Node `i` pushes `text`, the array acks it for a second, node `i` commits it: the
+    /// committed version.
+    fn push_and_commit(&mut self, i: usize, text: &str) -> u64 {
+        let now = self.now;
+        let core = self.nodes[i].core.as_mut().unwrap();
+        let p = core.push_config(text, now).unwrap();
+        self.drain(i);
+        self.run_for(1_000);
+        let now = self.now;
+        let v = self.nodes[i]
+            .core
+            .as_mut()
+            .unwrap()
+            .commit_config(p, now)
+            .unwrap();
+        self.drain(i);
+        v
+    }
+
     fn up(&self, i: usize) -> bool {
         self.nodes[i].core.is_some()
     }
@@ -455,6 +474,15 @@ fn for_seeds(default: std::ops::Range<u64>, f: impl Fn(u64) + std::panic::RefUnw
     }
 }
 
+/// 5 % loss, 2 % duplicates, up to 10 ms of reordering.
+fn lossy() -> NetParams {
+    NetParams {
+        loss: 0.05,
+        dup: 0.02,
+        max_delay: 10,
+    }
+}
+
 fn quiet() -> NetParams {
     NetParams {
         loss: 0.01,
@@ -563,15 +591,7 @@ fn heavy_loss_then_quiet_converges() {
 #[test]
 fn config_push_commit_reaches_every_node_under_loss() {
     for_seeds(300..304, |seed| {
-        let mut sim = Sim::new(
-            seed,
-            4,
-            NetParams {
-                loss: 0.05,
-                dup: 0.02,
-                max_delay: 10,
-            },
-        );
+        let mut sim = Sim::new(seed, 4, lossy());
         sim.run_for(2_000);
         let text = "[node]\n# filler\n".repeat(300);
         let now = sim.now;
@@ -613,36 +633,12 @@ fn config_push_commit_reaches_every_node_under_loss() {
 #[test]
 fn a_node_started_after_a_commit_catches_up_with_the_committed_text() {
     for_seeds(310..313, |seed| {
-        let mut sim = Sim::new(
-            seed,
-            3,
-            NetParams {
-                loss: 0.05,
-                dup: 0.02,
-                max_delay: 10,
-            },
-        );
+        let mut sim = Sim::new(seed, 3, lossy());
         sim.run_for(1_500);
         sim.crash(2);
         sim.run_for(1_000);
         let text = "[node]\n# committed while node 3 was down\n".repeat(200);
-        let now = sim.now;
-        let p = sim.nodes[1]
-            .core
-            .as_mut()
-            .unwrap()
-            .push_config(&text, now)
-            .unwrap();
-        sim.drain(1);
-        sim.run_for(1_000);
-        let now = sim.now;
-        let v = sim.nodes[1]
-            .core
-            .as_mut()
-            .unwrap()
-            .commit_config(p, now)
-            .unwrap();
-        sim.drain(1);
+        let v = sim.push_and_commit(1, &text);
         sim.run_for(6_000);
         sim.start(2);
         sim.run_for(4_000);

@@ -104,6 +104,21 @@ impl LabGuard {
         self.lab.state().prefix.clone()
     }
 
+    /// The configuration file `lab up` gave every node.
+    fn active_config(&self) -> String {
+        std::fs::read_to_string(self.lab.state().dir().join("array.toml")).unwrap()
+    }
+
+    /// The admin token of that file.
+    fn admin_token(&self) -> String {
+        self.active_config()
+            .lines()
+            .find_map(|l| l.strip_prefix("admin_token = "))
+            .unwrap()
+            .trim_matches('"')
+            .to_owned()
+    }
+
     /// `pentaflow lab VERB NODE --lab PREFIX`, asserting success.
     fn verb(&self, verb: &str, node: Option<&str>) {
         let mut c = Command::new(BIN);
@@ -568,19 +583,23 @@ fn a_node_added_under_load_breaks_nothing_and_takes_new_connections() {
     assert!(new_on_node4 > 0, "node4 takes new connections");
 }
 
-/// `pentaflow ARGS` inside `host`, with the lab's admin token; asserts success, returns stdout.
-fn pentaflow_in(lab: &LabGuard, host: &str, token: &str, args: &[&str]) -> String {
+/// `pentaflow ARGS` inside `host`, with the lab's admin token: its exit code and its stdout
+/// followed by its stderr.
+fn pentaflow_run(lab: &LabGuard, host: &str, token: &str, args: &[&str]) -> (Option<i32>, String) {
     let env = format!("PENTAFLOW_ADMIN_TOKEN={token}");
     let mut full = vec!["env", env.as_str(), BIN];
     full.extend_from_slice(args);
     let out = lab.lab.exec(host, &full).unwrap();
-    assert!(
-        out.status.success(),
-        "pentaflow {args:?} in {host}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code(), said)
+}
+
+/// [`pentaflow_run`], asserting success; returns stdout (and stderr, after it).
+fn pentaflow_in(lab: &LabGuard, host: &str, token: &str, args: &[&str]) -> String {
+    let (code, said) = pentaflow_run(lab, host, token, args);
+    assert_eq!(code, Some(0), "pentaflow {args:?} in {host}: {said}");
+    said
 }
 
 #[test]
@@ -592,13 +611,8 @@ fn a_pushed_and_committed_config_changes_the_backends_without_failures() {
     let started = Instant::now();
     let lab = LabGuard::up_with(3, 0, 3);
     let dir = lab.lab.state().dir();
-    let active = std::fs::read_to_string(dir.join("array.toml")).unwrap();
-    let token = active
-        .lines()
-        .find_map(|l| l.strip_prefix("admin_token = "))
-        .unwrap()
-        .trim_matches('"')
-        .to_owned();
+    let active = lab.active_config();
+    let token = lab.admin_token();
     // The same array without web3.
     let web3 = active.find("[[service.backend]]\nname = \"web3\"").unwrap();
     let array = active.find("[array]").unwrap();
@@ -673,13 +687,8 @@ fn a_pushed_array_change_applies_live_and_a_restart_only_one_is_refused() {
     let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
     let lab = LabGuard::up_with(3, 0, 2);
     let dir = lab.lab.state().dir();
-    let active = std::fs::read_to_string(dir.join("array.toml")).unwrap();
-    let token = active
-        .lines()
-        .find_map(|l| l.strip_prefix("admin_token = "))
-        .unwrap()
-        .trim_matches('"')
-        .to_owned();
+    let active = lab.active_config();
+    let token = lab.admin_token();
     let live = active
         .replace("id = 3\n", "id = 3\nweight = 4\npriority = 150\n")
         .replace("[array]\n", "[array]\nbucket_idle = \"30s\"\n");
@@ -730,27 +739,9 @@ fn a_pushed_array_change_applies_live_and_a_restart_only_one_is_refused() {
     assert_ne!(moved, active);
     let moved_path = dir.join("moved.toml");
     std::fs::write(&moved_path, moved).unwrap();
-    let env = format!("PENTAFLOW_ADMIN_TOKEN={token}");
-    let out = lab
-        .lab
-        .exec(
-            "node2",
-            &[
-                "env",
-                &env,
-                BIN,
-                "config",
-                "push",
-                moved_path.to_str().unwrap(),
-            ],
-        )
-        .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success(), "{said}");
+    let moved_path = moved_path.to_str().unwrap();
+    let (code, said) = pentaflow_run(&lab, "node2", &token, &["config", "push", moved_path]);
+    assert_ne!(code, Some(0), "{said}");
     assert!(
         said.contains("array.vip") && said.contains("restart"),
         "{said}"
@@ -781,13 +772,8 @@ fn a_node_added_by_push_joins_and_catches_up_with_the_committed_config() {
     let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
     let lab = LabGuard::up_with(4, 1, 2);
     let dir = lab.lab.state().dir();
-    let active = std::fs::read_to_string(dir.join("array.toml")).unwrap();
-    let token = active
-        .lines()
-        .find_map(|l| l.strip_prefix("admin_token = "))
-        .unwrap()
-        .trim_matches('"')
-        .to_owned();
+    let active = lab.active_config();
+    let token = lab.admin_token();
     let node4 = active.find("[[array.node]]\nid = 4\n").unwrap();
     let without = format!(
         "{}{}",
@@ -882,13 +868,7 @@ fn a_drained_node_keeps_its_connections_and_reports_when_idle() {
     }
     let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
     let lab = LabGuard::up_with(3, 0, 2);
-    let active = std::fs::read_to_string(lab.lab.state().dir().join("array.toml")).unwrap();
-    let token = active
-        .lines()
-        .find_map(|l| l.strip_prefix("admin_token = "))
-        .unwrap()
-        .trim_matches('"')
-        .to_owned();
+    let token = lab.admin_token();
     let mut held = held_connections(&lab, 30);
     let owners = lab.owners(&["node2", "node3"]);
     let port_of = |r: &BufReader<TcpStream>| r.get_ref().local_addr().unwrap().port();
@@ -900,16 +880,8 @@ fn a_drained_node_keeps_its_connections_and_reports_when_idle() {
     } else {
         "node2"
     };
-    let env = format!("PENTAFLOW_ADMIN_TOKEN={token}");
-    let drain = |wait: &str| {
-        let out = lab
-            .lab
-            .exec(victim, &["env", &env, BIN, "node", "drain", "--wait", wait])
-            .unwrap();
-        let said = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        (out.status.code(), said)
-    };
+    let drain =
+        |wait: &str| pentaflow_run(&lab, victim, &token, &["node", "drain", "--wait", wait]);
     let (code, said) = drain("1s");
     assert_eq!(code, Some(1), "live connections left: {said}");
     assert!(said.contains("buckets with live connections"), "{said}");

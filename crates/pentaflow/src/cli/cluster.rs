@@ -7,9 +7,14 @@
 //!   recording its assignments; `StepDown` → stop it (its thread restores the kernel);
 //! * every view change → the scheduler's node table (failed nodes lose their buckets), the
 //!   takeover hold (`accepting_new`) and a newer replica to adopt (the live-bucket merge);
-//! * every [`SYNC_EVERY`] → the scheduler's assignments to the cluster; every [`LIVE_EVERY`]
-//!   this node's live buckets (of the proxy's open client connections) and status;
-//! * `Config(Committed)` → validate and apply the text with `Proxy::reload`.
+//! * every [`SYNC_EVERY`] → the scheduler's assignments and idle releases to the cluster;
+//!   every [`LIVE_EVERY`] this node's live buckets (of the proxy's open client connections),
+//!   its status and its Web Server Status Table (for the scheduler's summary);
+//! * `Config(Committed)` → apply the text: services and back-ends with `Proxy::reload`, then
+//!   what may change live of `[array]` (see `array_change`) to the cluster and the scheduler.
+//!
+//! The cluster shell itself runs on a thread of its own (`spawn_thread`), so client load on
+//! the proxy's workers cannot delay heartbeats into a false failover.
 //!
 //! Must not: decide anything the cluster core decides (who is scheduler, which node failed),
 //! nor touch frames; it only translates between the crates.
@@ -97,12 +102,7 @@ impl ClusterDriver {
             preempt: settings.preempt,
         };
         let bind = SocketAddr::from((me.address, settings.port));
-        let peers = array
-            .nodes
-            .iter()
-            .filter(|n| n.id != node_id)
-            .map(|n| SocketAddr::from((n.address, settings.port)))
-            .collect();
+        let peers = peers_of(array, settings, node_id);
         let shell = ShellConfig {
             params,
             bind,
@@ -195,6 +195,16 @@ fn validate(running: &ArrayConfig, node_id: u16, text: &str) -> Result<(), Strin
     check_push(running, config.array.as_ref(), node_id)
 }
 
+/// The control addresses of every node of `array` but `node_id`.
+fn peers_of(array: &ArrayConfig, settings: &ClusterSettings, node_id: u16) -> Vec<SocketAddr> {
+    array
+        .nodes
+        .iter()
+        .filter(|n| n.id != node_id)
+        .map(|n| SocketAddr::from((n.address, settings.port)))
+        .collect()
+}
+
 /// The cluster parameters of node `node_id` in `array` (timers, priority, weight, peers).
 fn reconfigure_of(
     array: &ArrayConfig,
@@ -202,12 +212,7 @@ fn reconfigure_of(
     node_id: u16,
 ) -> Option<Reconfigure> {
     let me = array.node(node_id)?;
-    let peers = array
-        .nodes
-        .iter()
-        .filter(|n| n.id != node_id)
-        .map(|n| SocketAddr::from((n.address, settings.port)))
-        .collect();
+    let peers = peers_of(array, settings, node_id);
     Some(Reconfigure {
         priority: me.priority,
         weight: me.weight,
