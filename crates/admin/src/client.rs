@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, HOST};
+use http::header::{ACCEPT, AUTHORIZATION, HOST};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::client::conn::http1;
@@ -24,9 +24,13 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// and small enough that a confused peer cannot exhaust the client's memory.
 const MAX_STATUS_BODY: usize = 16 * 1024 * 1024;
 
-/// Client used by `pentaflow status --admin ADDR`: GET /status and parse.
-pub async fn fetch_status(addr: SocketAddr) -> Result<StatusDocument, AdminError> {
-    match tokio::time::timeout(FETCH_TIMEOUT, fetch(addr)).await {
+/// Client used by `pentaflow status --admin ADDR`: GET /status and parse, with the admin
+/// token when the node needs one.
+pub async fn fetch_status(
+    addr: SocketAddr,
+    token: Option<&str>,
+) -> Result<StatusDocument, AdminError> {
+    match tokio::time::timeout(FETCH_TIMEOUT, fetch(addr, token)).await {
         Ok(result) => result,
         Err(_elapsed) => Err(AdminError::Timeout {
             addr,
@@ -35,7 +39,7 @@ pub async fn fetch_status(addr: SocketAddr) -> Result<StatusDocument, AdminError
     }
 }
 
-async fn fetch(addr: SocketAddr) -> Result<StatusDocument, AdminError> {
+async fn fetch(addr: SocketAddr, token: Option<&str>) -> Result<StatusDocument, AdminError> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|source| AdminError::Io { addr, source })?;
@@ -47,10 +51,13 @@ async fn fetch(addr: SocketAddr) -> Result<StatusDocument, AdminError> {
             tracing::debug!(%addr, %error, "admin client connection ended with an error");
         }
     });
-    let request = Request::get("/status")
+    let mut request = Request::get("/status")
         .header(HOST, addr.to_string())
-        .header(ACCEPT, "application/json")
-        .body(Empty::<Bytes>::new());
+        .header(ACCEPT, "application/json");
+    if let Some(token) = token {
+        request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = request.body(Empty::<Bytes>::new());
     let request = request.map_err(|source| AdminError::Request { addr, source })?;
     let response = sender.send_request(request).await.map_err(http)?;
     let status = response.status();

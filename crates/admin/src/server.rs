@@ -98,9 +98,11 @@ pub async fn serve(
 }
 
 /// [`serve`] with options: with a token, also the operator actions `POST /cluster/config`
-/// (push), `/cluster/commit[?proposal=N]`, `/cluster/drain`, `/cluster/enable`, each needing
-/// `Authorization: Bearer <token>` (see [`crate::ControlRequest`]). `GET /cluster` is read-only
-/// like `/status`.
+/// (push), `/cluster/commit[?proposal=N]`, `/cluster/drain`, `/cluster/enable` (see
+/// [`crate::ControlRequest`]), and every page but `/healthz` needs `Authorization: Bearer
+/// <token>` (an array's status pages name its back-ends and nodes; `/healthz` stays open for
+/// whatever checks that the node is up). Without a token the pages are open and the actions
+/// refused.
 pub async fn serve_with(
     listener: TcpListener,
     source: Arc<dyn StatusSource>,
@@ -259,6 +261,11 @@ async fn respond<B>(admin: Arc<Admin>, request: &Request<B>) -> Response<Full<By
         Ok(page) => page,
         Err(refusal) => return refusal.response(),
     };
+    if let Some(token) = admin.token.as_deref() {
+        if let Err((status, message)) = control::authorize(request.headers(), Some(token)) {
+            return owned_text(status, message);
+        }
+    }
     // A snapshot and its encoding take about a millisecond per thousand back-ends, and the
     // source may take a lock: keep that off the runtime's workers, which run the data plane.
     tokio::task::spawn_blocking(move || render(&admin, page))

@@ -12,7 +12,8 @@
 //!
 //! ```toml
 //! [node]                              # optional table
-//! admin = "127.0.0.1:9090"            # optional; admin listener (absent = off)
+//! admin = "127.0.0.1:9090"            # optional; admin listener (absent = off); with [array] not a
+//!                                     # wildcard nor the VIP (a management address)
 //! access_log = true                   # default true
 //! shutdown_grace = "30s"              # default 30s; "0s" = stop at once
 //!
@@ -128,8 +129,9 @@
 //!                                     # a row gets no new buckets and loses its buckets until it
 //!                                     # answers again
 //! admin_token_file = "admin.token"    # optional (or admin_token = "..."; not both; >= 16 bytes; needs
-//!                                     # a key): operator actions on the admin API (config push/commit,
-//!                                     # drain) need `Authorization: Bearer <token>`; none = refused
+//!                                     # a key): the admin API (every page but /healthz, and the
+//!                                     # operator actions: config push/commit, drain) needs
+//!                                     # `Authorization: Bearer <token>`; none = pages open, actions refused
 //!
 //! [[array.node]]                      # >= 1; every node of the array, this one included
 //! id = 1                              # required, unique; 1..=65534

@@ -86,6 +86,9 @@ pub(crate) fn validate(
         .array
         .as_ref()
         .map(|array| checker.array(array, &services));
+    if let (Some(array), Some(admin)) = (&array, node.admin) {
+        checker.admin_off_the_vip(file, array, admin);
+    }
     if checker.problems.is_empty() {
         Ok(Config {
             node,
@@ -113,6 +116,34 @@ impl Checker<'_> {
     /// Line of the start of `span`.
     fn line(&self, span: Range<usize>) -> usize {
         line_col(self.text, span.start).0
+    }
+
+    /// An array node's admin API listens on its management address only: a wildcard or the
+    /// VIP would put the status pages and operator actions on the address clients reach.
+    fn admin_off_the_vip(
+        &mut self,
+        file: &FileConfig,
+        array: &crate::ArrayConfig,
+        admin: SocketAddr,
+    ) {
+        let ip = admin.ip();
+        let why = if ip.is_unspecified() {
+            "listens on every address, the VIP included"
+        } else if ip == std::net::IpAddr::V4(array.vip) {
+            "is the VIP"
+        } else {
+            return;
+        };
+        let span = file
+            .node
+            .as_ref()
+            .and_then(|n| n.get_ref().admin.as_ref())
+            .map_or(0..0, Spanned::span);
+        let message = format!(
+            "{admin} {why}: on an array node the admin API must listen on a management \
+             address (e.g. the node's own address or 127.0.0.1)"
+        );
+        self.report(span, "node.admin", message);
     }
 
     fn node(&mut self, node: Option<&Spanned<FileNode>>, claimed: &mut Vec<Claimed>) -> NodeConfig {

@@ -122,7 +122,13 @@ fn accepted_total(lab: &Lab, node: &str) -> u64 {
     let metrics = run_in(
         lab,
         node,
-        &["curl", "-sf", "http://127.0.0.1:9090/metrics"],
+        &[
+            "curl",
+            "-sf",
+            "-H",
+            &admin_auth(lab),
+            "http://127.0.0.1:9090/metrics",
+        ],
         None,
     );
     metrics
@@ -137,7 +143,25 @@ fn accepted_total(lab: &Lab, node: &str) -> u64 {
 /// A JSON page of a node's admin API (on its own loopback).
 fn admin_json(lab: &Lab, node: &str, path: &str) -> serde_json::Value {
     let url = format!("http://127.0.0.1:9090{path}");
-    serde_json::from_str(&run_in(lab, node, &["curl", "-sf", &url], None)).unwrap()
+    let auth = admin_auth(lab);
+    serde_json::from_str(&run_in(
+        lab,
+        node,
+        &["curl", "-sf", "-H", &auth, &url],
+        None,
+    ))
+    .unwrap()
+}
+
+/// The `Authorization` header the lab's admin APIs want (the token `lab up` wrote).
+fn admin_auth(lab: &Lab) -> String {
+    let config = std::fs::read_to_string(lab.state().dir().join("array.toml")).unwrap();
+    let token = config
+        .lines()
+        .find_map(|l| l.strip_prefix("admin_token = "))
+        .unwrap()
+        .trim_matches('"');
+    format!("Authorization: Bearer {token}")
 }
 
 /// Per `service/back-end`, the hits of a node's own Web Server Status Table (`/status`).

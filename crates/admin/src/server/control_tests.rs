@@ -122,3 +122,29 @@ async fn without_a_token_actions_are_forbidden_and_cluster_is_readable() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.ends_with(r#"{"role":"scheduler"}"#), "{response}");
 }
+
+/// `GET path` with an optional bearer token: the status code.
+async fn get_code(addr: SocketAddr, path: &str, token: Option<&str>) -> u16 {
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n{auth}\r\n");
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn with_a_token_every_page_but_healthz_needs_it() {
+    let token = "0123456789abcdef";
+    let (addr, _source, _stop) = start(Some(token.as_bytes())).await;
+    for page in ["/status", "/metrics", "/cdn", "/cluster"] {
+        assert_eq!(get_code(addr, page, None).await, 401, "{page}");
+        assert_eq!(get_code(addr, page, Some("wrong")).await, 401, "{page}");
+        assert_eq!(get_code(addr, page, Some(token)).await, 200, "{page}");
+    }
+    assert_eq!(get_code(addr, "/healthz", None).await, 200);
+    let doc = crate::fetch_status(addr, Some(token)).await.unwrap();
+    assert_eq!(doc.node, "pentaflow 0.1.0");
+    assert!(crate::fetch_status(addr, None).await.is_err());
+}

@@ -75,7 +75,7 @@ fn get(path: &str) -> String {
 #[tokio::test]
 async fn status_round_trips_through_fetch_status() {
     let server = start().await;
-    let doc = fetch_status(server.addr).await.unwrap();
+    let doc = fetch_status(server.addr, None).await.unwrap();
     let expected = fixture::document();
     assert_eq!(doc.node, "pentaflow 0.1.0");
     assert_eq!(doc.web_servers, expected.web_servers);
@@ -84,7 +84,7 @@ async fn status_round_trips_through_fetch_status() {
 
     // Every request reads the source afresh: nothing is cached between requests.
     server.source.hits.store(101, Ordering::Relaxed);
-    let doc = fetch_status(server.addr).await.unwrap();
+    let doc = fetch_status(server.addr, None).await.unwrap();
     assert_eq!(doc.web_servers[0].hits, 101);
 }
 
@@ -233,23 +233,23 @@ async fn canned(response: &'static str) -> SocketAddr {
 #[tokio::test]
 async fn fetch_status_reports_each_failure() {
     let addr = canned("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n").await;
-    let error = fetch_status(addr).await.unwrap_err();
+    let error = fetch_status(addr, None).await.unwrap_err();
     assert!(
         matches!(error, AdminError::BadStatus { code: 503, .. }),
         "{error:?}"
     );
 
     let addr = canned("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nnot json!").await;
-    let error = fetch_status(addr).await.unwrap_err();
+    let error = fetch_status(addr, None).await.unwrap_err();
     assert!(matches!(error, AdminError::Decode { .. }), "{error:?}");
     assert!(error.to_string().contains(&addr.to_string()), "{error}");
 
     let addr = canned("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"node\":").await;
-    let error = fetch_status(addr).await.unwrap_err();
+    let error = fetch_status(addr, None).await.unwrap_err();
     assert!(matches!(error, AdminError::Body { .. }), "{error:?}");
 
     let addr = canned("this is not HTTP\r\n\r\n").await;
-    let error = fetch_status(addr).await.unwrap_err();
+    let error = fetch_status(addr, None).await.unwrap_err();
     assert!(matches!(error, AdminError::Http { .. }), "{error:?}");
 
     // A port nobody listens on: bind one, then free it.
@@ -258,7 +258,7 @@ async fn fetch_status_reports_each_failure() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let error = fetch_status(addr).await.unwrap_err();
+    let error = fetch_status(addr, None).await.unwrap_err();
     assert!(matches!(error, AdminError::Io { .. }), "{error:?}");
 }
 
@@ -271,7 +271,7 @@ async fn fetch_status_times_out_on_a_silent_peer() {
         let (_stream, _) = listener.accept().await.unwrap();
         std::future::pending::<()>().await;
     });
-    let error = fetch_status(addr).await.unwrap_err();
+    let error = fetch_status(addr, None).await.unwrap_err();
     assert!(matches!(error, AdminError::Timeout { .. }), "{error:?}");
     silent.abort();
 }

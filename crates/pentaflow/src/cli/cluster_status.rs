@@ -232,8 +232,8 @@ pub(crate) fn exchange(
 }
 
 /// The `/cluster` document of a node.
-pub(crate) fn fetch(admin: SocketAddr) -> anyhow::Result<Value> {
-    let (code, body) = exchange(admin, "GET", "/cluster", None, b"")?;
+pub(crate) fn fetch(admin: SocketAddr, token: Option<&str>) -> anyhow::Result<Value> {
+    let (code, body) = exchange(admin, "GET", "/cluster", token, b"")?;
     if code != 200 {
         bail!("{admin} answered HTTP {code}: {}", body.trim());
     }
@@ -241,8 +241,8 @@ pub(crate) fn fetch(admin: SocketAddr) -> anyhow::Result<Value> {
 }
 
 /// `pentaflow status --cluster`.
-pub(crate) fn run(admin: SocketAddr, json: bool) -> anyhow::Result<ExitCode> {
-    let doc = fetch(admin)?;
+pub(crate) fn run(admin: SocketAddr, json: bool, token: Option<&str>) -> anyhow::Result<ExitCode> {
+    let doc = fetch(admin, token)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else if doc.is_null() {

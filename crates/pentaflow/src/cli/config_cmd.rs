@@ -57,9 +57,8 @@ pub(crate) enum ConfigCommand {
     },
     /// Print the active configuration version on every node.
     Show {
-        /// The node's admin address.
-        #[arg(long, default_value = "127.0.0.1:9090")]
-        to: SocketAddr,
+        #[command(flatten)]
+        target: Target,
     },
 }
 
@@ -82,17 +81,23 @@ pub(crate) enum NodeCommand {
     },
 }
 
+/// The admin token from `--token-file`, else env `PENTAFLOW_ADMIN_TOKEN`, else none (a node
+/// without a token serves its pages to anyone on its management address).
+pub(crate) fn optional_token(token_file: Option<&Path>) -> anyhow::Result<Option<String>> {
+    let token = match token_file {
+        Some(path) => Some(read_token(path)?),
+        None => std::env::var("PENTAFLOW_ADMIN_TOKEN").ok(),
+    };
+    if token.as_deref() == Some("") {
+        bail!("the admin token is empty");
+    }
+    Ok(token)
+}
+
 impl Target {
     fn token(&self) -> anyhow::Result<String> {
-        let token = match &self.token_file {
-            Some(path) => read_token(path)?,
-            None => std::env::var("PENTAFLOW_ADMIN_TOKEN")
-                .context("no admin token: pass --token-file or set PENTAFLOW_ADMIN_TOKEN")?,
-        };
-        if token.is_empty() {
-            bail!("the admin token is empty");
-        }
-        Ok(token)
+        optional_token(self.token_file.as_deref())?
+            .context("no admin token: pass --token-file or set PENTAFLOW_ADMIN_TOKEN")
     }
 
     /// POSTs to `path`; the JSON answer, or the node's refusal as the error.
@@ -174,8 +179,9 @@ pub(crate) fn run(command: ConfigCommand) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        ConfigCommand::Show { to } => {
-            let doc = fetch(to)?;
+        ConfigCommand::Show { target } => {
+            let to = target.to;
+            let doc = fetch(to, optional_token(target.token_file.as_deref())?.as_deref())?;
             if doc.is_null() {
                 bail!("{to} is not part of an array cluster");
             }
@@ -209,17 +215,18 @@ pub(crate) fn run_node(command: NodeCommand) -> anyhow::Result<ExitCode> {
     let answer = target.post(path, b"")?;
     println!("node {} {what}", answer["node"]);
     match wait {
-        Some(limit) => wait_drained(target.to, limit),
+        Some(limit) => wait_drained(target, limit),
         None => Ok(ExitCode::SUCCESS),
     }
 }
 
 /// Polls the node's own row of `GET /cluster` until its state is `drained`.
-fn wait_drained(to: SocketAddr, limit: Duration) -> anyhow::Result<ExitCode> {
+fn wait_drained(target: &Target, limit: Duration) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
     let mut last = None;
+    let token = target.token()?;
     loop {
-        let doc = fetch(to)?;
+        let doc = fetch(target.to, Some(&token))?;
         let me = doc["nodes"]
             .as_array()
             .into_iter()

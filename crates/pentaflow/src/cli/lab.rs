@@ -319,6 +319,12 @@ fn probe(vip: SocketAddr) -> bool {
         && answer.starts_with("HTTP/1.1 200")
 }
 
+/// The admin token of lab `prefix` (in its generated configuration; root on this machine is
+/// the lab's only operator, so it is no secret beyond that).
+pub(crate) fn lab_admin_token(prefix: &str) -> String {
+    format!("pentaflow lab {prefix} admin token")
+}
+
 /// The one configuration every node of the lab gets: a service on VIP:80 in front of every
 /// web server, and the `[array]` of all nodes with node 1 the scheduler.
 pub(crate) fn array_config(state: &LabState) -> String {
@@ -349,9 +355,10 @@ pub(crate) fn array_config(state: &LabState) -> String {
         out,
         "\n[array]\nvip = \"{}\"\ninterface = \"{LAN_IFACE}\"\nscheduler = {LAB_SCHEDULER}\n\
          key = \"pentaflow lab {prefix} cluster key\"\n\
-         admin_token = \"pentaflow lab {prefix} admin token\"\n{LAB_CLUSTER}",
+         admin_token = \"{token}\"\n{LAB_CLUSTER}",
         state.vip,
-        prefix = state.prefix
+        prefix = state.prefix,
+        token = lab_admin_token(&state.prefix),
     );
     for (i, node) in state.hosts_of(Role::Node).enumerate() {
         let ip = node.ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
@@ -438,7 +445,10 @@ fn status(prefix: Option<String>) -> anyhow::Result<ExitCode> {
                 println!("  {:<9} down", host.name);
                 continue;
             }
-            let doc = lab.run_in(&host.name, || super::cluster_status::fetch(admin))?;
+            let token = lab_admin_token(&lab.state().prefix);
+            let doc = lab.run_in(&host.name, || {
+                super::cluster_status::fetch(admin, Some(&token))
+            })?;
             match doc {
                 Ok(d) if !d.is_null() => println!(
                     "  {:<9} {:<10} scheduler {} table v{} config v{}",

@@ -76,6 +76,10 @@ enum Command {
         /// The array as this node sees it: Node Status Table, bucket table (`GET /cluster`).
         #[arg(long)]
         cluster: bool,
+        /// File holding the admin token, for a node that has one (`[array] admin_token`); or
+        /// env PENTAFLOW_ADMIN_TOKEN.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
     },
     /// Push, commit and show the array's configuration through a node's admin API.
     #[command(subcommand)]
@@ -100,9 +104,16 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status {
             admin,
             json,
-            cluster: true,
-        } => cluster_status::run(admin, json),
-        Command::Status { admin, json, .. } => runtime(Some(1))?.block_on(status::run(admin, json)),
+            cluster,
+            token_file,
+        } => {
+            let token = config_cmd::optional_token(token_file.as_deref())?;
+            if cluster {
+                cluster_status::run(admin, json, token.as_deref())
+            } else {
+                runtime(Some(1))?.block_on(status::run(admin, json, token.as_deref()))
+            }
+        }
         Command::Config(command) => config_cmd::run(command),
         Command::Node(command) => config_cmd::run_node(command),
     }

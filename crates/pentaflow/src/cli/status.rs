@@ -6,8 +6,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 /// Prints the status document of the node whose admin API listens on `admin`.
-pub(crate) async fn run(admin: SocketAddr, json: bool) -> anyhow::Result<ExitCode> {
-    let doc = pentaflow_admin::fetch_status(admin)
+pub(crate) async fn run(
+    admin: SocketAddr,
+    json: bool,
+    token: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let doc = pentaflow_admin::fetch_status(admin, token)
         .await
         .with_context(|| format!("cannot read status from the admin API at {admin}"))?;
     if json {

@@ -203,3 +203,16 @@ fn the_admin_token_is_read_and_checked() {
         "the admin token must be at least 16 bytes",
     );
 }
+
+#[test]
+fn an_array_nodes_admin_stays_off_the_vip() {
+    for (admin, says) in [
+        ("0.0.0.0:9090", "listens on every address"),
+        ("10.77.1.10:9090", "is the VIP"),
+    ] {
+        let text = format!("[node]\nadmin = \"{admin}\"\n\n{CLUSTER}");
+        only_problem(&text, "admin =", "node.admin", says);
+    }
+    let ok = format!("[node]\nadmin = \"127.0.0.1:9090\"\n\n{CLUSTER}");
+    assert!(parse(&ok, Source::Inline("t".into())).is_ok());
+}
