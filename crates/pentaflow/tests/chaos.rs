@@ -882,6 +882,26 @@ fn a_drained_node_keeps_its_connections_and_reports_when_idle() {
     };
     let drain =
         |wait: &str| pentaflow_run(&lab, victim, &token, &["node", "drain", "--wait", wait]);
+    // Its load (open connections against max_connections) reaches the scheduler's table.
+    let id = &victim[4..];
+    let until = Instant::now() + Duration::from_secs(3);
+    let load = loop {
+        let doc = pentaflow_in(&lab, "node1", &token, &["status", "--cluster", "--json"]);
+        let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
+        let row = doc["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"].to_string() == id)
+            .cloned()
+            .unwrap();
+        let load = row["load_permille"].as_u64().unwrap_or(0);
+        if load > 0 || Instant::now() > until {
+            break load;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(load > 0, "{victim} announces its load");
     let (code, said) = drain("1s");
     assert_eq!(code, Some(1), "live connections left: {said}");
     assert!(said.contains("buckets with live connections"), "{said}");

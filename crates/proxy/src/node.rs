@@ -308,6 +308,11 @@ impl Proxy {
             .collect()
     }
 
+    /// The current `max_connections` (it follows reloads).
+    pub fn connection_limit(&self) -> usize {
+        self.shared.max_connections.load(Ordering::Relaxed)
+    }
+
     /// Node-wide counters.
     pub fn counters(&self) -> NodeCounters {
         let c = &self.shared.counters;

@@ -297,6 +297,7 @@ impl Driver {
                 _ = live.tick() => {
                     let (buckets, open) = self.live.of(&self.proxy.live_clients());
                     let table = self.proxy.status();
+                    let load = load_permille(open, self.proxy.connection_limit());
                     let status = NodeStatus {
                         open_connections: open,
                         hits: self.proxy.counters().requests,
@@ -306,7 +307,7 @@ impl Driver {
                     // This node's Web Server Status Table, for the scheduler's summary.
                     let servers = table.iter().map(ServerRow::from).collect();
                     if handle.set_live_buckets(buckets).await.is_err()
-                        || handle.set_status(status, 0).await.is_err()
+                        || handle.set_status(status, load).await.is_err()
                         || handle.set_server_status(servers).await.is_err()
                     {
                         break;
@@ -508,6 +509,14 @@ impl Driver {
     }
 }
 
+/// The load a node announces: its open client connections against `max_connections`, in
+/// per mille (1000 = the next connection is refused).
+fn load_permille(open: u32, limit: usize) -> u16 {
+    let limit = u64::try_from(limit).unwrap_or(u64::MAX).max(1);
+    let permille = (u64::from(open) * 1000 / limit).min(1000);
+    u16::try_from(permille).unwrap_or(1000)
+}
+
 /// This node's average back-end response time (µs) over its Web Server Status Table,
 /// weighted by each back-end's hits (0 before the first request).
 fn avg_response_us(table: &[pentaflow_balance::WebServerStatus]) -> u32 {
@@ -620,6 +629,14 @@ mod tests {
         assert_eq!(entries.len(), a.nodes.len());
         assert!(!entries[0].alive, "node 1 is not listed: failed");
         assert!(entries[1].alive && !entries[1].enabled && entries[1].weight == 5);
+    }
+
+    #[test]
+    fn load_is_open_connections_against_the_limit() {
+        assert_eq!(load_permille(0, 10_000), 0);
+        assert_eq!(load_permille(2_500, 10_000), 250);
+        assert_eq!(load_permille(20_000, 10_000), 1000, "capped");
+        assert_eq!(load_permille(3, 0), 1000, "no division by zero");
     }
 
     #[test]
