@@ -883,7 +883,7 @@ fn a_drained_node_keeps_its_connections_and_reports_when_idle() {
     let drain =
         |wait: &str| pentaflow_run(&lab, victim, &token, &["node", "drain", "--wait", wait]);
     // Its load (open connections against max_connections) reaches the scheduler's table.
-    let id = &victim[4..];
+    let id: u64 = victim[4..].parse().unwrap();
     let until = Instant::now() + Duration::from_secs(3);
     let load = loop {
         let doc = pentaflow_in(&lab, "node1", &token, &["status", "--cluster", "--json"]);
@@ -892,7 +892,7 @@ fn a_drained_node_keeps_its_connections_and_reports_when_idle() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|n| n["id"].to_string() == id)
+            .find(|n| n["id"] == id)
             .cloned()
             .unwrap();
         let load = row["load_permille"].as_u64().unwrap_or(0);
