@@ -872,14 +872,18 @@ fn a_drained_node_keeps_its_connections_and_reports_when_idle() {
     let mut held = held_connections(&lab, 30);
     let owners = lab.owners(&["node2", "node3"]);
     let port_of = |r: &BufReader<TcpStream>| r.get_ref().local_addr().unwrap().port();
-    let victim = if held
-        .iter()
-        .any(|r| owners.get(&port_of(r)).is_some_and(|n| n == "node3"))
-    {
+    // The standby serving more of them (30 connections over 3 nodes: it serves some).
+    let on = |node: &str| {
+        held.iter()
+            .filter(|r| owners.get(&port_of(r)).is_some_and(|n| n == node))
+            .count()
+    };
+    let victim = if on("node3") >= on("node2") {
         "node3"
     } else {
         "node2"
     };
+    assert!(on(victim) > 0, "{owners:?}");
     let drain =
         |wait: &str| pentaflow_run(&lab, victim, &token, &["node", "drain", "--wait", wait]);
     // Its load (open connections against max_connections) reaches the scheduler's table.
@@ -915,7 +919,13 @@ fn a_drained_node_keeps_its_connections_and_reports_when_idle() {
         .iter()
         .filter(|r| on_victim.contains(&port_of(r)))
         .count();
-    assert_eq!(new_there, 0, "no new connection on the drained {victim}");
+    // A bucket keeps its node while it is in use, drained or not: a fresh connection whose
+    // client port falls in a bucket the victim already serves (one of ~10 of 65,536, about
+    // one chance in 200 per connection) goes there. Without the drain a third would.
+    assert!(
+        new_there <= 2,
+        "{new_there} of 30 new connections on the drained {victim}"
+    );
     drop(held);
     drop(fresh);
     let (code, said) = drain("10s");
