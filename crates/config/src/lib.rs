@@ -79,7 +79,7 @@ pub fn parse(text: &str, source: Source) -> Result<Config, ConfigError> {
         }
     })?;
     let base_dir = match &source {
-        Source::File(path) => path.parent(),
+        Source::File(path) | Source::Pushed { dest: path, .. } => path.parent(),
         Source::Inline(_) => None,
     };
     validate::validate(&file, text, base_dir).map_err(|mut problems| {

@@ -386,6 +386,14 @@ pub enum Source {
     File(PathBuf),
     /// Text given directly (tests, the embedded demo), with a label.
     Inline(String),
+    /// Text that is to become the file `dest` (a configuration pushed to an array node): named
+    /// by `label` in errors, its relative paths resolve against `dest`'s directory.
+    Pushed {
+        /// How errors name it.
+        label: String,
+        /// The file it will be written to.
+        dest: PathBuf,
+    },
 }
 
 /// Default `[tls_tickets] lifetime`: a working day, so a returning client resumes, while a
@@ -586,7 +594,7 @@ impl Source {
     pub fn name(&self) -> String {
         match self {
             Source::File(path) => path.display().to_string(),
-            Source::Inline(label) => label.clone(),
+            Source::Inline(label) | Source::Pushed { label, .. } => label.clone(),
         }
     }
 }

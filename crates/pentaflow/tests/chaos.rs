@@ -731,6 +731,14 @@ fn a_pushed_array_change_applies_live_and_a_restart_only_one_is_refused() {
         "node1",
         "no preemption by a raised priority"
     );
+    // Every node wrote the committed file over the one it started from, so a restart or a
+    // SIGHUP keeps it. (The lab's nodes share one file, so which copy `.previous` holds depends
+    // on their order; the unit test of `persist` checks it.)
+    assert_eq!(
+        lab.active_config(),
+        std::fs::read_to_string(&live_path).unwrap()
+    );
+    assert!(dir.join("array.toml.previous").exists());
 
     // Moving the VIP needs a restart: every node refuses it, naming the key.
     let moved = active

@@ -21,6 +21,7 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -86,6 +87,7 @@ impl ClusterDriver {
         settings: &ClusterSettings,
         node_id: u16,
         proxy: Proxy,
+        config_path: Option<PathBuf>,
     ) -> anyhow::Result<Self> {
         let me = array
             .node(node_id)
@@ -109,7 +111,9 @@ impl ClusterDriver {
             peers,
         };
         let running = array.clone();
-        let validator = Box::new(move |text: &str| validate(&running, node_id, text));
+        let dest = config_path.clone();
+        let validator =
+            Box::new(move |text: &str| validate(&running, node_id, dest.as_deref(), text));
         let handle =
             tokio::task::spawn_blocking(move || pentaflow_cluster::spawn_thread(shell, validator))
                 .await
@@ -131,6 +135,7 @@ impl ClusterDriver {
         let driver = Driver {
             array: array.clone(),
             array_tx,
+            config_path,
             node_id,
             proxy,
             scheduler: None,
@@ -189,10 +194,53 @@ fn timing(s: &ClusterSettings) -> Timing {
 /// The cluster's validator: a pushed text must be a valid configuration here, and change
 /// nothing of `[array]` that needs a restart (see `array_change`). Keys that may change live
 /// never include those, so the array this node started with is the one to compare to.
-fn validate(running: &ArrayConfig, node_id: u16, text: &str) -> Result<(), String> {
-    let config = pentaflow_config::parse(text, pentaflow_config::Source::Inline("pushed".into()))
+fn validate(
+    running: &ArrayConfig,
+    node_id: u16,
+    dest: Option<&Path>,
+    text: &str,
+) -> Result<(), String> {
+    let config = pentaflow_config::parse(text, pushed_source("pushed configuration", dest))
         .map_err(|e| e.to_string())?;
     check_push(running, config.array.as_ref(), node_id)
+}
+
+/// How a pushed text is parsed: as the file it will replace (relative paths resolve beside
+/// it), or, for a node started without a file, from the current directory.
+fn pushed_source(label: &str, dest: Option<&Path>) -> pentaflow_config::Source {
+    match dest {
+        Some(dest) => pentaflow_config::Source::Pushed {
+            label: label.to_owned(),
+            dest: dest.to_owned(),
+        },
+        None => pentaflow_config::Source::Inline(label.to_owned()),
+    }
+}
+
+/// Writes a committed configuration over this node's file, so that a restart or a SIGHUP keeps
+/// it rather than bringing back the old one: into a temporary file beside it with the old
+/// file's permissions, renamed over it (atomic); the replaced file is kept as `FILE.previous`.
+fn persist(path: &Path, text: &str) -> std::io::Result<()> {
+    // Already there (a late joiner started from it, or the nodes of a lab sharing one file):
+    // rewriting would only replace `.previous` with the same text.
+    if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
+        return Ok(());
+    }
+    let beside = |suffix: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    let tmp = beside(&format!(".{}.tmp", std::process::id()));
+    std::fs::write(&tmp, text)?;
+    let written = std::fs::metadata(path)
+        .and_then(|old| std::fs::set_permissions(&tmp, old.permissions()))
+        .and_then(|()| std::fs::copy(path, beside(".previous")).map(|_| ()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// The control addresses of every node of `array` but `node_id`.
@@ -226,6 +274,8 @@ struct Driver {
     array: ArrayConfig,
     /// Publishes `array` to the status pages.
     array_tx: watch::Sender<Arc<ArrayConfig>>,
+    /// The file this node was started from: committed configurations are written over it.
+    config_path: Option<PathBuf>,
     node_id: u16,
     proxy: Proxy,
     scheduler: Option<SchedulerHandle>,
@@ -457,7 +507,8 @@ impl Driver {
         version: u64,
         text: &str,
     ) {
-        let source = pentaflow_config::Source::Inline(format!("committed version {version}"));
+        let label = format!("committed version {version}");
+        let source = pushed_source(&label, self.config_path.as_deref());
         let config = match pentaflow_config::parse(text, source) {
             Ok(config) => config,
             Err(e) => {
@@ -468,6 +519,18 @@ impl Driver {
         if let Err(e) = self.proxy.reload(&config).await {
             tracing::error!(version, error = %e, "committed configuration not applied");
             return;
+        }
+        if let Some(path) = self.config_path.clone() {
+            let text = text.to_owned();
+            let shown = path.display().to_string();
+            match tokio::task::spawn_blocking(move || persist(&path, &text)).await {
+                Ok(Ok(())) => {
+                    tracing::info!(version, file = %shown, "committed configuration written")
+                }
+                Ok(Err(e)) => tracing::warn!(version, file = %shown, error = %e,
+                    "committed configuration not written: a restart or SIGHUP would bring back the old file"),
+                Err(e) => tracing::warn!(version, error = %e, "config write task"),
+            }
         }
         // Validated on every node before the commit; checked again so that a text committed
         // by a node of another build never half-applies here.
@@ -632,6 +695,35 @@ mod tests {
     }
 
     #[test]
+    fn a_committed_file_replaces_the_old_one_which_is_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("pf-persist-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("node.toml");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        persist(&path, "new").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("node.toml.previous")).unwrap(),
+            "old"
+        );
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640, "the old file's permissions");
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(left.len(), 2, "no temporary file left");
+        // The same text again changes nothing (the previous version stays).
+        persist(&path, "new").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("node.toml.previous")).unwrap(),
+            "old"
+        );
+        // A file that cannot be written leaves nothing behind and says why.
+        assert!(persist(&dir.join("missing").join("x.toml"), "t").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn load_is_open_connections_against_the_limit() {
         assert_eq!(load_permille(0, 10_000), 0);
         assert_eq!(load_permille(2_500, 10_000), 250);
@@ -664,11 +756,13 @@ mod tests {
     fn pushed_text_is_validated() {
         let text = super::super::lab::array_config_for_tests();
         let a = array();
-        assert!(validate(&a, 1, "[[service]]\nname = 1\n").is_err());
-        assert!(validate(&a, 1, &text).is_ok());
+        assert!(validate(&a, 1, None, "[[service]]\nname = 1\n").is_err());
+        assert!(validate(&a, 1, None, &text).is_ok());
         let moved = text
             .replace("10.77.1.10\"", "10.77.1.20\"")
             .replace("10.77.1.10:", "10.77.1.20:");
-        assert!(validate(&a, 1, &moved).unwrap_err().contains("array.vip"));
+        assert!(validate(&a, 1, None, &moved)
+            .unwrap_err()
+            .contains("array.vip"));
     }
 }

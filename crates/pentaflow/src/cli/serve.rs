@@ -73,7 +73,8 @@ async fn run_array_node(
     let cluster = match (&config.array, &array) {
         (Some(a), Some(role)) => match &a.cluster {
             Some(settings) => {
-                match ClusterDriver::start(a, settings, role.node_id(), proxy.clone()).await {
+                let file = reload_from.clone();
+                match ClusterDriver::start(a, settings, role.node_id(), proxy.clone(), file).await {
                     Ok(driver) => Some(driver),
                     Err(e) => {
                         let _ = proxy.shutdown(std::time::Duration::ZERO).await;
