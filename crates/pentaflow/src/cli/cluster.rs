@@ -11,7 +11,7 @@
 //!   every [`LIVE_EVERY`] this node's live buckets (of the proxy's open client connections),
 //!   its status and its Web Server Status Table (for the scheduler's summary);
 //! * `Config(Committed)` → apply the text: services and back-ends with `Proxy::reload`, then
-//!   what may change live of `[array]` (see `array_change`) to the cluster and the scheduler.
+//!   what may change live of `[array]` (see `pushed_config`) to the cluster and the scheduler.
 //!
 //! The cluster shell itself runs on a thread of its own (`spawn_thread`), so client load on
 //! the proxy's workers cannot delay heartbeats into a false failover.
@@ -19,15 +19,14 @@
 //! Must not: decide anything the cluster core decides (who is scheduler, which node failed),
 //! nor touch frames; it only translates between the crates.
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use pentaflow_admin::{ControlError, ControlRequest};
-use pentaflow_balance::{BucketTable, NodeCandidate};
+use pentaflow_balance::NodeCandidate;
 use pentaflow_cluster::{
     ClusterHandle, ClusterInfo, ClusterKey, ClusterView, ConfigEvent, NodeParams, NodeStatus,
     Output, Reconfigure, Role, ServerRow, ShellConfig, ShellError, Timing,
@@ -39,7 +38,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::array::{log_counters, scheduler_config};
-use super::array_change::check_push;
+use super::node_report::{avg_response_us, load_permille, LiveBuckets};
+use super::pushed_config::{check_push, persist, pushed_source, validate};
 
 /// How often assignments are forwarded and live buckets reported: well under the cluster's
 /// 150 ms merge deadline, so a takeover's merge sees connections opened a moment before.
@@ -189,58 +189,6 @@ fn timing(s: &ClusterSettings) -> Timing {
         status_retries: s.status_retries,
         ..Timing::default()
     }
-}
-
-/// The cluster's validator: a pushed text must be a valid configuration here, and change
-/// nothing of `[array]` that needs a restart (see `array_change`). Keys that may change live
-/// never include those, so the array this node started with is the one to compare to.
-fn validate(
-    running: &ArrayConfig,
-    node_id: u16,
-    dest: Option<&Path>,
-    text: &str,
-) -> Result<(), String> {
-    let config = pentaflow_config::parse(text, pushed_source("pushed configuration", dest))
-        .map_err(|e| e.to_string())?;
-    check_push(running, config.array.as_ref(), node_id)
-}
-
-/// How a pushed text is parsed: as the file it will replace (relative paths resolve beside
-/// it), or, for a node started without a file, from the current directory.
-fn pushed_source(label: &str, dest: Option<&Path>) -> pentaflow_config::Source {
-    match dest {
-        Some(dest) => pentaflow_config::Source::Pushed {
-            label: label.to_owned(),
-            dest: dest.to_owned(),
-        },
-        None => pentaflow_config::Source::Inline(label.to_owned()),
-    }
-}
-
-/// Writes a committed configuration over this node's file, so that a restart or a SIGHUP keeps
-/// it rather than bringing back the old one: into a temporary file beside it with the old
-/// file's permissions, renamed over it (atomic); the replaced file is kept as `FILE.previous`.
-fn persist(path: &Path, text: &str) -> std::io::Result<()> {
-    // Already there (a late joiner started from it, or the nodes of a lab sharing one file):
-    // rewriting would only replace `.previous` with the same text.
-    if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
-        return Ok(());
-    }
-    let beside = |suffix: &str| {
-        let mut name = path.as_os_str().to_owned();
-        name.push(suffix);
-        PathBuf::from(name)
-    };
-    let tmp = beside(&format!(".{}.tmp", std::process::id()));
-    std::fs::write(&tmp, text)?;
-    let written = std::fs::metadata(path)
-        .and_then(|old| std::fs::set_permissions(&tmp, old.permissions()))
-        .and_then(|()| std::fs::copy(path, beside(".previous")).map(|_| ()))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
 }
 
 /// The control addresses of every node of `array` but `node_id`.
@@ -572,35 +520,6 @@ impl Driver {
     }
 }
 
-/// The load a node announces: its open client connections against `max_connections`, in
-/// per mille (1000 = the next connection is refused).
-fn load_permille(open: u32, limit: usize) -> u16 {
-    let limit = u64::try_from(limit).unwrap_or(u64::MAX).max(1);
-    let permille = (u64::from(open) * 1000 / limit).min(1000);
-    u16::try_from(permille).unwrap_or(1000)
-}
-
-/// This node's average back-end response time (µs) over its Web Server Status Table,
-/// weighted by each back-end's hits (0 before the first request).
-fn avg_response_us(table: &[pentaflow_balance::WebServerStatus]) -> u32 {
-    let hits: u64 = table.iter().map(|r| r.hits).sum();
-    if hits == 0 {
-        return 0;
-    }
-    #[allow(clippy::cast_precision_loss)] // hit counts far below 2^52
-    let weighted: f64 = table
-        .iter()
-        .map(|r| r.avg_response_ms * r.hits as f64)
-        .sum();
-    #[allow(
-        clippy::cast_precision_loss,
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss
-    )]
-    let us = (weighted / hits as f64 * 1000.0).clamp(0.0, f64::from(u32::MAX)) as u32;
-    us
-}
-
 /// The scheduler's node table: every configured node with its MAC, alive when the cluster
 /// lists it, weight and drain state as the cluster reports them.
 pub(crate) fn node_entries(array: &ArrayConfig, alive: &[NodeCandidate]) -> Vec<NodeEntry> {
@@ -620,35 +539,6 @@ pub(crate) fn node_entries(array: &ArrayConfig, alive: &[NodeCandidate]) -> Vec<
         .collect()
 }
 
-/// The buckets of this node's open client connections (the proxy's `live_clients`): what
-/// a new scheduler merges before assigning anything, so no surviving connection moves.
-struct LiveBuckets {
-    /// Only for `bucket_of` (the hash and mask every node shares); `None` if the size is
-    /// invalid, which validation already refuses.
-    table: Option<BucketTable>,
-}
-
-impl LiveBuckets {
-    fn new(array: &ArrayConfig) -> Self {
-        LiveBuckets {
-            table: BucketTable::new(array.table_size).ok(),
-        }
-    }
-
-    /// `(buckets, connections)` of these client addresses.
-    fn of(&self, clients: &[SocketAddr]) -> (Vec<u32>, u32) {
-        let Some(table) = &self.table else {
-            return (Vec::new(), 0);
-        };
-        let buckets: BTreeSet<u32> = clients
-            .iter()
-            .filter_map(|c| u32::try_from(table.bucket_of(c.ip(), c.port())).ok())
-            .collect();
-        let open = u32::try_from(clients.len()).unwrap_or(u32::MAX);
-        (buckets.into_iter().collect(), open)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -659,24 +549,6 @@ mod tests {
             .unwrap()
             .array
             .unwrap()
-    }
-
-    #[test]
-    fn live_buckets_are_the_buckets_of_the_clients() {
-        let a = array();
-        let live = LiveBuckets::new(&a);
-        let c1: SocketAddr = "10.77.2.50:40000".parse().unwrap();
-        let c2: SocketAddr = "10.77.2.51:40001".parse().unwrap();
-        let (buckets, open) = live.of(&[c1, c2, c1]);
-        assert_eq!(open, 3);
-        let table = BucketTable::new(a.table_size).unwrap();
-        let mut want: Vec<u32> = [c1, c2]
-            .iter()
-            .map(|c| u32::try_from(table.bucket_of(c.ip(), c.port())).unwrap())
-            .collect();
-        want.sort_unstable();
-        want.dedup();
-        assert_eq!(buckets, want);
     }
 
     #[test]
@@ -692,77 +564,5 @@ mod tests {
         assert_eq!(entries.len(), a.nodes.len());
         assert!(!entries[0].alive, "node 1 is not listed: failed");
         assert!(entries[1].alive && !entries[1].enabled && entries[1].weight == 5);
-    }
-
-    #[test]
-    fn a_committed_file_replaces_the_old_one_which_is_kept() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("pf-persist-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("node.toml");
-        std::fs::write(&path, "old").unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
-        persist(&path, "new").unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
-        assert_eq!(
-            std::fs::read_to_string(dir.join("node.toml.previous")).unwrap(),
-            "old"
-        );
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o640, "the old file's permissions");
-        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
-        assert_eq!(left.len(), 2, "no temporary file left");
-        // The same text again changes nothing (the previous version stays).
-        persist(&path, "new").unwrap();
-        assert_eq!(
-            std::fs::read_to_string(dir.join("node.toml.previous")).unwrap(),
-            "old"
-        );
-        // A file that cannot be written leaves nothing behind and says why.
-        assert!(persist(&dir.join("missing").join("x.toml"), "t").is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn load_is_open_connections_against_the_limit() {
-        assert_eq!(load_permille(0, 10_000), 0);
-        assert_eq!(load_permille(2_500, 10_000), 250);
-        assert_eq!(load_permille(20_000, 10_000), 1000, "capped");
-        assert_eq!(load_permille(3, 0), 1000, "no division by zero");
-    }
-
-    #[test]
-    fn average_response_is_weighted_by_hits() {
-        let row = |avg_response_ms, hits| pentaflow_balance::WebServerStatus {
-            service: "web".into(),
-            name: "b".into(),
-            address: "10.0.0.1:80".into(),
-            state: pentaflow_balance::BackendState::Up,
-            weight: 1,
-            avg_response_ms,
-            hits,
-            open_connections: 0,
-            active_requests: 0,
-            failures: 0,
-            session_groups: 0,
-        };
-        assert_eq!(avg_response_us(&[]), 0);
-        assert_eq!(avg_response_us(&[row(9.0, 0)]), 0);
-        // (1 ms × 3 + 5 ms × 1) / 4 = 2 ms.
-        assert_eq!(avg_response_us(&[row(1.0, 3), row(5.0, 1)]), 2_000);
-    }
-
-    #[test]
-    fn pushed_text_is_validated() {
-        let text = super::super::lab::array_config_for_tests();
-        let a = array();
-        assert!(validate(&a, 1, None, "[[service]]\nname = 1\n").is_err());
-        assert!(validate(&a, 1, None, &text).is_ok());
-        let moved = text
-            .replace("10.77.1.10\"", "10.77.1.20\"")
-            .replace("10.77.1.10:", "10.77.1.20:");
-        assert!(validate(&a, 1, None, &moved)
-            .unwrap_err()
-            .contains("array.vip"));
     }
 }

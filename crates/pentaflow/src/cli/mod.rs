@@ -2,7 +2,6 @@
 //! the crates; nothing here implements a feature.
 
 mod array;
-mod array_change;
 mod check;
 mod cluster;
 mod cluster_status;
@@ -10,6 +9,8 @@ mod cluster_summary;
 mod config_cmd;
 mod demo;
 mod lab;
+mod node_report;
+mod pushed_config;
 mod serve;
 mod status;
 

@@ -1,5 +1,6 @@
-//! What a pushed configuration may change of a running array node, and what only a restart
-//! can change.
+//! A configuration pushed to the array, on one node: how it is parsed (as the file it will
+//! replace), what it may change of a running node and what only a restart can change, and how
+//! the committed text is written over the node's file.
 //!
 //! Applied live on commit (by the cluster driver): the services and back-ends (the proxy's
 //! reload), the node list — nodes added or removed, addresses, MACs, weights, `enabled`,
@@ -9,7 +10,10 @@
 //! node's own address or presence in the list. A pushed file that changes any of those is
 //! refused by every node's validator, naming the keys, so nothing is silently half-applied.
 //!
-//! Must not: apply anything or do I/O; it compares two parsed configurations.
+//! Must not: apply anything to the running node (the cluster driver does); its only I/O is
+//! [`persist`]'s write of the committed file.
+
+use std::path::{Path, PathBuf};
 
 use pentaflow_config::ArrayConfig;
 
@@ -69,6 +73,58 @@ pub(crate) fn check_push(
     ))
 }
 
+/// The cluster's validator: a pushed text must be a valid configuration here, and change
+/// nothing of `[array]` that needs a restart (see [`check_push`]). Keys that may change live
+/// never include those, so the array this node started with is the one to compare to.
+pub(crate) fn validate(
+    running: &ArrayConfig,
+    node_id: u16,
+    dest: Option<&Path>,
+    text: &str,
+) -> Result<(), String> {
+    let config = pentaflow_config::parse(text, pushed_source("pushed configuration", dest))
+        .map_err(|e| e.to_string())?;
+    check_push(running, config.array.as_ref(), node_id)
+}
+
+/// How a pushed text is parsed: as the file it will replace (relative paths resolve beside
+/// it), or, for a node started without a file, from the current directory.
+pub(crate) fn pushed_source(label: &str, dest: Option<&Path>) -> pentaflow_config::Source {
+    match dest {
+        Some(dest) => pentaflow_config::Source::Pushed {
+            label: label.to_owned(),
+            dest: dest.to_owned(),
+        },
+        None => pentaflow_config::Source::Inline(label.to_owned()),
+    }
+}
+
+/// Writes a committed configuration over this node's file, so that a restart or a SIGHUP keeps
+/// it rather than bringing back the old one: into a temporary file beside it with the old
+/// file's permissions, renamed over it (atomic); the replaced file is kept as `FILE.previous`.
+pub(crate) fn persist(path: &Path, text: &str) -> std::io::Result<()> {
+    // Already there (a late joiner started from it, or the nodes of a lab sharing one file):
+    // rewriting would only replace `.previous` with the same text.
+    if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
+        return Ok(());
+    }
+    let beside = |suffix: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    let tmp = beside(&format!(".{}.tmp", std::process::id()));
+    std::fs::write(&tmp, text)?;
+    let written = std::fs::metadata(path)
+        .and_then(|old| std::fs::set_permissions(&tmp, old.permissions()))
+        .and_then(|()| std::fs::copy(path, beside(".previous")).map(|_| ()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +180,48 @@ mod tests {
         assert!(check_push(&running, Some(&pushed), 9)
             .unwrap_err()
             .contains("not listed"));
+    }
+
+    #[test]
+    fn a_committed_file_replaces_the_old_one_which_is_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("pf-persist-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("node.toml");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        persist(&path, "new").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("node.toml.previous")).unwrap(),
+            "old"
+        );
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640, "the old file's permissions");
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(left.len(), 2, "no temporary file left");
+        // The same text again changes nothing (the previous version stays).
+        persist(&path, "new").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("node.toml.previous")).unwrap(),
+            "old"
+        );
+        // A file that cannot be written leaves nothing behind and says why.
+        assert!(persist(&dir.join("missing").join("x.toml"), "t").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn pushed_text_is_validated() {
+        let text = base();
+        let a = array(&text);
+        assert!(validate(&a, 1, None, "[[service]]\nname = 1\n").is_err());
+        assert!(validate(&a, 1, None, &text).is_ok());
+        let moved = text
+            .replace("10.77.1.10\"", "10.77.1.20\"")
+            .replace("10.77.1.10:", "10.77.1.20:");
+        assert!(validate(&a, 1, None, &moved)
+            .unwrap_err()
+            .contains("array.vip"));
     }
 }
