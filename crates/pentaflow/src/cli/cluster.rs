@@ -294,16 +294,16 @@ impl Driver {
                 }
                 _ = live.tick() => {
                     let (buckets, open) = self.live.of(&self.proxy.live_clients());
-                    let table = self.proxy.status();
+                    // This node's Web Server Status Table, for the scheduler's summary.
+                    let servers: Vec<ServerRow> =
+                        self.proxy.status().iter().map(ServerRow::from).collect();
                     let load = load_permille(open, self.proxy.connection_limit());
                     let status = NodeStatus {
                         open_connections: open,
                         hits: self.proxy.counters().requests,
-                        avg_response_us: avg_response_us(&table),
+                        avg_response_us: avg_response_us(&servers),
                         live_buckets: u32::try_from(buckets.len()).unwrap_or(u32::MAX),
                     };
-                    // This node's Web Server Status Table, for the scheduler's summary.
-                    let servers = table.iter().map(ServerRow::from).collect();
                     if handle.set_live_buckets(buckets).await.is_err()
                         || handle.set_status(status, load).await.is_err()
                         || handle.set_server_status(servers).await.is_err()

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use pentaflow_balance::BucketTable;
+use pentaflow_cluster::ServerRow;
 use pentaflow_config::ArrayConfig;
 
 /// The load a node announces: its open client connections against `max_connections`, in
@@ -20,23 +21,17 @@ pub(super) fn load_permille(open: u32, limit: usize) -> u16 {
 
 /// This node's average back-end response time (µs) over its Web Server Status Table,
 /// weighted by each back-end's hits (0 before the first request).
-pub(super) fn avg_response_us(table: &[pentaflow_balance::WebServerStatus]) -> u32 {
-    let hits: u64 = table.iter().map(|r| r.hits).sum();
+pub(super) fn avg_response_us(rows: &[ServerRow]) -> u32 {
+    let hits: u128 = rows.iter().map(|r| u128::from(r.hits)).sum();
     if hits == 0 {
         return 0;
     }
-    #[allow(clippy::cast_precision_loss)] // hit counts far below 2^52
-    let weighted: f64 = table
+    let weighted: u128 = rows
         .iter()
-        .map(|r| r.avg_response_ms * r.hits as f64)
+        .map(|r| u128::from(r.avg_response_us) * u128::from(r.hits))
         .sum();
-    #[allow(
-        clippy::cast_precision_loss,
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss
-    )]
-    let us = (weighted / hits as f64 * 1000.0).clamp(0.0, f64::from(u32::MAX)) as u32;
-    us
+    // A weighted mean of u32 values is a u32.
+    u32::try_from(weighted / hits).unwrap_or(u32::MAX)
 }
 
 /// The buckets of this node's open client connections (the proxy's `live_clients`): what
@@ -108,22 +103,20 @@ mod tests {
 
     #[test]
     fn average_response_is_weighted_by_hits() {
-        let row = |avg_response_ms, hits| pentaflow_balance::WebServerStatus {
+        let row = |avg_response_us, hits| ServerRow {
             service: "web".into(),
             name: "b".into(),
             address: "10.0.0.1:80".into(),
-            state: pentaflow_balance::BackendState::Up,
-            weight: 1,
-            avg_response_ms,
+            up: true,
             hits,
             open_connections: 0,
-            active_requests: 0,
-            failures: 0,
+            avg_response_us,
             session_groups: 0,
         };
         assert_eq!(avg_response_us(&[]), 0);
-        assert_eq!(avg_response_us(&[row(9.0, 0)]), 0);
+        assert_eq!(avg_response_us(&[row(9_000, 0)]), 0);
         // (1 ms × 3 + 5 ms × 1) / 4 = 2 ms.
-        assert_eq!(avg_response_us(&[row(1.0, 3), row(5.0, 1)]), 2_000);
+        assert_eq!(avg_response_us(&[row(1_000, 3), row(5_000, 1)]), 2_000);
+        assert_eq!(avg_response_us(&[row(u32::MAX, u64::MAX)]), u32::MAX);
     }
 }
