@@ -185,7 +185,9 @@ impl Drop for ResponseBody {
 
 /// One request's record: what is logged and counted when its response is over.
 pub(crate) struct Exchange {
-    pub(crate) started: Instant,
+    /// When the request arrived; read only for the access log, so taken only when it is on
+    /// (one clock read less per request otherwise).
+    pub(crate) started: Option<Instant>,
     pub(crate) service: Arc<str>,
     pub(crate) client: IpAddr,
     pub(crate) method: Method,
@@ -229,7 +231,9 @@ impl Drop for Exchange {
                 backend,
                 route = self.route,
                 bytes = self.bytes,
-                duration_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+                duration_ms = self
+                    .started
+                    .map_or(0.0, |t| t.elapsed().as_secs_f64() * 1000.0),
                 complete = self.complete,
                 tls = self.tls.map_or("-", |t| t.version),
                 tls_resumed = self.tls.is_some_and(|t| t.resumed),

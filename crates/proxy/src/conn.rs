@@ -76,6 +76,13 @@ pub(crate) struct ClientIo<S> {
     idle_timeout: Duration,
     /// Set when the 408 was sent, so hyper's later reads keep failing.
     timed_out: bool,
+    /// Whether `timer` runs for the head being read. It is armed only when a read in the
+    /// `Head` phase has to wait for more bytes: a head that arrives in one read (nearly all of
+    /// them) never moves the timer to an earlier deadline, which costs a timer-wheel
+    /// re-registration per request, while moving it later (the idle timeout) is one atomic
+    /// store. The header timeout thus starts at the first wait after the head's first bytes,
+    /// microseconds after they arrived.
+    head_armed: bool,
     /// Framing headers seen in the head being read (see head_scan.rs).
     scan: HeadScan,
 }
@@ -98,21 +105,25 @@ impl<S> ClientIo<S> {
             header_timeout,
             idle_timeout,
             timed_out: false,
+            head_armed: true,
             scan: HeadScan::new(),
         }
     }
 
     fn enter(&mut self, phase: Phase) {
         self.phase = phase;
-        let after = match phase {
-            Phase::Idle => self.idle_timeout,
+        match phase {
+            Phase::Idle => {
+                let at = Instant::now() + self.idle_timeout;
+                self.timer.as_mut().reset(at);
+            }
             Phase::Head => {
                 self.scan = HeadScan::new();
-                self.header_timeout
+                // Armed at the first read that must wait (see `head_armed`).
+                self.head_armed = false;
             }
-            Phase::Busy => return,
-        };
-        self.timer.as_mut().reset(Instant::now() + after);
+            Phase::Busy => {}
+        }
     }
 }
 
@@ -150,6 +161,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<S> {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
+                if this.phase == Phase::Head && !this.head_armed {
+                    this.head_armed = true;
+                    let at = Instant::now() + this.header_timeout;
+                    this.timer.as_mut().reset(at);
+                }
                 if this.phase == Phase::Busy || this.timer.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }

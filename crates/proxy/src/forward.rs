@@ -65,8 +65,8 @@ pub(crate) async fn handle(
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let mut exchange = Exchange {
-        started: Instant::now(),
-        service: Arc::from("-"),
+        started: state.access_log.then(Instant::now),
+        service: no_service_name(),
         client: client.peer.ip(),
         method: parts.method.clone(),
         path: if state.access_log {
@@ -117,13 +117,21 @@ pub(crate) async fn handle(
     if let Some((rw, info)) = &cdn {
         rw.prepare_upstream(info, &mut outgoing.headers);
     }
-    let broken = Arc::new(AtomicBool::new(false));
-    let replayable = is_idempotent(&outgoing.method) && body.is_end_stream();
+    let no_body = body.is_end_stream();
+    let replayable = is_idempotent(&outgoing.method) && no_body;
+    // A request without a body (nearly all of them) goes out with an empty body that cannot
+    // break: no flag and no boxed wrapper to allocate per request.
+    let (body, broken) = if no_body {
+        (empty_request_body(), None)
+    } else {
+        let broken = Arc::new(AtomicBool::new(false));
+        (client_request_body(body, Arc::clone(&broken)), Some(broken))
+    };
     let attempt = Attempt {
         state: &state,
         service: &service,
         outgoing,
-        body: Some(client_request_body(body, Arc::clone(&broken))),
+        body: Some(body),
         broken,
         replayable,
         upgrade,
@@ -144,6 +152,13 @@ pub(crate) async fn handle(
         }
         Err(refusal) => refuse(&shared, refusal, exchange),
     }
+}
+
+/// The service name logged before a service is known: one shared `Arc`, not an allocation per
+/// request (every request starts with it).
+fn no_service_name() -> Arc<str> {
+    static NONE: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("-"));
+    Arc::clone(&NONE)
 }
 
 fn refuse(shared: &Shared, refusal: Refusal, mut exchange: Exchange) -> Response<ResponseBody> {
@@ -236,13 +251,54 @@ type Success = (
     Response<Incoming>,
 );
 
+/// The back-ends already tried for one request, in order. The first few live inline: a `Vec`
+/// here cost an allocation per request, and almost every request makes one attempt.
+#[derive(Default)]
+struct Tried {
+    inline: [usize; 4],
+    len: usize,
+    /// All of them, once there are more than fit inline.
+    spilled: Vec<usize>,
+}
+
+impl Tried {
+    fn push(&mut self, index: usize) {
+        if self.spilled.is_empty() && self.len < self.inline.len() {
+            self.inline[self.len] = index;
+        } else {
+            if self.spilled.is_empty() {
+                self.spilled.extend_from_slice(&self.inline[..self.len]);
+            }
+            self.spilled.push(index);
+        }
+        self.len += 1;
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn as_slice(&self) -> &[usize] {
+        if self.spilled.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.spilled
+        }
+    }
+}
+
 /// The retry loop for one request.
 struct Attempt<'a> {
     state: &'a NodeState,
     service: &'a Arc<Service>,
     outgoing: Parts,
     body: Option<RequestBody>,
-    broken: Arc<AtomicBool>,
+    /// Set when the client's body failed; `None` for a request without a body.
+    broken: Option<Arc<AtomicBool>>,
     replayable: bool,
     upgrade: bool,
 }
@@ -251,13 +307,13 @@ impl Attempt<'_> {
     async fn run(mut self) -> Result<Success, Refusal> {
         let limits = &self.state.limits;
         let cfg = &self.service.config;
-        let mut tried: Vec<usize> = Vec::new();
+        let mut tried = Tried::default();
         let mut last = Refusal::NoBackend;
         loop {
             if tried.len() > cfg.retries as usize {
                 return Err(last);
             }
-            let Some(decision) = self.service.schedule(&self.outgoing, &tried) else {
+            let Some(decision) = self.service.schedule(&self.outgoing, tried.as_slice()) else {
                 return Err(if tried.is_empty() {
                     Refusal::NoBackend
                 } else {
@@ -318,7 +374,11 @@ impl Attempt<'_> {
                 },
             };
             backend.end_request();
-            if self.broken.load(Ordering::Acquire) {
+            if self
+                .broken
+                .as_ref()
+                .is_some_and(|b| b.load(Ordering::Acquire))
+            {
                 return Err(Refusal::BadBody);
             }
             self.failed(&backend, &error);

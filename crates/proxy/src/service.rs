@@ -184,19 +184,38 @@ impl Service {
 
     /// Chooses a back-end for one attempt; `tried` back-ends are excluded. None = nobody left.
     pub(crate) fn schedule(&self, req: &Parts, tried: &[usize]) -> Option<Decision> {
+        /// Services with up to this many back-ends take their snapshot on the stack: collecting
+        /// it into a `Vec` cost an allocation per request.
+        const INLINE: usize = 16;
         let now = now_ms();
-        let candidates: Vec<Candidate> = self
-            .backends
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                let mut c = b.candidate(now, self.active_checks());
-                c.available &= !tried.contains(&i);
-                c
-            })
-            .collect();
+        let active_checks = self.active_checks();
+        let snapshot = self.backends.iter().enumerate().map(|(i, b)| {
+            let mut c = b.candidate(now, active_checks);
+            c.available &= !tried.contains(&i);
+            c
+        });
+        if self.backends.len() <= INLINE {
+            let unused = Candidate {
+                id: BackendId(0),
+                weight: 0,
+                available: false,
+                active: 0,
+            };
+            let mut buf = [unused; INLINE];
+            for (slot, c) in buf.iter_mut().zip(snapshot) {
+                *slot = c;
+            }
+            self.decide(req, &buf[..self.backends.len()], now)
+        } else {
+            let candidates: Vec<Candidate> = snapshot.collect();
+            self.decide(req, &candidates, now)
+        }
+    }
+
+    /// The decision of [`Service::schedule`] over a snapshot of every back-end.
+    fn decide(&self, req: &Parts, candidates: &[Candidate], now: u64) -> Option<Decision> {
         match &self.config.persistence {
-            Persistence::None => self.by_policy(req, &candidates).map(|index| Decision {
+            Persistence::None => self.by_policy(req, candidates).map(|index| Decision {
                 index,
                 reason: Reason::Policy,
                 inject_cookie: false,
@@ -211,7 +230,7 @@ impl Service {
                         reason: Reason::Cookie,
                         inject_cookie: false,
                     }),
-                    _ => self.by_policy(req, &candidates).map(|index| Decision {
+                    _ => self.by_policy(req, candidates).map(|index| Decision {
                         index,
                         reason: Reason::Policy,
                         inject_cookie: true,
@@ -220,7 +239,7 @@ impl Service {
             }
             Persistence::Session(cfg) => {
                 let (Some(sid), Some(table)) = (session_id(req, cfg), &self.sessions) else {
-                    return self.by_policy(req, &candidates).map(|index| Decision {
+                    return self.by_policy(req, candidates).map(|index| Decision {
                         index,
                         reason: Reason::Policy,
                         inject_cookie: false,
@@ -241,7 +260,7 @@ impl Service {
                     }
                 }
                 // First use of the group (or its back-end is gone): the least-loaded one.
-                let index = least_connections(&candidates, self.next_tiebreak())?;
+                let index = least_connections(candidates, self.next_tiebreak())?;
                 table.assign(group, self.backends[index].id, now);
                 Some(Decision {
                     index,
