@@ -543,13 +543,7 @@ pub(crate) fn node_entries(array: &ArrayConfig, alive: &[NodeCandidate]) -> Vec<
 mod tests {
     use super::*;
 
-    fn array() -> ArrayConfig {
-        let text = super::super::lab::array_config_for_tests();
-        pentaflow_config::parse(&text, pentaflow_config::Source::Inline("t".into()))
-            .unwrap()
-            .array
-            .unwrap()
-    }
+    use super::super::lab::array_for_tests as array;
 
     #[test]
     fn node_entries_follow_the_cluster() {

@@ -479,6 +479,18 @@ pub(crate) fn array_config_for_tests() -> String {
     array_config(&tests::state())
 }
 
+/// The `[array]` of [`array_config_for_tests`], parsed.
+#[cfg(test)]
+pub(crate) fn array_for_tests() -> pentaflow_config::ArrayConfig {
+    let text = array_config_for_tests();
+    let source = pentaflow_config::Source::Inline("lab test config".into());
+    let config = pentaflow_config::parse(&text, source);
+    config
+        .ok()
+        .and_then(|c| c.array)
+        .unwrap_or_else(|| panic!("{text}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

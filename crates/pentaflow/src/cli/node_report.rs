@@ -67,13 +67,7 @@ impl LiveBuckets {
 mod tests {
     use super::*;
 
-    fn array() -> ArrayConfig {
-        let text = super::super::lab::array_config_for_tests();
-        pentaflow_config::parse(&text, pentaflow_config::Source::Inline("t".into()))
-            .unwrap()
-            .array
-            .unwrap()
-    }
+    use super::super::lab::array_for_tests as array;
 
     #[test]
     fn live_buckets_are_the_buckets_of_the_clients() {
