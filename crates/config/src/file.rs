@@ -128,6 +128,9 @@
 //! status_retries = 2                  # default 2; 0..=100; a node missing 1 + this many polls in
 //!                                     # a row gets no new buckets and loses its buckets until it
 //!                                     # answers again
+//! notify = "notify.sh"                # optional; an executable run on every role change, as
+//!                                     # `notify.sh EVENT NODE [DETAIL]` (see README), like
+//!                                     # keepalived's notify scripts
 //! admin_token_file = "admin.token"    # optional (or admin_token = "..."; not both; >= 16 bytes; needs
 //!                                     # a key): the admin API (every page but /healthz, and the
 //!                                     # operator actions: config push/commit, drain) needs
@@ -188,6 +191,7 @@ pub(crate) struct FileArray {
     pub(crate) preempt: Option<bool>,
     pub(crate) status_poll: Option<Spanned<FileDuration>>,
     pub(crate) status_retries: Option<Spanned<i64>>,
+    pub(crate) notify: Option<Spanned<String>>,
     pub(crate) admin_token: Option<Spanned<String>>,
     pub(crate) admin_token_file: Option<Spanned<String>>,
     #[serde(default)]

@@ -74,6 +74,8 @@ pub struct ClusterSettings {
     pub status_poll: Duration,
     /// Polls a node may miss in a row, after the first, before it is failed by the poll.
     pub status_retries: u32,
+    /// An executable run on role changes and array events (`[array] notify`).
+    pub notify: Option<PathBuf>,
     /// The token the admin API's operator actions need; `None` refuses them.
     pub admin_token: Option<Vec<u8>>,
 }
@@ -88,6 +90,7 @@ impl fmt::Debug for ClusterSettings {
             .field("preempt", &self.preempt)
             .field("status_poll", &self.status_poll)
             .field("status_retries", &self.status_retries)
+            .field("notify", &self.notify)
             .field(
                 "admin_token",
                 &self.admin_token.as_ref().map(|_| "<redacted>"),

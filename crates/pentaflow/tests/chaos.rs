@@ -490,6 +490,16 @@ fn a_killed_scheduler_is_replaced_without_breaking_surviving_connections() {
         "{rec:?}"
     );
     assert!(after > 0, "the surviving connections carried on");
+    // The operator's notify script (`[array] notify`; the lab's appends to notify.log): the
+    // new scheduler said so, and every survivor reported node 1 failed.
+    let id = &new_scheduler[4..];
+    let notified = std::fs::read_to_string(lab.lab.state().dir().join("notify.log")).unwrap();
+    let has = |line: &str| notified.lines().any(|l| l.ends_with(line));
+    assert!(has(&format!(" scheduler {id}")), "{notified}");
+    assert!(
+        has(" node-failed 2 1") && has(" node-failed 3 1"),
+        "{notified}"
+    );
 }
 
 #[test]

@@ -89,6 +89,10 @@ impl Checker<'_> {
             STATUS_RETRIES,
             DEFAULT_STATUS_RETRIES,
         );
+        let notify = a
+            .notify
+            .as_ref()
+            .and_then(|n| self.executable_file(n, "array.notify"));
         let admin_token = match (&a.admin_token, &a.admin_token_file) {
             (Some(_), Some(file)) => {
                 let message = "set either admin_token or admin_token_file, not both";
@@ -119,6 +123,7 @@ impl Checker<'_> {
             preempt: a.preempt.unwrap_or(false),
             status_poll,
             status_retries,
+            notify,
             admin_token,
         })
     }
@@ -143,6 +148,7 @@ impl Checker<'_> {
         let tokens = [
             ("admin_token", &a.admin_token),
             ("admin_token_file", &a.admin_token_file),
+            ("notify", &a.notify),
         ];
         for (k, v) in tokens {
             if let Some(v) = v {

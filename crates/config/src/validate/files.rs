@@ -42,6 +42,24 @@ impl Checker<'_> {
         }
     }
 
+    /// A path that must name an executable regular file (a notify script): the resolved
+    /// path, or `None` after reporting why it cannot be used.
+    pub(super) fn executable_file(
+        &mut self,
+        value: &Spanned<String>,
+        key: &str,
+    ) -> Option<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.readable_file(value, key)?;
+        let mode = std::fs::metadata(&path).map_or(0, |m| m.permissions().mode());
+        if mode & 0o111 == 0 {
+            let message = format!("cannot use {}: not executable (chmod +x)", path.display());
+            self.report(value.span(), key, message);
+            return None;
+        }
+        Some(path)
+    }
+
     /// Read a small file named at `key` (a secret, ticket keys): its resolved path and bytes,
     /// or `None` after reporting why it cannot be used.
     pub(super) fn read_small_file(

@@ -39,6 +39,7 @@ use tokio::task::JoinHandle;
 
 use super::array::{log_counters, scheduler_config};
 use super::node_report::{avg_response_us, load_permille, LiveBuckets};
+use super::notify::Notifier;
 use super::pushed_config::{check_push, persist, pushed_source, validate};
 
 /// How often assignments are forwarded and live buckets reported: well under the cluster's
@@ -136,6 +137,7 @@ impl ClusterDriver {
             array: array.clone(),
             array_tx,
             config_path,
+            notify: Notifier::start(settings.notify.clone(), node_id, array.vip.to_string()),
             node_id,
             proxy,
             scheduler: None,
@@ -224,6 +226,8 @@ struct Driver {
     array_tx: watch::Sender<Arc<ArrayConfig>>,
     /// The file this node was started from: committed configurations are written over it.
     config_path: Option<PathBuf>,
+    /// The operator's `[array] notify` script.
+    notify: Notifier,
     node_id: u16,
     proxy: Proxy,
     scheduler: Option<SchedulerHandle>,
@@ -371,8 +375,14 @@ impl Driver {
                 tracing::info!(node = self.node_id, ?by, "stepping down");
                 self.step_down("a higher-ranked scheduler").await;
             }
-            Output::NodeFailed(n) => tracing::warn!(node = n.0, "node failed"),
-            Output::NodeJoined(n) => tracing::info!(node = n.0, "node joined"),
+            Output::NodeFailed(n) => {
+                tracing::warn!(node = n.0, "node failed");
+                self.notify.event("node-failed", Some(n.0.to_string()));
+            }
+            Output::NodeJoined(n) => {
+                tracing::info!(node = n.0, "node joined");
+                self.notify.event("node-joined", Some(n.0.to_string()));
+            }
             Output::AcceptingNew => tracing::info!("live-bucket merge done: assigning new buckets"),
             Output::Config(ConfigEvent::Committed { version, text }) => {
                 self.apply_config(handle, view, version, &text).await;
@@ -409,6 +419,7 @@ impl Driver {
                     "scheduler up (gratuitous ARP sent)"
                 );
                 self.scheduler = Some(handle);
+                self.notify.event("scheduler", None);
             }
             Ok(Err(e)) => tracing::error!(error = %e, "cannot start the scheduler"),
             Err(e) => tracing::error!(error = %e, "scheduler start-up task"),
@@ -427,6 +438,7 @@ impl Driver {
             Err(e) => tracing::error!(error = %e, "scheduler stop task"),
         }
         tracing::info!(node, why, "scheduler role left; kernel restored");
+        self.notify.event("standby", None);
     }
 
     /// A new view: node table, takeover hold and (until the merge is over) newer replicas go
@@ -493,7 +505,15 @@ impl Driver {
             return;
         };
         let was_enabled = self.array.node(self.node_id).map(|n| n.enabled);
+        let old_notify = self.array.cluster.as_ref().and_then(|c| c.notify.clone());
         self.array = array;
+        if settings.notify != old_notify {
+            self.notify = Notifier::start(
+                settings.notify.clone(),
+                self.node_id,
+                self.array.vip.to_string(),
+            );
+        }
         self.array_tx.send_replace(Arc::new(self.array.clone()));
         if let Some(r) = reconfigure_of(&self.array, &settings, self.node_id) {
             if handle.reconfigure(r).await.is_err() {
@@ -517,6 +537,8 @@ impl Driver {
             nodes = self.array.nodes.len(),
             "committed configuration applied (services, back-ends and [array])"
         );
+        self.notify
+            .event("config-committed", Some(version.to_string()));
     }
 }
 

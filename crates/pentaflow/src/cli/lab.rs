@@ -146,6 +146,7 @@ fn up(spec: LabSpec, spare: usize) -> anyhow::Result<ExitCode> {
     // Owned until detached: any failure below tears the lab down again.
     let mut lab = Lab::up(spec).context("cannot build the lab")?;
     let state = lab.state().clone();
+    write_notify_script(&state.dir())?;
     let config_path = state.dir().join("array.toml");
     std::fs::write(&config_path, array_config(&state))
         .with_context(|| format!("cannot write {}", config_path.display()))?;
@@ -319,6 +320,22 @@ fn probe(vip: SocketAddr) -> bool {
         && answer.starts_with("HTTP/1.1 200")
 }
 
+/// The lab's `[array] notify` script (beside the configuration): every node appends its
+/// events to `notify.log` there, so a failover can be followed (and tested) from outside.
+const LAB_NOTIFY: &str = "notify.sh";
+
+/// Writes [`LAB_NOTIFY`] into the lab's state directory `dir`.
+fn write_notify_script(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(LAB_NOTIFY);
+    let script = "#!/bin/sh
+# pentaflow lab: one line per event: time, event, node, detail.
+                  echo \"$(date +%s.%N) $*\" >> \"$(dirname \"$0\")/notify.log\"\n";
+    std::fs::write(&path, script)
+        .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
 /// The admin token of lab `prefix` (in its generated configuration; root on this machine is
 /// the lab's only operator, so it is no secret beyond that).
 pub(crate) fn lab_admin_token(prefix: &str) -> String {
@@ -355,7 +372,7 @@ pub(crate) fn array_config(state: &LabState) -> String {
         out,
         "\n[array]\nvip = \"{}\"\ninterface = \"{LAN_IFACE}\"\nscheduler = {LAB_SCHEDULER}\n\
          key = \"pentaflow lab {prefix} cluster key\"\n\
-         admin_token = \"{token}\"\n{LAB_CLUSTER}",
+         admin_token = \"{token}\"\nnotify = \"{LAB_NOTIFY}\"\n{LAB_CLUSTER}",
         state.vip,
         prefix = state.prefix,
         token = lab_admin_token(&state.prefix),
@@ -476,7 +493,8 @@ fn status(prefix: Option<String>) -> anyhow::Result<ExitCode> {
 /// A generated lab configuration, for other modules' tests.
 #[cfg(test)]
 pub(crate) fn array_config_for_tests() -> String {
-    array_config(&tests::state())
+    // Parsed inline, beside no state directory: without the notify script it names.
+    array_config(&tests::state()).replace(&format!("notify = \"{LAB_NOTIFY}\"\n"), "")
 }
 
 /// The `[array]` of [`array_config_for_tests`], parsed.
@@ -508,9 +526,26 @@ mod tests {
 
     #[test]
     fn generated_config_is_a_valid_array() {
+        // As `lab up` writes it: the file and the notify script in one directory.
+        let dir = std::env::temp_dir().join(format!("pf-lab-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        write_notify_script(&dir).unwrap();
         let text = array_config(&state());
-        let config = pentaflow_config::parse(&text, pentaflow_config::Source::Inline("lab".into()))
-            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let path = dir.join("array.toml");
+        std::fs::write(&path, &text).unwrap();
+        let config = pentaflow_config::load(&path).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            config
+                .array
+                .as_ref()
+                .unwrap()
+                .cluster
+                .as_ref()
+                .unwrap()
+                .notify,
+            Some(path.with_file_name(LAB_NOTIFY))
+        );
         let array = config.array.unwrap();
         assert_eq!(array.vip, Ipv4Addr::new(10, 77, 1, 10));
         assert_eq!(array.ports, vec![80]);

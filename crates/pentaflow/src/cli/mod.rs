@@ -10,6 +10,7 @@ mod config_cmd;
 mod demo;
 mod lab;
 mod node_report;
+mod notify;
 mod pushed_config;
 mod serve;
 mod status;

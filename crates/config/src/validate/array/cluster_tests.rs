@@ -216,3 +216,28 @@ fn an_array_nodes_admin_stays_off_the_vip() {
     let ok = format!("[node]\nadmin = \"127.0.0.1:9090\"\n\n{CLUSTER}");
     assert!(parse(&ok, Source::Inline("t".into())).is_ok());
 }
+
+#[test]
+fn the_notify_script_must_be_an_executable_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("pf-notify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("notify.sh");
+    std::fs::write(&script, "#!/bin/sh\n").unwrap();
+    let text = CLUSTER.replace("key = ", "notify = \"notify.sh\"\nkey = ");
+    let path = dir.join("array.toml");
+    std::fs::write(&path, &text).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = crate::load(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("array.notify") && err.contains("not executable"),
+        "{err}"
+    );
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let c = crate::load(&path).unwrap().array.unwrap().cluster.unwrap();
+    assert_eq!(c.notify, Some(script), "resolved beside the file");
+    std::fs::remove_file(dir.join("notify.sh")).unwrap();
+    let err = crate::load(&path).unwrap_err().to_string();
+    assert!(err.contains("array.notify"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
