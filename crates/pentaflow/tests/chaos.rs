@@ -605,6 +605,29 @@ fn pentaflow_run(lab: &LabGuard, host: &str, token: &str, args: &[&str]) -> (Opt
     (out.status.code(), said)
 }
 
+/// `pentaflow config push FILE` then `config commit` through `host`'s admin API, asserting
+/// that the commit made `version` active.
+fn push_and_commit(lab: &LabGuard, host: &str, token: &str, file: &std::path::Path, version: u64) {
+    let push = pentaflow_in(
+        lab,
+        host,
+        token,
+        &["config", "push", file.to_str().unwrap()],
+    );
+    assert!(push.contains("as proposal"), "{push}");
+    let commit = pentaflow_in(lab, host, token, &["config", "commit"]);
+    let active = format!("version {version} is active");
+    assert!(commit.contains(&active), "{commit}");
+}
+
+/// How many nodes `pentaflow config show` lists on `version`.
+fn nodes_on_version(show: &str, version: u64) -> usize {
+    let end = format!(" {version}");
+    show.lines()
+        .filter(|l| l.trim_end().ends_with(&end))
+        .count()
+}
+
 /// [`pentaflow_run`], asserting success; returns stdout (and stderr, after it).
 fn pentaflow_in(lab: &LabGuard, host: &str, token: &str, args: &[&str]) -> String {
     let (code, said) = pentaflow_run(lab, host, token, args);
@@ -629,16 +652,12 @@ fn a_pushed_and_committed_config_changes_the_backends_without_failures() {
     let pushed = format!("{}{}", &active[..web3], &active[array..]);
     let pushed_path = dir.join("pushed.toml");
     std::fs::write(&pushed_path, pushed).unwrap();
-    let pushed_path = pushed_path.to_str().unwrap();
 
     let load = Load::start(&lab);
     warm(&load);
     let before = load.ok();
     let t = Instant::now();
-    let push = pentaflow_in(&lab, "node2", &token, &["config", "push", pushed_path]);
-    assert!(push.contains("as proposal"), "{push}");
-    let commit = pentaflow_in(&lab, "node2", &token, &["config", "commit"]);
-    assert!(commit.contains("version 1 is active"), "{commit}");
+    push_and_commit(&lab, "node2", &token, &pushed_path, 1);
     let took = t.elapsed();
     std::thread::sleep(SETTLE * 2);
     let after = load.ok() - before;
@@ -677,13 +696,7 @@ fn a_pushed_and_committed_config_changes_the_backends_without_failures() {
         "{answers:?}"
     );
     assert!(!answers.iter().any(|a| a.contains("web3 ")), "{answers:?}");
-    assert!(
-        show.lines()
-            .filter(|l| l.trim_end().ends_with(" 1"))
-            .count()
-            == 3,
-        "{show}"
-    );
+    assert_eq!(nodes_on_version(&show, 1), 3, "{show}");
 }
 
 /// (d, continued) What a push may change of `[array]` applies live — here node 3's weight and
@@ -705,15 +718,7 @@ fn a_pushed_array_change_applies_live_and_a_restart_only_one_is_refused() {
     assert_ne!(live, active);
     let live_path = dir.join("live.toml");
     std::fs::write(&live_path, live).unwrap();
-    let push = pentaflow_in(
-        &lab,
-        "node2",
-        &token,
-        &["config", "push", live_path.to_str().unwrap()],
-    );
-    assert!(push.contains("as proposal"), "{push}");
-    let commit = pentaflow_in(&lab, "node2", &token, &["config", "commit"]);
-    assert!(commit.contains("version 1 is active"), "{commit}");
+    push_and_commit(&lab, "node2", &token, &live_path, 1);
     // The scheduler (node1) sees node 3 announce its new weight and priority.
     let until = Instant::now() + Duration::from_secs(3);
     let row = loop {
@@ -769,13 +774,7 @@ fn a_pushed_array_change_applies_live_and_a_restart_only_one_is_refused() {
         "array change: node 3 row after commit {row}; VIP move refused: {}",
         said.trim()
     );
-    assert_eq!(
-        show.lines()
-            .filter(|l| l.trim_end().ends_with(" 1"))
-            .count(),
-        3,
-        "{show}"
-    );
+    assert_eq!(nodes_on_version(&show, 1), 3, "{show}");
 }
 
 /// (d, continued) Nodes leave and join the array by push: node 4 (configured but not started)
@@ -804,29 +803,14 @@ fn a_node_added_by_push_joins_and_catches_up_with_the_committed_config() {
     for (i, text) in [without, active.clone()].iter().enumerate() {
         let path = dir.join(format!("step{i}.toml"));
         std::fs::write(&path, text).unwrap();
-        let push = pentaflow_in(
-            &lab,
-            "node2",
-            &token,
-            &["config", "push", path.to_str().unwrap()],
-        );
-        assert!(push.contains("as proposal"), "{push}");
-        let commit = pentaflow_in(&lab, "node2", &token, &["config", "commit"]);
-        assert!(
-            commit.contains(&format!("version {} is active", i + 1)),
-            "{commit}"
-        );
+        push_and_commit(&lab, "node2", &token, &path, i as u64 + 1);
     }
     let started = Instant::now();
     lab.verb("add-node", None);
     let until = Instant::now() + Duration::from_secs(5);
     let show = loop {
         let show = pentaflow_in(&lab, "node1", &token, &["config", "show"]);
-        let on_v2 = show
-            .lines()
-            .filter(|l| l.trim_end().ends_with(" 2"))
-            .count();
-        if on_v2 == 4 || Instant::now() > until {
+        if nodes_on_version(&show, 2) == 4 || Instant::now() > until {
             break show;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -834,9 +818,7 @@ fn a_node_added_by_push_joins_and_catches_up_with_the_committed_config() {
     let caught_up = started.elapsed();
     println!("node4 added by push, started, on the committed version after {caught_up:?}:\n{show}");
     assert_eq!(
-        show.lines()
-            .filter(|l| l.trim_end().ends_with(" 2"))
-            .count(),
+        nodes_on_version(&show, 2),
         4,
         "every node, node4 included, runs version 2:\n{show}"
     );
