@@ -25,7 +25,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use pentaflow_lab::Lab;
@@ -59,12 +59,20 @@ const STEADY: Duration = Duration::from_millis(1500);
 /// Scenarios share two cores: never two labs under load at once.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn root_or_skip() -> bool {
-    if pentaflow_lab::is_root() {
-        return true;
+/// A scenario's lab: `None` (skipped, saying why) when not root; otherwise the lock that runs
+/// the scenarios one at a time (they share two cores) and a lab of `nodes` nodes (`spare` of
+/// them not started) and `webs` web servers. Keep the lock for the whole scenario.
+fn scenario_lab(
+    nodes: usize,
+    spare: usize,
+    webs: usize,
+) -> Option<(MutexGuard<'static, ()>, LabGuard)> {
+    if !pentaflow_lab::is_root() {
+        eprintln!("skipped: chaos tests need root (network namespaces, AF_PACKET)");
+        return None;
     }
-    eprintln!("skipped: chaos tests need root (network namespaces, AF_PACKET)");
-    false
+    let serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    Some((serial, LabGuard::up_with(nodes, spare, webs)))
 }
 
 /// A lab made by `pentaflow lab up`; `pentaflow lab down` on drop, also during a panic.
@@ -73,10 +81,6 @@ struct LabGuard {
 }
 
 impl LabGuard {
-    fn up(nodes: usize, spare: usize) -> LabGuard {
-        Self::up_with(nodes, spare, 2)
-    }
-
     fn up_with(nodes: usize, spare: usize, webs: usize) -> LabGuard {
         let out = Command::new(BIN)
             .args(["lab", "up", "--webs", &webs.to_string(), "--clients", "1"])
@@ -446,12 +450,10 @@ fn kill_under_load(
 
 #[test]
 fn a_killed_scheduler_is_replaced_without_breaking_surviving_connections() {
-    if !root_or_skip() {
+    let Some((_serial, lab)) = scenario_lab(3, 0, 2) else {
         return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    };
     let started = Instant::now();
-    let lab = LabGuard::up(3, 0);
     assert_eq!(lab.scheduler(), "node1", "node1 is preferred");
     let nodes = ["node1", "node2", "node3"];
     let (rec, failed, per_node, after) = kill_under_load(&lab, "node1", &nodes);
@@ -504,12 +506,10 @@ fn a_killed_scheduler_is_replaced_without_breaking_surviving_connections() {
 
 #[test]
 fn a_killed_standby_loses_only_its_own_connections() {
-    if !root_or_skip() {
+    let Some((_serial, lab)) = scenario_lab(3, 0, 2) else {
         return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    };
     let started = Instant::now();
-    let lab = LabGuard::up(3, 0);
     let nodes = ["node1", "node2", "node3"];
     let (rec, failed, per_node, after) = kill_under_load(&lab, "node3", &nodes);
     println!(
@@ -537,12 +537,10 @@ fn a_killed_standby_loses_only_its_own_connections() {
 
 #[test]
 fn a_node_added_under_load_breaks_nothing_and_takes_new_connections() {
-    if !root_or_skip() {
+    let Some((_serial, lab)) = scenario_lab(4, 1, 2) else {
         return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    };
     let started = Instant::now();
-    let lab = LabGuard::up(4, 1);
     let load = Load::start(&lab);
     warm(&load);
     let joined = Instant::now();
@@ -637,12 +635,10 @@ fn pentaflow_in(lab: &LabGuard, host: &str, token: &str, args: &[&str]) -> Strin
 
 #[test]
 fn a_pushed_and_committed_config_changes_the_backends_without_failures() {
-    if !root_or_skip() {
+    let Some((_serial, lab)) = scenario_lab(3, 0, 3) else {
         return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    };
     let started = Instant::now();
-    let lab = LabGuard::up_with(3, 0, 3);
     let dir = lab.lab.state().dir();
     let active = lab.active_config();
     let token = lab.admin_token();
@@ -704,11 +700,9 @@ fn a_pushed_and_committed_config_changes_the_backends_without_failures() {
 /// message naming the key, and changes nothing.
 #[test]
 fn a_pushed_array_change_applies_live_and_a_restart_only_one_is_refused() {
-    if !root_or_skip() {
+    let Some((_serial, lab)) = scenario_lab(3, 0, 2) else {
         return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
-    let lab = LabGuard::up_with(3, 0, 2);
+    };
     let dir = lab.lab.state().dir();
     let active = lab.active_config();
     let token = lab.admin_token();
@@ -783,11 +777,9 @@ fn a_pushed_array_change_applies_live_and_a_restart_only_one_is_refused() {
 /// that has it, and the scheduler routes new connections to it.
 #[test]
 fn a_node_added_by_push_joins_and_catches_up_with_the_committed_config() {
-    if !root_or_skip() {
+    let Some((_serial, lab)) = scenario_lab(4, 1, 2) else {
         return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
-    let lab = LabGuard::up_with(4, 1, 2);
+    };
     let dir = lab.lab.state().dir();
     let active = lab.active_config();
     let token = lab.admin_token();
@@ -863,11 +855,9 @@ fn held_connections(lab: &LabGuard, n: usize) -> Vec<BufReader<TcpStream>> {
 /// `pentaflow node drain --wait` reports when its last connection is gone.
 #[test]
 fn a_drained_node_keeps_its_connections_and_reports_when_idle() {
-    if !root_or_skip() {
+    let Some((_serial, lab)) = scenario_lab(3, 0, 2) else {
         return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
-    let lab = LabGuard::up_with(3, 0, 2);
+    };
     let token = lab.admin_token();
     let mut held = held_connections(&lab, 30);
     let owners = lab.owners(&["node2", "node3"]);
@@ -943,12 +933,10 @@ fn a_drained_node_keeps_its_connections_and_reports_when_idle() {
 #[test]
 #[ignore = "benchmark: about a minute; run by hand for BENCHMARKS.md"]
 fn failover_benchmark_20_kills() {
-    if !root_or_skip() {
-        return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
     const KILLS: usize = 20;
-    let lab = LabGuard::up(3, 0);
+    let Some((_serial, lab)) = scenario_lab(3, 0, 2) else {
+        return;
+    };
     let nodes = ["node1", "node2", "node3"];
     let mut recovered = Vec::new();
     let mut lost_on_survivors = 0usize;
