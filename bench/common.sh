@@ -96,6 +96,17 @@ cpu_ticks() {
   echo "$total"
 }
 
+# User and system clock ticks of the given PIDs, apart ("USER SYS"): where a
+# proxy spends its time (its own code, or the kernel's socket work for it).
+cpu_split() {
+  local user=0 sys=0 pid u s
+  for pid in "$@"; do
+    read -r u s < <(sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $12, $13}')
+    user=$((user + u)) sys=$((sys + s))
+  done
+  echo "$user $sys"
+}
+
 # Busy clock ticks of the whole machine, all CPUs (/proc/stat: user, nice,
 # system, irq, softirq, steal). irq and softirq belong in it: this kernel
 # charges softirq work (most of loopback TCP) to the process it interrupted,
@@ -164,7 +175,7 @@ start_nginx_backend() {
   local dir=$1 root=$2 port=$3 extra=${4:-}
   mkdir -p "$dir/tmp"
   render "$HERE/conf/backend-nginx.conf" "$dir/nginx.conf" DIR="$dir" ROOT="$root" \
-    PORT="$port" NOFILE="$NOFILE" WORKER_CONNS=$((NOFILE - 100)) SERVER_EXTRA="$extra"
+    PORT="$port" NOFILE="$NOFILE" WORKER_CONNS=$((NOFILE - 100)) SERVER_EXTRA="$extra" WORKERS=1
   start_bg backend "${LOAD_CPU[@]}" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" \
     -g 'daemon off;'
   BACKEND_PID=$STARTED_PID

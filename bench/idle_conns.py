@@ -12,6 +12,10 @@ Modes:
            its full request path once, as a real idle browser connection has).
   connect  each connection is only established, nothing is sent.
 
+With --tls every connection first completes a TLS handshake (certificate not
+verified: the bench's own self-signed one), so the proxy's idle TLS state is
+counted too.
+
 Prints one JSON object on stdout; progress and warnings go to stderr.
 """
 
@@ -20,6 +24,7 @@ import asyncio
 import ipaddress
 import json
 import resource
+import ssl
 import sys
 import time
 
@@ -45,9 +50,19 @@ def read_status(pids):
     return total
 
 
-async def open_one(host, port, path, mode):
+def client_tls():
+    """A TLS client context for the bench's self-signed certificates."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    # HTTP/1.1 only: the idle state measured is the HTTP/1 connection's.
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+async def open_one(host, port, path, mode, tls=None):
     """Open one connection (and, in request mode, complete one request)."""
-    reader, writer = await asyncio.open_connection(host, port)
+    reader, writer = await asyncio.open_connection(host, port, ssl=tls)
     if mode == "request":
         writer.write(
             f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
@@ -82,7 +97,8 @@ async def open_all(args):
             try:
                 conns.append(
                     await asyncio.wait_for(
-                        open_one(args.host, args.port, args.path, args.mode),
+                        open_one(args.host, args.port, args.path, args.mode,
+                                 client_tls() if args.tls else None),
                         PER_CONN_TIMEOUT_S,
                     )
                 )
@@ -113,7 +129,7 @@ async def measure(args):
     await asyncio.gather(*(w.wait_closed() for _, w in conns), return_exceptions=True)
     held = max(still_open, 1)
     return {
-        "mode": args.mode,
+        "mode": args.mode + ("+tls" if args.tls else ""),
         "requested": args.conns,
         "opened": len(conns),
         "still_open": still_open,
@@ -137,6 +153,7 @@ def parse_args(argv):
                         help="process whose memory is summed (repeatable)")
     parser.add_argument("--conns", type=int, default=10_000)
     parser.add_argument("--mode", choices=("request", "connect"), default="request")
+    parser.add_argument("--tls", action="store_true", help="connect with TLS (not verified)")
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY)
     parser.add_argument("--settle", type=float, default=2.0,
                         help="seconds to hold the connections idle before reading")

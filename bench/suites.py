@@ -24,6 +24,10 @@ import report
 DEFAULT_QUIET_PCT = 25
 # Issue 6: a cached rewritten page at >= 90% of the unrewritten rate.
 CDN_CACHED_GOAL = 0.90
+# Issue 10: an idle TLS client connection in at most this many KiB, and HTTPS
+# keep-alive at >= x1.1 of the better rival per CPU-second.
+TLS_IDLE_GOAL_KIB = 8.0
+TLS_KEEPALIVE_GOAL = 1.1
 # Issue 4: the AF_PACKET scheduler at >= 50% of the kernel's forwarding rate.
 L4_GOAL = 0.50
 # criterion's throughput units, in MB/s (criterion's MiB/GiB are binary).
@@ -176,6 +180,14 @@ def goals(suite, tables):
             out += ["## pentaflow / the better of HAProxy and nginx (goal: >= x1.00 on every row)",
                     "", "| case | better rival | rate | rate, undisturbed runs | rate per CPU-s |",
                     "|---|---|---:|---:|---:|", *rows, ""]
+        keep = tables.get("keepalive-ecdsa", {})
+        rivals = [t for t in ("haproxy", "nginx") if t in keep and keep[t]["per_cpu"]]
+        if "pentaflow" in keep and keep["pentaflow"]["per_cpu"] and rivals:
+            best = max(rivals, key=lambda t: keep[t]["per_cpu"])
+            r = keep["pentaflow"]["per_cpu"] / keep[best]["per_cpu"]
+            out += [f"- HTTPS keep-alive, pentaflow / {best} per CPU-second: x{r:.2f} (goal >= "
+                    f"x{TLS_KEEPALIVE_GOAL:.2f}: {'met' if r >= TLS_KEEPALIVE_GOAL else 'not met'})",
+                    ""]
     elif suite == "cdn":
         pf = {case: stats.get("pentaflow") for case, stats in tables.items()}
         ng = {case: stats.get("nginx") for case, stats in tables.items()}
@@ -251,6 +263,10 @@ def summary(args):
     out += goals(args.suite, tables)
     if args.criterion:
         out += criterion_section(args.criterion)
+    if args.mem:
+        out += report.memory_section(report.read_mem(args.mem), ["pentaflow", "haproxy", "nginx"],
+                                     goal_kib=TLS_IDLE_GOAL_KIB,
+                                     title="Memory per idle TLS client connection")
     out += every_run(runs)
     print("\n".join(out))
 
@@ -274,6 +290,7 @@ def main(argv):
     summ.add_argument("--header", required=True)
     summ.add_argument("--quiet-pct", type=int, default=DEFAULT_QUIET_PCT)
     summ.add_argument("--criterion", help="cargo bench output (cdn suite)")
+    summ.add_argument("--mem", help="mem.tsv of idle_conns.py --tls results (tls suite)")
     args = parser.parse_args(argv)
     if args.cmd == "summary":
         summary(args)
@@ -281,7 +298,7 @@ def main(argv):
     with open(args.file, encoding="utf-8", errors="replace") as f:
         text = f.read()
     if args.cmd == "wrk":
-        rps, _, p99, errors = report.parse_wrk(text)
+        rps, _, p99, errors, _ = report.parse_wrk(text)
         print(f"{rps:.2f} {p99:.4f} {errors}")
     elif args.cmd == "stime":
         rate, not_resumed = parse_stime(text, args.wall)

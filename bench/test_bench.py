@@ -12,6 +12,8 @@ import contextlib
 import io
 import json
 import os
+import ssl
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -44,8 +46,9 @@ class WrkParsing(unittest.TestCase):
     """report.parse_wrk reads the numbers the report is built from."""
 
     def test_reads_rate_percentiles_and_errors(self):
-        rps, p50, p99, errors = report.parse_wrk(WRK_OUTPUT)
+        rps, p50, p99, errors, done = report.parse_wrk(WRK_OUTPUT)
         self.assertEqual(rps, 48600.12)
+        self.assertEqual(done, 486000)
         self.assertAlmostEqual(p50, 0.98)
         self.assertAlmostEqual(p99, 2.5)
         self.assertEqual(errors, 7)
@@ -79,7 +82,7 @@ class Summary(unittest.TestCase):
             "pentaflow 3 200 1.0 3.0 0 99 1\n"
             "haproxy 1 150 1.0 2.0 0 99 1\n"
             "nginx 1 250 1.0 2.0 0 99 1\n")
-        lines = report.throughput_section(report.read_runs(runs), ["pentaflow", "haproxy", "nginx"])
+        lines = report.throughput_section(report.read_runs(runs)["base"], ["pentaflow", "haproxy", "nginx"])
         text = "\n".join(lines)
         self.assertIn("| pentaflow | 200 | 1.000 | 3.000 |", text)
         self.assertIn("pentaflow / nginx", text)
@@ -93,7 +96,7 @@ class Summary(unittest.TestCase):
             "pentaflow 2 300 1.0 2.0 0 99 0\n"
             "haproxy 2 200 1.0 2.0 0 99 3\n")
         text = "\n".join(report.throughput_section(
-            report.read_runs(runs), ["pentaflow", "haproxy"], {2}, 25))
+            report.read_runs(runs)["base"], ["pentaflow", "haproxy"], {2}, 25))
         self.assertIn("the 1 clean rounds of 2", text)
         self.assertIn("req/s x1.50, p99 x1.00", text)
         # The disturbed round is still listed for the record.
@@ -101,12 +104,49 @@ class Summary(unittest.TestCase):
 
     def test_no_clean_round_is_said_plainly(self):
         runs = self.write("haproxy 1 150 1.0 2.0 0 99 180\n")
-        text = "\n".join(report.throughput_section(report.read_runs(runs), ["haproxy"]))
+        text = "\n".join(report.throughput_section(report.read_runs(runs)["base"], ["haproxy"]))
         self.assertIn("No round was clean", text)
+
+    def test_scenarios_cpu_split_scaling_and_logging(self):
+        # scenario target round rps p50 p99 errors cpu% other% user sys requests
+        runs = self.write(
+            "base pentaflow 1 600 1.0 2.0 0 100 1 30 70 6000\n"
+            "base nginx 1 500 1.0 2.0 0 100 1 20 80 5000\n"
+            "base haproxy 1 400 1.0 4.0 0 50 1 10 40 4000\n"
+            "w2 pentaflow 1 1000 1.0 2.0 0 200 1 60 140 10000\n"
+            "w2 nginx 1 900 1.0 2.0 0 150 1 40 110 9000\n"
+            "log pentaflow 1 500 1.0 2.0 0 100 1 40 60 5000\n"
+            "log nginx 1 450 1.0 2.0 0 100 1 25 75 4500\n")
+        clean = self.write("base 1\nw2 1\nlog 1\n")
+        parsed = report.read_runs(runs)
+        self.assertEqual(sorted(parsed), ["base", "log", "w2"])
+        base = "\n".join(report.throughput_section(
+            parsed["base"], ["pentaflow", "haproxy", "nginx"], {1}, 25, scenario="base", hz=100))
+        # 30 user ticks at 100 Hz over 6000 requests: 50 µs each.
+        self.assertIn("| pentaflow | 50.00 | 116.67 | 166.67 |", base)
+        # Per CPU-second haproxy (800) beats nginx (500); pentaflow does 600.
+        self.assertIn("pentaflow / haproxy (the better rival per CPU-second): "
+                      "req per proxy CPU-s x0.75 (goal: >= x1.20: not met)", base)
+        order = ["pentaflow", "haproxy", "nginx", "direct"]
+        cleans = report.read_clean(clean)
+        overview = "\n".join(report.overview_section(
+            parsed, cleans, 25, order, {"base": ("600 B", "")}, 100))
+        self.assertIn("| base | 600 B | 600 | x1.20 (nginx) | x1.00 | 600 | x0.75 (haproxy) "
+                      "| 50.00 / 116.67 |", overview)
+        scaling = "\n".join(report.scaling_section(parsed, cleans, 25, order))
+        self.assertIn("| pentaflow | 600 | 1,000 | x1.67 | 600 | 500 |", scaling)
+        logging = "\n".join(report.logging_section(parsed, cleans, 25, order))
+        self.assertIn("| pentaflow | 600 | 500 | +20% |", logging)
+
+    def test_old_runs_files_read_as_base(self):
+        runs = self.write("pentaflow 1 100 1.0 4.0 0 99 1\n")
+        clean = self.write("1\n")
+        self.assertEqual(list(report.read_runs(runs)), ["base"])
+        self.assertEqual(report.read_clean(clean), {"base": {1}})
 
     def test_pending_pentaflow_row(self):
         runs = self.write("haproxy 1 150 1.0 2.0 0 99 1\n")
-        text = "\n".join(report.throughput_section(report.read_runs(runs), ["pentaflow", "haproxy"]))
+        text = "\n".join(report.throughput_section(report.read_runs(runs)["base"], ["pentaflow", "haproxy"]))
         self.assertIn("pentaflow: pending", text)
 
 
@@ -277,6 +317,44 @@ class IdleConnections(unittest.TestCase):
         self.assertEqual(result["failures"], 0)
         self.assertGreater(result["after_kib"]["VmRSS"], 0)
         json.dumps(result)
+
+    def test_tls_mode_against_a_local_tls_server(self):
+        body = b"y" * 100
+        with tempfile.TemporaryDirectory() as tmp:
+            cert, key = os.path.join(tmp, "c.pem"), os.path.join(tmp, "k.pem")
+            # openssl is part of Debian's base system (and of the bench's install list).
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj",
+                            "/CN=idle.test", "-keyout", key, "-out", cert],
+                           check=True, capture_output=True)
+            server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            server_tls.load_cert_chain(cert, key)
+
+            async def scenario():
+                async def answer(reader, writer):
+                    while True:
+                        try:
+                            await reader.readuntil(b"\r\n\r\n")
+                        except (asyncio.IncompleteReadError, ConnectionError):
+                            break
+                        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + body)
+                        await writer.drain()
+                    writer.close()
+
+                server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=server_tls)
+                port = server.sockets[0].getsockname()[1]
+                args = idle_conns.parse_args(
+                    ["--tls", "--port", str(port), "--pid", str(os.getpid()), "--conns", "20",
+                     "--settle", "0.1"])
+                result = await idle_conns.measure(args)
+                server.close()
+                await server.wait_closed()
+                return result
+
+            result = asyncio.run(scenario())
+        self.assertEqual(result["mode"], "request+tls")
+        self.assertEqual(result["still_open"], 20)
+        self.assertEqual(result["failures"], 0)
 
     def test_refuses_a_non_loopback_target(self):
         with self.assertRaises(SystemExit):

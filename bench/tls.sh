@@ -14,6 +14,9 @@
 #   resumed-ecdsa         resumed handshakes/s: `openssl s_time -reuse` (TLS 1.3
 #                         PSK from the server's session ticket)
 #   keepalive-ecdsa       HTTPS keep-alive requests/s: wrk, 50 connections
+# and then (BENCH_TLS_IDLE=1, the default) the resident memory per idle TLS
+# client connection of a fresh process of each proxy (bench/idle_conns.py
+# --tls, BENCH_IDLE_CONNS connections, 10,000 by default, 1,000 quick).
 # Must not: send traffic anywhere but 127.0.0.1, leave a process behind, or
 # write outside its work directory and bench/out/.
 #
@@ -37,6 +40,9 @@ DURATION=${DURATION%s}
 CONNS=${BENCH_CONNS:-50}
 STIME_CLIENTS=${BENCH_STIME_CLIENTS:-2}
 CASES=${BENCH_TLS_CASES:-full-ecdsa full-rsa resumed-ecdsa keepalive-ecdsa}
+TLS_IDLE=${BENCH_TLS_IDLE:-1}
+if [[ ${BENCH_QUICK:-0} == 1 ]]; then quick_idle=1000; else quick_idle=10000; fi
+IDLE_CONNS=${BENCH_IDLE_CONNS:-$quick_idle}
 PROXIES=${BENCH_PROXIES:-pentaflow haproxy nginx}
 OUT_DIR=${BENCH_OUT:-$HERE/out}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-0}
@@ -160,10 +166,31 @@ measure() {
     "proxy CPU $RUN_CPU%, other $RUN_OTHER%"
 }
 
+# measure_idle_tls PROXY: a fresh ECDSA process of PROXY, one warm-up request,
+# then idle_conns.py --tls; the JSON goes to mem.tsv.
+measure_idle_tls() {
+  local proxy=$1 name=$1-ecdsa pids=() args=() json pid
+  [[ -n ${PID[$name]:-} ]] && stop_pid "${PID[$name]}"
+  unset "PID[$name]"
+  start_tls "$proxy" ecdsa || { log "$name: idle TLS test skipped, it did not start"; return 0; }
+  curl -fsSk -o /dev/null "https://127.0.0.1:${PORT[$name]}$URL_PATH"
+  sleep 1
+  mapfile -t pids < <(target_pids "${PID[$name]}")
+  for pid in "${pids[@]}"; do args+=(--pid "$pid"); done
+  json=$(python3 "$HERE/idle_conns.py" --tls --port "${PORT[$name]}" --path "$URL_PATH" \
+    --conns "$IDLE_CONNS" --mode request "${args[@]}") ||
+    log "$name: idle_conns.py --tls reported failures"
+  printf '%s\t%s\n' "$proxy" "$json" >>"$WORK/mem.tsv"
+  log "$name idle TLS: $json"
+  stop_pid "${PID[$name]}"
+  unset "PID[$name]"
+}
+
 main() {
   ensure_packages nginx haproxy wrk openssl
   ulimit -n "$(ulimit -Hn)"
   NOFILE=$(ulimit -n)
+  if ((IDLE_CONNS + 200 > NOFILE)); then IDLE_CONNS=$((NOFILE - 200)); fi
   CLK_TCK=$(getconf CLK_TCK)
   LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
   pin_cpus
@@ -212,6 +239,10 @@ open(sys.argv[2], "w").write(head + "x" * (int(sys.argv[1]) - len(head) - 1) + "
       done
     done
   done
+  : >"$WORK/mem.tsv"
+  if ((TLS_IDLE)); then
+    for proxy in $PROXIES; do measure_idle_tls "$proxy"; done
+  fi
   local stamp
   stamp=$(date -u +%Y-%m-%d-%H%M%S)
   {
@@ -223,12 +254,13 @@ open(sys.argv[2], "w").write(head + "x" * (int(sys.argv[1]) - len(head) - 1) + "
     echo "- 1 worker/thread per proxy; pinning: $PIN_NOTE; $RUNS rounds of ${DURATION} s, cases and proxies alternated; medians"
     echo "- full-*: \`wrk -t1 -c$CONNS -d${DURATION}s --latency -H 'Connection: close' https://127.0.0.1:PORT$URL_PATH\`; keepalive-*: the same without the header;"
     echo "  new-* / resumed-*: $STIME_CLIENTS x \`openssl s_time -connect 127.0.0.1:PORT -new|-reuse -www $URL_PATH -time $DURATION -tls1_3\` in parallel"
+    echo "- idle TLS memory: $IDLE_CONNS connections (TLS 1.3, ALPN http/1.1, one request each, then idle), fresh ECDSA process per proxy"
     echo "- negotiated (openssl s_client):"
     sed 's/^/  - /' "$WORK/negotiated.txt"
   } >"$WORK/header.md"
   python3 "$HERE/suites.py" summary --suite tls --runs "$WORK/runs.tsv" --header "$WORK/header.md" \
-    --quiet-pct "$QUIET_PCT" >"$OUT_DIR/tls-$stamp.md"
-  copy_results "tls-$stamp" "$WORK/runs.tsv" "$WORK/header.md" "$WORK/negotiated.txt"
+    --quiet-pct "$QUIET_PCT" --mem "$WORK/mem.tsv" >"$OUT_DIR/tls-$stamp.md"
+  copy_results "tls-$stamp" "$WORK/runs.tsv" "$WORK/header.md" "$WORK/negotiated.txt" "$WORK/mem.tsv"
   cat "$OUT_DIR/tls-$stamp.md"
   log "report: $OUT_DIR/tls-$stamp.md"
 }
