@@ -11,30 +11,30 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// The file could not be read (missing, unreadable, not UTF-8).
-    #[error("cannot read config file {}", path.display())]
+    /// The file could not be read (missing, unreadable, a directory, not UTF-8). The message
+    /// says what was wrong with the path (`why`); the operating system's error is the source.
+    #[error("cannot read config file {}: {why}", path.display())]
     Read {
         /// The file that was asked for.
         path: PathBuf,
+        /// What is wrong with the path, for the operator (e.g. "no such file; the directory
+        /// /etc/pentaflow does not exist either").
+        why: String,
         /// What the operating system said.
         #[source]
         source: std::io::Error,
     },
-    /// TOML syntax error, a value of the wrong type, or an unknown key. Parsing stops at
-    /// the first of these, so there is exactly one.
-    #[error("{source_name}:{line}:{column}: {message}")]
+    /// The text is not TOML: every syntax error the parser found (it recovers and goes on),
+    /// in file order. Nothing else is checked until the syntax is right.
+    #[error("{}", DisplaySyntax { source_name, errors })]
     Syntax {
         /// The file path or inline label (see [`crate::Source`]).
         source_name: String,
-        /// 1-based line of the error (1 when the parser gave no position).
-        line: usize,
-        /// 1-based column, in characters.
-        column: usize,
-        /// What is wrong, as the TOML parser put it.
-        message: String,
+        /// Every syntax error, sorted by position; never empty.
+        errors: Vec<SyntaxError>,
     },
-    /// The file is well-formed but breaks one or more rules; all of them are listed, in
-    /// file order.
+    /// The file is TOML but has values of the wrong type, unknown keys, or breaks one or more
+    /// rules; all of them are listed, in file order.
     #[error("{}", DisplayProblems { source_name, problems })]
     Invalid {
         /// The file path or inline label (see [`crate::Source`]).
@@ -54,6 +54,39 @@ pub struct Problem {
     pub key: String,
     /// What is wrong, quoting the value when there is one.
     pub message: String,
+}
+
+/// One TOML syntax error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    /// 1-based line of the error (1 when the parser gave no position).
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+    /// What is wrong, as the TOML parser put it (duplicate keys named).
+    pub message: String,
+}
+
+/// Renders syntax errors as `source:line:column: message`, one per line.
+struct DisplaySyntax<'a> {
+    source_name: &'a str,
+    errors: &'a [SyntaxError],
+}
+
+impl fmt::Display for DisplaySyntax<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.source_name, e.line, e.column, e.message
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// Renders problems as `source:line: key: message`, one per line.
@@ -146,14 +179,26 @@ mod tests {
     }
 
     #[test]
-    fn syntax_names_line_and_column() {
+    fn syntax_names_line_and_column_of_each_error() {
         let err = ConfigError::Syntax {
             source_name: "x.toml".into(),
-            line: 2,
-            column: 7,
-            message: "expected `=`".into(),
+            errors: vec![
+                SyntaxError {
+                    line: 2,
+                    column: 7,
+                    message: "expected `=`".into(),
+                },
+                SyntaxError {
+                    line: 5,
+                    column: 1,
+                    message: "duplicate key `name` in [node]".into(),
+                },
+            ],
         };
-        assert_eq!(err.to_string(), "x.toml:2:7: expected `=`");
+        assert_eq!(
+            err.to_string(),
+            "x.toml:2:7: expected `=`\nx.toml:5:1: duplicate key `name` in [node]"
+        );
         assert!(err.problems().is_empty());
     }
 }

@@ -157,7 +157,6 @@ use std::fmt;
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
-use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 /// The whole file.
@@ -386,77 +385,5 @@ impl<'de> Deserialize<'de> for FileDuration {
         }
 
         deserializer.deserialize_str(DurationVisitor)
-    }
-}
-
-/// Parse TOML text into the file model: syntax, types and unknown keys are checked here;
-/// the first such error stops parsing (a deserializer cannot continue past it).
-pub(crate) fn parse(text: &str) -> Result<FileConfig, toml::de::Error> {
-    toml::from_str(text)
-}
-
-/// Path of the key at byte `offset` of `text` (`service[0].health.interval`), to name the
-/// key of a type error or an unknown key; `None` if the text does not parse as TOML or no
-/// key is there. The deepest key or value whose span contains `offset` wins: table spans
-/// may cover only their header, so every table is searched.
-pub(crate) fn key_at(text: &str, offset: usize) -> Option<String> {
-    let doc = DeTable::parse(text).ok()?;
-    let mut path = Vec::new();
-    find_in_table(doc.get_ref(), offset, &mut path).then(|| path.concat())
-}
-
-/// Search `table`; on success `path` holds the segments (`.name`, `[i]`) leading to `offset`.
-fn find_in_table(table: &DeTable<'_>, offset: usize, path: &mut Vec<String>) -> bool {
-    for (key, value) in table {
-        let segment = if path.is_empty() {
-            key.get_ref().to_string()
-        } else {
-            format!(".{}", key.get_ref())
-        };
-        path.push(segment);
-        if find_in_value(value, offset, path) || key.span().contains(&offset) {
-            return true;
-        }
-        path.pop();
-    }
-    false
-}
-
-fn find_in_value(value: &Spanned<DeValue<'_>>, offset: usize, path: &mut Vec<String>) -> bool {
-    match value.get_ref() {
-        DeValue::Table(table) => {
-            find_in_table(table, offset, path) || value.span().contains(&offset)
-        }
-        DeValue::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                path.push(format!("[{i}]"));
-                if find_in_value(item, offset, path) {
-                    return true;
-                }
-                path.pop();
-            }
-            value.span().contains(&offset)
-        }
-        _ => value.span().contains(&offset),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::key_at;
-
-    #[test]
-    fn key_at_names_nested_keys_and_array_elements() {
-        let text = "[node]\nadmin = 1\n[[service]]\nname = \"a\"\n[[service]]\nlisten = [\"x\", 2]\n[service.health]\ninterval = 2\n";
-        let at = |needle: &str| key_at(text, text.find(needle).unwrap());
-        assert_eq!(at("admin").as_deref(), Some("node.admin"));
-        assert_eq!(at("1\n").as_deref(), Some("node.admin"));
-        assert_eq!(at("name").as_deref(), Some("service[0].name"));
-        assert_eq!(at("2]").as_deref(), Some("service[1].listen[1]"));
-        assert_eq!(
-            at("interval").as_deref(),
-            Some("service[1].health.interval")
-        );
-        assert_eq!(key_at("a = ", 0), None);
     }
 }

@@ -33,9 +33,10 @@ use std::path::Path;
 pub mod error;
 mod file;
 pub mod model;
+mod read;
 mod validate;
 
-pub use error::{ConfigError, Problem};
+pub use error::{ConfigError, Problem, SyntaxError};
 pub use model::*;
 
 /// A complete, valid, commented configuration showing every key with its default and range.
@@ -52,44 +53,100 @@ const ARRAY_EXAMPLE: &str = include_str!("../example-array.toml");
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
+        why: why_unreadable(path, &source),
         source,
     })?;
     parse(&text, Source::File(path.to_owned()))
 }
 
+/// What is wrong with a path that could not be read, in the operator's words.
+fn why_unreadable(path: &Path, err: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match err.kind() {
+        ErrorKind::NotFound => match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(dir) if !dir.is_dir() => format!(
+                "no such file, and its directory {} does not exist either",
+                dir.display()
+            ),
+            _ => "no such file".to_owned(),
+        },
+        ErrorKind::PermissionDenied => "permission denied (check the file's owner and mode, \
+            and that every directory above it may be entered)"
+            .to_owned(),
+        ErrorKind::InvalidData => "the file is not UTF-8 text".to_owned(),
+        _ if path.is_dir() => "it is a directory, not a file".to_owned(),
+        _ => err.to_string(),
+    }
+}
+
 /// Validate configuration text from any source (tests, an embedded demo config); `source`
 /// names it in errors. For [`Source::File`], relative file paths resolve against
 /// the file's directory; for [`Source::Inline`], against the current directory.
+///
+/// Every problem is reported at once: all syntax errors; or else every value of the wrong
+/// type, every unknown key and every broken rule, sorted by line.
 pub fn parse(text: &str, source: Source) -> Result<Config, ConfigError> {
-    let file = file::parse(text).map_err(|err| {
-        let (line, column) = err
-            .span()
-            .map_or((1, 1), |span| error::line_col(text, span.start));
-        let message = err.message().trim_end();
-        // Name the key for type errors and unknown keys (the text is valid TOML then).
-        let message = match err.span().and_then(|span| file::key_at(text, span.start)) {
-            Some(key) => format!("{key}: {message}"),
-            None => message.to_owned(),
-        };
-        ConfigError::Syntax {
-            source_name: source.name(),
-            line,
-            column,
-            message,
+    let (file, shape) = match read::read(text) {
+        read::Read::Syntax(errors) => {
+            return Err(ConfigError::Syntax {
+                source_name: source.name(),
+                errors: errors
+                    .into_iter()
+                    .map(|e| {
+                        let (line, column) = error::line_col(text, e.offset);
+                        SyntaxError {
+                            line,
+                            column,
+                            message: e.message,
+                        }
+                    })
+                    .collect(),
+            })
         }
-    })?;
+        read::Read::Shaped { file, problems } => (file, problems),
+    };
+    let mut problems: Vec<Problem> = shape
+        .iter()
+        .map(|p| Problem {
+            line: error::line_col(text, p.offset).0,
+            key: if p.key.is_empty() {
+                "(file)".to_owned()
+            } else {
+                p.key.clone()
+            },
+            message: p.message.clone(),
+        })
+        .collect();
     let base_dir = match &source {
         Source::File(path) | Source::Pushed { dest: path, .. } => path.parent(),
         Source::Inline(_) => None,
     };
-    validate::validate(&file, text, base_dir).map_err(|mut problems| {
-        // Checks run table by table; the operator reads the file top to bottom.
-        problems.sort_by_key(|p| p.line);
-        ConfigError::Invalid {
-            source_name: source.name(),
-            problems,
+    if let Some(file) = file {
+        match validate::validate(&file, text, base_dir) {
+            Ok(config) if problems.is_empty() => return Ok(config),
+            Ok(_) => {}
+            // A key taken out for its shape is not also "missing".
+            Err(found) => problems.extend(
+                found
+                    .into_iter()
+                    .filter(|p| !shape.iter().any(|s| covers(s.removed_key(), &p.key))),
+            ),
         }
+    }
+    // Checks run table by table; the operator reads the file top to bottom.
+    problems.sort_by_key(|p| p.line);
+    Err(ConfigError::Invalid {
+        source_name: source.name(),
+        problems,
     })
+}
+
+/// Whether a problem about `key` is about the key `removed` (or something inside it).
+fn covers(removed: &str, key: &str) -> bool {
+    !removed.is_empty()
+        && key
+            .strip_prefix(removed)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
 }
 
 /// A complete, commented example configuration (valid: [`parse`] accepts it). It documents

@@ -151,16 +151,67 @@ fn syntax_error_reports_line_and_column() {
     let err = inline("[node]\naccess_log = true\nshutdown_grace = \"30s\n").unwrap_err();
     let ConfigError::Syntax {
         source_name,
-        line,
-        column,
-        ..
+        errors,
     } = &err
     else {
         panic!("expected a syntax error, got {err:?}");
     };
     // Column 22 is just past `"30s`, where the closing quote is missing.
-    assert_eq!((source_name.as_str(), *line, *column), ("test", 3, 22));
+    assert_eq!(source_name, "test");
+    assert_eq!((errors[0].line, errors[0].column), (3, 22));
     assert!(err.to_string().starts_with("test:3:22: "), "{err}");
+}
+
+#[test]
+fn every_syntax_error_is_reported_at_once() {
+    let err =
+        inline("[node]\nadmin = \"a\"\nadmin = \"b\"\n[limits]\nmax_headers = \n").unwrap_err();
+    let text = err.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with("test:3:1: duplicate key `admin` in [node]"),
+        "{text}"
+    );
+    assert!(lines[1].starts_with("test:5:"), "{text}");
+}
+
+#[test]
+fn every_type_error_unknown_key_and_rule_is_reported_at_once() {
+    // A type error, an unknown key, and a broken rule further down: all three, in file order.
+    let text = "[limits]\nidle_timeout = 60\nmax_headers = 0\n[node]\nacess_log = true\n\
+                [[service]]\nname = \"web\"\nlisten = [\"127.0.0.1:8080\"]\n\
+                [[service.backend]]\nname = \"b\"\naddress = \"nowhere\"\n";
+    let err = inline(text).unwrap_err();
+    let keys: Vec<&str> = err.problems().iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "limits.idle_timeout",
+            "limits.max_headers",
+            "node.acess_log",
+            "service[0].backend[0].address"
+        ],
+        "{err}"
+    );
+    let rendered = err.to_string();
+    assert!(
+        rendered.contains("test:2: limits.idle_timeout: invalid type: integer `60`"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("test:5: node.acess_log: unknown field `acess_log`"),
+        "{rendered}"
+    );
+}
+
+#[test]
+fn a_key_of_the_wrong_type_is_not_also_called_missing() {
+    let text = "[[service]]\nname = 5\nlisten = [\"127.0.0.1:8080\"]\n\
+                [[service.backend]]\nname = \"b\"\naddress = \"127.0.0.1:8001\"\n";
+    let err = inline(text).unwrap_err();
+    assert_eq!(err.problems().len(), 1, "{err}");
+    assert_eq!(err.problems()[0].key, "service[0].name");
 }
 
 #[test]
@@ -168,16 +219,15 @@ fn unknown_key_is_reported_with_its_line() {
     let text = example().replace("weight = 2", "wieght = 2");
     let line = text.lines().position(|l| l.starts_with("wieght")).unwrap() + 1;
     let err = inline(&text).unwrap_err();
-    let ConfigError::Syntax {
-        line: got, message, ..
-    } = &err
-    else {
-        panic!("expected a syntax error, got {err:?}");
+    let [problem] = err.problems() else {
+        panic!("expected one problem, got {err:?}");
     };
-    assert_eq!(*got, line);
+    assert_eq!(problem.line, line);
+    assert_eq!(problem.key, "service[0].backend[1].wieght");
     assert!(
-        message.starts_with("service[0].backend[1].wieght: unknown field `wieght`"),
-        "{message}"
+        problem.message.starts_with("unknown field `wieght`"),
+        "{}",
+        problem.message
     );
 }
 
@@ -186,7 +236,7 @@ fn a_number_where_a_duration_belongs_says_what_a_duration_looks_like() {
     let err = inline("[limits]\nidle_timeout = 60\n").unwrap_err();
     assert!(
         err.to_string()
-            .starts_with("test:2:16: limits.idle_timeout: invalid type: integer `60`"),
+            .contains("test:2: limits.idle_timeout: invalid type: integer `60`"),
         "{err}"
     );
     assert!(
@@ -203,6 +253,12 @@ fn load_of_a_missing_file_names_the_path() {
     assert!(
         err.to_string()
             .contains("/nonexistent/pentaflow/array.toml"),
+        "{err}"
+    );
+    // The reason is in the message itself, not only in the source chain.
+    assert!(
+        err.to_string()
+            .contains("no such file, and its directory /nonexistent/pentaflow does not exist"),
         "{err}"
     );
     let source = std::error::Error::source(&err).expect("io cause");

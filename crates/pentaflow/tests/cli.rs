@@ -153,6 +153,56 @@ fn check_accepts_a_good_file_and_names_file_line_key_of_a_bad_one() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+#[test]
+fn check_reports_every_problem_at_once_and_why_a_file_cannot_be_read() {
+    let dir = temp_dir("check-all");
+    // A type error (line 2), an unknown key (line 3) and a broken rule (line 8): all three.
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[limits]\nidle_timeout = 60\nmax_conections = 5\n[[service]]\nname = \"web\"\nlisten = [\"127.0.0.1:8080\"]\n[[service.backend]]\naddress = \"nowhere\"\nname = \"a\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for (line, key) in [
+        (2, "limits.idle_timeout"),
+        (3, "limits.max_conections"),
+        (8, "service[0].backend[0].address"),
+    ] {
+        assert!(
+            err.contains(&format!("{}:{line}: {key}: ", bad.display())),
+            "{key} on line {line}: {err}"
+        );
+    }
+    // A duplicate key names the key.
+    std::fs::write(&bad, "[node]\naccess_log = true\naccess_log = false\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("duplicate key `access_log` in [node]"),
+        "{err}"
+    );
+    // A missing file: the path, why, and the operating system's words.
+    let missing = dir.join("no/such/dir/pentaflow.toml");
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&missing.display().to_string()), "{err}");
+    assert!(err.contains("does not exist either"), "{err}");
+    assert!(err.contains("os error 2"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test]
 async fn demo_serves_sticky_sessions_and_the_admin_api_then_stops_on_sigterm() {
     let (listen, admin, https) = (free_addr(), free_addr(), free_addr());

@@ -18,6 +18,12 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
         }
         Err(e) => {
             eprintln!("{e}");
+            // The cause (e.g. the operating system's error for an unreadable file), if any.
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                eprintln!("  caused by: {c}");
+                cause = c.source();
+            }
             Ok(ExitCode::from(2))
         }
     }
