@@ -239,6 +239,12 @@ impl StatusSource for ProxyStatus {
             })
     }
 
+    fn bucket_table(&self) -> Option<Arc<pentaflow_balance::BucketSnapshot>> {
+        let (_, access) = self.cluster.as_ref()?;
+        let table = Arc::clone(&access.view.borrow().table);
+        Some(table)
+    }
+
     fn control(&self, request: ControlRequest) -> Result<serde_json::Value, ControlError> {
         match &self.cluster {
             Some((_, access)) => cluster_status::control(access, request),
