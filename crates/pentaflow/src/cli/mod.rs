@@ -8,10 +8,12 @@ mod cluster_status;
 mod cluster_summary;
 mod config_cmd;
 mod demo;
+mod generate;
 mod lab;
 mod node_report;
 mod notify;
 mod pushed_config;
+mod readiness;
 mod serve;
 mod status;
 
@@ -89,6 +91,13 @@ enum Command {
     /// Drain or re-enable a node of the array through its admin API.
     #[command(subcommand)]
     Node(config_cmd::NodeCommand),
+    /// Write the man pages and shell completions into a directory (for packaging).
+    #[command(hide = true)]
+    Generate {
+        /// Where to write them.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// Runs one command line.
@@ -118,6 +127,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Config(command) => config_cmd::run(command),
         Command::Node(command) => config_cmd::run_node(command),
+        Command::Generate { out } => generate::run(&out),
     }
 }
 
