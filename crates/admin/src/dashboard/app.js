@@ -228,7 +228,7 @@ function renderCluster(c) {
 function renderBuckets(b) {
   const box = document.getElementById("bucket-picture");
   if (!b) { box.replaceChildren(); return; }
-  const cols = Math.min(64, b.node.length), size = 12, gap = 2;
+  const cols = Math.min(64, b.node.length), size = 9, gap = 1;
   const rows = Math.ceil(b.node.length / cols);
   const picture = svg("svg", { viewBox: `0 0 ${cols * (size + gap)} ${rows * (size + gap)}`, id: "bucket-svg",
     width: cols * (size + gap), role: "img", "aria-label": "bucket table" });
@@ -237,7 +237,7 @@ function renderBuckets(b) {
     const share = b.assigned[i] / b.per_cell;
     count.set(node, (count.get(node) || 0) + b.assigned[i]);
     const rect = svg("rect", { x: (i % cols) * (size + gap), y: Math.floor(i / cols) * (size + gap), width: size, height: size,
-      rx: 2, fill: colour(node), "fill-opacity": node === null ? 1 : (0.35 + 0.65 * share).toFixed(2),
+      rx: 1, fill: colour(node), "fill-opacity": node === null ? 1 : (0.55 + 0.45 * share).toFixed(2),
       "data-node": node === null ? "idle" : node });
     const first = i * b.per_cell;
     const title = svg("title", {});
