@@ -113,6 +113,14 @@ test("lab: token prompt, Node Status Table, take-over in the timeline and the bu
     return doc.scheduler === 1 && rows.length === 3 && doc.nodes.every((n) => rows.some(([id, role, st]) => id === n.id && role === String(n.role) && st === n.state));
   }, 8000);
 
+  // The Summary Web Server Status Table is /cluster's summary, row by row.
+  await waitFor("the Summary table to match /cluster", async () => {
+    const doc = await cluster();
+    const rows = await page.$$eval("#summary tbody tr", (rs) => rs.map((r) => r.dataset.key + "=" + r.dataset.state));
+    const want = (doc.summary || []).map((r) => `${r.service}/${r.backend}=${r.state}`);
+    return want.length === 2 && JSON.stringify(rows.sort()) === JSON.stringify(want.sort());
+  }, 8000);
+
   // Live connections from the client, held for a while: each one's bucket (client address and
   // port) is assigned to a node for as long as it lives. The holder stops by itself.
   const holder = spawn(BIN, ["lab", "exec", "--lab", prefix, "client1", "--", "python3", "-c", HOLD_CONNECTIONS],
