@@ -6,6 +6,7 @@
 //! given; it must not block, allocate per byte, or touch shared state beyond one counter.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -14,7 +15,7 @@ use lol_html::send::{Element, ElementContentHandlers};
 use lol_html::{HandlerResult, Selector};
 
 use crate::rules::Compiled;
-use crate::urls::{directory, resolve, rewrite_srcset};
+use crate::urls::{directory, resolve, resolve_into, rewrite_srcset};
 
 /// The elements whose URL attributes may be rewritten, and `<base>`.
 const SELECTOR: &str = "img, script[src], link[href], source, video, audio, base[href]";
@@ -39,6 +40,8 @@ pub(crate) struct PageRewrite {
     pub(crate) stop: Arc<AtomicBool>,
     /// Counter of URLs rewritten (shared with the `Rewriter`'s report).
     pub(crate) rewritten: Arc<AtomicU64>,
+    /// Reused for resolving each reference: no allocation per attribute.
+    pub(crate) scratch: RefCell<String>,
 }
 
 /// Per-page mutable state of the handler, moved from the fast scan to lol_html if the page
@@ -60,26 +63,26 @@ impl PageRewrite {
     pub(crate) fn cdn_url(&self, raw: &str, base_dir: Option<&str>) -> Option<String> {
         // A replacement character means the value was not valid in the page's charset: writing
         // it back would corrupt it.
-        if self.stop.load(Ordering::Relaxed) || raw.contains('\u{FFFD}') {
+        if self.stop.load(Ordering::Relaxed) || (!raw.is_ascii() && raw.contains('\u{FFFD}')) {
             return None;
         }
         let is_site = |host: &str| self.rules.is_site_host(host, self.request_host.as_deref());
-        let url = resolve(raw, base_dir, &is_site)?;
-        if !self.rules.path_matches(&url.path) {
+        let mut buf = self.scratch.borrow_mut();
+        let path_len = resolve_into(raw, base_dir, &is_site, &mut buf)?;
+        let path = &buf[..path_len];
+        if !self.rules.path_matches(path) {
             return None;
         }
         if let Some(selected) = &self.selected {
-            if !selected.contains(&url.path) {
+            if !selected.contains(path) {
                 return None;
             }
         }
         self.rewritten.fetch_add(1, Ordering::Relaxed);
-        let mut out =
-            String::with_capacity(8 + self.cdn_host.len() + url.path.len() + url.suffix.len());
+        let mut out = String::with_capacity(8 + self.cdn_host.len() + buf.len());
         out.push_str("https://");
         out.push_str(&self.cdn_host);
-        out.push_str(&url.path);
-        out.push_str(&url.suffix);
+        out.push_str(&buf);
         Some(out)
     }
 

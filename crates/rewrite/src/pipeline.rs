@@ -319,6 +319,8 @@ impl HtmlStage {
         match &mut self.engine {
             Engine::Fast { scan, page } => {
                 let mut out = lock(&self.out);
+                // Room for the chunk and its rewritten URLs: no regrowing while scanning.
+                out.pending.reserve(buf.len() + buf.len() / 4);
                 let result = scan.push(buf, page, &mut out.pending);
                 drop(out);
                 match result {

@@ -25,6 +25,8 @@ use crate::html::{Edits, PageState, TagView};
 /// Longest tag kept whole while waiting for its end; past it the page goes to lol_html (whose
 /// own limit, `HTML_MEMORY_LIMIT`, is larger and which then decides).
 pub(crate) const MAX_TAG_BYTES: usize = 64 << 10;
+/// How much of a new chunk is joined to carried bytes to finish them (more if they need it).
+const HEAD_BYTES: usize = 4 << 10;
 
 /// Where the tokenizer is between two pushes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,39 +122,57 @@ impl FastScan {
         page: &mut PageState,
         out: &mut Vec<u8>,
     ) -> Result<(), Vec<u8>> {
-        if self.carry.is_empty() {
-            return match self.scan(chunk, false, page, out) {
-                Scanned::Consumed(n) => {
-                    self.keep(&chunk[n..]);
-                    Ok(())
-                }
-                Scanned::Bail(at) => Err(chunk[at..].to_vec()),
-            };
-        }
-        let mut buf = std::mem::take(&mut self.carry);
-        buf.extend_from_slice(chunk);
-        if buf.len() < self.rescan_at && buf.len() <= MAX_TAG_BYTES {
-            self.carry = buf;
-            return Ok(());
-        }
-        let result = match self.scan(&buf, false, page, out) {
-            Scanned::Consumed(n) => {
-                let kept = buf.len() - n;
-                // A partial tag that did not complete: wait until it doubles before rescanning.
-                self.rescan_at = if n == 0 { 2 * kept } else { 0 };
-                buf.drain(..n);
+        let mut from = 0;
+        if !self.carry.is_empty() {
+            // Finish what was carried with the head of the chunk only: copying the whole chunk
+            // behind it would copy most pages twice (a tag straddles most chunk boundaries).
+            let head = chunk.len().min(self.carry.len().max(HEAD_BYTES));
+            let mut buf = std::mem::take(&mut self.carry);
+            let carried = buf.len();
+            buf.extend_from_slice(&chunk[..head]);
+            if head == chunk.len() && buf.len() < self.rescan_at && buf.len() <= MAX_TAG_BYTES {
                 self.carry = buf;
+                return Ok(());
+            }
+            match self.scan(&buf, false, page, out) {
+                Scanned::Bail(at) => {
+                    buf.drain(..at);
+                    buf.extend_from_slice(&chunk[head..]);
+                    return Err(buf);
+                }
+                // What was carried is done: go on in the chunk itself.
+                Scanned::Consumed(n) if n >= carried => from = n - carried,
+                Scanned::Consumed(n) if head == chunk.len() => {
+                    // Still unfinished, and the whole chunk is in: wait for more.
+                    self.rescan_at = if n == 0 { 2 * (buf.len() - n) } else { 0 };
+                    buf.drain(..n);
+                    if buf.len() > MAX_TAG_BYTES {
+                        return Err(buf);
+                    }
+                    self.carry = buf;
+                    return Ok(());
+                }
+                Scanned::Consumed(n) => {
+                    // A long tag: give it the whole chunk.
+                    buf.drain(..n);
+                    buf.extend_from_slice(&chunk[head..]);
+                    self.carry = buf;
+                    self.rescan_at = 0;
+                    return self.push(&[], page, out);
+                }
+            }
+        }
+        let rest = &chunk[from..];
+        match self.scan(rest, false, page, out) {
+            Scanned::Consumed(n) => {
+                self.keep(&rest[n..]);
+                if self.carry.len() > MAX_TAG_BYTES {
+                    return Err(std::mem::take(&mut self.carry));
+                }
                 Ok(())
             }
-            Scanned::Bail(at) => {
-                buf.drain(..at);
-                Err(buf)
-            }
-        };
-        if self.carry.len() > MAX_TAG_BYTES {
-            return Err(std::mem::take(&mut self.carry));
+            Scanned::Bail(at) => Err(rest[at..].to_vec()),
         }
-        result
     }
 
     /// The page ended: what was carried is written as it is (lol_html does the same with an
@@ -661,15 +681,13 @@ impl FastScan {
                     } else {
                         self.encoding.encode(value).0
                     };
-                    for part in encoded.split_inclusive(|b| *b == b'"') {
-                        match part.split_last() {
-                            Some((b'"', head)) => {
-                                out.extend_from_slice(head);
-                                out.extend_from_slice(b"&quot;");
-                            }
-                            _ => out.extend_from_slice(part),
-                        }
+                    let mut rest: &[u8] = &encoded;
+                    while let Some(q) = memchr(b'"', rest) {
+                        out.extend_from_slice(&rest[..q]);
+                        out.extend_from_slice(b"&quot;");
+                        rest = &rest[q + 1..];
                     }
+                    out.extend_from_slice(rest);
                     out.push(b'"');
                 }
                 None => out.extend_from_slice(&bytes[attr.raw.0..attr.raw.1]),
@@ -711,6 +729,10 @@ impl TagView for FastView<'_> {
         // ASCII reads the same in every charset lol_html accepts; anything else is decoded
         // as lol_html decodes it (`Encoding::decode`, which also honours a BOM).
         Some(match std::str::from_utf8(raw) {
+            // UTF-8 reads as itself (but for a BOM, which `decode` drops).
+            Ok(s) if self.encoding == encoding_rs::UTF_8 && !s.starts_with('\u{feff}') => {
+                Cow::Borrowed(s)
+            }
             Ok(s) if raw.is_ascii() => Cow::Borrowed(s),
             _ => Cow::Owned(self.encoding.decode(raw).0.into_owned()),
         })

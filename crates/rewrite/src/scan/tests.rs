@@ -28,6 +28,7 @@ fn run(page: &[u8], chunk: usize, fast: bool, charset: Option<&str>) -> (Vec<u8>
         page_path: "/blog/post.html".into(),
         stop: Arc::new(AtomicBool::new(false)),
         rewritten: rewritten.clone(),
+        scratch: Default::default(),
     };
     let encoding = charset
         .and_then(|c| encoding_rs::Encoding::for_label(c.as_bytes()))
@@ -278,4 +279,18 @@ fn fast_scan_rewrites_a_simple_page() {
          <script src=\"https://cdn.example.net/static/app.js\"></script>"
     );
     assert_eq!(urls, 2);
+}
+
+#[test]
+fn long_tags_comments_and_scripts_across_chunks_match() {
+    let long = "x".repeat(9000);
+    let huge = "y".repeat(70 << 10);
+    let page = format!(
+        "<p>a</p><img alt=\"{long}\" src=img/a.png><!-- {long} --><script>{long}<!--<script>\
+         </script>--></script><img src=/b.png><style>{long}</style><link rel=icon href=f.ico>\
+         <img src=\"data:{huge}\"><img src=c.png>"
+    );
+    for chunk in [1000, 4095, 4096, 4097, 5000, 9001, 16 << 10, 100 << 10] {
+        assert_same(page.as_bytes(), chunk, None);
+    }
 }
