@@ -50,14 +50,14 @@ pub mod fuzz {
     }
 
     /// Parses a back-end's response head: the length of a complete head, `Ok(None)` if
-    /// incomplete, `Err` if refused.
-    pub fn response_head(data: &[u8], head_request: bool) -> Result<Option<usize>, ()> {
+    /// incomplete, `Err` (why) if refused.
+    pub fn response_head(data: &[u8], head_request: bool) -> Result<Option<usize>, String> {
         crate::h1::upstream::fuzz_parse_response(data, head_request)
     }
 
-    /// Decodes a chunked body fed in two pieces split at `split`: the body bytes, or `Err` if
+    /// Decodes a chunked body fed in two pieces split at `split`: the body bytes, or `None` if
     /// refused or incomplete.
-    pub fn chunked_body(data: &[u8], split: usize) -> Result<Vec<u8>, ()> {
+    pub fn chunked_body(data: &[u8], split: usize) -> Option<Vec<u8>> {
         crate::h1::framing::fuzz_chunked(data, split)
     }
 }

@@ -404,7 +404,7 @@ fn parse_response(
 }
 
 /// [`parse_response`] for the fuzz target.
-pub(crate) fn fuzz_parse_response(buf: &[u8], head_request: bool) -> Result<Option<usize>, ()> {
+pub(crate) fn fuzz_parse_response(buf: &[u8], head_request: bool) -> Result<Option<usize>, String> {
     match parse_response(buf, head_request) {
         Ok(Some((used, head))) => {
             assert!(used <= buf.len());
@@ -416,7 +416,7 @@ pub(crate) fn fuzz_parse_response(buf: &[u8], head_request: bool) -> Result<Opti
             Ok(Some(used))
         }
         Ok(None) => Ok(None),
-        Err(_) => Err(()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
