@@ -79,18 +79,21 @@ pub(crate) fn parse_length(value: &[u8]) -> Option<u64> {
     })
 }
 
-/// Whether the last coding of a `Transfer-Encoding` list is `chunked`.
+/// Whether the last coding of a `Transfer-Encoding` list is `chunked`, and the only
+/// `chunked` (RFC 9112 §7: it must not be applied more than once).
 fn ends_in_chunked<'a>(values: impl Iterator<Item = &'a [u8]>) -> bool {
     let mut last: Option<&[u8]> = None;
+    let mut chunked = 0usize;
     for v in values {
         for coding in v.split(|b| *b == b',') {
             let coding = coding.trim_ascii();
             if !coding.is_empty() {
+                chunked += usize::from(coding.eq_ignore_ascii_case(b"chunked"));
                 last = Some(coding);
             }
         }
     }
-    last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))
+    chunked == 1 && last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))
 }
 
 /// The body length of a client's request, refusing every ambiguity (RFC 9112 §6.1–6.3, and
