@@ -101,6 +101,8 @@ pub(crate) struct Counters {
     tls_failed: AtomicU64,
     tls_over_limit: AtomicU64,
     http2_connections: AtomicU64,
+    pub(crate) send_timeouts: AtomicU64,
+    pub(crate) response_body_errors: AtomicU64,
 }
 
 impl Counters {
@@ -196,6 +198,12 @@ pub struct NodeCounters {
     pub tls_over_limit: u64,
     /// Client connections that negotiated HTTP/2.
     pub http2_connections: u64,
+    /// Client connections closed because the client did not read a response within
+    /// `send_timeout`.
+    pub send_timeouts: u64,
+    /// Responses cut off because the back-end's body broke (bad chunk, early close, silence):
+    /// the client's connection was closed so it sees the truncation.
+    pub response_body_errors: u64,
 }
 
 impl Proxy {
@@ -334,6 +342,8 @@ impl Proxy {
             tls_failed: c.tls_failed.load(Ordering::Relaxed),
             tls_over_limit: c.tls_over_limit.load(Ordering::Relaxed),
             http2_connections: c.http2_connections.load(Ordering::Relaxed),
+            send_timeouts: c.send_timeouts.load(Ordering::Relaxed),
+            response_body_errors: c.response_body_errors.load(Ordering::Relaxed),
         }
     }
 

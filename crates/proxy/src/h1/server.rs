@@ -13,6 +13,7 @@
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -500,10 +501,42 @@ async fn exchange<S: ClientStream>(
         Ok(Written::KeepAlive) if !closing => Next::KeepAlive,
         Ok(Written::Tunnel(up)) => Next::Tunnel(up),
         Ok(_) => Next::Close,
-        Err(e) => {
+        Err(WriteError::Client(e)) => {
+            if e.kind() == io::ErrorKind::TimedOut {
+                shared
+                    .counters
+                    .send_timeouts
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             tracing::debug!(peer = %client.peer, error = %e, "response to the client failed");
             Next::Close
         }
+        Err(WriteError::Body(e)) => {
+            shared
+                .counters
+                .response_body_errors
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(peer = %client.peer, error = %e,
+                "response body failed: the client's connection is closed so it sees the truncation");
+            Next::Close
+        }
+    }
+}
+
+/// Why a response could not be written to the end.
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    /// Writing to the client failed or timed out.
+    #[error("writing to the client failed")]
+    Client(#[source] io::Error),
+    /// The body (a back-end's) broke or disagreed with its length.
+    #[error("response body: {0}")]
+    Body(String),
+}
+
+impl From<io::Error> for WriteError {
+    fn from(e: io::Error) -> Self {
+        Self::Client(e)
     }
 }
 
@@ -556,7 +589,7 @@ async fn write_response<W: AsyncWrite + Unpin>(
     version: Version,
     mut closing: bool,
     limits: &pentaflow_config::Limits,
-) -> io::Result<Written> {
+) -> Result<Written, WriteError> {
     let (mut parts, mut body) = resp.into_parts();
     let status = parts.status;
     let tunnel = parts.extensions.remove::<Tunnel>();
@@ -653,10 +686,10 @@ async fn write_response<W: AsyncWrite + Unpin>(
                 };
                 send(w, &mut [IoSlice::new(&h), IoSlice::new(&end)], send_timeout).await?;
                 if length.is_some_and(|n| n != written) {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "response body shorter than its Content-Length",
-                    ));
+                    return Err(WriteError::Body(format!(
+                        "{written} bytes where Content-Length said {}",
+                        length.unwrap_or(0)
+                    )));
                 }
                 break;
             }
@@ -664,14 +697,14 @@ async fn write_response<W: AsyncWrite + Unpin>(
                 if !h.is_empty() {
                     let _ = send(w, &mut [IoSlice::new(&h)], send_timeout).await;
                 }
-                return Err(io::Error::other(e));
+                return Err(WriteError::Body(e.to_string()));
             }
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => {
                     written += data.len() as u64;
                     if length.is_some_and(|n| written > n) {
-                        return Err(io::Error::other(
-                            "response body longer than its Content-Length",
+                        return Err(WriteError::Body(
+                            "longer than its Content-Length".to_owned(),
                         ));
                     }
                     let line = if chunked && !data.is_empty() {
