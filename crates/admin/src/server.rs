@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use crate::control;
 use crate::error::AdminError;
 use crate::metrics;
+use crate::metrics::classic::Format;
 use crate::model::{StatusDocument, StatusSource};
 
 /// A client that has not sent its request head by then is cut off, so idle or slow admin
@@ -268,7 +269,13 @@ async fn respond<B>(admin: Arc<Admin>, request: &Request<B>) -> Response<Full<By
     }
     // A snapshot and its encoding take about a millisecond per thousand back-ends, and the
     // source may take a lock: keep that off the runtime's workers, which run the data plane.
-    tokio::task::spawn_blocking(move || render(&admin, page))
+    let format = metrics::classic::Format::negotiate(
+        request
+            .headers()
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    );
+    tokio::task::spawn_blocking(move || render(&admin, page, format))
         .await
         .unwrap_or_else(|error| internal_error("admin handler", &error))
 }
@@ -304,8 +311,8 @@ impl Refusal {
     }
 }
 
-/// Takes a snapshot and encodes it as `page` asks.
-fn render(admin: &Admin, page: Page) -> Response<Full<Bytes>> {
+/// Takes a snapshot and encodes it as `page` asks (`/metrics` in `format`).
+fn render(admin: &Admin, page: Page, format: Format) -> Response<Full<Bytes>> {
     if page == Page::Cdn || page == Page::Cluster {
         let doc = if page == Page::Cdn {
             admin.source.cdn_report()
@@ -325,8 +332,12 @@ fn render(admin: &Admin, page: Page) -> Response<Full<Bytes>> {
             Err(error) => internal_error("status", &error),
         }
     } else {
-        match metrics::encode(doc) {
-            Ok(body) => with_body(StatusCode::OK, metrics::CONTENT_TYPE, body.into()),
+        let body = metrics::encode(doc).map(|om| match format {
+            Format::OpenMetrics => om,
+            Format::Classic => metrics::classic::to_classic(&om),
+        });
+        match body {
+            Ok(body) => with_body(StatusCode::OK, format.content_type(), body.into()),
             Err(error) => internal_error("metrics", &error),
         }
     }

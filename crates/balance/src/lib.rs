@@ -44,7 +44,7 @@ pub mod status;
 pub use bucket::{BucketError, BucketSnapshot, BucketTable, NodeCandidate, NodeId};
 pub use candidate::{BackendId, Candidate};
 pub use consistent::{rendezvous_rank, url_hash_pick};
-pub use cookie::{CookieCodec, CookieError};
+pub use cookie::{CookieCodec, CookieError, CookieLifetime, Decoded, Freshness};
 pub use policy::{least_connections, SmoothWeightedRoundRobin};
 pub use session::SessionGroups;
 pub use status::{BackendState, WebServerStatus};

@@ -54,6 +54,10 @@
 //! name = "PFSRV"                      # default "PFSRV"; a valid cookie-name token
 //! secret = "at least 16 bytes ..."    # exactly one of secret / secret_file; >= 16 bytes
 //! secret_file = "/etc/pentaflow/cookie.key"   # relative paths resolve against the config file's directory
+//! previous_secrets = ["..."]          # optional: older secrets still accepted (rotation), <= 8, each >= 16 bytes
+//! previous_secret_files = ["old.key"] # optional: the same, read from files
+//! max_idle = "1h"                     # optional: ignore a cookie not refreshed for this long (HAProxy maxidle)
+//! max_life = "7d"                     # optional: ignore a cookie issued this long ago (HAProxy maxlife)
 //! follow = "JSESSIONID"               # optional: copy this app cookie's lifetime
 //! secure = true                       # optional (absent = Secure only over HTTPS)
 //! http_only = true                    # default true
@@ -327,6 +331,10 @@ pub(crate) struct FileCookie {
     pub(crate) name: Option<Spanned<String>>,
     pub(crate) secret: Option<Spanned<String>>,
     pub(crate) secret_file: Option<Spanned<String>>,
+    pub(crate) previous_secrets: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) previous_secret_files: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) max_idle: Option<Spanned<FileDuration>>,
+    pub(crate) max_life: Option<Spanned<FileDuration>>,
     pub(crate) follow: Option<Spanned<String>>,
     pub(crate) secure: Option<bool>,
     pub(crate) http_only: Option<bool>,

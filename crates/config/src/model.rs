@@ -330,6 +330,13 @@ pub struct CookiePersistence {
     pub name: String,
     /// Key that signs cookie values (at least 16 bytes); all nodes of an array share it.
     pub secret: Vec<u8>,
+    /// Older keys whose values are still honoured (and re-issued under `secret`), newest
+    /// first: how a key is rotated without moving clients.
+    pub previous_secrets: Vec<Vec<u8>>,
+    /// A value not refreshed for this long is ignored (HAProxy's `maxidle`); `None` = never.
+    pub max_idle: Option<Duration>,
+    /// A value first issued this long ago is ignored (HAProxy's `maxlife`); `None` = never.
+    pub max_life: Option<Duration>,
     /// Name of the application's session cookie whose lifetime the injected cookie copies
     /// (e.g. `JSESSIONID`); `None` = always a session cookie.
     pub follow: Option<String>,
@@ -481,6 +488,12 @@ impl fmt::Debug for CookiePersistence {
                 "secret",
                 &format_args!("<{} bytes, redacted>", self.secret.len()),
             )
+            .field(
+                "previous_secrets",
+                &format_args!("<{} keys, redacted>", self.previous_secrets.len()),
+            )
+            .field("max_idle", &self.max_idle)
+            .field("max_life", &self.max_life)
             .field("follow", &self.follow)
             .field("secure", &self.secure)
             .field("http_only", &self.http_only)
@@ -628,6 +641,9 @@ mod tests {
         let cookie = CookiePersistence {
             name: "PFSRV".into(),
             secret: b"do-not-log-this-key".to_vec(),
+            previous_secrets: vec![b"old-key-do-not-log".to_vec()],
+            max_idle: None,
+            max_life: None,
             follow: None,
             secure: None,
             http_only: true,
@@ -636,6 +652,8 @@ mod tests {
         let shown = format!("{cookie:?}");
         assert!(!shown.contains("do-not-log"), "{shown}");
         assert!(shown.contains("<19 bytes, redacted>"), "{shown}");
+        assert!(!shown.contains("old-key"), "{shown}");
+        assert!(shown.contains("<1 keys, redacted>"), "{shown}");
     }
 
     #[test]

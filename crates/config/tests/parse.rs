@@ -55,6 +55,9 @@ fn example_parses_to_the_expected_config() {
                 persistence: Persistence::Cookie(CookiePersistence {
                     name: "PFSRV".into(),
                     secret: b"change me: at least 16 bytes".to_vec(),
+                    previous_secrets: Vec::new(),
+                    max_idle: Some(Duration::from_secs(3600)),
+                    max_life: Some(Duration::from_secs(7 * 86_400)),
                     follow: Some("JSESSIONID".into()),
                     secure: Some(true),
                     http_only: true,

@@ -566,14 +566,15 @@ fn respond_upstream(
     parts.headers = head.headers;
     headers::strip_hop_by_hop(&mut parts.headers, switching);
     headers::add_response_via(&mut parts.headers);
-    if let (Persistence::Cookie(cfg), Some(codec)) = (&service.config.persistence, &service.cookies)
-    {
+    if let Persistence::Cookie(cfg) = &service.config.persistence {
         let lifetime = cfg
             .follow
             .as_deref()
             .and_then(|n| app_cookie_lifetime(&parts.headers, n));
-        if decision.inject_cookie || lifetime.is_some() {
-            let token = codec.token(&backend.config.name);
+        let token = (decision.inject_cookie || lifetime.is_some())
+            .then(|| service.cookie_token(&decision, &backend.config.name))
+            .flatten();
+        if let Some(token) = token {
             inject_cookie(
                 &mut parts.headers,
                 cfg,
