@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | `scheduler` | this node took the VIP (its data plane is up) | — |
 //! | `standby` | this node released the VIP | — |
+//! | `fault` | this node's data plane could not start or died; it stepped down | — |
 //! | `node-failed` | another node was failed (silent, restarted, or not answering polls) | its id |
 //! | `node-joined` | another node was heard (first time or again) | its id |
 //! | `config-committed` | a committed configuration became active here | its version |
