@@ -165,6 +165,12 @@ pub struct Limits {
     pub connect_timeout: Duration,
     /// Time allowed for a back-end to send its response head; 504 after.
     pub response_timeout: Duration,
+    /// Longest silence allowed inside a request body; 408 and a close after (nginx
+    /// `client_body_timeout`).
+    pub client_body_timeout: Duration,
+    /// Longest a client may take to accept one write of a response; the connection is closed
+    /// after (nginx `send_timeout`).
+    pub send_timeout: Duration,
     /// Maximum concurrent client connections per node; further ones are closed at accept.
     pub max_connections: usize,
 }
@@ -188,6 +194,9 @@ pub struct ServiceConfig {
     pub backend_keepalive: bool,
     /// How many other back-ends a request may be rerouted to after a failure.
     pub retries: u32,
+    /// Largest request body accepted, in bytes (413 and a close past it); `None` = no limit.
+    /// A declared `Content-Length` is checked before any byte is forwarded.
+    pub max_body_bytes: Option<u64>,
     /// Passive failure detection (claim 13).
     pub passive: PassiveHealth,
     /// Optional active health check.
@@ -514,6 +523,8 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(3),
             response_timeout: Duration::from_secs(30),
+            client_body_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
             max_connections: 10_000,
         }
     }

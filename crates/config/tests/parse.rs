@@ -42,6 +42,8 @@ fn example_parses_to_the_expected_config() {
             idle_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(3),
             response_timeout: Duration::from_secs(30),
+            client_body_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
             max_connections: 10_000,
         },
         services: vec![
@@ -63,6 +65,7 @@ fn example_parses_to_the_expected_config() {
                 }),
                 backend_keepalive: true,
                 retries: 2,
+                max_body_bytes: None,
                 passive: PassiveHealth {
                     max_fails: 3,
                     fail_timeout: Duration::from_secs(10),
@@ -97,6 +100,7 @@ fn example_parses_to_the_expected_config() {
                 }),
                 backend_keepalive: true,
                 retries: 2,
+                max_body_bytes: None,
                 passive: PassiveHealth::default(),
                 health: None,
                 backends: vec![

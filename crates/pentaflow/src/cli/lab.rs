@@ -368,14 +368,70 @@ fn wait_ready(lab: &Lab, nodes: &[(String, u32, std::path::PathBuf)]) -> anyhow:
             }
         }
         let answered = lab.run_in(&client, || probe(vip))?;
-        if answered {
-            return Ok(());
-        }
+        // An answer alone is not an array: a node's kernel can answer the VIP for a moment
+        // while its scheduler's data plane fails to start; every node must follow one
+        // scheduler whose data plane is up.
+        let why = match (answered, array_up(lab, nodes)?) {
+            (true, Ok(())) => return Ok(()),
+            (true, Err(why)) => why,
+            (false, Ok(())) => format!("no answer through the VIP {vip}"),
+            (false, Err(why)) => format!("no answer through the VIP {vip}; {why}"),
+        };
         if Instant::now() >= deadline {
-            bail!("no answer through the VIP {vip} within {READY_TIMEOUT:?}");
+            bail!("the array is not up within {READY_TIMEOUT:?}: {why}");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Whether every started node reports (its `/cluster`) the same scheduler and that node's
+/// data plane is up; otherwise what is wrong, node by node, with each data plane's last
+/// failure and its cause.
+fn array_up(
+    lab: &Lab,
+    nodes: &[(String, u32, std::path::PathBuf)],
+) -> anyhow::Result<Result<(), String>> {
+    let admin: SocketAddr = LAB_ADMIN.parse()?;
+    let token = lab_admin_token(&lab.state().prefix);
+    let mut schedulers = std::collections::BTreeSet::new();
+    let mut up = None;
+    let mut problems = Vec::new();
+    for (name, _, _) in nodes {
+        let doc = lab.run_in(name, || super::cluster_status::fetch(admin, Some(&token)))?;
+        let doc = match doc {
+            Ok(d) if !d.is_null() => d,
+            Ok(_) => {
+                problems.push(format!("{name}: not in a cluster"));
+                continue;
+            }
+            Err(e) => {
+                problems.push(format!("{name}: admin API: {e:#}"));
+                continue;
+            }
+        };
+        schedulers.insert(doc["scheduler"].as_u64());
+        let plane = &doc["data_plane"];
+        if doc["role"] == "scheduler" && plane["state"] == "up" {
+            up = doc["node"].as_u64();
+        }
+        if let Some(cause) = plane["last_failure"]["cause"].as_str() {
+            problems.push(format!(
+                "{name}: its scheduler data plane failed {} time(s), last: {cause}",
+                plane["failures"]
+            ));
+        }
+    }
+    if let (Some(id), 1) = (up, schedulers.len()) {
+        if schedulers.contains(&Some(id)) {
+            return Ok(Ok(()));
+        }
+    }
+    if problems.is_empty() {
+        problems.push(format!(
+            "no node runs the scheduler's data plane yet (schedulers seen: {schedulers:?})"
+        ));
+    }
+    Ok(Err(problems.join("; ")))
 }
 
 /// One `GET /` to `vip` answered with 200.

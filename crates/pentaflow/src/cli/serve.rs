@@ -197,6 +197,16 @@ impl StatusSource for ProxyStatus {
             NodeMetric::counter("requests", "Requests received.", c.requests),
             NodeMetric::counter("local_4xx", "Requests the proxy refused itself with a 4xx.", c.local_4xx),
             NodeMetric::counter("local_5xx", "Requests the proxy answered itself with a 5xx.", c.local_5xx),
+            NodeMetric::counter(
+                "send_timeouts",
+                "Client connections closed because the client did not read within send_timeout.",
+                c.send_timeouts,
+            ),
+            NodeMetric::counter(
+                "response_body_errors",
+                "Responses cut off because the back-end's body broke (the client's connection is closed).",
+                c.response_body_errors,
+            ),
             NodeMetric::counter("tls_handshakes", "TLS handshakes completed.", c.tls_handshakes),
             NodeMetric::counter("tls_resumed", "TLS handshakes that resumed a session.", c.tls_resumed),
             NodeMetric::counter("tls13_handshakes", "TLS handshakes that negotiated TLS 1.3.", c.tls13),
