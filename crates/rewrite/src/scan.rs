@@ -481,7 +481,7 @@ impl FastScan {
         let len = buf.len();
         self.attrs.clear();
         let mut i = name_start;
-        while i < len && !is_ws(buf[i]) && buf[i] != b'/' && buf[i] != b'>' {
+        while i < len && !is(buf[i], WS | SLASH | GT) {
             i += 1;
         }
         let name = (name_start - lt, i - lt);
@@ -520,7 +520,7 @@ impl FastScan {
             // Attribute name: the first byte is always part of it (even `=`).
             let name_begin = i;
             i += 1;
-            while i < len && !is_ws(buf[i]) && !matches!(buf[i], b'/' | b'>' | b'=') {
+            while i < len && !is(buf[i], WS | SLASH | GT | EQ) {
                 i += 1;
             }
             let &b = buf.get(i)?;
@@ -571,7 +571,7 @@ impl FastScan {
                 }
                 _ => {
                     let begin = i;
-                    while i < len && !is_ws(buf[i]) && buf[i] != b'>' {
+                    while i < len && !is(buf[i], WS | GT) {
                         i += 1;
                     }
                     if i == len {
@@ -743,9 +743,32 @@ impl TagView for FastView<'_> {
     }
 }
 
-/// HTML whitespace as lol_html's tokenizer has it (with CR: it sees raw bytes).
+/// Byte classes of the tag states: one table load per byte instead of a chain of compares.
+const WS: u8 = 1;
+const SLASH: u8 = 2;
+const GT: u8 = 4;
+const EQ: u8 = 8;
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    // HTML whitespace as lol_html's tokenizer has it (with CR: it sees raw bytes).
+    t[b' ' as usize] = WS;
+    t[b'\n' as usize] = WS;
+    t[b'\r' as usize] = WS;
+    t[b'\t' as usize] = WS;
+    t[0x0C] = WS;
+    t[b'/' as usize] = SLASH;
+    t[b'>' as usize] = GT;
+    t[b'=' as usize] = EQ;
+    t
+};
+
 fn is_ws(b: u8) -> bool {
-    matches!(b, b' ' | b'\n' | b'\r' | b'\t' | b'\x0C')
+    CLASS[usize::from(b)] == WS
+}
+
+/// Whether `b` is in one of the `classes`.
+fn is(b: u8, classes: u8) -> bool {
+    CLASS[usize::from(b)] & classes != 0
 }
 
 /// Whether `</name` + delimiter (whitespace, `/`, `>`) starts at `lt`; `None` when `buf` ends

@@ -90,8 +90,9 @@ pub(crate) fn resolve_into(
 /// the path in place; returns the path's length.
 fn normalize(buf: &mut String) -> usize {
     let cut = memchr::memchr2(b'?', b'#', buf.as_bytes()).unwrap_or(buf.len());
-    // Nearly every path has no dot segment: skip the split and rebuild.
-    if memchr::memmem::find(&buf.as_bytes()[..cut], b"/.").is_none() {
+    // Nearly every path has no dot segment (its only dot is the extension's): skip the rebuild.
+    let path = &buf.as_bytes()[..cut];
+    if !memchr::memchr_iter(b'.', path).any(|i| i > 0 && path[i - 1] == b'/') {
         return cut;
     }
     let path = remove_dot_segments(&buf[..cut]);
