@@ -116,7 +116,8 @@ pub(crate) fn rewrite_srcset(
     map: &mut dyn FnMut(&str) -> Option<String>,
 ) -> Option<String> {
     let bytes = value.as_bytes();
-    let mut out = String::with_capacity(value.len() + 64);
+    // Allocated at the first change: many `srcset`s seen are left as they are.
+    let mut out = String::new();
     let mut copied = 0;
     let mut changed = false;
     let mut i = 0;
@@ -136,6 +137,9 @@ pub(crate) fn rewrite_srcset(
         }
         if end > start {
             if let Some(new) = map(&value[start..end]) {
+                if out.capacity() == 0 {
+                    out.reserve(value.len() + 64);
+                }
                 out.push_str(&value[copied..start]);
                 out.push_str(&new);
                 copied = end;
