@@ -355,7 +355,6 @@ async fn next_head<S: ClientStream>(
                 };
                 let first_bytes = async {
                     conn.io.readable().await?;
-                    conn.buf.reserve(READ_CHUNK);
                     read_some(&mut conn.io, &mut conn.buf).await
                 };
                 tokio::select! {
@@ -367,7 +366,6 @@ async fn next_head<S: ClientStream>(
                 }
             }
             Some(deadline) => {
-                conn.buf.reserve(READ_CHUNK);
                 let read =
                     tokio::time::timeout_at(deadline, read_some(&mut conn.io, &mut conn.buf));
                 match read.await {
@@ -380,8 +378,31 @@ async fn next_head<S: ClientStream>(
     }
 }
 
+thread_local! {
+    /// The worker thread's read buffer for request heads: a head is read here and only its
+    /// bytes are copied into the connection's own buffer, so a connection that waits for (or
+    /// between) requests holds no read buffer of its own.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ_CHUNK]);
+}
+
+/// Reads what is there into the worker's scratch buffer and appends it to `buf`.
 async fn read_some<S: AsyncRead + Unpin>(io: &mut S, buf: &mut BytesMut) -> io::Result<usize> {
-    tokio::io::AsyncReadExt::read_buf(io, buf).await
+    std::future::poll_fn(|cx| {
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let mut rb = tokio::io::ReadBuf::new(&mut scratch[..]);
+            match Pin::new(&mut *io).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => {
+                    let got = rb.filled();
+                    buf.extend_from_slice(got);
+                    Poll::Ready(Ok(got.len()))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+    })
+    .await
 }
 
 /// Serves HTTP/1.1 on an accepted (and possibly decrypted) client connection until it ends or
