@@ -378,31 +378,9 @@ async fn next_head<S: ClientStream>(
     }
 }
 
-thread_local! {
-    /// The worker thread's read buffer for request heads: a head is read here and only its
-    /// bytes are copied into the connection's own buffer, so a connection that waits for (or
-    /// between) requests holds no read buffer of its own.
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ_CHUNK]);
-}
-
-/// Reads what is there into the worker's scratch buffer and appends it to `buf`.
+/// Reads what is there (through the worker's scratch buffer) and appends it to `buf`.
 async fn read_some<S: AsyncRead + Unpin>(io: &mut S, buf: &mut BytesMut) -> io::Result<usize> {
-    std::future::poll_fn(|cx| {
-        SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            let mut rb = tokio::io::ReadBuf::new(&mut scratch[..]);
-            match Pin::new(&mut *io).poll_read(cx, &mut rb) {
-                Poll::Ready(Ok(())) => {
-                    let got = rb.filled();
-                    buf.extend_from_slice(got);
-                    Poll::Ready(Ok(got.len()))
-                }
-                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                Poll::Pending => Poll::Pending,
-            }
-        })
-    })
-    .await
+    super::read_via_scratch(io, buf).await
 }
 
 /// Serves HTTP/1.1 on an accepted (and possibly decrypted) client connection until it ends or
