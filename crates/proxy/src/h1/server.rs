@@ -355,7 +355,6 @@ async fn next_head<S: ClientStream>(
                 };
                 let first_bytes = async {
                     conn.io.readable().await?;
-                    conn.buf.reserve(READ_CHUNK);
                     read_some(&mut conn.io, &mut conn.buf).await
                 };
                 tokio::select! {
@@ -367,7 +366,6 @@ async fn next_head<S: ClientStream>(
                 }
             }
             Some(deadline) => {
-                conn.buf.reserve(READ_CHUNK);
                 let read =
                     tokio::time::timeout_at(deadline, read_some(&mut conn.io, &mut conn.buf));
                 match read.await {
@@ -380,8 +378,9 @@ async fn next_head<S: ClientStream>(
     }
 }
 
+/// Reads what is there (through the worker's scratch buffer) and appends it to `buf`.
 async fn read_some<S: AsyncRead + Unpin>(io: &mut S, buf: &mut BytesMut) -> io::Result<usize> {
-    tokio::io::AsyncReadExt::read_buf(io, buf).await
+    super::read_via_scratch(io, buf).await
 }
 
 /// Serves HTTP/1.1 on an accepted (and possibly decrypted) client connection until it ends or
