@@ -27,7 +27,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::hash::stable_hash;
+use crate::hash::bucket_hash;
 
 /// Smallest table: one bit of hash. (A table of one bucket could not spread anything.)
 pub const MIN_BUCKETS: usize = 2;
@@ -181,25 +181,12 @@ impl BucketTable {
         self.version = version;
     }
 
-    /// Bucket of a client: xxh3 ([`stable_hash`]) over the address bytes (4 for IPv4, 16 for
-    /// IPv6; IPv4-mapped IPv6 counts as IPv4) followed by the big-endian port, masked to the
-    /// size. xxh3 avalanches fully, so its low bits are as good as any.
+    /// Bucket of a client: [`bucket_hash`] (lookup3/jhash over one 20-byte key for IPv4
+    /// and IPv6 alike; IPv4-mapped IPv6 counts as IPv4) masked to the size — what a C or BPF
+    /// data plane computes bit-exactly.
     #[must_use]
     pub fn bucket_of(&self, ip: IpAddr, port: u16) -> usize {
-        let mut buf = [0u8; 18];
-        let n = match ip.to_canonical() {
-            IpAddr::V4(a) => {
-                buf[..4].copy_from_slice(&a.octets());
-                4
-            }
-            IpAddr::V6(a) => {
-                buf[..16].copy_from_slice(&a.octets());
-                16
-            }
-        };
-        buf[n..n + 2].copy_from_slice(&port.to_be_bytes());
-        // Truncating to usize keeps the low bits, which is all the mask looks at.
-        (stable_hash(&buf[..n + 2]) as usize) & (self.entries.len() - 1)
+        (bucket_hash(ip, port) as usize) & (self.entries.len() - 1)
     }
 
     /// The node serving this bucket, assigning it if unassigned.
