@@ -43,7 +43,9 @@ pub mod policy;
 pub mod session;
 pub mod status;
 
-pub use bucket::{BucketError, BucketSnapshot, BucketTable, NodeCandidate, NodeId};
+pub use bucket::{
+    least_assigned, BucketEntry, BucketError, BucketSnapshot, BucketTable, NodeCandidate, NodeId,
+};
 pub use candidate::{BackendId, Candidate};
 pub use consistent::{rendezvous_rank, url_hash_pick};
 pub use cookie::{CookieCodec, CookieError};
