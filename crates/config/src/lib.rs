@@ -30,12 +30,14 @@
 
 use std::path::Path;
 
+pub mod diff;
 pub mod error;
 mod file;
 pub mod model;
 mod read;
 mod validate;
 
+pub use diff::{diff_array, ArrayChange, ChangeKind};
 pub use error::{ConfigError, Problem, SyntaxError};
 pub use model::*;
 

@@ -43,6 +43,9 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 const PUBLISH_EVERY_MS: u64 = 50;
 /// How often idle buckets are released.
 const TICK_EVERY_MS: u64 = 1_000;
+/// How often the LAN link's state is checked: a lost carrier must end the loop (and hand the
+/// VIP on) well inside the failover bound.
+const LINK_CHECK_EVERY_MS: u64 = 50;
 /// Gratuitous ARPs sent when taking the role (more than one in case the first is lost).
 const GRATUITOUS_ARP_COUNT: usize = 3;
 /// Default period of the repeated gratuitous ARP: a router or node that cached another
@@ -417,7 +420,7 @@ pub fn run_loop(
 ) -> io::Result<()> {
     let epoch = Instant::now();
     let mut bufs: Vec<PacketBuf> = (0..batch.max(1)).map(|_| PacketBuf::new()).collect();
-    let (mut last_publish, mut last_tick) = (0u64, 0u64);
+    let (mut last_publish, mut last_tick, mut next_link_check) = (0u64, 0u64, 0u64);
     let mut send_errors = 0u64;
     let mut dirty = false;
     let mut last_announce = 0u64;
@@ -468,6 +471,16 @@ pub fn run_loop(
         if now_ms.saturating_sub(last_tick) >= TICK_EVERY_MS {
             core.tick(now_ms, settings.idle_ms);
             last_tick = now_ms;
+        }
+        if now_ms >= next_link_check {
+            next_link_check = now_ms + LINK_CHECK_EVERY_MS;
+            if !io.link_up()? {
+                publish(control, core, send_errors);
+                return Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "the LAN interface is down or has no carrier",
+                ));
+            }
         }
         let changes = core.take_changes();
         if let (false, Some(events)) = (changes.is_empty(), ports.events.as_ref()) {
