@@ -1,4 +1,5 @@
-//! `GET /metrics`: a status snapshot encoded as OpenMetrics text (what Prometheus scrapes).
+//! `GET /metrics`: a status snapshot encoded as OpenMetrics text (what Prometheus scrapes), or,
+//! unless OpenMetrics is asked for, in the classic text format ([`classic`]).
 //!
 //! Owns: metric names, help texts, labels and the escaping of label values and help texts.
 //! Must not: keep its own counters. A fresh [`Registry`] holds one [`Collector`] over the
@@ -382,6 +383,8 @@ impl EncodeLabelValue for Escaped<'_> {
         escape_into(encoder, self.0)
     }
 }
+
+pub(crate) mod classic;
 
 #[cfg(test)]
 mod tests;

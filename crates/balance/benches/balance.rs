@@ -88,7 +88,7 @@ fn cookie_decode(c: &mut Criterion) {
     let names: Vec<String> = (0..8).map(|i| format!("web{i}")).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let codec = CookieCodec::new(b"bench secret", &refs);
-    let good = codec.token("web3");
+    let good = codec.token("web3", [7; 8], 1_790_000_000, 1_790_000_000);
     c.bench_function("cookie_decode_hit", |b| {
         b.iter(|| codec.decode(black_box(&good)))
     });

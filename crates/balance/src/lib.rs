@@ -48,7 +48,7 @@ pub use bucket::{
 };
 pub use candidate::{BackendId, Candidate};
 pub use consistent::{rendezvous_rank, url_hash_pick};
-pub use cookie::{CookieCodec, CookieError};
+pub use cookie::{CookieCodec, CookieError, CookieLifetime, Decoded, Freshness};
 pub use owner::{owners, score, ConnectionId, Owner};
 pub use policy::{least_connections, SmoothWeightedRoundRobin};
 pub use session::SessionGroups;

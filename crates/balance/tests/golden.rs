@@ -73,13 +73,28 @@ fn rendezvous_orders() {
 
 #[test]
 fn cookie_tokens() {
+    // Computed independently with Python's hmac/hashlib/base64 from the layout in
+    // `balance::cookie`'s module doc.
     let codec = CookieCodec::new(b"pentaflow-golden-secret", &["web1", "web2"]);
-    assert_eq!(codec.token("web1"), "WVbMOFn_7Buqi9QU");
-    assert_eq!(codec.token("web2"), "RaKSnti5YuUo-xs3");
+    let nonce = [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef];
+    let t0 = 1_790_000_000;
     assert_eq!(
-        codec.decode("WVbMOFn_7Buqi9QU"),
-        Ok(BackendId::from_name("web1"))
+        codec.token("web1", nonce, t0, t0),
+        "ASNFZ4mrze9qsTuAarE7gEnzDGRRygDW"
     );
+    assert_eq!(
+        codec.token("web2", nonce, t0, t0),
+        "ASNFZ4mrze9qsTuAarE7gDaCB-THyUVf"
+    );
+    assert_eq!(
+        codec.token("web1", [0, 0, 0, 0, 0, 0, 0, 1], t0, t0 + 3600),
+        "AAAAAAAAAAFqsTuAarFJkCbUnch8pynb"
+    );
+    let d = codec
+        .decode("AAAAAAAAAAFqsTuAarFJkCbUnch8pynb")
+        .expect("golden value decodes");
+    assert_eq!(d.backend, BackendId::from_name("web1"));
+    assert_eq!((d.issued, d.seen), (t0, t0 + 3600));
 }
 
 #[test]

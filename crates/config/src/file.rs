@@ -23,7 +23,10 @@
 //! header_read_timeout = "10s"         # default 10s
 //! idle_timeout = "60s"                # default 60s
 //! connect_timeout = "3s"              # default 3s
-//! response_timeout = "30s"            # default 30s
+//! response_timeout = "30s"            # default 30s; from the request fully sent to the response
+//!                                     # head, and the longest silence inside a response body
+//! client_body_timeout = "60s"         # default 60s; longest silence inside a request body (408)
+//! send_timeout = "60s"                # default 60s; longest a client may take to read a response write
 //! max_connections = 10000             # default 10000; >= 1
 //!
 //! [tls_tickets]                       # optional; TLS session-ticket keys shared by the array
@@ -44,11 +47,17 @@
 //! persistence = "cookie"              # none (default) | cookie | session ; needs the matching table below
 //! backend_keepalive = true            # default true
 //! retries = 2                         # default 2; 0..=16
+//! max_body_bytes = 1048576            # optional (absent = no limit, as HAProxy); larger request
+//!                                     # bodies get 413 and a close; >= 0
 //!
 //! [service.cookie]                    # required iff persistence = "cookie"
 //! name = "PFSRV"                      # default "PFSRV"; a valid cookie-name token
 //! secret = "at least 16 bytes ..."    # exactly one of secret / secret_file; >= 16 bytes
 //! secret_file = "/etc/pentaflow/cookie.key"   # relative paths resolve against the config file's directory
+//! previous_secrets = ["..."]          # optional: older secrets still accepted (rotation), <= 8, each >= 16 bytes
+//! previous_secret_files = ["old.key"] # optional: the same, read from files
+//! max_idle = "1h"                     # optional: ignore a cookie not refreshed for this long (HAProxy maxidle)
+//! max_life = "7d"                     # optional: ignore a cookie issued this long ago (HAProxy maxlife)
 //! follow = "JSESSIONID"               # optional: copy this app cookie's lifetime
 //! secure = true                       # optional (absent = Secure only over HTTPS)
 //! http_only = true                    # default true
@@ -237,6 +246,8 @@ pub(crate) struct FileLimits {
     pub(crate) idle_timeout: Option<Spanned<FileDuration>>,
     pub(crate) connect_timeout: Option<Spanned<FileDuration>>,
     pub(crate) response_timeout: Option<Spanned<FileDuration>>,
+    pub(crate) client_body_timeout: Option<Spanned<FileDuration>>,
+    pub(crate) send_timeout: Option<Spanned<FileDuration>>,
     pub(crate) max_connections: Option<Spanned<i64>>,
 }
 
@@ -253,6 +264,7 @@ pub(crate) struct FileService {
     pub(crate) persistence: Option<Spanned<String>>,
     pub(crate) backend_keepalive: Option<bool>,
     pub(crate) retries: Option<Spanned<i64>>,
+    pub(crate) max_body_bytes: Option<Spanned<i64>>,
     pub(crate) cookie: Option<Spanned<FileCookie>>,
     pub(crate) session: Option<Spanned<FileSession>>,
     pub(crate) passive: Option<Spanned<FilePassive>>,
@@ -319,6 +331,10 @@ pub(crate) struct FileCookie {
     pub(crate) name: Option<Spanned<String>>,
     pub(crate) secret: Option<Spanned<String>>,
     pub(crate) secret_file: Option<Spanned<String>>,
+    pub(crate) previous_secrets: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) previous_secret_files: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) max_idle: Option<Spanned<FileDuration>>,
+    pub(crate) max_life: Option<Spanned<FileDuration>>,
     pub(crate) follow: Option<Spanned<String>>,
     pub(crate) secure: Option<bool>,
     pub(crate) http_only: Option<bool>,

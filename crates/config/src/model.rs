@@ -165,6 +165,12 @@ pub struct Limits {
     pub connect_timeout: Duration,
     /// Time allowed for a back-end to send its response head; 504 after.
     pub response_timeout: Duration,
+    /// Longest silence allowed inside a request body; 408 and a close after (nginx
+    /// `client_body_timeout`).
+    pub client_body_timeout: Duration,
+    /// Longest a client may take to accept one write of a response; the connection is closed
+    /// after (nginx `send_timeout`).
+    pub send_timeout: Duration,
     /// Maximum concurrent client connections per node; further ones are closed at accept.
     pub max_connections: usize,
 }
@@ -188,6 +194,9 @@ pub struct ServiceConfig {
     pub backend_keepalive: bool,
     /// How many other back-ends a request may be rerouted to after a failure.
     pub retries: u32,
+    /// Largest request body accepted, in bytes (413 and a close past it); `None` = no limit.
+    /// A declared `Content-Length` is checked before any byte is forwarded.
+    pub max_body_bytes: Option<u64>,
     /// Passive failure detection (claim 13).
     pub passive: PassiveHealth,
     /// Optional active health check.
@@ -321,6 +330,13 @@ pub struct CookiePersistence {
     pub name: String,
     /// Key that signs cookie values (at least 16 bytes); all nodes of an array share it.
     pub secret: Vec<u8>,
+    /// Older keys whose values are still honoured (and re-issued under `secret`), newest
+    /// first: how a key is rotated without moving clients.
+    pub previous_secrets: Vec<Vec<u8>>,
+    /// A value not refreshed for this long is ignored (HAProxy's `maxidle`); `None` = never.
+    pub max_idle: Option<Duration>,
+    /// A value first issued this long ago is ignored (HAProxy's `maxlife`); `None` = never.
+    pub max_life: Option<Duration>,
     /// Name of the application's session cookie whose lifetime the injected cookie copies
     /// (e.g. `JSESSIONID`); `None` = always a session cookie.
     pub follow: Option<String>,
@@ -472,6 +488,12 @@ impl fmt::Debug for CookiePersistence {
                 "secret",
                 &format_args!("<{} bytes, redacted>", self.secret.len()),
             )
+            .field(
+                "previous_secrets",
+                &format_args!("<{} keys, redacted>", self.previous_secrets.len()),
+            )
+            .field("max_idle", &self.max_idle)
+            .field("max_life", &self.max_life)
             .field("follow", &self.follow)
             .field("secure", &self.secure)
             .field("http_only", &self.http_only)
@@ -501,6 +523,8 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(3),
             response_timeout: Duration::from_secs(30),
+            client_body_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
             max_connections: 10_000,
         }
     }
@@ -617,6 +641,9 @@ mod tests {
         let cookie = CookiePersistence {
             name: "PFSRV".into(),
             secret: b"do-not-log-this-key".to_vec(),
+            previous_secrets: vec![b"old-key-do-not-log".to_vec()],
+            max_idle: None,
+            max_life: None,
             follow: None,
             secure: None,
             http_only: true,
@@ -625,6 +652,8 @@ mod tests {
         let shown = format!("{cookie:?}");
         assert!(!shown.contains("do-not-log"), "{shown}");
         assert!(shown.contains("<19 bytes, redacted>"), "{shown}");
+        assert!(!shown.contains("old-key"), "{shown}");
+        assert!(shown.contains("<1 keys, redacted>"), "{shown}");
     }
 
     #[test]

@@ -210,6 +210,18 @@ impl Checker<'_> {
                 d.response_timeout,
                 Zero::Rejected,
             ),
+            client_body_timeout: self.duration(
+                l.client_body_timeout.as_ref(),
+                "limits.client_body_timeout",
+                d.client_body_timeout,
+                Zero::Rejected,
+            ),
+            send_timeout: self.duration(
+                l.send_timeout.as_ref(),
+                "limits.send_timeout",
+                d.send_timeout,
+                Zero::Rejected,
+            ),
             max_connections: self.int(
                 l.max_connections.as_ref(),
                 "limits.max_connections",

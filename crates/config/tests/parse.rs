@@ -42,6 +42,8 @@ fn example_parses_to_the_expected_config() {
             idle_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(3),
             response_timeout: Duration::from_secs(30),
+            client_body_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
             max_connections: 10_000,
         },
         services: vec![
@@ -53,6 +55,9 @@ fn example_parses_to_the_expected_config() {
                 persistence: Persistence::Cookie(CookiePersistence {
                     name: "PFSRV".into(),
                     secret: b"change me: at least 16 bytes".to_vec(),
+                    previous_secrets: Vec::new(),
+                    max_idle: Some(Duration::from_secs(3600)),
+                    max_life: Some(Duration::from_secs(7 * 86_400)),
                     follow: Some("JSESSIONID".into()),
                     secure: Some(true),
                     http_only: true,
@@ -60,6 +65,7 @@ fn example_parses_to_the_expected_config() {
                 }),
                 backend_keepalive: true,
                 retries: 2,
+                max_body_bytes: None,
                 passive: PassiveHealth {
                     max_fails: 3,
                     fail_timeout: Duration::from_secs(10),
@@ -94,6 +100,7 @@ fn example_parses_to_the_expected_config() {
                 }),
                 backend_keepalive: true,
                 retries: 2,
+                max_body_bytes: None,
                 passive: PassiveHealth::default(),
                 health: None,
                 backends: vec![

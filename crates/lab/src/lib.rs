@@ -10,7 +10,8 @@
 //! long-running processes started in it ([`Lab::spawn_logged`], logs in the lab's directory
 //! [`LabState::dir`]), reporting status, and tearing everything down — on [`Lab::down`], on
 //! drop (also during a panic), or from another process through the state file under
-//! [`STATE_DIR`].
+//! [`STATE_DIR`]; before any of that, what the machine must have ([`Preflight`]), and the logs
+//! of a lab that failed to come up ([`LabState::keep_logs`]).
 //!
 //! Must not: touch the host's own network. Every address lives inside namespaces this lab
 //! created; even the bridges live in a namespace of their own, so no interface, route or
@@ -20,6 +21,8 @@
 #![forbid(unsafe_code)]
 
 mod cmd;
+mod kept_logs;
+mod preflight;
 mod topology;
 
 use std::net::Ipv4Addr;
@@ -29,6 +32,8 @@ use std::process::{Child, Command, Output, Stdio};
 use serde::{Deserialize, Serialize};
 
 pub use cmd::in_netns;
+pub use kept_logs::{tail, KEPT_LOGS_DIR};
+pub use preflight::{install_missing, Preflight, Requirement, REQUIREMENTS};
 pub use topology::{responder_command, wait_listening};
 
 /// Directory of the state files that let `lab down`/`exec`/`status` find a lab.

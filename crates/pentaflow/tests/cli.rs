@@ -18,6 +18,45 @@ use hyper_util::rt::TokioIo;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pentaflow");
 
+/// `promtool`, from `PATH` or where `scripts/install-promtool` puts it; `None` if neither.
+fn promtool() -> Option<std::path::PathBuf> {
+    let installed = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/tools/prometheus/usr/bin/promtool");
+    if installed.is_file() {
+        return Some(installed);
+    }
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| std::path::Path::new(dir).join("promtool"))
+        .find(|p| p.is_file())
+}
+
+/// `promtool check metrics` on `body`: its exit status and what it printed.
+fn promtool_check(tool: &std::path::Path, body: &str) -> (bool, String) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(tool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), said)
+}
+
 /// A child process that is killed (by its PID) if the test ends early.
 struct Running(Child);
 
@@ -317,7 +356,20 @@ async fn demo_serves_sticky_sessions_and_the_admin_api_then_stops_on_sigterm() {
     let cdn: serde_json::Value = serde_json::from_str(&cdn).unwrap();
     assert_eq!(cdn["demo"]["cdn_host"], "cdn.pentaflow-demo.example");
 
+    // Without an Accept header: the classic text format, as promtool and most scrapers read it.
     let (_, _, _, metrics) = get(admin, "/metrics", None).await;
+    match promtool() {
+        Some(tool) => {
+            let (ok, said) = promtool_check(&tool, &metrics);
+            assert!(ok && said.trim().is_empty(), "promtool: {said}\n{metrics}");
+        }
+        None if std::env::var_os("PENTAFLOW_REQUIRE_TOOLS").is_some() => {
+            panic!("promtool not found: run scripts/install-promtool (scripts/install-deps does)")
+        }
+        None => eprintln!(
+            "SKIPPED promtool check: promtool not found (scripts/install-promtool installs it)"
+        ),
+    }
     for name in [
         "pentaflow_backend_hits_total",
         "pentaflow_tls_resumed_total",

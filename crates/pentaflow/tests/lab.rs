@@ -27,6 +27,10 @@ use std::time::{Duration, Instant};
 use pentaflow_lab::Lab;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pentaflow");
+
+/// The tests of this file build labs and compare the machine's labs before and after: one at
+/// a time, or one would take (and tear down) the other's lab as its own.
+static ONE_LAB_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// Keep-alive connections the client opens (the issue asks for hundreds).
 const CONNECTIONS: usize = 300;
 /// Requests per connection.
@@ -297,6 +301,9 @@ fn lab_up_gives_a_working_array_and_down_removes_it() {
     if !pentaflow_lab::require_root("lab_up_gives_a_working_array_and_down_removes_it") {
         return;
     }
+    let _one = ONE_LAB_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let started = Instant::now();
     let up = Command::new(BIN)
         .args(["lab", "up", "--nodes", "3", "--webs", "3", "--clients", "1"])
@@ -618,6 +625,9 @@ fn lab_up_fails_and_names_the_missing_program_when_no_data_plane_can_start() {
     ) {
         return;
     }
+    let _one = ONE_LAB_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let before = pentaflow_lab::list_labs();
     let path = path_without("nft");
     let up = Command::new(BIN)

@@ -2,7 +2,7 @@
 //! Table (seed 002 Fig. 7), its health, and its pool of idle keep-alive connections.
 //!
 //! Owns: the counters behind the status table, passive failure detection (claim 13), and
-//! opening / pooling HTTP/1.1 connections to the back-end. It must not choose back-ends (that is
+//! pooling HTTP/1.1 connections (opened by h1::upstream) to the back-end. It must not choose back-ends (that is
 //! the service's scheduler) nor build responses for clients.
 
 use std::net::SocketAddr;
@@ -10,15 +10,12 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
 use pentaflow_balance::{BackendId, BackendState, Candidate, WebServerStatus};
 use pentaflow_config::{BackendConfig, PassiveHealth};
-use tokio::net::TcpStream;
 
-use crate::body::RequestBody;
 use crate::clock::now_ms;
 use crate::error::UpstreamError;
+use crate::h1::upstream::{self, Upstream};
 use crate::upstream_tls::UpstreamTls;
 
 /// Idle pooled connections kept per back-end; beyond this a finished connection is closed.
@@ -45,7 +42,8 @@ pub(crate) struct Backend {
 struct Stats {
     hits: AtomicU64,
     active: AtomicU32,
-    open_connections: AtomicU64,
+    /// Shared with each open connection, which decrements it when dropped.
+    open_connections: Arc<AtomicU64>,
     failures: AtomicU64,
     /// Exponentially weighted moving average of response-head latency, microseconds.
     avg_response_us: AtomicU64,
@@ -63,16 +61,8 @@ struct Health {
 
 #[derive(Debug)]
 struct IdleConn {
-    sender: http1::SendRequest<RequestBody>,
+    conn: Upstream,
     since: Instant,
-}
-
-/// A connection to a back-end, checked out for one request.
-#[derive(Debug)]
-pub(crate) struct Conn {
-    pub(crate) sender: http1::SendRequest<RequestBody>,
-    /// Whether it came from the pool (a stale pooled connection may fail on first use).
-    pub(crate) reused: bool,
 }
 
 impl Backend {
@@ -180,109 +170,55 @@ impl Backend {
         }
     }
 
-    /// A pooled connection if one is usable, else a new one.
+    /// A pooled connection if one is usable (checked for liveness now, not by a task per
+    /// pooled connection), else a new one.
     pub(crate) async fn checkout(
         self: &Arc<Self>,
         connect_timeout: Duration,
         keepalive: bool,
-    ) -> Result<Conn, UpstreamError> {
+    ) -> Result<Upstream, UpstreamError> {
         if keepalive {
-            if let Some(sender) = self.take_idle() {
-                return Ok(Conn {
-                    sender,
-                    reused: true,
-                });
+            if let Some(conn) = self.take_idle() {
+                return Ok(conn);
             }
         }
-        let sender = self.connect(connect_timeout, false).await?;
-        Ok(Conn {
-            sender,
-            reused: false,
-        })
+        self.connect(connect_timeout).await
     }
 
-    /// Opens a new HTTP/1.1 connection (with upgrades enabled when `upgrades` is set).
+    /// Opens a new connection (plain or TLS).
     pub(crate) async fn connect(
         self: &Arc<Self>,
         connect_timeout: Duration,
-        upgrades: bool,
-    ) -> Result<http1::SendRequest<RequestBody>, UpstreamError> {
-        let address = self.config.address;
-        let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(address)).await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(source)) => return Err(UpstreamError::Connect { address, source }),
-            Err(_) => return Err(UpstreamError::ConnectTimeout { address }),
-        };
-        // Small requests and responses: don't let Nagle hold the last segment back.
-        let _ = stream.set_nodelay(true);
-        match &self.tls {
-            None => self.handshake(stream, upgrades).await,
-            Some(tls) => {
-                let name = tls.server_name(address);
-                let secured =
-                    tokio::time::timeout(connect_timeout, tls.connector.connect(name, stream))
-                        .await;
-                match secured {
-                    Ok(Ok(s)) => self.handshake(s, upgrades).await,
-                    Ok(Err(source)) => Err(UpstreamError::Connect { address, source }),
-                    Err(_) => Err(UpstreamError::ConnectTimeout { address }),
-                }
-            }
-        }
-    }
-
-    /// Speaks HTTP/1.1 over an open (plain or TLS) stream; the connection task runs until the
-    /// back-end or the pool lets go of it.
-    async fn handshake<S>(
-        self: &Arc<Self>,
-        stream: S,
-        upgrades: bool,
-    ) -> Result<http1::SendRequest<RequestBody>, UpstreamError>
-    where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
-        let address = self.config.address;
-        let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|source| UpstreamError::Handshake { address, source })?;
-        self.stats.open_connections.fetch_add(1, Ordering::Relaxed);
-        let me = Arc::clone(self);
-        tokio::spawn(async move {
-            let result = if upgrades {
-                conn.with_upgrades().await
-            } else {
-                conn.await
-            };
-            if let Err(e) = result {
-                tracing::debug!(backend = %me.config.name, error = %e, "back-end connection ended");
-            }
-            me.stats.open_connections.fetch_sub(1, Ordering::Relaxed);
-        });
-        Ok(sender)
+    ) -> Result<Upstream, UpstreamError> {
+        upstream::open(
+            self.config.address,
+            self.tls.as_deref(),
+            connect_timeout,
+            Arc::clone(&self.stats.open_connections),
+        )
+        .await
     }
 
     /// Returns a connection whose exchange completed to the pool.
-    pub(crate) fn checkin(&self, sender: http1::SendRequest<RequestBody>) {
-        if sender.is_closed() || self.is_down() {
+    pub(crate) fn checkin(&self, conn: Upstream) {
+        if self.is_down() {
             return;
         }
         if let Ok(mut idle) = self.pool.lock() {
             if idle.len() < MAX_IDLE_PER_BACKEND {
                 idle.push(IdleConn {
-                    sender,
+                    conn,
                     since: Instant::now(),
                 });
             }
         }
     }
 
-    fn take_idle(&self) -> Option<http1::SendRequest<RequestBody>> {
+    fn take_idle(&self) -> Option<Upstream> {
         let mut idle = self.pool.lock().ok()?;
-        while let Some(conn) = idle.pop() {
-            if conn.since.elapsed() < POOL_IDLE_TIMEOUT && !conn.sender.is_closed() {
-                return Some(conn.sender);
+        while let Some(mut c) = idle.pop() {
+            if c.since.elapsed() < POOL_IDLE_TIMEOUT && c.conn.is_alive() {
+                return Some(c.conn);
             }
         }
         None

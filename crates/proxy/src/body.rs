@@ -1,14 +1,13 @@
 //! Bodies that stream through the proxy, and the bookkeeping that ends with them.
 //!
-//! Owns: the request body sent to a back-end (the client's body, streamed, with a flag set when
-//! the client side breaks), the response body sent to the client (a back-end's body streamed as
-//! it arrives, or a small local body), and [`Exchange`], the record of one request that is
-//! finished — access-logged, counted, its pooled connection returned — when the response body
-//! ends or is dropped. Nothing here buffers a whole body.
+//! Owns: the response body sent to the client (a back-end's body streamed as it arrives — read
+//! from the back-end's socket by the task that polls it, see h1::upstream — or a small local
+//! body, or a rewritten one), and [`Exchange`], the record of one request that is finished —
+//! access-logged, counted — when the response body ends or is dropped. Nothing here buffers a
+//! whole body.
 
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -16,67 +15,15 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::Method;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::combinators::{BoxBody, UnsyncBoxBody};
-use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::Full;
 
 use crate::backend::Backend;
 use crate::conn::ConnState;
+use crate::h1::upstream::UpstreamBody;
 
 /// Errors carried by bodies that cross the proxy.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The body of a request on its way to a back-end.
-pub(crate) type RequestBody = BoxBody<Bytes, BoxError>;
-
-/// An empty request body (health checks, replays of body-less requests).
-pub(crate) fn empty_request_body() -> RequestBody {
-    Empty::<Bytes>::new()
-        .map_err(|never| match never {})
-        .boxed()
-}
-
-/// The client's request body, streamed to the back-end; marks `broken` when the client side
-/// fails (bad chunk size, cut-off body) so the error is answered as the client's fault.
-pub(crate) fn client_request_body(incoming: Incoming, broken: Arc<AtomicBool>) -> RequestBody {
-    ClientBody {
-        inner: incoming,
-        broken,
-    }
-    .boxed()
-}
-
-struct ClientBody {
-    inner: Incoming,
-    broken: Arc<AtomicBool>,
-}
-
-impl Body for ClientBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Ready(Some(Err(e))) => {
-                self.broken.store(true, Ordering::Release);
-                Poll::Ready(Some(Err(Box::new(e))))
-            }
-            other => other.map(|o| o.map(|r| r.map_err(|e| Box::new(e) as BoxError))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
 
 /// The body of a response on its way to the client.
 pub struct ResponseBody {
@@ -86,7 +33,7 @@ pub struct ResponseBody {
 
 enum Kind {
     Full(Full<Bytes>),
-    Upstream(Incoming),
+    Upstream(UpstreamBody),
     Boxed(UnsyncBoxBody<Bytes, BoxError>),
 }
 
@@ -100,7 +47,7 @@ impl ResponseBody {
     }
 
     /// A back-end's body, streamed as it arrives.
-    pub(crate) fn upstream(body: Incoming) -> Self {
+    pub(crate) fn upstream(body: UpstreamBody) -> Self {
         Self {
             kind: Kind::Upstream(body),
             exchange: None,
@@ -197,8 +144,6 @@ pub(crate) struct Exchange {
     /// "local" (the proxy refused).
     pub(crate) route: &'static str,
     pub(crate) backend: Option<Arc<Backend>>,
-    /// The back-end connection to return to the pool once the body ended cleanly.
-    pub(crate) pooled: Option<SendRequest<RequestBody>>,
     pub(crate) bytes: u64,
     pub(crate) complete: bool,
     pub(crate) access_log: bool,
@@ -211,9 +156,6 @@ impl Drop for Exchange {
     fn drop(&mut self) {
         if let Some(backend) = &self.backend {
             backend.end_request();
-            if let (true, Some(sender)) = (self.complete, self.pooled.take()) {
-                backend.checkin(sender);
-            }
         }
         self.conn.end_request();
         if self.access_log {

@@ -1,36 +1,26 @@
-//! A client connection's socket with the proxy's own timeouts.
+//! An HTTP/2 client connection's socket with the proxy's own timeouts (HTTP/1 connections time
+//! themselves in h1::server).
 //!
-//! Owns: the header-read timeout (a client that started a request head must finish it in time,
-//! or gets `408 Request Timeout` and is closed) and the idle keep-alive timeout (a connection
-//! with nothing in flight is closed quietly). hyper's own header timer cannot tell an idle
-//! keep-alive connection from a slow head, and closes without a 408, so the socket wrapper
-//! does it: it knows whether bytes arrived since the last response, and [`ConnState`] tells
-//! it whether a request is in flight. It must not parse HTTP.
+//! Owns: the header-read timeout (a client that started sending must get a request through in
+//! time) and the idle keep-alive timeout (a connection with nothing in flight is closed
+//! quietly); [`ConnState`] says whether a request is in flight. HTTP/2 has no place for a bare
+//! `408` text, so a timed-out connection just closes. It must not parse HTTP.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
-use crate::head_scan::HeadScan;
-use crate::headers::FramingError;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-/// Written straight to the socket when a client is too slow with its request head.
-const REQUEST_TIMEOUT_RESPONSE: &[u8] =
-    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain\r\ncontent-length: 31\r\nconnection: close\r\n\r\n408 request head not completed\n";
-
 /// Requests of one client connection whose responses are not finished yet.
 #[derive(Debug, Default)]
 pub(crate) struct ConnState {
     in_flight: AtomicUsize,
-    /// Set when the head being read had ambiguous framing (see head_scan.rs).
-    ambiguous_head: Mutex<Option<FramingError>>,
 }
 
 impl ConnState {
@@ -40,11 +30,6 @@ impl ConnState {
 
     pub(crate) fn end_request(&self) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    /// The framing ambiguity of the request head just parsed, if any; clears the mark.
-    pub(crate) fn take_ambiguous_head(&self) -> Option<FramingError> {
-        self.ambiguous_head.lock().ok()?.take()
     }
 
     fn busy(&self) -> bool {
@@ -67,8 +52,6 @@ enum Phase {
 #[derive(Debug)]
 pub(crate) struct ClientIo<S> {
     stream: S,
-    /// HTTP/2 has no place for a bare `408` text: a timed-out HTTP/2 connection just closes.
-    http2: bool,
     state: std::sync::Arc<ConnState>,
     phase: Phase,
     timer: Pin<Box<Sleep>>,
@@ -83,21 +66,17 @@ pub(crate) struct ClientIo<S> {
     /// store. The header timeout thus starts at the first wait after the head's first bytes,
     /// microseconds after they arrived.
     head_armed: bool,
-    /// Framing headers seen in the head being read (see head_scan.rs).
-    scan: HeadScan,
 }
 
 impl<S> ClientIo<S> {
     pub(crate) fn new(
         stream: S,
-        http2: bool,
         state: std::sync::Arc<ConnState>,
         header_timeout: Duration,
         idle_timeout: Duration,
     ) -> Self {
         Self {
             stream,
-            http2,
             state,
             // A new connection is expected to send its first request head promptly.
             phase: Phase::Head,
@@ -106,7 +85,6 @@ impl<S> ClientIo<S> {
             idle_timeout,
             timed_out: false,
             head_armed: true,
-            scan: HeadScan::new(),
         }
     }
 
@@ -118,7 +96,6 @@ impl<S> ClientIo<S> {
                 self.timer.as_mut().reset(at);
             }
             Phase::Head => {
-                self.scan = HeadScan::new();
                 // Armed at the first read that must wait (see `head_armed`).
                 self.head_armed = false;
             }
@@ -149,14 +126,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<S> {
                 if buf.filled().len() > before && this.phase == Phase::Idle {
                     this.enter(Phase::Head);
                 }
-                if this.phase == Phase::Head {
-                    this.scan.feed(&buf.filled()[before..]);
-                    if let Some(e) = this.scan.verdict() {
-                        if let Ok(mut mark) = this.state.ambiguous_head.lock() {
-                            *mark = Some(e);
-                        }
-                    }
-                }
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
@@ -170,15 +139,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<S> {
                     return Poll::Pending;
                 }
                 this.timed_out = true;
-                if this.phase == Phase::Head && !this.http2 {
-                    // Best effort: nothing else is being written on this connection now, so a
-                    // short write goes straight into the socket buffer (or the TLS record).
-                    let stream = Pin::new(&mut this.stream);
-                    if let Poll::Ready(Ok(_)) = stream.poll_write(cx, REQUEST_TIMEOUT_RESPONSE) {
-                        let _ = Pin::new(&mut this.stream).poll_flush(cx);
-                    }
-                    tracing::debug!("client too slow with its request head: 408");
-                }
                 Poll::Ready(Err(io::ErrorKind::TimedOut.into()))
             }
         }

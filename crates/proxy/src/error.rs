@@ -57,23 +57,28 @@ pub(crate) enum UpstreamError {
     },
     #[error("connect to {address} timed out")]
     ConnectTimeout { address: SocketAddr },
-    #[error("HTTP handshake with {address} failed")]
-    Handshake {
-        address: SocketAddr,
-        #[source]
-        source: hyper::Error,
-    },
-    #[error("request to {address} was not sent (connection closed first)")]
+    #[error("writing the request to {address} failed")]
     NotSent {
         address: SocketAddr,
         #[source]
-        source: hyper::Error,
+        source: std::io::Error,
     },
-    #[error("exchange with {address} failed")]
+    #[error("{address} closed the connection before any response byte")]
+    NoResponse {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{address} failed inside its response head")]
     Exchange {
         address: SocketAddr,
         #[source]
-        source: hyper::Error,
+        source: std::io::Error,
+    },
+    #[error("{address} sent an invalid response: {reason}")]
+    BadResponse {
+        address: SocketAddr,
+        reason: &'static str,
     },
     #[error("{address} sent no response head within {timeout:?}")]
     ResponseTimeout {
@@ -86,11 +91,13 @@ impl UpstreamError {
     /// Which retries are safe after this error.
     pub(crate) fn retry_type(&self) -> RetryType {
         match self {
-            Self::Connect { .. }
-            | Self::ConnectTimeout { .. }
-            | Self::Handshake { .. }
-            | Self::NotSent { .. } => RetryType::Safe,
-            Self::Exchange { .. } | Self::ResponseTimeout { .. } => RetryType::IfIdempotent,
+            Self::Connect { .. } | Self::ConnectTimeout { .. } => RetryType::Safe,
+            // Part of the request may have reached the back-end.
+            Self::NotSent { .. }
+            | Self::NoResponse { .. }
+            | Self::Exchange { .. }
+            | Self::BadResponse { .. }
+            | Self::ResponseTimeout { .. } => RetryType::IfIdempotent,
         }
     }
 }

@@ -7,24 +7,23 @@
 //! service does) nor choose error responses (respond.rs does).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::uri::{PathAndQuery, Uri};
 use http::{Method, Request, Response, StatusCode, Version};
-use http_body::Body as _;
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use http_body::Body;
 use pentaflow_config::Persistence;
 
-use crate::body::{
-    client_request_body, empty_request_body, BoxError, Exchange, RequestBody, ResponseBody,
-};
+use crate::body::{BoxError, Exchange, ResponseBody};
 use crate::conn::ConnState;
 use crate::error::{RetryType, UpstreamError};
+use crate::h1::upstream::{
+    self, HeadError, ResponseHead, Return, SendError, Upstream, UpstreamBody,
+};
 use crate::headers::{self, ClientSide};
 use crate::node::{NodeState, Shared};
 use crate::persistence::{app_cookie_lifetime, inject_cookie};
@@ -32,6 +31,14 @@ use crate::respond::Refusal;
 use crate::service::Service;
 use http_body_util::BodyExt;
 use pentaflow_rewrite::{RequestInfo, Rewriter};
+
+/// Most request-body bytes kept for replaying a request whose reused pooled connection failed
+/// before any response byte (pingora keeps 64 KiB for the same purpose).
+const REPLAY_LIMIT: usize = 64 * 1024;
+
+/// The back-end side of an upgraded exchange, handed to the client connection after `101`.
+#[derive(Clone, Default)]
+pub(crate) struct Tunnel(pub(crate) Arc<Mutex<Option<Upstream>>>);
 
 /// Where a request came from.
 #[derive(Debug, Clone)]
@@ -53,16 +60,22 @@ impl ClientInfo {
 }
 
 /// Handles one request from a client connection; never fails (errors become responses).
-pub(crate) async fn handle(
-    shared: Arc<Shared>,
-    client: ClientInfo,
-    mut req: Request<Incoming>,
-) -> Response<ResponseBody> {
+/// `early` is a refusal the connection already decided on (bad framing seen while parsing),
+/// answered here so that it is counted and logged like every other answer.
+pub(crate) async fn handle<B>(
+    shared: &Shared,
+    client: &ClientInfo,
+    req: Request<B>,
+    early: Option<Refusal>,
+) -> Response<ResponseBody>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
     client.conn.begin_request();
     shared.counters.request();
     let state = shared.state.load_full();
     let upgrade = headers::is_upgrade(req.headers());
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let mut exchange = Exchange {
         started: state.access_log.then(Instant::now),
@@ -77,7 +90,6 @@ pub(crate) async fn handle(
         status: 0,
         route: "local",
         backend: None,
-        pooled: None,
         bytes: 0,
         complete: false,
         access_log: state.access_log,
@@ -85,17 +97,17 @@ pub(crate) async fn handle(
         conn: Arc::clone(&client.conn),
     };
     let Some(service) = state.by_listen.get(&client.listener).cloned() else {
-        return refuse(&shared, Refusal::NoService, exchange);
+        return refuse(shared, Refusal::NoService, exchange);
     };
     exchange.service = Arc::clone(&service.name);
-    if !client.https() && service.config.redirect_https {
-        return redirect_to_https(&shared, &service, &parts, exchange);
+    if let Some(refusal) = early {
+        return refuse(shared, refusal, exchange);
     }
-    if let Some(e) = client.conn.take_ambiguous_head() {
-        return refuse(&shared, Refusal::BadFraming(e), exchange);
+    if !client.https() && service.config.redirect_https {
+        return redirect_to_https(shared, &service, &parts, exchange);
     }
     if let Err(e) = headers::check_request_framing(&parts.headers) {
-        return refuse(&shared, Refusal::BadFraming(e), exchange);
+        return refuse(shared, Refusal::BadFraming(e), exchange);
     }
     // CDN rewriting: a fresh rewritten copy may be served without asking a back-end.
     let cdn = service
@@ -103,7 +115,7 @@ pub(crate) async fn handle(
         .as_ref()
         .map(|rw| (rw, RequestInfo::from_parts(&parts, client.peer.ip())));
     if let Some((rw, info)) = &cdn {
-        if let Some(cached) = rw.serve_cached::<Incoming>(info) {
+        if let Some(cached) = rw.serve_cached::<UpstreamBody>(info) {
             exchange.status = cached.status().as_u16();
             exchange.route = "cache";
             let (head, body) = cached.into_parts();
@@ -111,46 +123,40 @@ pub(crate) async fn handle(
             return Response::from_parts(head, body.with_exchange(exchange));
         }
     }
-    let Some(mut outgoing) = outgoing_head(parts, &client) else {
-        return refuse(&shared, Refusal::BadRequest, exchange);
+    let Some(mut outgoing) = outgoing_head(parts, client) else {
+        return refuse(shared, Refusal::BadRequest, exchange);
     };
     if let Some((rw, info)) = &cdn {
         rw.prepare_upstream(info, &mut outgoing.headers);
     }
     let no_body = body.is_end_stream();
     let replayable = is_idempotent(&outgoing.method) && no_body;
-    // A request without a body (nearly all of them) goes out with an empty body that cannot
-    // break: no flag and no boxed wrapper to allocate per request.
-    let (body, broken) = if no_body {
-        (empty_request_body(), None)
-    } else {
-        let broken = Arc::new(AtomicBool::new(false));
-        (client_request_body(body, Arc::clone(&broken)), Some(broken))
-    };
+    let head_request = outgoing.method == Method::HEAD;
     let attempt = Attempt {
         state: &state,
         service: &service,
         outgoing,
-        body: Some(body),
-        broken,
+        body: (!no_body).then_some(body),
+        replay: Replay::default(),
         replayable,
         upgrade,
+        head_request,
     };
     match attempt.run().await {
-        Ok((decision, backend, sender, resp)) => {
+        Ok((decision, backend, conn, head)) => {
             let resp = respond_upstream(
                 &service,
-                &client,
+                client,
                 decision,
                 backend,
-                sender,
-                resp,
-                client_upgrade,
+                conn,
+                head,
+                state.limits.response_timeout,
                 &mut exchange,
             );
             finish_response(resp, cdn, exchange)
         }
-        Err(refusal) => refuse(&shared, refusal, exchange),
+        Err(refusal) => refuse(shared, refusal, exchange),
     }
 }
 
@@ -243,13 +249,75 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<RequestBody>;
 type Success = (
     crate::service::Decision,
     Arc<crate::backend::Backend>,
-    Sender,
-    Response<Incoming>,
+    Upstream,
+    ResponseHead,
 );
+
+/// The request-body frames already sent on a reused connection, kept so the request can be
+/// sent again on a fresh one when the reused connection turns out to be stale.
+#[derive(Default)]
+struct Replay {
+    frames: Vec<Bytes>,
+    bytes: usize,
+    /// More was sent than is kept: no replay possible.
+    overflowed: bool,
+}
+
+/// The client's body as sent on one attempt: the recorded frames first (on a replay), then the
+/// client's stream, recording what passes while it may still be needed.
+struct Recorded<'a, B> {
+    replay: &'a mut Replay,
+    /// Next recorded frame to send again.
+    next: usize,
+    inner: Option<&'a mut B>,
+    record: bool,
+}
+
+impl<B> Body for Recorded<'_, B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        if let Some(f) = this.replay.frames.get(this.next) {
+            this.next += 1;
+            return Poll::Ready(Some(Ok(http_body::Frame::data(f.clone()))));
+        }
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match std::pin::Pin::new(&mut **inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (true, Some(d)) = (this.record, frame.data_ref()) {
+                    let r = &mut *this.replay;
+                    if !r.overflowed && r.bytes + d.len() <= REPLAY_LIMIT {
+                        r.bytes += d.len();
+                        r.frames.push(d.clone());
+                        this.next = r.frames.len();
+                    } else {
+                        r.overflowed = true;
+                        r.frames.clear();
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
 
 /// The back-ends already tried for one request, in order. The first few live inline: a `Vec`
 /// here cost an allocation per request, and almost every request makes one attempt.
@@ -292,23 +360,39 @@ impl Tried {
 }
 
 /// The retry loop for one request.
-struct Attempt<'a> {
+struct Attempt<'a, B> {
     state: &'a NodeState,
     service: &'a Arc<Service>,
     outgoing: Parts,
-    body: Option<RequestBody>,
-    /// Set when the client's body failed; `None` for a request without a body.
-    broken: Option<Arc<AtomicBool>>,
+    /// The client's body; `None` for a request without one.
+    body: Option<B>,
+    replay: Replay,
     replayable: bool,
     upgrade: bool,
+    head_request: bool,
 }
 
-impl Attempt<'_> {
+/// How one attempt on one connection ended without a response head.
+enum Failure {
+    /// The client's body failed: the client's fault, never the back-end's.
+    Client(Refusal),
+    /// The back-end failed.
+    Backend(UpstreamError),
+}
+
+impl<B> Attempt<'_, B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
     async fn run(mut self) -> Result<Success, Refusal> {
         let limits = &self.state.limits;
         let cfg = &self.service.config;
         let mut tried = Tried::default();
         let mut last = Refusal::NoBackend;
+        let chunked =
+            self.body.is_some() && !self.outgoing.headers.contains_key(header::CONTENT_LENGTH);
+        let head = upstream::encode_request_head(&self.outgoing, chunked);
         loop {
             if tried.len() > cfg.retries as usize {
                 return Err(last);
@@ -322,18 +406,8 @@ impl Attempt<'_> {
             };
             tried.push(decision.index);
             let backend = Arc::clone(&self.service.backends[decision.index]);
-            let connected = if self.upgrade {
-                backend
-                    .connect(limits.connect_timeout, true)
-                    .await
-                    .map(|s| (s, false))
-            } else {
-                backend
-                    .checkout(limits.connect_timeout, cfg.backend_keepalive)
-                    .await
-                    .map(|c| (c.sender, c.reused))
-            };
-            let (mut sender, _reused) = match connected {
+            let pooled = !self.upgrade && cfg.backend_keepalive;
+            let mut conn = match backend.checkout(limits.connect_timeout, pooled).await {
                 Ok(c) => c,
                 Err(e) => {
                     self.failed(&backend, &e);
@@ -341,83 +415,127 @@ impl Attempt<'_> {
                     continue;
                 }
             };
-            if let Err(source) = sender.ready().await {
-                let e = UpstreamError::NotSent {
-                    address: backend.address(),
-                    source,
-                };
-                self.failed(&backend, &e);
-                continue;
-            }
-            let more_attempts = tried.len() <= cfg.retries as usize;
-            let request = self.next_request(more_attempts);
             backend.begin_request();
-            let sent_at = Instant::now();
-            let outcome =
-                tokio::time::timeout(limits.response_timeout, sender.send_request(request)).await;
-            let error = match outcome {
-                Ok(Ok(resp)) => {
-                    backend.record_success(sent_at.elapsed(), self.service.active_checks());
-                    return Ok((decision, backend, sender, resp));
+            let mut outcome = self.exchange(&mut conn, &head, chunked, &backend).await;
+            // A reused pooled connection that failed before any response byte was most likely
+            // closed by the back-end while idle: send again once on a fresh connection,
+            // whatever the method, and do not hold it against the back-end.
+            if conn.reused && self.stale(&outcome) {
+                tracing::debug!(backend = %backend.config.name, "stale pooled connection: retrying on a fresh one");
+                match backend.connect(limits.connect_timeout).await {
+                    Ok(fresh) => {
+                        conn = fresh;
+                        outcome = self.exchange(&mut conn, &head, chunked, &backend).await;
+                    }
+                    Err(e) => outcome = Err(Failure::Backend(e)),
                 }
-                Ok(Err(source)) if source.is_canceled() => UpstreamError::NotSent {
-                    address: backend.address(),
-                    source,
-                },
-                Ok(Err(source)) => UpstreamError::Exchange {
-                    address: backend.address(),
-                    source,
-                },
-                Err(_) => UpstreamError::ResponseTimeout {
-                    address: backend.address(),
-                    timeout: limits.response_timeout,
-                },
+            }
+            let error = match outcome {
+                Ok((resp, elapsed)) => {
+                    backend.record_success(elapsed, self.service.active_checks());
+                    return Ok((decision, backend, conn, resp));
+                }
+                Err(Failure::Client(refusal)) => {
+                    backend.end_request();
+                    return Err(refusal);
+                }
+                Err(Failure::Backend(e)) => e,
             };
             backend.end_request();
-            if self
-                .broken
-                .as_ref()
-                .is_some_and(|b| b.load(Ordering::Acquire))
-            {
-                return Err(Refusal::BadBody);
-            }
             self.failed(&backend, &error);
             last = match error {
                 UpstreamError::ResponseTimeout { .. } => Refusal::GatewayTimeout,
+                UpstreamError::Connect { .. } | UpstreamError::ConnectTimeout { .. } => {
+                    Refusal::NoBackend
+                }
                 _ => Refusal::BadGateway,
             };
             let may_retry = match error.retry_type() {
-                RetryType::Safe => self.body.is_some() || self.replayable,
+                RetryType::Safe => true,
                 RetryType::IfIdempotent => self.replayable,
             };
+            let more_attempts = tried.len() <= cfg.retries as usize;
             if !may_retry || !more_attempts {
                 return Err(last);
             }
         }
     }
 
-    /// The request for this attempt: a copy while a replay may still be needed, else the
-    /// original head with the client's streamed body.
-    fn next_request(&mut self, more_attempts: bool) -> Request<RequestBody> {
-        let body = if self.replayable {
-            empty_request_body()
-        } else {
-            self.body.take().unwrap_or_else(empty_request_body)
+    /// Whether a failed attempt may be sent again on a fresh connection to the same back-end.
+    fn stale(&self, outcome: &Result<(ResponseHead, std::time::Duration), Failure>) -> bool {
+        let replayable_body = self.body.is_none() || !self.replay.overflowed;
+        replayable_body
+            && matches!(
+                outcome,
+                Err(Failure::Backend(
+                    UpstreamError::NotSent { .. } | UpstreamError::NoResponse { .. }
+                ))
+            )
+    }
+
+    /// Sends the request on `conn` and reads the response head.
+    async fn exchange(
+        &mut self,
+        conn: &mut Upstream,
+        head: &[u8],
+        chunked: bool,
+        backend: &crate::backend::Backend,
+    ) -> Result<(ResponseHead, std::time::Duration), Failure> {
+        let address = backend.address();
+        let limits = &self.state.limits;
+        let sent = match self.body.as_mut() {
+            None => {
+                conn.send::<http_body_util::Empty<Bytes>>(head, None, false)
+                    .await
+            }
+            Some(body) => {
+                let mut recorded = Recorded {
+                    replay: &mut self.replay,
+                    next: 0,
+                    inner: Some(body),
+                    record: conn.reused,
+                };
+                conn.send(head, Some(&mut recorded), chunked).await
+            }
         };
-        let mut req = Request::new(body);
-        *req.method_mut() = self.outgoing.method.clone();
-        *req.uri_mut() = self.outgoing.uri.clone();
-        *req.version_mut() = Version::HTTP_11;
-        if more_attempts && self.replayable {
-            *req.headers_mut() = self.outgoing.headers.clone();
-        } else {
-            *req.headers_mut() = std::mem::take(&mut self.outgoing.headers);
-            // A later schedule() may still read cookies; keep those.
-            for v in req.headers().get_all(header::COOKIE) {
-                self.outgoing.headers.append(header::COOKIE, v.clone());
+        match sent {
+            Ok(()) => {}
+            Err(SendError::Client(e)) => {
+                tracing::debug!(error = %e, "client request body failed");
+                return Err(Failure::Client(crate::h1::refusal_of_body_error(&*e)));
+            }
+            Err(SendError::Backend(source)) => {
+                return Err(Failure::Backend(UpstreamError::NotSent { address, source }))
             }
         }
-        req
+        // The back-end is timed only for what it does: from the request fully sent.
+        let sent_at = Instant::now();
+        match tokio::time::timeout(limits.response_timeout, conn.read_head(self.head_request)).await
+        {
+            Ok(Ok(resp)) => Ok((resp, sent_at.elapsed())),
+            Ok(Err(HeadError::NothingReceived(source))) => {
+                Err(Failure::Backend(UpstreamError::NoResponse {
+                    address,
+                    source,
+                }))
+            }
+            Ok(Err(HeadError::Truncated(source))) => {
+                Err(Failure::Backend(UpstreamError::Exchange {
+                    address,
+                    source,
+                }))
+            }
+            Ok(Err(HeadError::Invalid(reason))) => {
+                Err(Failure::Backend(UpstreamError::BadResponse {
+                    address,
+                    reason,
+                }))
+            }
+            Err(_) => Err(Failure::Backend(UpstreamError::ResponseTimeout {
+                address,
+                timeout: limits.response_timeout,
+            })),
+        }
     }
 
     fn failed(&self, backend: &crate::backend::Backend, error: &UpstreamError) {
@@ -433,27 +551,30 @@ fn respond_upstream(
     client: &ClientInfo,
     decision: crate::service::Decision,
     backend: Arc<crate::backend::Backend>,
-    sender: Sender,
-    mut resp: Response<Incoming>,
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    conn: Upstream,
+    head: ResponseHead,
+    read_timeout: std::time::Duration,
     exchange: &mut Exchange,
-) -> Response<Incoming> {
-    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-    if let (true, Some(client_side)) = (switching, client_upgrade) {
-        let backend_side = hyper::upgrade::on(&mut resp);
-        tokio::spawn(tunnel(client_side, backend_side));
+) -> Response<UpstreamBody> {
+    let switching = head.status == StatusCode::SWITCHING_PROTOCOLS;
+    if head.dropped_length {
+        tracing::debug!(backend = %backend.config.name,
+            "back-end response had Content-Length and Transfer-Encoding: length dropped");
     }
-    let (mut parts, body) = resp.into_parts();
+    let mut parts = Response::new(()).into_parts().0;
+    parts.status = head.status;
+    parts.headers = head.headers;
     headers::strip_hop_by_hop(&mut parts.headers, switching);
     headers::add_response_via(&mut parts.headers);
-    if let (Persistence::Cookie(cfg), Some(codec)) = (&service.config.persistence, &service.cookies)
-    {
+    if let Persistence::Cookie(cfg) = &service.config.persistence {
         let lifetime = cfg
             .follow
             .as_deref()
             .and_then(|n| app_cookie_lifetime(&parts.headers, n));
-        if decision.inject_cookie || lifetime.is_some() {
-            let token = codec.token(&backend.config.name);
+        let token = (decision.inject_cookie || lifetime.is_some())
+            .then(|| service.cookie_token(&decision, &backend.config.name))
+            .flatten();
+        if let Some(token) = token {
             inject_cookie(
                 &mut parts.headers,
                 cfg,
@@ -464,18 +585,24 @@ fn respond_upstream(
         }
     }
     exchange.status = parts.status.as_u16();
-    if service.config.backend_keepalive && !switching {
-        exchange.pooled = Some(sender);
-    }
     exchange.route = decision.reason.as_str();
-    exchange.backend = Some(backend);
+    exchange.backend = Some(Arc::clone(&backend));
+    let pool = service.config.backend_keepalive && head.keep_alive && !switching;
+    if switching {
+        // The connection now belongs to the tunnel; the body is empty.
+        let tunnel = Tunnel(Arc::new(Mutex::new(Some(conn))));
+        parts.extensions.insert(tunnel);
+        let body = UpstreamBody::empty();
+        return Response::from_parts(parts, body);
+    }
+    let body = UpstreamBody::new(conn, head.framing, Return { backend, pool }, read_timeout);
     Response::from_parts(parts, body)
 }
 
 /// The back-end's response on its way to the client: through the CDN rewriter when the service
 /// has one (it leaves alone what it must), with the exchange finished when the body ends.
 fn finish_response(
-    resp: Response<Incoming>,
+    resp: Response<UpstreamBody>,
     cdn: Option<(&Rewriter, RequestInfo)>,
     exchange: Exchange,
 ) -> Response<ResponseBody> {
@@ -489,21 +616,5 @@ fn finish_response(
             let body = ResponseBody::boxed(body.map_err(BoxError::from).boxed_unsync());
             Response::from_parts(head, body.with_exchange(exchange))
         }
-    }
-}
-
-/// Copies bytes both ways between the client and the back-end after `101 Switching Protocols`.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, backend: hyper::upgrade::OnUpgrade) {
-    let (client, backend) = match tokio::try_join!(client, backend) {
-        Ok(pair) => pair,
-        Err(e) => {
-            tracing::debug!(error = %e, "upgrade did not complete");
-            return;
-        }
-    };
-    let mut client = TokioIo::new(client);
-    let mut backend = TokioIo::new(backend);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
-        tracing::debug!(error = %e, "tunnel ended");
     }
 }

@@ -3,11 +3,9 @@
 
 use std::sync::Arc;
 
-use http::{header, Request};
 use tokio::task::JoinHandle;
 
 use crate::backend::Backend;
-use crate::body::empty_request_body;
 use crate::service::Service;
 
 /// Starts one check loop per back-end of `service` (none when no check is configured).
@@ -42,19 +40,22 @@ pub(crate) fn spawn_checks(service: &Service) -> Vec<JoinHandle<()>> {
 
 /// One check on a fresh connection (never a pooled one, so a check tests connecting too).
 async fn probe(backend: &Arc<Backend>, path: &str, connect_timeout: std::time::Duration) -> bool {
-    let Ok(mut sender) = backend.connect(connect_timeout, false).await else {
+    let Ok(mut conn) = backend.connect(connect_timeout).await else {
         return false;
     };
-    let Ok(req) = Request::get(path)
-        .header(header::HOST, backend.address().to_string())
-        .header(header::USER_AGENT, "pentaflow-health-check")
-        .header(header::CONNECTION, "close")
-        .body(empty_request_body())
-    else {
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nhost: {}\r\nuser-agent: pentaflow-health-check\r\nconnection: close\r\n\r\n",
+        backend.address()
+    );
+    if conn
+        .send::<http_body_util::Empty<bytes::Bytes>>(head.as_bytes(), None, false)
+        .await
+        .is_err()
+    {
         return false;
-    };
-    match sender.send_request(req).await {
-        Ok(resp) => resp.status().is_success() || resp.status().is_redirection(),
+    }
+    match conn.read_head(false).await {
+        Ok(resp) => resp.status.is_success() || resp.status.is_redirection(),
         Err(_) => false,
     }
 }

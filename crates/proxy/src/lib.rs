@@ -27,7 +27,7 @@ mod clock;
 mod conn;
 mod error;
 mod forward;
-pub mod head_scan;
+mod h1;
 pub mod headers;
 mod health;
 mod node;
@@ -38,6 +38,29 @@ mod tls;
 mod upstream_tls;
 
 pub use body::ResponseBody;
+
+/// Entry points for the fuzz targets (`fuzz/fuzz_targets/http_head.rs`) into the HTTP/1
+/// engine's parsers of untrusted bytes. Not an API: nothing here is stable.
+#[doc(hidden)]
+pub mod fuzz {
+    /// Parses a client's request head as the engine does (`max_headers` fields): the length of
+    /// a complete head, `Ok(None)` if incomplete, `Err` if refused (with the status code).
+    pub fn request_head(data: &[u8], max_headers: usize) -> Result<Option<usize>, u16> {
+        crate::h1::server::fuzz_parse_head(data, max_headers)
+    }
+
+    /// Parses a back-end's response head: the length of a complete head, `Ok(None)` if
+    /// incomplete, `Err` (why) if refused.
+    pub fn response_head(data: &[u8], head_request: bool) -> Result<Option<usize>, String> {
+        crate::h1::upstream::fuzz_parse_response(data, head_request)
+    }
+
+    /// Decodes a chunked body fed in two pieces split at `split`: the body bytes, or `None` if
+    /// refused or incomplete.
+    pub fn chunked_body(data: &[u8], split: usize) -> Option<Vec<u8>> {
+        crate::h1::framing::fuzz_chunked(data, split)
+    }
+}
 pub use error::ProxyError;
 pub use node::{NodeCounters, Proxy};
 pub use pentaflow_rewrite::CdnReport;

@@ -1,8 +1,9 @@
 //! The proxy node: listeners, client connections, the swappable service state, reload and
 //! graceful shutdown.
 //!
-//! Owns the accept loops (one per configured listen address), the connection limit, serving each
-//! client connection with hyper (HTTP/1.1, keep-alive, upgrades), and the [`NodeState`] snapshot
+//! Owns the accept loops (one per configured listen address), the connection limit, handing
+//! each client connection to the HTTP/1.1 engine (h1::server) or, for ALPN `h2`, to hyper's
+//! HTTP/2 server, and the [`NodeState`] snapshot
 //! that request handlers read without locks and that a reload replaces atomically (a bad new
 //! config never replaces a working one). It must not know about the cluster.
 
@@ -14,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use pentaflow_config::{Config, Limits};
@@ -25,13 +26,12 @@ use tokio::task::JoinHandle;
 use crate::conn::{ClientIo, ConnState};
 use crate::error::ProxyError;
 use crate::forward::{self, ClientInfo};
+
 use crate::health;
 use crate::respond::Refusal;
 use crate::service::Service;
 use crate::tls::{Handshake, SharedTicketer, Terminator};
 
-/// hyper refuses read buffers smaller than this; smaller header limits are rounded up to it.
-const HYPER_MIN_BUF: usize = 8192;
 /// How often idle session hash groups are released.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(5);
 
@@ -101,6 +101,8 @@ pub(crate) struct Counters {
     tls_failed: AtomicU64,
     tls_over_limit: AtomicU64,
     http2_connections: AtomicU64,
+    pub(crate) send_timeouts: AtomicU64,
+    pub(crate) response_body_errors: AtomicU64,
 }
 
 impl Counters {
@@ -196,6 +198,12 @@ pub struct NodeCounters {
     pub tls_over_limit: u64,
     /// Client connections that negotiated HTTP/2.
     pub http2_connections: u64,
+    /// Client connections closed because the client did not read a response within
+    /// `send_timeout`.
+    pub send_timeouts: u64,
+    /// Responses cut off because the back-end's body broke (bad chunk, early close, silence):
+    /// the client's connection was closed so it sees the truncation.
+    pub response_body_errors: u64,
 }
 
 impl Proxy {
@@ -334,6 +342,8 @@ impl Proxy {
             tls_failed: c.tls_failed.load(Ordering::Relaxed),
             tls_over_limit: c.tls_over_limit.load(Ordering::Relaxed),
             http2_connections: c.http2_connections.load(Ordering::Relaxed),
+            send_timeouts: c.send_timeouts.load(Ordering::Relaxed),
+            response_body_errors: c.response_body_errors.load(Ordering::Relaxed),
         }
     }
 
@@ -471,7 +481,7 @@ async fn accept_loop(
             if tls {
                 Box::pin(serve_tls_connection(shared, listen, stream, peer)).await;
             } else {
-                serve_connection(shared, listen, stream, peer, None).await;
+                serve_connection(shared, listen, stream, peer).await;
             }
             drop(permit);
         });
@@ -525,7 +535,13 @@ async fn serve_tls_connection(
     if handshake.http2 {
         c.http2_connections.fetch_add(1, Ordering::Relaxed);
     }
-    serve_http(shared, listen, tls, peer, Some(handshake)).await;
+    if handshake.http2 {
+        serve_http2(shared, listen, tls, peer, handshake).await;
+    } else {
+        let draining = shared.draining.subscribe();
+        let client = client_info(listen, peer, Some(handshake));
+        crate::h1::server::serve(shared, client, tls, draining).await;
+    }
 }
 
 async fn serve_connection(
@@ -533,76 +549,57 @@ async fn serve_connection(
     listen: SocketAddr,
     stream: TcpStream,
     peer: SocketAddr,
-    handshake: Option<Handshake>,
 ) {
     let _ = stream.set_nodelay(true);
-    // hyper allocates its buffers (16 KiB) when it starts: a connection that has sent nothing
-    // yet costs only this task until its first byte arrives (or the header timeout ends it).
-    let first_byte = shared.state.load().limits.header_read_timeout;
-    match tokio::time::timeout(first_byte, stream.readable()).await {
-        // Boxed: until then this task holds only the socket, not hyper's connection state.
-        Ok(Ok(())) => Box::pin(serve_http(shared, listen, stream, peer, handshake)).await,
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "client connection failed before a request")
-        }
-        Err(_) => tracing::debug!(%peer, "client sent nothing within the header timeout"),
+    let draining = shared.draining.subscribe();
+    let client = client_info(listen, peer, None);
+    crate::h1::server::serve(shared, client, stream, draining).await;
+}
+
+fn client_info(listen: SocketAddr, peer: SocketAddr, tls: Option<Handshake>) -> ClientInfo {
+    ClientInfo {
+        peer,
+        listener: listen,
+        tls,
+        conn: Arc::new(ConnState::default()),
+        side: Arc::new(crate::headers::ClientSide::new(peer.ip(), tls.is_some())),
     }
 }
 
-/// Serves HTTP on an accepted (and possibly decrypted) connection until it ends or the node
-/// drains.
-async fn serve_http<S>(
+/// Serves HTTP/2 (hyper's h2 server; see h1's module doc for the boundary) on a TLS
+/// connection until it ends or the node drains. Requests go to the back-ends through the
+/// same engine and pools as HTTP/1 ones.
+async fn serve_http2<S>(
     shared: Arc<Shared>,
     listen: SocketAddr,
     stream: S,
     peer: SocketAddr,
-    tls: Option<Handshake>,
+    tls: Handshake,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let limits = shared.state.load().limits.clone();
-    let http2 = tls.is_some_and(|t| t.http2);
-    let conn_state = Arc::new(ConnState::default());
+    let client = client_info(listen, peer, Some(tls));
     let io = ClientIo::new(
         stream,
-        http2,
-        Arc::clone(&conn_state),
+        Arc::clone(&client.conn),
         limits.header_read_timeout,
         limits.idle_timeout,
     );
-    let client = ClientInfo {
-        peer,
-        listener: listen,
-        tls,
-        conn: conn_state,
-        side: Arc::new(crate::headers::ClientSide::new(peer.ip(), tls.is_some())),
-    };
     let handler_shared = Arc::clone(&shared);
-    let service = service_fn(move |req| {
+    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let shared = Arc::clone(&handler_shared);
         let client = client.clone();
-        async move { Ok::<_, Infallible>(forward::handle(shared, client, req).await) }
+        async move { Ok::<_, Infallible>(forward::handle(&shared, &client, req, None).await) }
     });
     let mut draining = shared.draining.subscribe();
     if *draining.borrow_and_update() {
         return;
     }
-    let result = if http2 {
-        let mut builder = http2::Builder::new(TokioExecutor::new());
-        builder.max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-        let conn = builder.serve_connection(TokioIo::new(io), service);
-        drive(conn, &mut draining, |c| c.graceful_shutdown()).await
-    } else {
-        let mut builder = http1::Builder::new();
-        builder
-            .max_buf_size(limits.max_header_bytes.max(HYPER_MIN_BUF))
-            .max_headers(limits.max_headers)
-            .keep_alive(true);
-        let conn = builder
-            .serve_connection(TokioIo::new(io), service)
-            .with_upgrades();
-        drive(conn, &mut draining, |c| c.graceful_shutdown()).await
-    };
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder.max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    let result = drive(conn, &mut draining, |c| c.graceful_shutdown()).await;
     drop(draining);
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "client connection ended with an error");

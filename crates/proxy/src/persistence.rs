@@ -178,6 +178,9 @@ mod tests {
         let cfg = CookiePersistence {
             name: "PFSRV".into(),
             secret: vec![0; 16],
+            previous_secrets: Vec::new(),
+            max_idle: None,
+            max_life: None,
             follow: Some("JSESSIONID".into()),
             secure: None,
             http_only: true,

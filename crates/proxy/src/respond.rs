@@ -22,8 +22,16 @@ pub(crate) enum Refusal {
     BadFraming(FramingError),
     /// The client's body was malformed or cut off.
     BadBody,
-    /// A request the proxy cannot route (e.g. no usable path).
+    /// A request the proxy cannot route (e.g. no usable path), or a malformed request head.
     BadRequest,
+    /// The request head did not arrive within `header_read_timeout`.
+    RequestTimeout,
+    /// The request head is larger than `max_header_bytes` or has more than `max_headers`.
+    HeadTooLarge,
+    /// The client stopped sending its body for longer than `client_body_timeout`.
+    BodyTimeout,
+    /// The body is larger than the service's `max_body_bytes`.
+    BodyTooLarge,
 }
 
 impl Refusal {
@@ -33,13 +41,25 @@ impl Refusal {
             Self::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::BadGateway => StatusCode::BAD_GATEWAY,
             Self::BadFraming(_) | Self::BadBody | Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::RequestTimeout | Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
     /// Whether the client connection must be closed after the response: after a framing error
     /// the rest of the byte stream cannot be trusted.
     pub(crate) fn closes_connection(self) -> bool {
-        matches!(self, Self::BadFraming(_) | Self::BadBody | Self::BadRequest)
+        matches!(
+            self,
+            Self::BadFraming(_)
+                | Self::BadBody
+                | Self::BadRequest
+                | Self::RequestTimeout
+                | Self::HeadTooLarge
+                | Self::BodyTimeout
+                | Self::BodyTooLarge
+        )
     }
 
     fn message(self) -> String {
@@ -51,6 +71,10 @@ impl Refusal {
             Self::BadFraming(e) => format!("bad request framing: {e}"),
             Self::BadBody => "malformed or truncated request body".to_owned(),
             Self::BadRequest => "bad request".to_owned(),
+            Self::RequestTimeout => "request head not completed in time".to_owned(),
+            Self::HeadTooLarge => "request header fields too large".to_owned(),
+            Self::BodyTimeout => "request body not received in time".to_owned(),
+            Self::BodyTooLarge => "request body too large".to_owned(),
         }
     }
 

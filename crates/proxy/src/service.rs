@@ -13,12 +13,12 @@ use std::sync::{Arc, Mutex};
 use http::request::Parts;
 use pentaflow_balance::{
     hash::stable_hash, least_connections, url_hash_pick, BackendId, Candidate, CookieCodec,
-    SessionGroups, SmoothWeightedRoundRobin, WebServerStatus,
+    CookieLifetime, Freshness, SessionGroups, SmoothWeightedRoundRobin, WebServerStatus,
 };
 use pentaflow_config::{Persistence, Policy, ServiceConfig};
 
 use crate::backend::{duration_ms, Backend};
-use crate::clock::now_ms;
+use crate::clock::{now_ms, unix_secs};
 use crate::error::ProxyError;
 use crate::persistence::{find_cookie, session_id};
 use crate::upstream_tls::UpstreamTls;
@@ -36,6 +36,8 @@ pub(crate) struct Service {
     tiebreak: AtomicU64,
     pub(crate) sessions: Option<Mutex<SessionGroups>>,
     pub(crate) cookies: Option<CookieCodec>,
+    /// `max_idle`/`max_life` of the injected cookie, in seconds.
+    cookie_lifetime: CookieLifetime,
     /// CDN rewriting of outgoing HTML and its page cache (`[service.cdn]`).
     pub(crate) rewriter: Option<Rewriter>,
 }
@@ -67,8 +69,11 @@ impl Reason {
 pub(crate) struct Decision {
     pub(crate) index: usize,
     pub(crate) reason: Reason,
-    /// Whether the response must carry a (new) persistence cookie.
+    /// Whether the response must carry a (new or refreshed) persistence cookie.
     pub(crate) inject_cookie: bool,
+    /// When the client's cookie was first issued, if it is being refreshed (kept, so
+    /// `max_life` counts from the first visit); `None` for a new cookie.
+    pub(crate) cookie_issued: Option<u32>,
 }
 
 impl Service {
@@ -138,12 +143,23 @@ impl Service {
             }
             _ => None,
         };
-        let cookies = match &config.persistence {
+        let (cookies, cookie_lifetime) = match &config.persistence {
             Persistence::Cookie(c) => {
                 let names: Vec<&str> = config.backends.iter().map(|b| b.name.as_str()).collect();
-                Some(CookieCodec::new(&c.secret, &names))
+                let previous: Vec<&[u8]> = c.previous_secrets.iter().map(Vec::as_slice).collect();
+                let secs = |d: Option<std::time::Duration>| {
+                    d.map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+                };
+                let lifetime = CookieLifetime {
+                    max_idle: secs(c.max_idle),
+                    max_life: secs(c.max_life),
+                };
+                (
+                    Some(CookieCodec::with_secrets(&c.secret, &previous, &names)),
+                    lifetime,
+                )
             }
-            _ => None,
+            _ => (None, CookieLifetime::default()),
         };
         let rewriter = match &config.cdn {
             None => None,
@@ -174,8 +190,20 @@ impl Service {
             tiebreak: AtomicU64::new(0),
             sessions,
             cookies,
+            cookie_lifetime,
             config,
         })
+    }
+
+    /// The persistence-cookie value to send for `decision`'s back-end `backend_name`: a fresh
+    /// random nonce every time (so no two clients hold the same value), issued now or, when
+    /// refreshing, at the time the client's cookie was first issued. `None` without cookie
+    /// persistence.
+    pub(crate) fn cookie_token(&self, decision: &Decision, backend_name: &str) -> Option<String> {
+        let codec = self.cookies.as_ref()?;
+        let now = unix_secs();
+        let issued = decision.cookie_issued.unwrap_or(now);
+        Some(codec.token(backend_name, rand::random(), issued, now))
     }
 
     pub(crate) fn active_checks(&self) -> bool {
@@ -219,21 +247,33 @@ impl Service {
                 index,
                 reason: Reason::Policy,
                 inject_cookie: false,
+                cookie_issued: None,
             }),
             Persistence::Cookie(cfg) => {
-                let named = find_cookie(&req.headers, &cfg.name)
-                    .and_then(|v| self.cookies.as_ref()?.decode(v).ok())
-                    .and_then(|id| self.by_id.get(&id).copied());
-                match named {
-                    Some(i) if candidates[i].available => Some(Decision {
+                let decoded = find_cookie(&req.headers, &cfg.name)
+                    .and_then(|v| self.cookies.as_ref()?.decode(v).ok());
+                // An expired value is as good as none: the client is scheduled anew.
+                let honoured = decoded.and_then(|d| {
+                    let freshness = self.cookie_lifetime.judge(&d, unix_secs());
+                    let i = self.by_id.get(&d.backend).copied()?;
+                    match freshness {
+                        Freshness::Expired => None,
+                        Freshness::Valid => Some((i, None)),
+                        Freshness::Refresh => Some((i, Some(d.issued))),
+                    }
+                });
+                match honoured {
+                    Some((i, refresh)) if candidates[i].available => Some(Decision {
                         index: i,
                         reason: Reason::Cookie,
-                        inject_cookie: false,
+                        inject_cookie: refresh.is_some(),
+                        cookie_issued: refresh,
                     }),
                     _ => self.by_policy(req, candidates).map(|index| Decision {
                         index,
                         reason: Reason::Policy,
                         inject_cookie: true,
+                        cookie_issued: None,
                     }),
                 }
             }
@@ -243,6 +283,7 @@ impl Service {
                         index,
                         reason: Reason::Policy,
                         inject_cookie: false,
+                        cookie_issued: None,
                     });
                 };
                 let mut table = table.lock().ok()?;
@@ -256,6 +297,7 @@ impl Service {
                             index: i,
                             reason: Reason::SessionGroup,
                             inject_cookie: false,
+                            cookie_issued: None,
                         });
                     }
                 }
@@ -266,6 +308,7 @@ impl Service {
                     index,
                     reason: Reason::SessionGroup,
                     inject_cookie: false,
+                    cookie_issued: None,
                 })
             }
         }

@@ -106,6 +106,118 @@ async fn injected_cookie_copies_the_application_session_lifetime() {
     );
 }
 
+const SECRET: &[u8] = b"0123456789abcdef-test";
+
+fn now() -> u32 {
+    u32::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
+}
+
+/// The value part of `PFSRV=...`.
+fn value(pair: &str) -> &str {
+    pair.strip_prefix("PFSRV=").unwrap()
+}
+
+#[tokio::test]
+async fn every_client_gets_its_own_cookie_value() {
+    // One back-end: every client is sent to it, yet no two cookies are alike, so comparing
+    // cookies tells a client nothing about who shares its back-end.
+    let b = backends(1).await;
+    let (_proxy, addr) = start_proxy(&(service(COOKIE) + &backend_tables(&b))).await;
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..20 {
+        let pair = cookie_pair(&get(addr, "/", &[]).await.set_cookie().unwrap());
+        let again = get(addr, "/", &[("cookie", &pair)]).await;
+        assert_eq!(again.backend(), "web1");
+        assert!(again.set_cookie().is_none(), "{pair} was honoured as is");
+        assert!(seen.insert(pair.clone()), "{pair} given twice");
+    }
+}
+
+#[tokio::test]
+async fn a_cookie_set_by_one_node_is_honoured_by_another() {
+    let b = backends(3).await;
+    let text = service(COOKIE) + &backend_tables(&b);
+    let (_one, a) = start_proxy(&text).await;
+    let (_two, other) = start_proxy(&text).await;
+    for _ in 0..6 {
+        let first = get(a, "/", &[]).await;
+        let pair = cookie_pair(&first.set_cookie().unwrap());
+        let there = get(other, "/", &[("cookie", &pair)]).await;
+        assert_eq!(there.backend(), first.backend());
+        assert!(there.set_cookie().is_none());
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_secret_keeps_clients_and_reissues_their_cookies() {
+    let b = backends(3).await;
+    let old = service(COOKIE) + &backend_tables(&b);
+    let rotated = service(
+        "persistence = \"cookie\"\n[service.cookie]\nname = \"PFSRV\"\nsecret = \"a brand new secret, 2026\"\nprevious_secrets = [\"0123456789abcdef-test\"]\n",
+    ) + &backend_tables(&b);
+    let (_old, old_addr) = start_proxy(&old).await;
+    let (_new, new_addr) = start_proxy(&rotated).await;
+    for _ in 0..6 {
+        let first = get(old_addr, "/", &[]).await;
+        let old_pair = cookie_pair(&first.set_cookie().unwrap());
+        // The node with the new secret honours the old value and re-issues it.
+        let moved = get(new_addr, "/", &[("cookie", &old_pair)]).await;
+        assert_eq!(moved.backend(), first.backend());
+        let new_pair = cookie_pair(&moved.set_cookie().expect("re-issued under the new key"));
+        assert_ne!(new_pair, old_pair);
+        let again = get(new_addr, "/", &[("cookie", &new_pair)]).await;
+        assert_eq!(again.backend(), first.backend());
+        assert!(again.set_cookie().is_none());
+        // A node still on the old secret only does not know the new value.
+        let codec = pentaflow_balance::CookieCodec::new(SECRET, &["web1", "web2", "web3"]);
+        assert!(codec.decode(value(&new_pair)).is_err());
+    }
+}
+
+#[tokio::test]
+async fn max_idle_and_max_life_expire_and_refresh_cookies() {
+    let b = backends(2).await;
+    let text =
+        service(&format!("{COOKIE}max_idle = \"10m\"\nmax_life = \"7d\"\n")) + &backend_tables(&b);
+    let (_proxy, addr) = start_proxy(&text).await;
+    let codec = pentaflow_balance::CookieCodec::new(SECRET, &["web1", "web2"]);
+    let t = now();
+    let pair = |issued, seen| format!("PFSRV={}", codec.token("web2", [9; 8], issued, seen));
+
+    // Fresh: honoured as is.
+    let a = get(addr, "/", &[("cookie", &pair(t - 60, t - 60))]).await;
+    assert_eq!(a.backend(), "web2");
+    assert!(a.set_cookie().is_none());
+
+    // A quarter of max_idle since the last refresh: honoured, and refreshed keeping `issued`.
+    let a = get(addr, "/", &[("cookie", &pair(t - 3600, t - 200))]).await;
+    assert_eq!(a.backend(), "web2");
+    let refreshed = cookie_pair(&a.set_cookie().expect("refreshed"));
+    let d = codec.decode(value(&refreshed)).unwrap();
+    assert_eq!(d.issued, t - 3600);
+    assert!(d.seen >= t, "seen = now: {} vs {t}", d.seen);
+
+    // Idle past max_idle, or older than max_life: ignored, the client is scheduled anew with
+    // a new cookie issued now (a new client lands on either back-end).
+    for stale in [pair(t - 3600, t - 700), pair(t - 8 * 86_400, t - 10)] {
+        let a = get(addr, "/", &[("cookie", &stale)]).await;
+        assert_eq!(a.status, 200);
+        let fresh = cookie_pair(&a.set_cookie().expect("a new cookie"));
+        let d = codec.decode(value(&fresh)).unwrap();
+        assert!(d.issued >= t, "issued anew: {} vs {t}", d.issued);
+        assert_eq!(
+            pentaflow_balance::BackendId::from_name(&a.backend()),
+            d.backend
+        );
+    }
+}
+
 const SESSION: &str = "persistence = \"session\"\n[service.session]\ncookie = \"JSESSIONID\"\nurl_param = \"jsessionid\"\ngroups = 64\n";
 
 #[tokio::test]

@@ -72,6 +72,41 @@ fn get(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
 }
 
+/// What Prometheus 2.x/3.x sends when it scrapes.
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+fn get_accepting(path: &str, accept: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: admin\r\nAccept: {accept}\r\nConnection: close\r\n\r\n")
+}
+
+#[tokio::test]
+async fn metrics_without_accept_are_the_classic_format() {
+    let server = start().await;
+    for request in [get("/metrics"), get_accepting("/metrics", "text/plain")] {
+        let (code, head, body) = raw(server.addr, &request).await;
+        assert_eq!(code, 200);
+        assert!(
+            head.contains("content-type: text/plain; version=0.0.4; charset=utf-8"),
+            "{head}"
+        );
+        assert!(
+            !body.contains("# EOF") && !body.contains("# UNIT"),
+            "{body}"
+        );
+        for line in [
+            "# TYPE pentaflow_backend_hits_total counter",
+            "# TYPE pentaflow_node_info gauge",
+            "pentaflow_backend_hits_total{service=\"web\",backend=\"app1\"} 100",
+            "pentaflow_connections_accepted_total 42",
+        ] {
+            assert!(
+                body.lines().any(|l| l == line),
+                "missing {line:?} in\n{body}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn status_round_trips_through_fetch_status() {
     let server = start().await;
@@ -91,7 +126,7 @@ async fn status_round_trips_through_fetch_status() {
 #[tokio::test]
 async fn metrics_are_a_valid_exposition_with_labels_and_values() {
     let server = start().await;
-    let (code, head, body) = raw(server.addr, &get("/metrics")).await;
+    let (code, head, body) = raw(server.addr, &get_accepting("/metrics", PROMETHEUS_ACCEPT)).await;
     assert_eq!(code, 200);
     assert!(
         head.contains("content-type: application/openmetrics-text; version=1.0.0"),
@@ -139,7 +174,11 @@ async fn healthz_not_found_and_wrong_methods() {
     assert_eq!((code, body.as_str()), (200, "ok"));
     assert!(head.contains("cache-control: no-store"), "{head}");
 
-    let (code, _, _) = raw(server.addr, &get("/")).await;
+    let (code, head, body) = raw(server.addr, &get("/")).await;
+    assert_eq!(code, 200, "the dashboard");
+    assert!(head.contains("content-type: text/html"), "{head}");
+    assert!(body.contains("/ui/app.js"), "{body}");
+    let (code, _, _) = raw(server.addr, &get("/ui/nothing.js")).await;
     assert_eq!(code, 404);
     let (code, _, _) = raw(server.addr, &get("/status/extra")).await;
     assert_eq!(code, 404);

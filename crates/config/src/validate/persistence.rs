@@ -8,7 +8,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::{is_name, is_token, Checker, Zero};
-use crate::file::{FileCookie, FileService, FileSession};
+use crate::file::{FileCookie, FileDuration, FileService, FileSession};
 use crate::model::{CookiePersistence, Persistence, SessionPersistence};
 
 /// `[service.session] groups`: the table is fixed-size; 2^20 groups keeps it a few MiB.
@@ -19,6 +19,14 @@ const DEFAULT_SESSION_GROUPS: usize = 1024;
 const DEFAULT_GROUP_IDLE: Duration = Duration::from_secs(30 * 60);
 /// Default name of the injected persistence cookie.
 const DEFAULT_COOKIE_NAME: &str = "PFSRV";
+
+/// Most previous cookie secrets kept for decoding (the codec's rotation window).
+const MAX_PREVIOUS_SECRETS: usize = 8;
+
+/// Bounds of `max_idle` / `max_life`: a second to ten years (the value's times are u32 Unix
+/// seconds, so longer would be meaningless).
+const COOKIE_LIFETIME: RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(10 * 365 * 24 * 3600);
 /// Shortest cookie-signing secret: 128 bits, so signatures cannot be brute-forced.
 const MIN_SECRET_BYTES: usize = 16;
 /// Longest `secret_file`: far beyond any HMAC key, small enough to read without a thought.
@@ -155,14 +163,74 @@ impl Checker<'_> {
             }
             canonical.map(str::to_owned)
         });
+        let previous_secrets = self.previous_secrets(key, c);
+        let max_idle = self.cookie_lifetime(c.max_idle.as_ref(), &format!("{key}.cookie.max_idle"));
+        let max_life = self.cookie_lifetime(c.max_life.as_ref(), &format!("{key}.cookie.max_life"));
         CookiePersistence {
             name,
             secret,
+            previous_secrets,
+            max_idle,
+            max_life,
             follow,
             secure: c.secure,
             http_only: c.http_only.unwrap_or(true),
             same_site,
         }
+    }
+
+    /// `previous_secrets` then `previous_secret_files`, each checked like `secret`.
+    fn previous_secrets(&mut self, key: &str, c: &FileCookie) -> Vec<Vec<u8>> {
+        let mut keys = Vec::new();
+        if let Some(list) = &c.previous_secrets {
+            let k = format!("{key}.cookie.previous_secrets");
+            for secret in list.get_ref() {
+                let bytes = secret.get_ref().as_bytes().to_vec();
+                self.secret_length(&bytes, secret.span(), &k, "");
+                keys.push(bytes);
+            }
+        }
+        if let Some(list) = &c.previous_secret_files {
+            let k = format!("{key}.cookie.previous_secret_files");
+            for file in list.get_ref() {
+                keys.push(self.secret_file(file, &k));
+            }
+        }
+        if keys.len() > MAX_PREVIOUS_SECRETS {
+            let span = c
+                .previous_secrets
+                .as_ref()
+                .or(c.previous_secret_files.as_ref())
+                .map_or(0..0, Spanned::span);
+            let message = format!(
+                "{} previous secrets: at most {MAX_PREVIOUS_SECRETS} are kept for rotation; drop the oldest",
+                keys.len()
+            );
+            self.report(span, &format!("{key}.cookie.previous_secrets"), message);
+        }
+        keys
+    }
+
+    /// An optional `max_idle`/`max_life` within [`COOKIE_LIFETIME`].
+    fn cookie_lifetime(
+        &mut self,
+        value: Option<&Spanned<FileDuration>>,
+        key: &str,
+    ) -> Option<Duration> {
+        let value = value?;
+        let d = self.duration(Some(value), key, Duration::ZERO, Zero::Rejected);
+        if d.is_zero() {
+            return None; // reported by `duration`
+        }
+        if !COOKIE_LIFETIME.contains(&d) {
+            self.report(
+                value.span(),
+                key,
+                format!("{:?} is out of range: 1s to 10 years", value.get_ref().0),
+            );
+            return None;
+        }
+        Some(d)
     }
 
     /// Read a `secret_file` (relative to the config file's directory), minus one trailing

@@ -13,6 +13,8 @@ use crate::model::{BackendConfig, HealthCheck, PassiveHealth, Policy, ServiceCon
 
 /// `retries`: each retry costs a connect timeout; 16 already exceeds any sane pool.
 const RETRIES: RangeInclusive<i64> = 0..=16;
+/// `max_body_bytes`: any size a signed 64-bit file integer can say.
+const BODY_BYTES: RangeInclusive<i64> = 0..=i64::MAX;
 /// `weight`: wide enough for real capacity ratios, small enough that weight × connections
 /// arithmetic in the scheduler cannot overflow.
 const WEIGHT: RangeInclusive<i64> = 1..=1000;
@@ -145,6 +147,14 @@ impl Checker<'_> {
             persistence,
             backend_keepalive: s.backend_keepalive.unwrap_or(true),
             retries: self.int(s.retries.as_ref(), &format!("{key}.retries"), RETRIES, 2),
+            max_body_bytes: s.max_body_bytes.as_ref().map(|m| {
+                self.int(
+                    Some(m),
+                    &format!("{key}.max_body_bytes"),
+                    BODY_BYTES,
+                    u64::MAX,
+                )
+            }),
             passive: self.passive(key, s.passive.as_ref()),
             health: s.health.as_ref().map(|h| self.health(key, h)),
             backends: self.backends(key, service.span(), &s.backend),

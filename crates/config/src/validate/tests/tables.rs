@@ -38,6 +38,81 @@ fn cookie_defaults() {
 }
 
 #[test]
+fn cookie_rotation_and_lifetime() {
+    let text = cookie_service(&format!(
+        "{SECRET}\nprevious_secrets = [\"older secret 0123\", \"oldest secret 0123\"]\nmax_idle = \"30m\"\nmax_life = \"7days\""
+    ));
+    let config = parse(&text, Source::Inline("t".into())).unwrap();
+    let Persistence::Cookie(c) = &config.services[0].persistence else {
+        panic!("not cookie persistence: {config:?}");
+    };
+    assert_eq!(
+        c.previous_secrets,
+        vec![
+            b"older secret 0123".to_vec(),
+            b"oldest secret 0123".to_vec()
+        ]
+    );
+    assert_eq!(c.max_idle, Some(std::time::Duration::from_secs(1800)));
+    assert_eq!(c.max_life, Some(std::time::Duration::from_secs(7 * 86_400)));
+    // Defaults: no previous keys, no expiry.
+    let config = parse(&cookie_service(SECRET), Source::Inline("t".into())).unwrap();
+    let Persistence::Cookie(c) = &config.services[0].persistence else {
+        panic!("not cookie persistence");
+    };
+    assert!(c.previous_secrets.is_empty());
+    assert_eq!((c.max_idle, c.max_life), (None, None));
+}
+
+#[test]
+fn cookie_rotation_and_lifetime_are_checked() {
+    let text = cookie_service(&format!("{SECRET}\nprevious_secrets = [\"short\"]"));
+    only_problem(
+        &text,
+        "short",
+        "service[0].cookie.previous_secrets",
+        "at least 16 bytes, it has 5",
+    );
+    assert!(!problems(&text)[0].message.contains("short"));
+    let nine: Vec<String> = (0..9)
+        .map(|i| format!("\"old secret number {i}\""))
+        .collect();
+    let text = cookie_service(&format!(
+        "{SECRET}\nprevious_secrets = [{}]",
+        nine.join(", ")
+    ));
+    only_problem(
+        &text,
+        "previous_secrets",
+        "service[0].cookie.previous_secrets",
+        "at most 8",
+    );
+    let text = cookie_service(&format!("{SECRET}\nmax_idle = \"0s\""));
+    only_problem(
+        &text,
+        "max_idle",
+        "service[0].cookie.max_idle",
+        "longer than zero",
+    );
+    let text = cookie_service(&format!("{SECRET}\nmax_life = \"20years\""));
+    only_problem(
+        &text,
+        "max_life",
+        "service[0].cookie.max_life",
+        "out of range",
+    );
+    let text = cookie_service(&format!(
+        "{SECRET}\nprevious_secret_files = [\"/nonexistent/pentaflow/old.key\"]"
+    ));
+    only_problem(
+        &text,
+        "previous_secret_files",
+        "service[0].cookie.previous_secret_files",
+        "No such file",
+    );
+}
+
+#[test]
 fn cookie_names_must_be_tokens() {
     let text = cookie_service(&format!("{SECRET}\nname = \"my cookie\""));
     only_problem(

@@ -1,0 +1,783 @@
+//! The client side of the HTTP/1.1 engine: one task serves one client connection.
+//!
+//! Owns the request loop of a keep-alive connection: waiting for the next request without a
+//! buffer, reading and parsing its head with `httparse` (limits → 431, slowness → 408,
+//! malformed or ambiguous framing → 400, always followed by a close), the client's body as a
+//! [`ClientBody`] that forward.rs streams to the back-end from this same task (answering
+//! `Expect: 100-continue` when it is first read, timing the client for what the client does),
+//! writing each response head with its first body bytes in one vectored write, exact framing
+//! towards the client (Content-Length, chunked with trailers, or close), pipelining, upgrades
+//! (after `101` the connection becomes a byte tunnel to the back-end) and draining on shutdown.
+//! It must not schedule, choose back-ends or build error texts (forward.rs and respond.rs).
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
+
+use super::framing::{self, Decoder, Framing, Step};
+use super::upstream::write_all_vectored;
+use crate::body::ResponseBody;
+use crate::forward::{self, ClientInfo, Tunnel};
+use crate::headers::FramingError;
+use crate::node::Shared;
+use crate::respond::Refusal;
+
+/// How much is read from a client at a time (and the buffer a request in flight holds).
+const READ_CHUNK: usize = 8 * 1024;
+/// Header fields parsed on the stack; `max_headers` above this parses into the heap.
+const STACK_FIELDS: usize = 64;
+
+/// A client connection's byte stream, with a way to wait for bytes without holding a buffer.
+pub(crate) trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Resolves when a read would find bytes (or EOF). Streams that may hold decrypted bytes
+    /// of their own resolve at once.
+    fn readable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send;
+}
+
+impl ClientStream for tokio::net::TcpStream {
+    fn readable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send {
+        tokio::net::TcpStream::readable(self)
+    }
+}
+
+impl ClientStream for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    fn readable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send {
+        // rustls may already hold a decrypted request (pipelined behind the last one).
+        std::future::ready(Ok(()))
+    }
+}
+
+/// The state of the current request's body, as the connection needs to know it afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyState {
+    /// Fully read (or there was none): the connection may carry another request.
+    Done,
+    /// Not (fully) read: the rest is still on the wire, so the connection must close.
+    Unread,
+    /// Broken (bad chunk, cut off, too slow): the connection must close.
+    Failed,
+}
+
+/// A client connection: its stream and, while a request is in flight, its read buffer.
+struct Conn<S> {
+    io: S,
+    buf: BytesMut,
+    body: BodyState,
+}
+
+/// Why a client's body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ClientBodyError {
+    #[error("request body: {0}")]
+    Framing(#[from] framing::BodyError),
+    #[error("reading the request body failed")]
+    Io(#[source] io::Error),
+    #[error("the client sent no body bytes within the body timeout")]
+    Timeout,
+    #[error("the request body is larger than max_body_bytes")]
+    TooLarge,
+}
+
+/// The client's request body, read from its connection by the task that forwards it.
+pub(crate) struct ClientBody<'a, S> {
+    conn: &'a mut Conn<S>,
+    decoder: Decoder,
+    /// `100 Continue` still to be written (bytes written so far).
+    continue_written: Option<usize>,
+    timeout: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
+    /// Bytes still allowed by `max_body_bytes`.
+    allowance: u64,
+}
+
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+impl<S: ClientStream> ClientBody<'_, S> {
+    fn fail(&mut self, e: ClientBodyError) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
+        self.conn.body = BodyState::Failed;
+        Poll::Ready(Some(Err(e)))
+    }
+}
+
+impl<S: ClientStream> Body for ClientBody<'_, S> {
+    type Data = Bytes;
+    type Error = ClientBodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
+        let this = self.get_mut();
+        if this.conn.body != BodyState::Unread {
+            return Poll::Ready(None);
+        }
+        while let Some(done) = this.continue_written {
+            if done == CONTINUE.len() {
+                match Pin::new(&mut this.conn.io).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => this.continue_written = None,
+                    Poll::Ready(Err(e)) => return this.fail(ClientBodyError::Io(e)),
+                    Poll::Pending => return Poll::Pending,
+                }
+                break;
+            }
+            match Pin::new(&mut this.conn.io).poll_write(cx, &CONTINUE[done..]) {
+                Poll::Ready(Ok(0)) => {
+                    return this.fail(ClientBodyError::Io(io::ErrorKind::WriteZero.into()))
+                }
+                Poll::Ready(Ok(n)) => this.continue_written = Some(done + n),
+                Poll::Ready(Err(e)) => return this.fail(ClientBodyError::Io(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        loop {
+            match this.decoder.decode(&mut this.conn.buf) {
+                Err(e) => return this.fail(e.into()),
+                Ok(Step::Data(d)) => {
+                    let len = d.len() as u64;
+                    if len > this.allowance {
+                        return this.fail(ClientBodyError::TooLarge);
+                    }
+                    this.allowance -= len;
+                    if this.decoder.is_done() {
+                        this.conn.body = BodyState::Done;
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(d))));
+                }
+                Ok(Step::Trailers(t)) => {
+                    this.conn.body = BodyState::Done;
+                    return Poll::Ready(Some(Ok(Frame::trailers(t))));
+                }
+                Ok(Step::End) => {
+                    this.conn.body = BodyState::Done;
+                    return Poll::Ready(None);
+                }
+                Ok(Step::NeedMore) => {}
+            }
+            let want = this.decoder.remaining().map_or(READ_CHUNK, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX).min(READ_CHUNK)
+            });
+            if this.conn.buf.capacity() - this.conn.buf.len() < want {
+                this.conn.buf.reserve(want);
+            }
+            match tokio_util::io::poll_read_buf(Pin::new(&mut this.conn.io), cx, &mut this.conn.buf)
+            {
+                Poll::Ready(Ok(0)) => {
+                    return this.fail(ClientBodyError::Framing(framing::BodyError::Truncated))
+                }
+                Poll::Ready(Ok(_)) => {
+                    if let Some(t) = this.timer.as_mut() {
+                        t.as_mut().reset(Instant::now() + this.timeout);
+                    }
+                }
+                Poll::Ready(Err(e)) => return this.fail(ClientBodyError::Io(e)),
+                Poll::Pending => {
+                    let timeout = this.timeout;
+                    let timer = this
+                        .timer
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                    if timer.as_mut().poll(cx).is_ready() {
+                        return this.fail(ClientBodyError::Timeout);
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.conn.body != BodyState::Unread
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.decoder.remaining() {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+/// A parsed request head.
+struct Head {
+    parts: http::request::Parts,
+    framing: Result<Framing, FramingError>,
+    keep_alive: bool,
+    expect_continue: bool,
+}
+
+/// Why a head was refused before it became a request.
+enum HeadProblem {
+    TooLarge,
+    Malformed,
+}
+
+/// Parses a request head at the start of `buf`: `Ok(None)` = incomplete.
+fn parse_head(buf: &[u8], max_headers: usize) -> Result<Option<(usize, Head)>, HeadProblem> {
+    let mut stack = [httparse::EMPTY_HEADER; STACK_FIELDS];
+    let mut heap;
+    let fields: &mut [httparse::Header<'_>] = if max_headers <= STACK_FIELDS {
+        &mut stack[..max_headers]
+    } else {
+        heap = vec![httparse::EMPTY_HEADER; max_headers];
+        &mut heap
+    };
+    let mut req = httparse::Request::new(fields);
+    let used = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadProblem::TooLarge),
+        Err(_) => return Err(HeadProblem::Malformed),
+    };
+    let method = req
+        .method
+        .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
+        .ok_or(HeadProblem::Malformed)?;
+    let uri: Uri = req
+        .path
+        .and_then(|p| p.parse().ok())
+        .ok_or(HeadProblem::Malformed)?;
+    let version = match req.version {
+        Some(1) => Version::HTTP_11,
+        Some(0) => Version::HTTP_10,
+        _ => return Err(HeadProblem::Malformed),
+    };
+    let framing = framing::request_framing(req.headers);
+    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    let mut keep_alive = version == Version::HTTP_11;
+    let mut expect_continue = false;
+    for h in req.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| HeadProblem::Malformed)?;
+        let value = HeaderValue::from_bytes(h.value).map_err(|_| HeadProblem::Malformed)?;
+        if name == header::CONNECTION {
+            for token in h.value.split(|b| *b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    keep_alive = false;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") && version == Version::HTTP_10 {
+                    keep_alive = true;
+                }
+            }
+        } else if name == header::EXPECT {
+            expect_continue |= h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+        }
+        headers.append(name, value);
+    }
+    let mut parts = Request::new(()).into_parts().0;
+    parts.method = method;
+    parts.uri = uri;
+    parts.version = version;
+    parts.headers = headers;
+    Ok(Some((
+        used,
+        Head {
+            parts,
+            framing,
+            keep_alive,
+            expect_continue: expect_continue && version == Version::HTTP_11,
+        },
+    )))
+}
+
+/// [`parse_head`] for the fuzz target: the head's length, or the status it is refused with.
+pub(crate) fn fuzz_parse_head(buf: &[u8], max_headers: usize) -> Result<Option<usize>, u16> {
+    match parse_head(buf, max_headers.clamp(1, 1000)) {
+        Ok(Some((used, head))) => {
+            assert!(used <= buf.len());
+            if let Err(e) = head.framing {
+                let _ = e;
+                return Err(400);
+            }
+            Ok(Some(used))
+        }
+        Ok(None) => Ok(None),
+        Err(HeadProblem::TooLarge) => Err(431),
+        Err(HeadProblem::Malformed) => Err(400),
+    }
+}
+
+/// How waiting for a request head ended.
+enum Wait {
+    /// A complete head; its bytes are removed from the buffer.
+    Head(Box<Head>),
+    /// The client closed (or the node drains) between requests: close quietly.
+    Closed,
+    /// The head is refused: answer and close.
+    Refused(Refusal),
+}
+
+/// Reads the next request head. `first` = nothing was served yet on this connection.
+async fn next_head<S: ClientStream>(
+    conn: &mut Conn<S>,
+    shared: &Shared,
+    first: bool,
+    draining: &mut watch::Receiver<bool>,
+) -> Wait {
+    let limits = shared.state.load().limits.clone();
+    let mut head_deadline = None;
+    loop {
+        if !conn.buf.is_empty() {
+            match parse_head(&conn.buf, limits.max_headers) {
+                Ok(Some((used, head))) => {
+                    if used > limits.max_header_bytes {
+                        return Wait::Refused(Refusal::HeadTooLarge);
+                    }
+                    let _ = conn.buf.split_to(used);
+                    return Wait::Head(Box::new(head));
+                }
+                Ok(None) if conn.buf.len() > limits.max_header_bytes => {
+                    return Wait::Refused(Refusal::HeadTooLarge)
+                }
+                Ok(None) => {}
+                Err(HeadProblem::TooLarge) => return Wait::Refused(Refusal::HeadTooLarge),
+                Err(HeadProblem::Malformed) => return Wait::Refused(Refusal::BadRequest),
+            }
+            // The header timeout runs from the head's first bytes.
+            head_deadline.get_or_insert_with(|| Instant::now() + limits.header_read_timeout);
+        }
+        match head_deadline {
+            None => {
+                // Between requests: wait for the first byte without holding a buffer.
+                let idle = if first {
+                    limits.header_read_timeout
+                } else {
+                    limits.idle_timeout
+                };
+                let first_bytes = async {
+                    conn.io.readable().await?;
+                    conn.buf.reserve(READ_CHUNK);
+                    read_some(&mut conn.io, &mut conn.buf).await
+                };
+                tokio::select! {
+                    r = tokio::time::timeout(idle, first_bytes) => match r {
+                        Ok(Ok(n)) if n > 0 => {}
+                        _ => return Wait::Closed,
+                    },
+                    _ = draining.changed() => return Wait::Closed,
+                }
+            }
+            Some(deadline) => {
+                conn.buf.reserve(READ_CHUNK);
+                let read =
+                    tokio::time::timeout_at(deadline, read_some(&mut conn.io, &mut conn.buf));
+                match read.await {
+                    Ok(Ok(0)) | Ok(Err(_)) => return Wait::Closed,
+                    Ok(Ok(_)) => {}
+                    Err(_) => return Wait::Refused(Refusal::RequestTimeout),
+                }
+            }
+        }
+    }
+}
+
+async fn read_some<S: AsyncRead + Unpin>(io: &mut S, buf: &mut BytesMut) -> io::Result<usize> {
+    tokio::io::AsyncReadExt::read_buf(io, buf).await
+}
+
+/// Serves HTTP/1.1 on an accepted (and possibly decrypted) client connection until it ends or
+/// the node drains.
+pub(crate) async fn serve<S: ClientStream>(
+    shared: Arc<Shared>,
+    client: ClientInfo,
+    io: S,
+    mut draining: watch::Receiver<bool>,
+) {
+    let mut conn = Conn {
+        io,
+        buf: BytesMut::new(),
+        body: BodyState::Done,
+    };
+    let mut first = true;
+    loop {
+        if *draining.borrow_and_update() {
+            return;
+        }
+        if conn.buf.is_empty() {
+            // Idle connections hold no buffer.
+            conn.buf = BytesMut::new();
+        }
+        let head = match next_head(&mut conn, &shared, first, &mut draining).await {
+            Wait::Head(h) => h,
+            Wait::Closed => return,
+            Wait::Refused(refusal) => {
+                shared.counters.refusal(refusal);
+                let _ = write_local(&mut conn.io, refusal).await;
+                let _ = conn.io.shutdown().await;
+                return;
+            }
+        };
+        first = false;
+        // Boxed: the idle connection's future stays small, the request's state lives only
+        // while it is in flight.
+        let keep = Box::pin(exchange(&shared, &client, &mut conn, *head, &draining)).await;
+        match keep {
+            Next::KeepAlive => {}
+            Next::Close => {
+                let _ = conn.io.shutdown().await;
+                return;
+            }
+            Next::Tunnel(up) => {
+                tunnel(conn, up).await;
+                return;
+            }
+        }
+    }
+}
+
+/// What the connection does after a response.
+enum Next {
+    KeepAlive,
+    Close,
+    Tunnel(super::upstream::Upstream),
+}
+
+/// One request and its response.
+async fn exchange<S: ClientStream>(
+    shared: &Shared,
+    client: &ClientInfo,
+    conn: &mut Conn<S>,
+    head: Head,
+    draining: &watch::Receiver<bool>,
+) -> Next {
+    let Head {
+        parts,
+        framing,
+        keep_alive,
+        expect_continue,
+    } = head;
+    let head_request = parts.method == Method::HEAD;
+    let version = parts.version;
+    let (framing, early) = match framing {
+        Ok(f) => (f, None),
+        Err(e) => (Framing::Empty, Some(Refusal::BadFraming(e))),
+    };
+    let limits = shared.state.load().limits.clone();
+    let max_body = shared
+        .state
+        .load()
+        .by_listen
+        .get(&client.listener)
+        .map_or(u64::MAX, |s| s.config.max_body_bytes.unwrap_or(u64::MAX));
+    // A declared length over the limit is refused before any byte is forwarded.
+    let early = early.or(match framing {
+        Framing::Length(n) if n > max_body => Some(Refusal::BodyTooLarge),
+        _ => None,
+    });
+    conn.body = if framing == Framing::Empty || early.is_some() {
+        if framing == Framing::Empty {
+            BodyState::Done
+        } else {
+            BodyState::Unread
+        }
+    } else {
+        BodyState::Unread
+    };
+    let body = ClientBody {
+        decoder: Decoder::new(if early.is_some() {
+            Framing::Empty
+        } else {
+            framing
+        }),
+        continue_written: (expect_continue && framing != Framing::Empty).then_some(0),
+        timeout: limits.client_body_timeout,
+        timer: None,
+        allowance: max_body,
+        conn,
+    };
+    let req = Request::from_parts(parts, body);
+    let resp = forward::handle(shared, client, req, early).await;
+    let closing = !keep_alive || conn.body != BodyState::Done || *draining.borrow();
+    match write_response(&mut conn.io, resp, head_request, version, closing, &limits).await {
+        Ok(Written::KeepAlive) if !closing => Next::KeepAlive,
+        Ok(Written::Tunnel(up)) => Next::Tunnel(up),
+        Ok(_) => Next::Close,
+        Err(WriteError::Client(e)) => {
+            if e.kind() == io::ErrorKind::TimedOut {
+                shared
+                    .counters
+                    .send_timeouts
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::debug!(peer = %client.peer, error = %e, "response to the client failed");
+            Next::Close
+        }
+        Err(WriteError::Body(e)) => {
+            shared
+                .counters
+                .response_body_errors
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(peer = %client.peer, error = %e,
+                "response body failed: the client's connection is closed so it sees the truncation");
+            Next::Close
+        }
+    }
+}
+
+/// Why a response could not be written to the end.
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    /// Writing to the client failed or timed out.
+    #[error("writing to the client failed")]
+    Client(#[source] io::Error),
+    /// The body (a back-end's) broke or disagreed with its length.
+    #[error("response body: {0}")]
+    Body(String),
+}
+
+impl From<io::Error> for WriteError {
+    fn from(e: io::Error) -> Self {
+        Self::Client(e)
+    }
+}
+
+/// How a response was written.
+enum Written {
+    KeepAlive,
+    Close,
+    Tunnel(super::upstream::Upstream),
+}
+
+/// The status line of a response.
+fn status_line(out: &mut Vec<u8>, status: StatusCode) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+fn encode_fields(out: &mut Vec<u8>, headers: &HeaderMap) {
+    for (k, v) in headers {
+        out.extend_from_slice(k.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Writes `w` within the send timeout (a client that reads too slowly is cut off).
+async fn send<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    slices: &mut [IoSlice<'_>],
+    timeout: Duration,
+) -> io::Result<()> {
+    match tokio::time::timeout(timeout, write_all_vectored(w, slices)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "client did not read the response within send_timeout",
+        )),
+    }
+}
+
+/// Writes a response: the head with the first body bytes in one write, then the rest of the
+/// body in the framing chosen for the client.
+async fn write_response<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    resp: Response<ResponseBody>,
+    head_request: bool,
+    version: Version,
+    mut closing: bool,
+    limits: &pentaflow_config::Limits,
+) -> Result<Written, WriteError> {
+    let (mut parts, mut body) = resp.into_parts();
+    let status = parts.status;
+    let tunnel = parts.extensions.remove::<Tunnel>();
+    if parts
+        .headers
+        .get(header::CONNECTION)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
+    {
+        closing = true;
+    }
+    let no_body = head_request
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let mut chunked = false;
+    let mut length = None;
+    if !no_body {
+        match body.size_hint().exact() {
+            Some(n) => {
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+                length = Some(n);
+            }
+            None if version == Version::HTTP_11 => {
+                parts.headers.remove(header::CONTENT_LENGTH);
+                chunked = true;
+            }
+            None => {
+                parts.headers.remove(header::CONTENT_LENGTH);
+                closing = true;
+            }
+        }
+    }
+    let switching = status == StatusCode::SWITCHING_PROTOCOLS && tunnel.is_some();
+    if !switching {
+        if closing {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        } else if version == Version::HTTP_10 {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        }
+    }
+    let mut head = Vec::with_capacity(256 + parts.headers.len() * 40);
+    status_line(&mut head, status);
+    encode_fields(&mut head, &parts.headers);
+    if chunked {
+        head.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    let send_timeout = limits.send_timeout;
+    if switching {
+        send(w, &mut [IoSlice::new(&head)], send_timeout).await?;
+        drop(body);
+        let up = tunnel.and_then(|t| t.0.lock().ok()?.take());
+        return Ok(up.map_or(Written::Close, Written::Tunnel));
+    }
+    if no_body {
+        send(w, &mut [IoSlice::new(&head)], send_timeout).await?;
+        return Ok(if closing {
+            Written::Close
+        } else {
+            Written::KeepAlive
+        });
+    }
+    let mut head = Some(head);
+    let mut written = 0u64;
+    let mut trailers = None;
+    loop {
+        let frame = if head.is_some() {
+            // The first frame, if it is already here, goes out with the head.
+            match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
+                Poll::Ready(f) => f,
+                Poll::Pending => {
+                    let h = head.take().unwrap_or_default();
+                    send(w, &mut [IoSlice::new(&h)], send_timeout).await?;
+                    w.flush().await?;
+                    continue;
+                }
+            }
+        } else {
+            std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+        };
+        let h = head.take().unwrap_or_default();
+        match frame {
+            None => {
+                let end = if chunked {
+                    framing::last_chunk(trailers.as_ref())
+                } else {
+                    Vec::new()
+                };
+                send(w, &mut [IoSlice::new(&h), IoSlice::new(&end)], send_timeout).await?;
+                if length.is_some_and(|n| n != written) {
+                    return Err(WriteError::Body(format!(
+                        "{written} bytes where Content-Length said {}",
+                        length.unwrap_or(0)
+                    )));
+                }
+                break;
+            }
+            Some(Err(e)) => {
+                if !h.is_empty() {
+                    let _ = send(w, &mut [IoSlice::new(&h)], send_timeout).await;
+                }
+                return Err(WriteError::Body(e.to_string()));
+            }
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    written += data.len() as u64;
+                    if length.is_some_and(|n| written > n) {
+                        return Err(WriteError::Body(
+                            "longer than its Content-Length".to_owned(),
+                        ));
+                    }
+                    let line = if chunked && !data.is_empty() {
+                        framing::chunk_header(data.len())
+                    } else {
+                        Vec::new()
+                    };
+                    let crlf: &[u8] = if chunked && !data.is_empty() {
+                        b"\r\n"
+                    } else {
+                        b""
+                    };
+                    send(
+                        w,
+                        &mut [
+                            IoSlice::new(&h),
+                            IoSlice::new(&line),
+                            IoSlice::new(&data),
+                            IoSlice::new(crlf),
+                        ],
+                        send_timeout,
+                    )
+                    .await?;
+                }
+                Err(frame) => {
+                    if !h.is_empty() {
+                        send(w, &mut [IoSlice::new(&h)], send_timeout).await?;
+                    }
+                    if let Ok(t) = frame.into_trailers() {
+                        trailers = Some(t);
+                    }
+                }
+            },
+        }
+    }
+    drop(body);
+    Ok(if closing {
+        Written::Close
+    } else {
+        Written::KeepAlive
+    })
+}
+
+/// Writes a refusal made before any request existed (head too large, too slow, malformed).
+async fn write_local<W: AsyncWrite + Unpin>(w: &mut W, refusal: Refusal) -> io::Result<()> {
+    let resp = refusal.response();
+    let (parts, body) = resp.into_parts();
+    let len = body.size_hint().exact().unwrap_or(0);
+    let text = http_body_util::BodyExt::collect(body)
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let mut head = Vec::with_capacity(256);
+    status_line(&mut head, parts.status);
+    encode_fields(&mut head, &parts.headers);
+    head.extend_from_slice(format!("content-length: {len}\r\n\r\n").as_bytes());
+    let mut slices = [IoSlice::new(&head), IoSlice::new(&text)];
+    tokio::time::timeout(Duration::from_secs(5), write_all_vectored(w, &mut slices))
+        .await
+        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
+}
+
+/// After `101 Switching Protocols`: bytes both ways until either side closes.
+async fn tunnel<S: ClientStream>(mut conn: Conn<S>, mut up: super::upstream::Upstream) {
+    if !up.buf.is_empty() && conn.io.write_all(&up.buf).await.is_err() {
+        return;
+    }
+    if !conn.buf.is_empty() && up.io.write_all(&conn.buf).await.is_err() {
+        return;
+    }
+    up.buf = BytesMut::new();
+    conn.buf = BytesMut::new();
+    if let Err(e) = tokio::io::copy_bidirectional(&mut conn.io, &mut up.io).await {
+        tracing::debug!(error = %e, "tunnel ended");
+    }
+}

@@ -1,0 +1,688 @@
+//! One HTTP/1.1 connection to a back-end, spoken by the task that serves the client.
+//!
+//! Owns: opening the connection (plain or TLS), writing a request (head and body in as few
+//! writes as possible, the head and a body-less request in one), reading the response head
+//! with `httparse`, and [`UpstreamBody`], the response body read straight from the socket by
+//! whoever polls it and handed back to the back-end's pool once it ended cleanly. There is no
+//! connection task and no channel: every byte is read and written by the polling task. It must
+//! not schedule, retry or choose error responses (forward.rs does).
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::StatusCode;
+use http_body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Sleep;
+
+use super::framing::{self, BodyError, Decoder, Framing, Step};
+use crate::backend::Backend;
+
+/// How much is read from a back-end at a time.
+const READ_CHUNK: usize = 16 * 1024;
+/// Largest response head accepted from a back-end.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Most header fields accepted in a response head.
+const MAX_RESPONSE_FIELDS: usize = 128;
+
+/// The byte stream to a back-end.
+pub(crate) enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl std::fmt::Debug for Io {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Plain(_) => "Io::Plain",
+            Self::Tls(_) => "Io::Tls",
+        })
+    }
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Plain(s) => s.is_write_vectored(),
+            Self::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Writes every slice, with as few (vectored) writes as the socket allows.
+pub(crate) async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    mut bufs: &mut [IoSlice<'_>],
+) -> io::Result<()> {
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        let n = w.write_vectored(bufs).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut bufs, n);
+    }
+    Ok(())
+}
+
+/// An open connection to a back-end.
+#[derive(Debug)]
+pub(crate) struct Upstream {
+    pub(crate) io: Io,
+    /// Bytes read but not consumed yet. Empty and without capacity while pooled.
+    pub(crate) buf: BytesMut,
+    /// Whether this connection came from the pool.
+    pub(crate) reused: bool,
+    /// The back-end's count of open connections, decremented when this one is dropped.
+    open: Arc<AtomicU64>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A failed read of a response head.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HeadError {
+    /// The connection closed or failed before any byte of a response.
+    #[error("connection closed before any response byte")]
+    NothingReceived(#[source] io::Error),
+    /// The connection closed or failed inside the head.
+    #[error("connection failed inside the response head")]
+    Truncated(#[source] io::Error),
+    /// The head is not HTTP/1.x, too large, or its framing is invalid.
+    #[error("invalid response head: {0}")]
+    Invalid(&'static str),
+}
+
+/// A response head from a back-end, ready for the client.
+#[derive(Debug)]
+pub(crate) struct ResponseHead {
+    pub(crate) status: StatusCode,
+    /// Fields as received, minus the framing fields (the client side frames anew).
+    pub(crate) headers: HeaderMap,
+    pub(crate) framing: Framing,
+    /// Whether the connection may carry another request after this response.
+    pub(crate) keep_alive: bool,
+    /// Whether a `Content-Length` was dropped because `Transfer-Encoding` came with it.
+    pub(crate) dropped_length: bool,
+}
+
+impl Upstream {
+    /// Wraps a freshly opened stream.
+    pub(crate) fn new(io: Io, open: Arc<AtomicU64>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        Self {
+            io,
+            buf: BytesMut::new(),
+            reused: false,
+            open,
+        }
+    }
+
+    /// Whether a pooled connection is still usable: not closed by the back-end, and nothing
+    /// unexpected arrived. Polls the socket once without waiting.
+    pub(crate) fn is_alive(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        let mut rb = ReadBuf::new(&mut probe);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        // Ready means EOF, an error, or bytes nobody asked for: not reusable.
+        Pin::new(&mut self.io)
+            .poll_read(&mut cx, &mut rb)
+            .is_pending()
+    }
+
+    /// Drops the read buffer of a connection going idle (idle connections hold no buffer).
+    pub(crate) fn park(&mut self) {
+        self.buf = BytesMut::new();
+        self.reused = true;
+    }
+
+    /// Writes a request head and, when given, the body it frames.
+    pub(crate) async fn send<B>(
+        &mut self,
+        head: &[u8],
+        body: Option<&mut B>,
+        chunked: bool,
+    ) -> Result<(), SendError>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let Some(body) = body else {
+            return self.io.write_all(head).await.map_err(SendError::Backend);
+        };
+        let mut head = Some(head);
+        let mut body = Pin::new(body);
+        loop {
+            let frame = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await;
+            let frame = match frame {
+                None => break,
+                Some(Ok(f)) => f,
+                Some(Err(e)) => return Err(SendError::Client(e.into())),
+            };
+            let h = head.take().unwrap_or(&[]);
+            match frame.into_data() {
+                Ok(data) if data.is_empty() => {
+                    if !h.is_empty() {
+                        self.io.write_all(h).await.map_err(SendError::Backend)?;
+                    }
+                }
+                Ok(data) => {
+                    let line = if chunked {
+                        framing::chunk_header(data.len())
+                    } else {
+                        Vec::new()
+                    };
+                    let end: &[u8] = if chunked { b"\r\n" } else { b"" };
+                    let mut slices = [
+                        IoSlice::new(h),
+                        IoSlice::new(&line),
+                        IoSlice::new(&data),
+                        IoSlice::new(end),
+                    ];
+                    write_all_vectored(&mut self.io, &mut slices)
+                        .await
+                        .map_err(SendError::Backend)?;
+                }
+                Err(frame) => {
+                    // Trailers of a chunked request body.
+                    if let (true, Ok(trailers)) = (chunked, frame.into_trailers()) {
+                        let last = framing::last_chunk(Some(&trailers));
+                        let mut slices = [IoSlice::new(h), IoSlice::new(&last)];
+                        write_all_vectored(&mut self.io, &mut slices)
+                            .await
+                            .map_err(SendError::Backend)?;
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        let h = head.take().unwrap_or(&[]);
+        let last = if chunked {
+            framing::last_chunk(None)
+        } else {
+            Vec::new()
+        };
+        let mut slices = [IoSlice::new(h), IoSlice::new(&last)];
+        write_all_vectored(&mut self.io, &mut slices)
+            .await
+            .map_err(SendError::Backend)
+    }
+
+    /// Reads one response head. Interim `1xx` responses other than `101` are skipped.
+    pub(crate) async fn read_head(
+        &mut self,
+        head_request: bool,
+    ) -> Result<ResponseHead, HeadError> {
+        let mut received_any = !self.buf.is_empty();
+        loop {
+            if !self.buf.is_empty() {
+                match parse_response(&self.buf, head_request)? {
+                    Some((used, head)) => {
+                        let _ = self.buf.split_to(used);
+                        if head.status.is_informational()
+                            && head.status != StatusCode::SWITCHING_PROTOCOLS
+                        {
+                            continue;
+                        }
+                        return Ok(head);
+                    }
+                    None if self.buf.len() >= MAX_RESPONSE_HEAD => {
+                        return Err(HeadError::Invalid("response head too large"))
+                    }
+                    None => {}
+                }
+            }
+            self.buf.reserve(READ_CHUNK);
+            match self.io.read_buf(&mut self.buf).await {
+                Ok(0) => {
+                    let e = io::Error::from(io::ErrorKind::UnexpectedEof);
+                    return Err(if received_any {
+                        HeadError::Truncated(e)
+                    } else {
+                        HeadError::NothingReceived(e)
+                    });
+                }
+                Ok(_) => received_any = true,
+                Err(e) if received_any => return Err(HeadError::Truncated(e)),
+                Err(e) => return Err(HeadError::NothingReceived(e)),
+            }
+        }
+    }
+}
+
+/// A failed request write.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SendError {
+    /// Writing to the back-end failed.
+    #[error("writing the request to the back-end failed")]
+    Backend(#[source] io::Error),
+    /// The client's body failed (bad chunk, cut off, too slow): the client's fault.
+    #[error("the client's request body failed")]
+    Client(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Parses a response head at the start of `buf`; `None` = incomplete.
+fn parse_response(
+    buf: &[u8],
+    head_request: bool,
+) -> Result<Option<(usize, ResponseHead)>, HeadError> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_FIELDS];
+    let mut resp = httparse::Response::new(&mut fields);
+    let used = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(HeadError::Invalid("too many response header fields"))
+        }
+        Err(_) => return Err(HeadError::Invalid("malformed response head")),
+    };
+    let code = resp.code.unwrap_or(0);
+    let status =
+        StatusCode::from_u16(code).map_err(|_| HeadError::Invalid("invalid status code"))?;
+    let fields_of = framing::response_fields(resp.headers)
+        .map_err(|_| HeadError::Invalid("invalid or conflicting Content-Length"))?;
+    let framing = framing::response_framing(code, head_request, &fields_of);
+    let http10 = resp.version == Some(0);
+    let mut keep_alive = !http10;
+    let mut headers = HeaderMap::with_capacity(resp.headers.len());
+    let mut dropped_length = false;
+    for h in resp.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| HeadError::Invalid("invalid header name"))?;
+        if name == http::header::CONNECTION {
+            for token in h.value.split(|b| *b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    keep_alive = false;
+                } else if http10 && token.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive = true;
+                }
+            }
+        }
+        if name == http::header::CONTENT_LENGTH {
+            // RFC 9112 §6.3: a length that comes with Transfer-Encoding must not be forwarded.
+            if fields_of.transfer_encoding {
+                dropped_length = true;
+                continue;
+            }
+            if framing == Framing::Empty && !head_request && code != 304 {
+                continue;
+            }
+        }
+        if name == http::header::TRANSFER_ENCODING {
+            continue;
+        }
+        let value =
+            HeaderValue::from_bytes(h.value).map_err(|_| HeadError::Invalid("invalid header"))?;
+        headers.append(name, value);
+    }
+    if matches!(framing, Framing::Length(_)) {
+        // Keep exactly one Content-Length (a list of equal values becomes one).
+        if let Some(n) = fields_of.length {
+            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(n));
+        }
+    }
+    if framing == Framing::Close {
+        keep_alive = false;
+    }
+    Ok(Some((
+        used,
+        ResponseHead {
+            status,
+            headers,
+            framing,
+            keep_alive,
+            dropped_length,
+        },
+    )))
+}
+
+/// [`parse_response`] for the fuzz target.
+pub(crate) fn fuzz_parse_response(buf: &[u8], head_request: bool) -> Result<Option<usize>, String> {
+    match parse_response(buf, head_request) {
+        Ok(Some((used, head))) => {
+            assert!(used <= buf.len());
+            // A forwarded head never carries framing fields of its own.
+            assert!(head.headers.get(http::header::TRANSFER_ENCODING).is_none());
+            if head.dropped_length {
+                assert!(head.headers.get(http::header::CONTENT_LENGTH).is_none());
+            }
+            Ok(Some(used))
+        }
+        Ok(None) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The request head as bytes: request line, fields, and the framing field of the body.
+pub(crate) fn encode_request_head(parts: &Parts, chunked: bool) -> Vec<u8> {
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut out = Vec::with_capacity(256 + parts.headers.len() * 32);
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(pq.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (k, v) in &parts.headers {
+        out.extend_from_slice(k.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Where a finished response body returns its connection.
+pub(crate) struct Return {
+    pub(crate) backend: Arc<Backend>,
+    /// Pool it (keep-alive on, response allows it) or close it.
+    pub(crate) pool: bool,
+}
+
+/// Why a response body stopped early.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ResponseBodyError {
+    #[error("back-end response body: {0}")]
+    Framing(#[from] BodyError),
+    #[error("reading the back-end response body failed")]
+    Io(#[source] io::Error),
+    #[error("the back-end sent nothing for {0:?} inside a response body")]
+    Timeout(Duration),
+}
+
+/// A response body read from a back-end connection by whoever polls it.
+pub(crate) struct UpstreamBody {
+    conn: Option<Upstream>,
+    decoder: Decoder,
+    framing: Framing,
+    give_back: Option<Return>,
+    /// Inactivity allowed between two reads from the back-end.
+    read_timeout: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl UpstreamBody {
+    pub(crate) fn new(
+        conn: Upstream,
+        framing: Framing,
+        give_back: Return,
+        read_timeout: Duration,
+    ) -> Self {
+        let mut body = Self {
+            conn: Some(conn),
+            decoder: Decoder::new(framing),
+            framing,
+            give_back: Some(give_back),
+            read_timeout,
+            timer: None,
+        };
+        if body.decoder.is_done() {
+            body.release();
+        }
+        body
+    }
+
+    /// A body that is over before it starts (after `101`, the connection went to the tunnel).
+    pub(crate) fn empty() -> Self {
+        Self {
+            conn: None,
+            decoder: Decoder::new(Framing::Empty),
+            framing: Framing::Empty,
+            give_back: None,
+            read_timeout: Duration::ZERO,
+            timer: None,
+        }
+    }
+
+    /// The body ended cleanly: the connection goes back to the pool (or is closed).
+    fn release(&mut self) {
+        let (Some(mut conn), Some(ret)) = (self.conn.take(), self.give_back.take()) else {
+            return;
+        };
+        // Bytes after the end of the response mean the back-end is out of step: close.
+        if ret.pool && conn.buf.is_empty() {
+            conn.park();
+            ret.backend.checkin(conn);
+        }
+    }
+
+    fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ResponseBodyError>>> {
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match self.decoder.decode(&mut conn.buf) {
+                Err(e) => {
+                    self.conn = None;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+                Ok(Step::Data(d)) => {
+                    if self.decoder.is_done() {
+                        self.release();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(d))));
+                }
+                Ok(Step::Trailers(t)) => {
+                    self.release();
+                    return Poll::Ready(Some(Ok(Frame::trailers(t))));
+                }
+                Ok(Step::End) => {
+                    self.release();
+                    return Poll::Ready(None);
+                }
+                Ok(Step::NeedMore) => {}
+            }
+            // Read no further than the body when its length is known.
+            let want = self.decoder.remaining().map_or(READ_CHUNK, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX).min(READ_CHUNK)
+            });
+            if conn.buf.capacity() - conn.buf.len() < want {
+                conn.buf.reserve(want);
+            }
+            match tokio_util::io::poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.buf) {
+                Poll::Ready(Ok(0)) => {
+                    self.conn = None;
+                    self.give_back = None;
+                    return match self.decoder.eof() {
+                        Ok(()) => Poll::Ready(None),
+                        Err(e) => Poll::Ready(Some(Err(e.into()))),
+                    };
+                }
+                Poll::Ready(Ok(_)) => {
+                    if let Some(t) = self.timer.as_mut() {
+                        t.as_mut()
+                            .reset(tokio::time::Instant::now() + self.read_timeout);
+                    }
+                }
+                Poll::Ready(Err(e)) => {
+                    self.conn = None;
+                    return Poll::Ready(Some(Err(ResponseBodyError::Io(e))));
+                }
+                Poll::Pending => {
+                    let timeout = self.read_timeout;
+                    let timer = self
+                        .timer
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                    if timer.as_mut().poll(cx).is_ready() {
+                        self.conn = None;
+                        return Poll::Ready(Some(Err(ResponseBodyError::Timeout(timeout))));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = ResponseBodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.poll_next(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.conn.is_none() || self.decoder.is_done()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match (self.framing, self.decoder.remaining()) {
+            (Framing::Empty, _) => SizeHint::with_exact(0),
+            (Framing::Length(_), Some(n)) => SizeHint::with_exact(n),
+            (Framing::Length(_), None) => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+/// Opens a TCP (and, for `[service.backend_tls]`, TLS) connection to a back-end.
+pub(crate) async fn open(
+    address: SocketAddr,
+    tls: Option<&crate::upstream_tls::UpstreamTls>,
+    timeout: Duration,
+    open: Arc<AtomicU64>,
+) -> Result<Upstream, crate::error::UpstreamError> {
+    use crate::error::UpstreamError;
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(source)) => return Err(UpstreamError::Connect { address, source }),
+        Err(_) => return Err(UpstreamError::ConnectTimeout { address }),
+    };
+    // Small requests and responses: don't let Nagle hold the last segment back.
+    let _ = stream.set_nodelay(true);
+    let io = match tls {
+        None => Io::Plain(stream),
+        Some(tls) => {
+            let name = tls.server_name(address);
+            match tokio::time::timeout(timeout, tls.connector.connect(name, stream)).await {
+                Ok(Ok(s)) => Io::Tls(Box::new(s)),
+                Ok(Err(source)) => return Err(UpstreamError::Connect { address, source }),
+                Err(_) => return Err(UpstreamError::ConnectTimeout { address }),
+            }
+        }
+    };
+    Ok(Upstream::new(io, open))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_heads_drop_a_length_that_comes_with_chunked() {
+        let raw =
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\nX: y\r\n\r\n";
+        let (used, head) = parse_response(raw, false).unwrap().unwrap();
+        assert_eq!(used, raw.len());
+        assert_eq!(head.framing, Framing::Chunked);
+        assert!(head.dropped_length);
+        assert!(head.headers.get("content-length").is_none());
+        assert!(head.headers.get("transfer-encoding").is_none());
+        assert!(head.keep_alive);
+    }
+
+    #[test]
+    fn response_heads_say_when_the_connection_cannot_be_reused() {
+        let (_, close) = parse_response(
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(!close.keep_alive);
+        let (_, eof) = parse_response(b"HTTP/1.1 200 OK\r\n\r\n", false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(eof.framing, Framing::Close);
+        assert!(!eof.keep_alive);
+        let (_, old) = parse_response(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false)
+            .unwrap()
+            .unwrap();
+        assert!(!old.keep_alive);
+        assert!(parse_response(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            false
+        )
+        .is_err());
+        assert!(parse_response(b"HTTP/1.1 2000 OK\r\n\r\n", false).is_err());
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\n", false)
+            .unwrap()
+            .is_none());
+    }
+}
