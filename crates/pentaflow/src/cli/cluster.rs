@@ -45,7 +45,7 @@ use tokio::task::JoinHandle;
 
 use super::array::{log_counters, scheduler_config};
 use super::node_report::{avg_response_us, load_permille, LiveBuckets};
-use super::notify::Notifier;
+use pentaflow_node::notify::Notifier;
 use super::pushed_config::{check_push, persist, pushed_source, validate};
 
 /// How often assignments are forwarded and live buckets reported: well under the cluster's

@@ -37,13 +37,13 @@ const OUTPUT_LOGGED: usize = 512;
 
 /// The operator's notify script, if any. Cloning shares the queue.
 #[derive(Clone, Debug)]
-pub(crate) struct Notifier {
+pub struct Notifier {
     queue: Option<mpsc::Sender<Vec<String>>>,
 }
 
 impl Notifier {
     /// Runs `script` (if any) for the events of node `node_id` of an array on `vip`.
-    pub(crate) fn start(script: Option<PathBuf>, node_id: u16, vip: String) -> Self {
+    pub fn start(script: Option<PathBuf>, node_id: u16, vip: String) -> Self {
         let Some(script) = script else {
             return Notifier { queue: None };
         };
@@ -57,7 +57,7 @@ impl Notifier {
     }
 
     /// Queues `SCRIPT EVENT NODE [DETAIL]`; never waits.
-    pub(crate) fn event(&self, event: &str, detail: Option<String>) {
+    pub fn event(&self, event: &str, detail: Option<String>) {
         let Some(queue) = &self.queue else { return };
         let args: Vec<String> = std::iter::once(event.to_owned()).chain(detail).collect();
         if queue.try_send(args).is_err() {
