@@ -15,8 +15,8 @@
 //! | `config-committed` | a committed configuration became active here | its version |
 //!
 //! Owns: the queue of calls and the one task that runs them. Must not: block or slow the
-//! control plane — a call that outlives [`SCRIPT_TIMEOUT`] is killed, the queue is bounded
-//! ([`QUEUE`]; an event beyond it is dropped and logged), and the script's output is logged,
+//! control plane — a call that outlives `SCRIPT_TIMEOUT` (10 s) is killed, the queue is bounded
+//! (`QUEUE`, 64; an event beyond it is dropped and logged), and the script's output is logged,
 //! never interpreted.
 
 use std::path::PathBuf;
@@ -69,7 +69,7 @@ impl Notifier {
     }
 }
 
-/// One call, bounded by [`SCRIPT_TIMEOUT`]; its outcome goes to the log.
+/// One call, bounded by `SCRIPT_TIMEOUT` (10 s); its outcome goes to the log.
 async fn run(script: &PathBuf, node_id: u16, vip: &str, args: &[String]) {
     let mut command = tokio::process::Command::new(script);
     command
