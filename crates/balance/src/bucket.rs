@@ -18,7 +18,10 @@
 //! A node that is alive but *disabled* keeps the buckets it has (its connections drain) and gets
 //! no new ones; its buckets leave it as they go idle.
 //!
-//! Must not: read the clock (`now_ms` is an argument), do I/O, or scan the table on the hot
+//! Times (`now`, `idle`) are in one unit of a monotonic clock, chosen by the caller: the
+//! scheduler's data plane uses nanoseconds of `CLOCK_MONOTONIC` (see [`BucketEntry`]).
+//!
+//! Must not: read the clock (`now` is an argument), do I/O, or scan the table on the hot
 //! path — the per-node counts are kept incrementally, and a routing decision costs O(nodes).
 
 use std::collections::BTreeMap;
@@ -219,15 +222,15 @@ impl BucketTable {
     /// the fewest assigned buckets per unit of weight, ties to the lowest id, and the version
     /// is bumped. Refreshes the last access. `None` if the bucket is out of range or a choice
     /// was needed and no node is eligible (the bucket is then left as it was).
-    pub fn route(&mut self, bucket: usize, nodes: &[NodeCandidate], now_ms: u64) -> Option<NodeId> {
+    pub fn route(&mut self, bucket: usize, nodes: &[NodeCandidate], now: u64) -> Option<NodeId> {
         let entry = self.entries.get(bucket)?;
         let current = entry.node;
         if current != UNASSIGNED && nodes.iter().any(|n| n.id.0 == current && n.alive) {
-            self.entries[bucket].last_used = now_ms;
+            self.entries[bucket].last_used = now;
             return Some(NodeId(current));
         }
         let chosen = least_assigned(nodes, |id| self.count_of(id.0))?;
-        self.assign(bucket, chosen.0, now_ms);
+        self.assign(bucket, chosen.0, now);
         Some(chosen)
     }
 
@@ -237,20 +240,20 @@ impl BucketTable {
         &self.entries
     }
 
-    /// `(node, last_access_ms)` of a bucket if it is assigned.
+    /// `(node, last_used)` of a bucket if it is assigned.
     #[must_use]
     pub fn get(&self, bucket: usize) -> Option<(NodeId, u64)> {
         let e = self.entries.get(bucket)?;
         (e.node != UNASSIGNED).then_some((NodeId(e.node), e.last_used))
     }
 
-    /// Assign explicitly (replication, merge of live connections), stamping `now_ms` and
+    /// Assign explicitly (replication, merge of live connections), stamping `now` and
     /// bumping the version if the mapping changed. An out-of-range bucket is ignored and a
     /// reserved node id means unassigned; use [`BucketTable::try_set`] to be told instead.
-    pub fn set(&mut self, bucket: usize, node: Option<NodeId>, now_ms: u64) {
+    pub fn set(&mut self, bucket: usize, node: Option<NodeId>, now: u64) {
         let node = node.filter(|n| !n.is_reserved());
         // Out of range is the only error once the node is filtered; ignoring it is documented.
-        let _ = self.try_set(bucket, node, now_ms);
+        let _ = self.try_set(bucket, node, now);
     }
 
     /// Like [`BucketTable::set`], but an out-of-range bucket or a reserved node is an error.
@@ -258,7 +261,7 @@ impl BucketTable {
         &mut self,
         bucket: usize,
         node: Option<NodeId>,
-        now_ms: u64,
+        now: u64,
     ) -> Result<(), BucketError> {
         if bucket >= self.entries.len() {
             return Err(BucketError::BucketOutOfRange {
@@ -271,7 +274,7 @@ impl BucketTable {
             Some(n) => n.0,
             None => UNASSIGNED,
         };
-        self.assign(bucket, raw, now_ms);
+        self.assign(bucket, raw, now);
         Ok(())
     }
 
@@ -293,25 +296,25 @@ impl BucketTable {
         n
     }
 
-    /// Buckets idle for longer than `idle_ms` (last access strictly before `now_ms - idle_ms`)
+    /// Buckets idle for longer than `idle` (last access strictly before `now - idle`)
     /// become unassigned, so their next flow is balanced anew and a new node enters gradually.
     /// Returns how many; bumps the version once if any.
-    pub fn release_idle(&mut self, now_ms: u64, idle_ms: u64) -> usize {
-        self.release_idle_each(now_ms, idle_ms, |_| {})
+    pub fn release_idle(&mut self, now: u64, idle: u64) -> usize {
+        self.release_idle_each(now, idle, |_| {})
     }
 
     /// [`BucketTable::release_idle`], calling `released` with each bucket it unassigns: a
     /// scheduler replicating its table must tell the other nodes about releases too, or a
-    /// node taking over later waits `idle_ms` again before it may move those buckets.
+    /// node taking over later waits `idle` again before it may move those buckets.
     pub fn release_idle_each(
         &mut self,
-        now_ms: u64,
-        idle_ms: u64,
+        now: u64,
+        idle: u64,
         mut released: impl FnMut(usize),
     ) -> usize {
         let mut n = 0;
         for (bucket, e) in self.entries.iter_mut().enumerate() {
-            if e.node != UNASSIGNED && now_ms.saturating_sub(e.last_used) > idle_ms {
+            if e.node != UNASSIGNED && now.saturating_sub(e.last_used) > idle {
                 if let Some(c) = self.counts.get_mut(usize::from(e.node)) {
                     *c -= 1;
                 }
@@ -326,11 +329,11 @@ impl BucketTable {
         n
     }
 
-    /// Stamp every assigned bucket's last access with `now_ms`: a new scheduler takes over
+    /// Stamp every assigned bucket's last access with `now`: a new scheduler takes over
     /// (seed 002) and, not knowing the real times, must treat every bucket as in use.
-    pub fn touch_all(&mut self, now_ms: u64) {
+    pub fn touch_all(&mut self, now: u64) {
         for e in self.entries.iter_mut().filter(|e| e.node != UNASSIGNED) {
-            e.last_used = now_ms;
+            e.last_used = now;
         }
     }
 
@@ -365,10 +368,10 @@ impl BucketTable {
         }
     }
 
-    /// Rebuild a table from a snapshot, every assigned bucket stamped `now_ms` (the receiver
+    /// Rebuild a table from a snapshot, every assigned bucket stamped `now` (the receiver
     /// cannot know real access times, so nothing may look idle). Rejects a bad size, an
     /// out-of-range or duplicated bucket and the reserved node number.
-    pub fn from_snapshot(s: &BucketSnapshot, now_ms: u64) -> Result<Self, BucketError> {
+    pub fn from_snapshot(s: &BucketSnapshot, now: u64) -> Result<Self, BucketError> {
         let mut t = Self::new(s.size)?;
         for &(b, node) in &s.assigned {
             let bucket = b as usize;
@@ -381,16 +384,16 @@ impl BucketTable {
             if e.node != UNASSIGNED {
                 return Err(BucketError::DuplicateBucket { bucket });
             }
-            t.try_set(bucket, Some(node), now_ms)?;
+            t.try_set(bucket, Some(node), now)?;
         }
         t.version = s.version;
         Ok(t)
     }
 
     /// Point a bucket at a raw node number (or [`UNASSIGNED`]), keeping counts and version.
-    fn assign(&mut self, bucket: usize, raw: u16, now_ms: u64) {
+    fn assign(&mut self, bucket: usize, raw: u16, now: u64) {
         let old = self.entries[bucket].node;
-        self.entries[bucket] = BucketEntry::new(raw, now_ms);
+        self.entries[bucket] = BucketEntry::new(raw, now);
         if old == raw {
             return;
         }

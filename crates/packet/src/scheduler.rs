@@ -4,7 +4,7 @@
 //! chosen output, the node table (id → MAC, weight, state) and the counters; the choice of a
 //! node is the [`Schedule`] seam — [`BucketSchedule`] (single-scheduler mode: the bucket
 //! table through [`pentaflow_balance::BucketTable`], its only writer, and the takeover hold)
-//! today, seed 004's owners tomorrow. Must not: read a clock (`now_ms` is an argument), do
+//! today, seed 004's owners tomorrow. Must not: read a clock (`now` is an argument), do
 //! I/O, or panic on a frame — the shell ([`crate::run`]) owns every syscall.
 
 use std::net::IpAddr;
@@ -65,7 +65,7 @@ pub struct Counters {
 /// (seed 004's rendezvous owners) is another implementation behind the same core.
 pub trait Schedule {
     /// The node for `flow` now, or `None` (the frame is dropped as [`DropReason::NoNode`]).
-    fn schedule(&mut self, flow: &Flow, now_ms: u64) -> Option<NodeId>;
+    fn schedule(&mut self, flow: &Flow, now: u64) -> Option<NodeId>;
     /// The node table changed (membership, weights, drain state).
     fn set_nodes(&mut self, nodes: &[NodeEntry]);
 }
@@ -86,6 +86,11 @@ pub struct BucketSchedule {
 }
 
 /// The pure scheduler: see the module documentation. `S` is the scheduling mode.
+///
+/// Time (`now`, `idle`) is in any one unit of a monotonic clock, stored as given in the
+/// bucket table's `last_used`. The data plane (`crate::run`) passes nanoseconds of
+/// `CLOCK_MONOTONIC` — what `bpf_ktime_get_ns()` returns — so an XDP program and this core
+/// stamp one table alike; tests pass small integers.
 #[derive(Debug)]
 pub struct SchedulerCore<S = BucketSchedule> {
     params: CoreParams,
@@ -111,13 +116,13 @@ impl BucketSchedule {
 }
 
 impl Schedule for BucketSchedule {
-    fn schedule(&mut self, flow: &Flow, now_ms: u64) -> Option<NodeId> {
+    fn schedule(&mut self, flow: &Flow, now: u64) -> Option<NodeId> {
         if !self.accepting_new {
             return None;
         }
         let bucket = self.table.bucket_of(flow.src, flow.src_port);
         let before = self.table.get(bucket).map(|(n, _)| n);
-        let id = self.table.route(bucket, &self.candidates, now_ms)?;
+        let id = self.table.route(bucket, &self.candidates, now)?;
         if before != Some(id) {
             if let (Some(changes), Ok(b)) = (self.changes.as_mut(), u32::try_from(bucket)) {
                 changes.push((b, Some(id)));
@@ -217,13 +222,13 @@ impl SchedulerCore<BucketSchedule> {
         self.schedule.accepting_new = accepting;
     }
 
-    /// Adopt the control plane's replica, stamped `now_ms` (a takeover's live-bucket merge).
+    /// Adopt the control plane's replica, stamped `now` (a takeover's live-bucket merge).
     ///
     /// While new assignments are held (the merge is running) this core has routed nothing
     /// since the hold began, so the replica — the merge's result — replaces the mapping
     /// whole, releases included. Otherwise only buckets unassigned here are taken: on a
     /// conflict this core wins, as it routed the newer flow. Returns how many buckets changed.
-    pub fn adopt(&mut self, snapshot: &BucketSnapshot, now_ms: u64) -> usize {
+    pub fn adopt(&mut self, snapshot: &BucketSnapshot, now: u64) -> usize {
         let s = &mut self.schedule;
         if snapshot.size != s.table.len() {
             return 0;
@@ -238,7 +243,7 @@ impl SchedulerCore<BucketSchedule> {
             }
             for (b, node) in want.into_iter().enumerate() {
                 if s.table.get(b).map(|(n, _)| n) != node {
-                    s.table.set(b, node, now_ms);
+                    s.table.set(b, node, now);
                     n += 1;
                 }
             }
@@ -247,24 +252,24 @@ impl SchedulerCore<BucketSchedule> {
         for &(bucket, node) in &snapshot.assigned {
             let b = bucket as usize;
             if s.table.get(b).is_none() && !node.is_reserved() {
-                s.table.set(b, Some(node), now_ms);
+                s.table.set(b, Some(node), now);
                 n += 1;
             }
         }
         n
     }
 
-    /// Periodic housekeeping: buckets idle longer than `idle_ms` become unassigned, so a node
+    /// Periodic housekeeping: buckets idle longer than `idle` become unassigned, so a node
     /// that joined takes its share gradually without moving a live connection.
     /// Releases are recorded like assignments (see [`SchedulerCore::record_changes`]).
-    pub fn tick(&mut self, now_ms: u64, idle_ms: u64) {
+    pub fn tick(&mut self, now: u64, idle: u64) {
         let s = &mut self.schedule;
         // The merge decides what stays; releasing now could undo one of its answers.
         if !s.accepting_new {
             return;
         }
         let changes = &mut s.changes;
-        let n = s.table.release_idle_each(now_ms, idle_ms, |bucket| {
+        let n = s.table.release_idle_each(now, idle, |bucket| {
             if let (Some(changes), Ok(b)) = (changes.as_mut(), u32::try_from(bucket)) {
                 changes.push((b, None));
             }
@@ -294,8 +299,8 @@ impl<S: Schedule> SchedulerCore<S> {
     /// Decides the fate of one frame and rewrites its MACs accordingly, in place:
     /// forwarded frames get the node's MAC as destination and ours as source; local frames
     /// get the local device's MAC as destination; dropped frames are left as they are.
-    pub fn handle(&mut self, frame: &mut [u8], now_ms: u64) -> Verdict {
-        let (verdict, node) = self.decide(frame, now_ms);
+    pub fn handle(&mut self, frame: &mut [u8], now: u64) -> Verdict {
+        let (verdict, node) = self.decide(frame, now);
         let rewritten = match verdict {
             Verdict::Forward { to } => frame::rewrite_macs(frame, to, self.params.lan_mac),
             Verdict::Local => frame::rewrite_dst_mac(frame, self.params.local_mac),
@@ -311,7 +316,7 @@ impl<S: Schedule> SchedulerCore<S> {
     }
 
     /// The verdict for a frame and the node chosen, without rewriting or counting.
-    fn decide(&mut self, frame: &[u8], now_ms: u64) -> (Verdict, Option<NodeId>) {
+    fn decide(&mut self, frame: &[u8], now: u64) -> (Verdict, Option<NodeId>) {
         let flow = match frame::parse_flow(frame) {
             Ok(flow) => flow,
             Err(e) => return (Verdict::Drop(e.into()), None),
@@ -322,7 +327,7 @@ impl<S: Schedule> SchedulerCore<S> {
         if !self.params.services.contains(&(flow.proto, flow.dst_port)) {
             return (Verdict::Drop(DropReason::UnservedPort), None);
         }
-        let Some(id) = self.schedule.schedule(&flow, now_ms) else {
+        let Some(id) = self.schedule.schedule(&flow, now) else {
             return (Verdict::Drop(DropReason::NoNode), None);
         };
         if id == self.params.self_id {

@@ -24,7 +24,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -196,34 +196,10 @@ fn request(reader: &mut BufReader<TcpStream>, path: &str) -> Result<(), String> 
         .get_mut()
         .write_all(req.as_bytes())
         .map_err(|e| format!("send: {e}"))?;
-    let mut status = String::new();
-    reader
-        .read_line(&mut status)
-        .map_err(|e| format!("status: {e}"))?;
-    if !status.starts_with("HTTP/1.1 200") {
-        return Err(format!("status {status:?}"));
+    let (status, body) = pentaflow_lab::test_support::read_response(reader)?;
+    if status != 200 {
+        return Err(format!("status {status}"));
     }
-    let mut len = None;
-    loop {
-        let mut line = String::new();
-        reader
-            .read_line(&mut line)
-            .map_err(|e| format!("header: {e}"))?;
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                len = v.trim().parse::<usize>().ok();
-            }
-        }
-    }
-    let mut body = vec![0u8; len.ok_or("no Content-Length")?];
-    reader
-        .read_exact(&mut body)
-        .map_err(|e| format!("body: {e}"))?;
-    let body = String::from_utf8_lossy(&body);
     match body.trim_end().split_once(' ') {
         Some((web, echoed)) if web.starts_with("web") && echoed == path => Ok(()),
         _ => Err(format!("wrong answer {body:?} to {path}")),

@@ -506,6 +506,7 @@ mod tests {
                 alive: true,
             }]),
             config_version: 2,
+            epoch: 0,
         };
         let info = ClusterInfo {
             node: Some(NodeId(1)),
