@@ -1,7 +1,8 @@
 //! pentaflow-admin: the node's admin HTTP API, its Prometheus metrics and the terminal tables
 //! of `pentaflow status`.
 //!
-//! Owns: the admin listener ([`serve`]: `GET /status` as JSON, `GET /metrics` in the
+//! Owns: the admin listener ([`serve`]: the operator's dashboard at `GET /` (embedded, see
+//! `dashboard`), `GET /status` as JSON, `GET /metrics` in the
 //! OpenMetrics text format that Prometheus scrapes, `GET /cdn` and `GET /cluster` as JSON,
 //! `GET /healthz`, and the token-protected operator actions under `POST /cluster/…`), the
 //! client that reads a
@@ -37,6 +38,7 @@
 
 mod client;
 mod control;
+mod dashboard;
 mod error;
 #[cfg(test)]
 mod exposition;
@@ -46,6 +48,7 @@ mod metrics;
 mod model;
 mod server;
 mod table;
+mod timeline;
 
 pub use client::fetch_status;
 pub use control::{ControlError, ControlRequest};

@@ -4,7 +4,9 @@
 //! Owns: the serde shape of `GET /status` (the contract between `serve` and `fetch_status`,
 //! possibly of different versions on two nodes). Must not: read clocks or live state.
 
-use pentaflow_balance::WebServerStatus;
+use std::sync::Arc;
+
+use pentaflow_balance::{BucketSnapshot, WebServerStatus};
 use serde::{Deserialize, Serialize};
 
 use crate::control::{ControlError, ControlRequest};
@@ -27,6 +29,11 @@ pub trait StatusSource: Send + Sync + 'static {
     /// bucket table summary; `null` when the node is not in an array cluster.
     fn cluster_report(&self) -> serde_json::Value {
         serde_json::Value::Null
+    }
+    /// The array's bucket table as this node holds it, for the dashboard's bucket picture
+    /// (`GET /ui/buckets`); `None` when the node is not in an array cluster.
+    fn bucket_table(&self) -> Option<Arc<BucketSnapshot>> {
+        None
     }
     /// An operator action, called only once the admin token was checked, on the blocking
     /// pool (it may wait for the cluster briefly). Without a cluster: refused with 503.

@@ -1,13 +1,14 @@
 //! The admin listener: accept loop, routing and responses.
 //!
 //! Owns: the admin HTTP/1.1 server (its own listener, never a data-plane port), its limits
-//! and its graceful stop. Must not: hold state of its own beyond its start time; every answer
-//! is computed from a fresh [`StatusSource`] snapshot.
+//! and its graceful stop, and the once-a-second sampler that feeds the dashboard's
+//! [`Timeline`]. Must not: hold state of its own beyond its start time and that bounded
+//! timeline; every other answer is computed from a fresh [`StatusSource`] snapshot.
 
 use std::convert::Infallible;
 use std::io;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
@@ -24,10 +25,12 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::control;
+use crate::dashboard;
 use crate::error::AdminError;
 use crate::metrics;
 use crate::metrics::classic::Format;
 use crate::model::{StatusDocument, StatusSource};
+use crate::timeline::{Timeline, INTERVAL_MS};
 
 /// A client that has not sent its request head by then is cut off, so idle or slow admin
 /// clients cannot pin connections.
@@ -51,6 +54,8 @@ struct Admin {
     started: Instant,
     /// The token operator actions need; `None` refuses them all.
     token: Option<Vec<u8>>,
+    /// The dashboard's sparklines and events, fed by [`sample`].
+    timeline: Mutex<Timeline>,
 }
 
 /// Options of [`serve_with`].
@@ -116,7 +121,9 @@ pub async fn serve_with(
         node,
         started: Instant::now(),
         token: options.token,
+        timeline: Mutex::new(Timeline::default()),
     });
+    let sampler = tokio::spawn(sample(Arc::clone(&admin), shutdown.clone()));
     let local = listener.local_addr().ok();
     tracing::info!(addr = ?local, "admin API listening");
     let mut builder = http1::Builder::new();
@@ -167,8 +174,40 @@ pub async fn serve_with(
         }
     }
     connections.shutdown().await;
+    sampler.abort();
     tracing::info!(addr = ?local, "admin API stopped");
     Ok(())
+}
+
+/// Feeds the dashboard's timeline once a second until shutdown: one snapshot of the back-ends
+/// and of the array (on the blocking pool, as every page), so a page opened now shows the last
+/// minutes and the events of them. One snapshot a second costs the node nothing measurable.
+async fn sample(admin: Arc<Admin>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(INTERVAL_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stopped(&mut shutdown) => return,
+        }
+        let admin = Arc::clone(&admin);
+        let observed = tokio::task::spawn_blocking(move || {
+            let rows = admin.source.web_servers();
+            let cluster = admin.source.cluster_report();
+            // Wall-clock time for the operator's timeline; a clock before 1970 shows as 0.
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            let mut timeline = admin
+                .timeline
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            timeline.observe(now, &rows, &cluster);
+        });
+        if let Err(error) = observed.await {
+            tracing::warn!(%error, "dashboard sample failed");
+        }
+    }
 }
 
 /// Resolves once shutdown is requested or can no longer be requested.
@@ -202,6 +241,10 @@ enum Page {
     Healthz,
     Cdn,
     Cluster,
+    /// The dashboard's sparklines and events since `(observation, event)`.
+    History(u64, u64),
+    /// The dashboard's bucket picture.
+    Buckets,
 }
 
 /// Why a request gets no page.
@@ -257,7 +300,20 @@ fn owned_text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 
 /// The admin API in one place: route, method check, body.
 async fn respond<B>(admin: Arc<Admin>, request: &Request<B>) -> Response<Full<Bytes>> {
-    let page = match route(request.method(), request.uri().path()) {
+    let is_read = request.method() == Method::GET || request.method() == Method::HEAD;
+    if let Some(asset) = dashboard::asset(request.uri().path()).filter(|_| is_read) {
+        // The page and its files carry no data: open, so that the page can ask for a token.
+        return with_body(
+            StatusCode::OK,
+            asset.content_type,
+            Bytes::from_static(asset.body.as_bytes()),
+        );
+    }
+    let page = match route(
+        request.method(),
+        request.uri().path(),
+        request.uri().query(),
+    ) {
         Ok(Page::Healthz) => return text(StatusCode::OK, "ok"),
         Ok(page) => page,
         Err(refusal) => return refusal.response(),
@@ -281,8 +337,21 @@ async fn respond<B>(admin: Arc<Admin>, request: &Request<B>) -> Response<Full<By
 }
 
 /// Which page, or why none.
-fn route(method: &Method, path: &str) -> Result<Page, Refusal> {
+fn route(method: &Method, path: &str, query: Option<&str>) -> Result<Page, Refusal> {
     let page = match path {
+        "/ui/history" => {
+            let number = |key: &str| {
+                query
+                    .into_iter()
+                    .flat_map(|q| q.split('&'))
+                    .filter_map(|pair| pair.split_once('='))
+                    .find(|(k, _)| *k == key)
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0)
+            };
+            Page::History(number("since"), number("events_since"))
+        }
+        "/ui/buckets" => Page::Buckets,
         "/status" => Page::Status,
         "/metrics" => Page::Metrics,
         "/healthz" => Page::Healthz,
@@ -313,6 +382,24 @@ impl Refusal {
 
 /// Takes a snapshot and encodes it as `page` asks (`/metrics` in `format`).
 fn render(admin: &Admin, page: Page, format: Format) -> Response<Full<Bytes>> {
+    let json = |what: &str, doc: &serde_json::Value| match serde_json::to_vec(doc) {
+        Ok(body) => with_body(StatusCode::OK, "application/json", body.into()),
+        Err(error) => internal_error(what, &error),
+    };
+    match page {
+        Page::History(since, events_since) => {
+            let timeline = admin
+                .timeline
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            return json("history", &timeline.json(since, events_since));
+        }
+        Page::Buckets => {
+            let table = admin.source.bucket_table();
+            return json("buckets", &dashboard::bucket_cells(table.as_deref()));
+        }
+        _ => {}
+    }
     if page == Page::Cdn || page == Page::Cluster {
         let doc = if page == Page::Cdn {
             admin.source.cdn_report()
@@ -368,5 +455,7 @@ fn with_body(status: StatusCode, content_type: &'static str, body: Bytes) -> Res
 
 #[cfg(test)]
 mod control_tests;
+#[cfg(test)]
+mod dashboard_tests;
 #[cfg(test)]
 mod tests;

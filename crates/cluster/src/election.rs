@@ -89,6 +89,10 @@ pub fn decide(me: Rank, role: Role, settled: bool, peers: &[Peer], preempt: bool
         .max();
     match (role, best_scheduler) {
         (Role::Scheduler, Some(s)) if s > me => Decision::Follow(Some(s.id)),
+        // Priority 0 never schedules: a scheduler whose priority dropped to 0 (a committed
+        // configuration, or a data plane that failed — see `Node::data_plane_failed`) hands
+        // the role on; the others elect a successor once they hear it announce `Standby`.
+        (Role::Scheduler, s) if me.priority == 0 => Decision::Follow(s.map(|s| s.id)),
         (Role::Scheduler, _) => Decision::Stay,
         (_, Some(s)) if preempt && settled && me > s && me.priority > 0 => {
             Decision::BecomeScheduler
@@ -130,6 +134,21 @@ mod tests {
         assert!(r(1, 1) > r(1, 2));
         assert_eq!(successor([r(1, 3), r(1, 2), r(0, 1)]), Some(NodeId(2)));
         assert_eq!(successor([r(0, 1)]), None, "priority 0 never schedules");
+    }
+
+    #[test]
+    fn a_scheduler_at_priority_zero_hands_the_role_on() {
+        let peers = [p(1, 2, Role::Standby)];
+        assert_eq!(
+            decide(r(0, 1), Role::Scheduler, true, &peers, false),
+            Decision::Follow(None)
+        );
+        // ...and the others elect among themselves once they hear it as a standby.
+        let me = [p(0, 1, Role::Standby)];
+        assert_eq!(
+            decide(r(1, 2), Role::Standby, true, &me, false),
+            Decision::BecomeScheduler
+        );
     }
 
     #[test]

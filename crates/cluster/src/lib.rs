@@ -43,13 +43,17 @@
 //!         assert!(datagram.len() <= pentaflow_cluster::wire::MAX_DATAGRAM); // send_to(...)
 //!     }
 //! }
-//! assert_eq!(node.route(42, now), Some(NodeId(1))); // alone: every bucket is its own
+//! // The data plane (pentaflow-packet's `SchedulerCore`) routes; the core replicates what it
+//! // reports and never routes itself.
+//! node.report_assignments(&[(42, Some(NodeId(1)))], now);
+//! assert_eq!(node.owner(42), Some(NodeId(1)));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Must not: depend on the data planes (packet, proxy) or the lab. The data planes get this
-//! crate's results as values (a [`ClusterView`] with an `Arc<BucketSnapshot>`), wired by the
-//! binary; the scheduler's data plane reports its assignments back through a channel.
+//! Must not: depend on the data planes (packet, proxy) or the lab, or route a flow: the
+//! scheduler's data plane is the only writer of new assignments; this crate replicates the
+//! change stream it reports. The data planes get this crate's results as values (a
+//! [`ClusterView`] with an `Arc<BucketSnapshot>`), wired by `pentaflow-node`.
 
 #![forbid(unsafe_code)]
 

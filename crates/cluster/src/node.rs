@@ -145,6 +145,11 @@ pub struct Node {
     next_poll: u64,
     last_tick: u64,
     published: u64,
+    /// The data plane failed: until then this node announces (and elects with) priority 0,
+    /// so another node takes the VIP instead of this one retrying a broken set-up.
+    unfit_until: Option<u64>,
+    /// Data-plane failures reported so far (for status pages).
+    data_plane_failures: u64,
     outbox: Outbox,
     outputs: VecDeque<Output>,
 }
@@ -192,6 +197,8 @@ impl Node {
             next_poll: now,
             last_tick: now,
             published: 0,
+            unfit_until: None,
+            data_plane_failures: 0,
             outbox: Vec::new(),
             outputs: VecDeque::new(),
         })
@@ -395,23 +402,38 @@ impl Node {
         self.finish();
     }
 
-    /// Scheduler: route a new flow of `bucket` in this core's table (sticky, else least
-    /// assigned); `None` if not the scheduler, while merging (for buckets without a live
-    /// owner) or if nobody is eligible.
-    pub fn route(&mut self, bucket: u32, now: u64) -> Option<NodeId> {
-        if self.role != Role::Scheduler {
-            return None;
-        }
-        let nodes = self.candidates();
-        let n = self.repl.route(bucket, &nodes, now);
+    /// This node's data plane could not start or died: for `hold_ms` it elects and announces
+    /// with priority 0, so a scheduler steps down at once (another node takes the VIP) and a
+    /// standby is not elected. After the hold-off its priority is back and, if no other
+    /// scheduler is alive by then, it is elected again (the data plane is retried).
+    pub fn data_plane_failed(&mut self, hold_ms: u64, now: u64) {
+        self.data_plane_failures += 1;
+        self.unfit_until = Some(now.saturating_add(hold_ms));
+        self.next_announce = now;
+        self.elect(now);
         self.finish();
-        n
     }
 
-    /// Scheduler: unassign buckets idle longer than `idle_ms` (a new node enters gradually).
-    pub fn release_idle(&mut self, idle_ms: u64, now: u64) {
-        self.repl.release_idle(now, idle_ms);
-        self.finish();
+    /// Data-plane failures reported with [`Node::data_plane_failed`] since start.
+    #[must_use]
+    pub fn data_plane_failures(&self) -> u64 {
+        self.data_plane_failures
+    }
+
+    /// Whether this node is in a data-plane hold-off at `now` (see
+    /// [`Node::data_plane_failed`]).
+    #[must_use]
+    pub fn unfit(&self, now: u64) -> bool {
+        self.unfit_until.is_some_and(|t| now < t)
+    }
+
+    /// The election priority in force: the configured one, 0 during a data-plane hold-off.
+    fn effective_priority(&self, now: u64) -> u8 {
+        if self.unfit(now) {
+            0
+        } else {
+            self.params.priority
+        }
     }
 
     /// Start a config push to every alive node; returns the proposal id.

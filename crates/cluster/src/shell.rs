@@ -136,6 +136,7 @@ enum Command {
     Status(NodeStatus, u16),
     ServerStatus(Vec<ServerRow>),
     Enabled(bool),
+    DataPlaneFailed(u64),
     Reconfigure(Reconfigure),
     Push(String, oneshot::Sender<Result<u64, ConfigSyncError>>),
     Commit(u64, oneshot::Sender<Result<u64, ConfigSyncError>>),
@@ -298,6 +299,12 @@ impl ClusterHandle {
         self.send(Command::Enabled(enabled)).await
     }
 
+    /// This node's data plane failed: step down (or do not stand) for `hold_ms` (see
+    /// [`Node::data_plane_failed`]).
+    pub async fn data_plane_failed(&self, hold_ms: u64) -> Result<(), ShellError> {
+        self.send(Command::DataPlaneFailed(hold_ms)).await
+    }
+
     /// Apply a committed configuration's cluster parameters of this node (see
     /// [`Node::reconfigure`]) and its new peer list.
     pub async fn reconfigure(&self, r: Reconfigure) -> Result<(), ShellError> {
@@ -349,15 +356,23 @@ struct Task {
 }
 
 fn view_of(node: &mut Node) -> ClusterView {
-    let table = node.snapshot();
-    ClusterView {
-        role: node.role(),
-        scheduler: node.scheduler(),
-        accepting_new: node.accepting_new(),
-        version: table.version,
-        table,
-        nodes: node.candidates().into(),
-        config_version: node.config_version(),
+    ClusterView::of(node)
+}
+
+impl ClusterView {
+    /// The view of `node` as it is now (what the shell publishes after every turn; the
+    /// simulation builds it the same way).
+    pub fn of(node: &mut Node) -> Self {
+        let table = node.snapshot();
+        ClusterView {
+            role: node.role(),
+            scheduler: node.scheduler(),
+            accepting_new: node.accepting_new(),
+            version: table.version,
+            table,
+            nodes: node.candidates().into(),
+            config_version: node.config_version(),
+        }
     }
 }
 
@@ -406,6 +421,7 @@ fn command(t: &mut Task, c: Command) {
         Command::Status(s, load) => t.node.set_status(s, load),
         Command::ServerStatus(rows) => t.node.set_server_status(rows),
         Command::Enabled(e) => t.node.set_enabled(e, now),
+        Command::DataPlaneFailed(hold_ms) => t.node.data_plane_failed(hold_ms, now),
         Command::Reconfigure(r) => {
             let own = t.socket.local_addr().ok();
             t.peers = r.peers.into_iter().filter(|p| Some(*p) != own).collect();

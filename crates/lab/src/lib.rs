@@ -10,7 +10,8 @@
 //! long-running processes started in it ([`Lab::spawn_logged`], logs in the lab's directory
 //! [`LabState::dir`]), reporting status, and tearing everything down — on [`Lab::down`], on
 //! drop (also during a panic), or from another process through the state file under
-//! [`STATE_DIR`].
+//! [`STATE_DIR`]; before any of that, what the machine must have ([`Preflight`]), and the logs
+//! of a lab that failed to come up ([`LabState::keep_logs`]).
 //!
 //! Must not: touch the host's own network. Every address lives inside namespaces this lab
 //! created; even the bridges live in a namespace of their own, so no interface, route or
@@ -20,6 +21,8 @@
 #![forbid(unsafe_code)]
 
 mod cmd;
+mod kept_logs;
+mod preflight;
 mod topology;
 
 use std::net::Ipv4Addr;
@@ -29,6 +32,8 @@ use std::process::{Child, Command, Output, Stdio};
 use serde::{Deserialize, Serialize};
 
 pub use cmd::in_netns;
+pub use kept_logs::{tail, KEPT_LOGS_DIR};
+pub use preflight::{install_missing, Preflight, Requirement, REQUIREMENTS};
 pub use topology::{responder_command, wait_listening};
 
 /// Directory of the state files that let `lab down`/`exec`/`status` find a lab.
@@ -236,6 +241,34 @@ fn state_path(prefix: &str) -> PathBuf {
 /// Whether the process runs as root (effective uid 0).
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
+}
+
+/// The environment variable that turns a root-only test's skip into a failure (CI sets it:
+/// a test that passes without having run is a defect).
+pub const REQUIRE_ROOT_VAR: &str = "PENTAFLOW_REQUIRE_ROOT";
+
+/// For a root-only test named `test`: true when it may run (root). Otherwise it says loudly
+/// that it is skipped and why, and returns false — unless `PENTAFLOW_REQUIRE_ROOT=1`, where it
+/// panics, so the skip fails the run instead of passing it.
+///
+/// # Panics
+/// When not root and `PENTAFLOW_REQUIRE_ROOT` is `1`.
+pub fn require_root(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    let why = "needs root (network namespaces, AF_PACKET, nftables)";
+    assert!(
+        !root_required(std::env::var(REQUIRE_ROOT_VAR).ok().as_deref()),
+        "{test} {why}, and {REQUIRE_ROOT_VAR}=1: a skipped test is not a pass"
+    );
+    eprintln!("SKIPPED {test}: {why} (set {REQUIRE_ROOT_VAR}=1 to fail instead)");
+    false
+}
+
+/// Whether the value of [`REQUIRE_ROOT_VAR`] asks for root (`1`, `true` or `yes`).
+fn root_required(value: Option<&str>) -> bool {
+    matches!(value.map(str::trim), Some("1" | "true" | "yes"))
 }
 
 /// Prefixes of the labs that have a state file.
@@ -519,6 +552,30 @@ impl Drop for Lab {
                 tracing::warn!(prefix = %self.state.prefix, error = %e, "lab teardown");
             }
             self.reap();
+        }
+    }
+}
+
+#[cfg(test)]
+mod require_root_tests {
+    use super::*;
+
+    #[test]
+    fn only_an_explicit_yes_requires_root() {
+        for yes in ["1", "true", "yes", " 1\n"] {
+            assert!(root_required(Some(yes)), "{yes:?}");
+        }
+        for no in [None, Some(""), Some("0"), Some("no")] {
+            assert!(!root_required(no), "{no:?}");
+        }
+    }
+
+    #[test]
+    fn as_root_a_root_only_test_runs() {
+        // Whoever runs this: root may always run it; a non-root run without the variable
+        // skips (and must not panic).
+        if is_root() || std::env::var(REQUIRE_ROOT_VAR).is_err() {
+            assert_eq!(require_root("this test"), is_root());
         }
     }
 }

@@ -20,8 +20,7 @@ fn get(addr: SocketAddr) -> String {
 
 #[test]
 fn two_labs_run_at_once_and_tear_down() {
-    if !pentaflow_lab::is_root() {
-        eprintln!("SKIPPED two_labs_run_at_once_and_tear_down: needs root (network namespaces)");
+    if !pentaflow_lab::require_root("two_labs_run_at_once_and_tear_down") {
         return;
     }
     let a = Lab::up(LabSpec {

@@ -298,8 +298,7 @@ fn set_ports(lab: &Lab, node: &str, set: &str) -> BTreeSet<u16> {
 
 #[test]
 fn scheduler_forwards_by_mac_and_nodes_answer_directly() {
-    if !pentaflow_lab::is_root() {
-        eprintln!("SKIPPED scheduler_forwards_by_mac_and_nodes_answer_directly: needs root (network namespaces)");
+    if !pentaflow_lab::require_root("scheduler_forwards_by_mac_and_nodes_answer_directly") {
         return;
     }
     let started = Instant::now();

@@ -55,8 +55,8 @@ pub use io::{AfPacketIo, FrameIo, Output, PacketBuf};
 /// Re-exported so callers name nodes and tables with the same types as this crate.
 pub use pentaflow_balance::{BucketTable, NodeId};
 pub use run::{
-    run_loop, spawn_scheduler, LoopControl, RunError, SchedulerConfig, SchedulerHandle,
-    DEFAULT_ANNOUNCE_EVERY_MS,
+    run_loop, spawn_scheduler, Command, LoopControl, LoopPorts, RunError, SchedulerConfig,
+    SchedulerEvent, SchedulerHandle, DEFAULT_ANNOUNCE_EVERY_MS,
 };
 pub use scheduler::{Change, CoreParams, Counters, NodeEntry, SchedulerCore};
 pub use setup::{prepare_node, KernelGuard, SetupError};

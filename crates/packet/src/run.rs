@@ -2,9 +2,12 @@
 //!
 //! Owns: kernel set-up in the right order, opening [`AfPacketIo`], announcing the VIP by
 //! gratuitous ARP, the receive → decide → send loop ([`run_loop`], generic over [`FrameIo`]),
-//! publishing counters, node-table updates from other threads, and restoring the kernel on
-//! the way out. Must not: block on anything but the packet socket's poll, or decide about a
-//! frame itself.
+//! publishing counters, and restoring the kernel on the way out. The control plane talks to a
+//! running loop through **one command channel in** ([`Command`], applied in order at the next
+//! turn — so a merged table is always adopted before the hold ends) and **one event channel
+//! out** ([`SchedulerEvent`]: the assignments to replicate); counters are a published
+//! snapshot, and the loop's own exit is seen with [`SchedulerHandle::exited`].
+//! Must not: block on anything but the packet socket's poll, or decide about a frame itself.
 //!
 //! Why a thread and not async: the loop is one syscall-bound hot path that must not share a
 //! runtime's workers with the L7 proxy; a thread with a short poll timeout gives bounded
@@ -12,7 +15,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -54,9 +57,10 @@ pub const DEFAULT_ANNOUNCE_EVERY_MS: u64 = 1_000;
 const FAST_ANNOUNCE_EVERY_MS: u64 = 100;
 /// How long the fast announcements last: past the default 1 s `locktime`, with a margin.
 const FAST_ANNOUNCE_FOR_MS: u64 = 2_000;
-/// Assignments kept for the control plane before the oldest are dropped: one per new flow,
-/// drained every few ms; the control plane's periodic version check repairs any loss.
-const MAX_PENDING_CHANGES: usize = 1 << 18;
+/// Event batches (one per loop turn with assignments) queued for the control plane before new
+/// ones are dropped and counted: it drains them every few ms; a lost batch is repaired by
+/// the merge of the next takeover (the node holding the connection claims its bucket).
+const EVENT_QUEUE: usize = 4096;
 
 /// Everything the scheduler thread needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,6 +91,9 @@ pub struct SchedulerConfig {
     pub record_changes: bool,
     /// Repeat the gratuitous ARP this often (ms); 0 = only at start.
     pub announce_every_ms: u64,
+    /// Start assigning new buckets at once (true), or hold every flow until
+    /// [`Command::AcceptingNew`] (a takeover whose live-bucket merge is running).
+    pub accepting_new: bool,
 }
 
 /// Why the scheduler stopped or could not start.
@@ -116,28 +123,43 @@ pub enum RunError {
     },
 }
 
-/// Shared between the loop and its handle.
+/// What the control plane tells a running loop; applied in order at the loop's next turn.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Command {
+    /// Replace the node table (membership changed, weights edited, ...).
+    Nodes(Vec<NodeEntry>),
+    /// Hold (false) or allow (true) new assignments (the takeover merge).
+    AcceptingNew(bool),
+    /// Adopt a replica (see [`SchedulerCore::adopt`]).
+    Adopt(Arc<BucketSnapshot>),
+    /// Release buckets idle this long (ms) from now on; 0 is ignored.
+    BucketIdle(u64),
+    /// Repeat the gratuitous ARP every this many ms (0 = never).
+    AnnounceEvery(u64),
+}
+
+/// What a running loop tells the control plane.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SchedulerEvent {
+    /// Assignments and releases made since the last one (with `record_changes`).
+    Assigned(Vec<Change>),
+}
+
+/// Shared between the loop and its handle: the stop request and the published counters.
 #[derive(Debug, Default)]
 pub struct LoopControl {
     stop: AtomicBool,
     counters: Mutex<Counters>,
-    /// Set while new assignments are held (takeover merge).
-    hold_new: AtomicBool,
-    /// Assignments waiting for the control plane.
-    changes: Mutex<Vec<Change>>,
-    /// A newer replica to adopt at the next turn.
-    adopt: Mutex<Option<Arc<BucketSnapshot>>>,
-    /// Gratuitous ARP period (ms); 0 = never repeated.
-    announce_every_ms: AtomicU64,
-    /// Bucket idle time (ms) set while running; 0 = the loop's starting value.
-    bucket_idle_ms: AtomicU64,
 }
 
 /// A running scheduler thread. Dropping it stops the thread and restores the kernel.
 #[derive(Debug)]
 pub struct SchedulerHandle {
     control: Arc<LoopControl>,
-    nodes: mpsc::Sender<Vec<NodeEntry>>,
+    commands: mpsc::Sender<Command>,
+    events: mpsc::Receiver<SchedulerEvent>,
     thread: Option<JoinHandle<Result<Counters, RunError>>>,
 }
 
@@ -157,6 +179,7 @@ impl SchedulerConfig {
             initial_table: None,
             record_changes: false,
             announce_every_ms: DEFAULT_ANNOUNCE_EVERY_MS,
+            accepting_new: true,
         }
     }
 }
@@ -175,41 +198,6 @@ impl LoopControl {
             .clone()
     }
 
-    /// Hold (false) or allow (true) new bucket assignments.
-    pub fn set_accepting_new(&self, accepting: bool) {
-        self.hold_new.store(!accepting, Ordering::Relaxed);
-    }
-
-    /// Hands the loop a newer replica to adopt (unassigned buckets only).
-    pub fn adopt_table(&self, table: Arc<BucketSnapshot>) {
-        *self.adopt.lock().unwrap_or_else(PoisonError::into_inner) = Some(table);
-    }
-
-    /// The assignments made since the last call.
-    pub fn take_changes(&self) -> Vec<Change> {
-        std::mem::take(&mut *self.changes.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    /// Repeat the gratuitous ARP every `ms` (0 = never).
-    pub fn set_announce_every(&self, ms: u64) {
-        self.announce_every_ms.store(ms, Ordering::Relaxed);
-    }
-
-    /// Release buckets idle this long from now on (a committed configuration changed
-    /// `bucket_idle`); 0 is ignored.
-    pub fn set_bucket_idle(&self, ms: u64) {
-        self.bucket_idle_ms.store(ms, Ordering::Relaxed);
-    }
-
-    fn push_changes(&self, mut new: Vec<Change>) {
-        let mut pending = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
-        pending.append(&mut new);
-        if pending.len() > MAX_PENDING_CHANGES {
-            let excess = pending.len() - MAX_PENDING_CHANGES;
-            pending.drain(..excess);
-        }
-    }
-
     fn publish(&self, c: &Counters) {
         c.clone_into(&mut self.counters.lock().unwrap_or_else(PoisonError::into_inner));
     }
@@ -221,29 +209,35 @@ impl SchedulerHandle {
         self.control.counters()
     }
 
+    /// Sends a command to the loop (applied at its next turn, in order). A loop that has
+    /// exited ignores it: [`SchedulerHandle::exited`] says so.
+    pub fn command(&self, command: Command) {
+        let _ = self.commands.send(command);
+    }
+
     /// Replaces the node table (membership changed, weights edited, ...).
     pub fn update_nodes(&self, nodes: Vec<NodeEntry>) {
-        let _ = self.nodes.send(nodes);
+        self.command(Command::Nodes(nodes));
     }
 
-    /// Hold (false) or allow (true) new bucket assignments (the cluster's `accepting_new`).
-    pub fn set_accepting_new(&self, accepting: bool) {
-        self.control.set_accepting_new(accepting);
-    }
-
-    /// Adopt a newer replica of the table: its buckets unassigned here are taken.
-    pub fn adopt_table(&self, table: Arc<BucketSnapshot>) {
-        self.control.adopt_table(table);
-    }
-
-    /// The assignments routed since the last call (needs `record_changes`).
+    /// The assignments routed since the last call (needs `record_changes`), from the event
+    /// channel.
     pub fn take_changes(&self) -> Vec<Change> {
-        self.control.take_changes()
+        let mut all = Vec::new();
+        for event in self.events.try_iter() {
+            match event {
+                SchedulerEvent::Assigned(mut c) => all.append(&mut c),
+            }
+        }
+        all
     }
 
-    /// A new bucket idle time (ms) for the running loop.
-    pub fn set_bucket_idle(&self, ms: u64) {
-        self.control.set_bucket_idle(ms);
+    /// Whether the data plane has stopped by itself (its loop failed, e.g. the LAN interface
+    /// went down, or its thread panicked): [`SchedulerHandle::stop`] then returns why. The
+    /// control plane polls this — a dead data plane on the elected node black-holes the VIP.
+    #[must_use]
+    pub fn exited(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
     /// Stops the loop, restores the kernel and returns the final counters.
@@ -277,8 +271,10 @@ impl Drop for SchedulerHandle {
 pub fn spawn_scheduler(cfg: SchedulerConfig) -> Result<SchedulerHandle, RunError> {
     setup::check_privileges()?;
     let control = Arc::new(LoopControl::default());
-    control.set_announce_every(cfg.announce_every_ms);
-    let (nodes_tx, nodes_rx) = mpsc::channel();
+    let (commands_tx, commands_rx) = mpsc::channel();
+    let (events_tx, events_rx) = mpsc::sync_channel(EVENT_QUEUE);
+    // The configured period, as the first command the loop applies.
+    let _ = commands_tx.send(Command::AnnounceEvery(cfg.announce_every_ms));
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), RunError>>();
     let ctl = Arc::clone(&control);
     let thread = std::thread::Builder::new()
@@ -297,7 +293,11 @@ pub fn spawn_scheduler(cfg: SchedulerConfig) -> Result<SchedulerHandle, RunError
                     });
                 }
             };
-            let result = run_loop(&mut io, &mut core, &ctl, &nodes_rx, cfg.idle_ms, cfg.batch);
+            let ports = LoopPorts {
+                commands: commands_rx,
+                events: Some(events_tx),
+            };
+            let result = run_loop(&mut io, &mut core, &ctl, &ports, cfg.idle_ms, cfg.batch);
             drop(io);
             for e in guard.restore() {
                 tracing::warn!(error = %e, "restoring the kernel after the scheduler");
@@ -314,7 +314,8 @@ pub fn spawn_scheduler(cfg: SchedulerConfig) -> Result<SchedulerHandle, RunError
     match ready_rx.recv() {
         Ok(Ok(())) => Ok(SchedulerHandle {
             control,
-            nodes: nodes_tx,
+            commands: commands_tx,
+            events: events_rx,
             thread: Some(thread),
         }),
         Ok(Err(e)) => {
@@ -370,17 +371,47 @@ fn start(cfg: &SchedulerConfig) -> Result<(AfPacketIo, SchedulerCore, KernelGuar
     if cfg.record_changes {
         core.record_changes();
     }
+    core.set_accepting_new(cfg.accepting_new);
     Ok((io, core, guard))
+}
+
+/// The loop's channels: commands in, events out (`None`: nobody listens, e.g. a static
+/// scheduler or a test).
+#[derive(Debug)]
+pub struct LoopPorts {
+    /// Commands from the control plane.
+    pub commands: mpsc::Receiver<Command>,
+    /// Where assignments go.
+    pub events: Option<mpsc::SyncSender<SchedulerEvent>>,
+}
+
+/// The loop's settings that commands change.
+struct Settings {
+    announce_every_ms: u64,
+    idle_ms: u64,
+}
+
+fn apply(command: Command, core: &mut SchedulerCore, settings: &mut Settings, now_ms: u64) {
+    match command {
+        Command::Nodes(n) => core.set_nodes(n),
+        Command::AcceptingNew(a) => core.set_accepting_new(a),
+        Command::Adopt(table) => {
+            core.adopt(&table, now_ms);
+        }
+        Command::BucketIdle(ms) if ms > 0 => settings.idle_ms = ms,
+        Command::BucketIdle(_) => {}
+        Command::AnnounceEvery(ms) => settings.announce_every_ms = ms,
+    }
 }
 
 /// The data-plane loop over any [`FrameIo`], until `control` asks it to stop. Send failures
 /// (e.g. a full device queue) are counted in [`Counters::send_errors`], not fatal; a receive
-/// failure ends the loop.
+/// failure (the interface went down) ends the loop with that error.
 pub fn run_loop(
     io: &mut impl FrameIo,
     core: &mut SchedulerCore,
     control: &LoopControl,
-    nodes: &mpsc::Receiver<Vec<NodeEntry>>,
+    ports: &LoopPorts,
     idle_ms: u64,
     batch: usize,
 ) -> io::Result<()> {
@@ -390,23 +421,18 @@ pub fn run_loop(
     let mut send_errors = 0u64;
     let mut dirty = false;
     let mut last_announce = 0u64;
+    let mut settings = Settings {
+        announce_every_ms: 0,
+        idle_ms,
+    };
     let arp = match core.params().vip {
         IpAddr::V4(vip) => Some(frame::gratuitous_arp(core.params().lan_mac, vip)),
         IpAddr::V6(_) => None,
     };
     while !control.stop.load(Ordering::Relaxed) {
-        while let Ok(n) = nodes.try_recv() {
-            core.set_nodes(n);
-        }
-        core.set_accepting_new(!control.hold_new.load(Ordering::Relaxed));
-        let adopt = control
-            .adopt
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(table) = adopt {
-            let now_ms = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-            core.adopt(&table, now_ms);
+        let now_ms = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        while let Ok(command) = ports.commands.try_recv() {
+            apply(command, core, &mut settings, now_ms);
         }
         let n = io.recv_batch(&mut bufs, POLL_INTERVAL)?;
         let now_ms = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -426,11 +452,7 @@ pub fn run_loop(
             }
         }
         dirty |= n > 0;
-        let changes = core.take_changes();
-        if !changes.is_empty() {
-            control.push_changes(changes);
-        }
-        let mut every = control.announce_every_ms.load(Ordering::Relaxed);
+        let mut every = settings.announce_every_ms;
         if every > 0 && now_ms < FAST_ANNOUNCE_FOR_MS {
             every = every.min(FAST_ANNOUNCE_EVERY_MS);
         }
@@ -444,12 +466,13 @@ pub fn run_loop(
             last_announce = now_ms;
         }
         if now_ms.saturating_sub(last_tick) >= TICK_EVERY_MS {
-            let idle = match control.bucket_idle_ms.load(Ordering::Relaxed) {
-                0 => idle_ms,
-                set => set,
-            };
-            core.tick(now_ms, idle);
+            core.tick(now_ms, settings.idle_ms);
             last_tick = now_ms;
+        }
+        let changes = core.take_changes();
+        if let (false, Some(events)) = (changes.is_empty(), ports.events.as_ref()) {
+            // A full queue means the control plane is stalled: drop rather than grow.
+            let _ = events.try_send(SchedulerEvent::Assigned(changes));
         }
         if dirty && now_ms.saturating_sub(last_publish) >= PUBLISH_EVERY_MS {
             publish(control, core, send_errors);

@@ -66,8 +66,10 @@ pub struct SchedulerCore {
     candidates: Vec<NodeCandidate>,
     table: BucketTable,
     counters: Counters,
-    /// While false (a takeover's live-bucket merge), unassigned buckets stay unassigned and
-    /// their frames are dropped: assigning one now could move a surviving connection.
+    /// While false (a takeover's live-bucket merge) every frame to the VIP is held (dropped,
+    /// counted as `NoNode`; TCP retransmits it a moment later): assigning a bucket now could
+    /// move a surviving connection, and even an assigned bucket of the replica may be stale
+    /// (its delta lost in the crash) until the merge has heard every node's live buckets.
     accepting_new: bool,
     /// Assignments made by routing, for the control plane to replicate; `None` = not kept.
     changes: Option<Vec<Change>>,
@@ -154,14 +156,32 @@ impl SchedulerCore {
         self.accepting_new = accepting;
     }
 
-    /// Adopt the control plane's replica: every bucket it assigns that is unassigned here
-    /// is taken, stamped `now_ms` (a takeover's live-bucket merge); on a conflict this core
-    /// wins, as it routed the newer flow. Returns how many buckets were adopted.
+    /// Adopt the control plane's replica, stamped `now_ms` (a takeover's live-bucket merge).
+    ///
+    /// While new assignments are held (the merge is running) this core has routed nothing
+    /// since the hold began, so the replica — the merge's result — replaces the mapping
+    /// whole, releases included. Otherwise only buckets unassigned here are taken: on a
+    /// conflict this core wins, as it routed the newer flow. Returns how many buckets changed.
     pub fn adopt(&mut self, snapshot: &BucketSnapshot, now_ms: u64) -> usize {
         if snapshot.size != self.table.len() {
             return 0;
         }
         let mut n = 0;
+        if !self.accepting_new {
+            let mut want: Vec<Option<NodeId>> = vec![None; self.table.len()];
+            for &(bucket, node) in &snapshot.assigned {
+                if let Some(slot) = want.get_mut(bucket as usize) {
+                    *slot = Some(node).filter(|n| !n.is_reserved());
+                }
+            }
+            for (b, node) in want.into_iter().enumerate() {
+                if self.table.get(b).map(|(n, _)| n) != node {
+                    self.table.set(b, node, now_ms);
+                    n += 1;
+                }
+            }
+            return n;
+        }
         for &(bucket, node) in &snapshot.assigned {
             let b = bucket as usize;
             if self.table.get(b).is_none() && !node.is_reserved() {
@@ -203,12 +223,11 @@ impl SchedulerCore {
         if !self.params.services.contains(&(flow.proto, flow.dst_port)) {
             return (Verdict::Drop(DropReason::UnservedPort), None);
         }
-        let bucket = self.table.bucket_of(flow.src, flow.src_port);
-        let before = self.table.get(bucket).map(|(n, _)| n);
-        let settled = before.is_some_and(|n| self.candidates.iter().any(|c| c.id == n && c.alive));
-        if !settled && !self.accepting_new {
+        if !self.accepting_new {
             return (Verdict::Drop(DropReason::NoNode), None);
         }
+        let bucket = self.table.bucket_of(flow.src, flow.src_port);
+        let before = self.table.get(bucket).map(|(n, _)| n);
         let Some(id) = self.table.route(bucket, &self.candidates, now_ms) else {
             return (Verdict::Drop(DropReason::NoNode), None);
         };
@@ -252,6 +271,10 @@ impl SchedulerCore {
     /// that joined takes its share gradually without moving a live connection.
     /// Releases are recorded like assignments (see [`SchedulerCore::record_changes`]).
     pub fn tick(&mut self, now_ms: u64, idle_ms: u64) {
+        // The merge decides what stays; releasing now could undo one of its answers.
+        if !self.accepting_new {
+            return;
+        }
         let changes = &mut self.changes;
         let n = self.table.release_idle_each(now_ms, idle_ms, |bucket| {
             if let (Some(changes), Ok(b)) = (changes.as_mut(), u32::try_from(bucket)) {

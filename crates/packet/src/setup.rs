@@ -37,10 +37,16 @@ pub enum SetupError {
         missing: &'static str,
     },
     /// A command could not be started (not installed?).
-    #[error("could not run `{command}` (is it installed? see scripts/install-lab-deps.sh)")]
+    #[error(
+        "could not run `{command}`: is `{program}` installed? (Debian/Ubuntu: `apt-get install {package}`; scripts/install-lab-deps.sh installs every tool the lab needs)"
+    )]
     Spawn {
         /// The command line.
         command: String,
+        /// The program.
+        program: String,
+        /// The Debian package that provides it.
+        package: &'static str,
         /// Why it did not start.
         #[source]
         source: io::Error,
@@ -121,11 +127,23 @@ fn missing_capability(status: &str) -> Option<&'static str> {
 }
 
 /// Runs a command, failing with its stderr.
+/// The Debian package providing each program the set-up runs.
+fn package_of(program: &str) -> &'static str {
+    match program {
+        "nft" => "nftables",
+        "ip" | "tc" => "iproute2",
+        "sysctl" => "procps",
+        _ => "the package providing it",
+    }
+}
+
 fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, SetupError> {
     let command = format!("{program} {}", args.join(" "));
     tracing::debug!(%command, "kernel set-up");
     let spawn_err = |source| SetupError::Spawn {
         command: command.clone(),
+        program: program.to_owned(),
+        package: package_of(program),
         source,
     };
     let mut child = Command::new(program)

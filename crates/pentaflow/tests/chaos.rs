@@ -67,8 +67,7 @@ fn scenario_lab(
     spare: usize,
     webs: usize,
 ) -> Option<(MutexGuard<'static, ()>, LabGuard)> {
-    if !pentaflow_lab::is_root() {
-        eprintln!("skipped: chaos tests need root (network namespaces, AF_PACKET)");
+    if !pentaflow_lab::require_root("chaos scenario") {
         return None;
     }
     let serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);

@@ -6,6 +6,7 @@
 //! given; it must not block, allocate per byte, or touch shared state beyond one counter.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -14,7 +15,7 @@ use lol_html::send::{Element, ElementContentHandlers};
 use lol_html::{HandlerResult, Selector};
 
 use crate::rules::Compiled;
-use crate::urls::{directory, resolve, rewrite_srcset};
+use crate::urls::{directory, resolve, resolve_into, rewrite_srcset};
 
 /// The elements whose URL attributes may be rewritten, and `<base>`.
 const SELECTOR: &str = "img, script[src], link[href], source, video, audio, base[href]";
@@ -39,10 +40,13 @@ pub(crate) struct PageRewrite {
     pub(crate) stop: Arc<AtomicBool>,
     /// Counter of URLs rewritten (shared with the `Rewriter`'s report).
     pub(crate) rewritten: Arc<AtomicU64>,
+    /// Reused for resolving each reference: no allocation per attribute.
+    pub(crate) scratch: RefCell<String>,
 }
 
-/// Per-page mutable state of the handler.
-struct PageState {
+/// Per-page mutable state of the handler, moved from the fast scan to lol_html if the page
+/// needs the full parser.
+pub(crate) struct PageState {
     page: PageRewrite,
     /// Directory relative references resolve against; `None` after a foreign `<base>`.
     base_dir: Option<String>,
@@ -59,106 +63,155 @@ impl PageRewrite {
     pub(crate) fn cdn_url(&self, raw: &str, base_dir: Option<&str>) -> Option<String> {
         // A replacement character means the value was not valid in the page's charset: writing
         // it back would corrupt it.
-        if self.stop.load(Ordering::Relaxed) || raw.contains('\u{FFFD}') {
+        if self.stop.load(Ordering::Relaxed) || (!raw.is_ascii() && raw.contains('\u{FFFD}')) {
             return None;
         }
         let is_site = |host: &str| self.rules.is_site_host(host, self.request_host.as_deref());
-        let url = resolve(raw, base_dir, &is_site)?;
-        if !self.rules.path_matches(&url.path) {
+        let mut buf = self.scratch.borrow_mut();
+        let path_len = resolve_into(raw, base_dir, &is_site, &mut buf)?;
+        let path = &buf[..path_len];
+        if !self.rules.path_matches(path) {
             return None;
         }
         if let Some(selected) = &self.selected {
-            if !selected.contains(&url.path) {
+            if !selected.contains(path) {
                 return None;
             }
         }
         self.rewritten.fetch_add(1, Ordering::Relaxed);
-        Some(format!(
-            "https://{}{}{}",
-            self.cdn_host, url.path, url.suffix
-        ))
+        let mut out = String::with_capacity(8 + self.cdn_host.len() + buf.len());
+        out.push_str("https://");
+        out.push_str(&self.cdn_host);
+        out.push_str(&buf);
+        Some(out)
     }
 
-    /// The `(selector, handlers)` pair for lol_html's settings.
-    pub(crate) fn into_handler(
-        self,
-    ) -> Option<(Cow<'static, Selector>, ElementContentHandlers<'static>)> {
-        let selector: &'static Selector = PARSED_SELECTOR.as_ref()?;
+    /// The per-page state both engines (the fast scan and lol_html) decide with.
+    pub(crate) fn into_state(self) -> PageState {
         let base_dir = Some(directory(&self.page_path).to_owned());
-        let mut state = PageState {
+        PageState {
             page: self,
             base_dir,
             base_seen: false,
-        };
-        let handlers = ElementContentHandlers::default()
-            .element(move |el: &mut Element<'_, '_>| state.on_element(el));
-        Some((Cow::Borrowed(selector), handlers))
+        }
     }
 }
 
+/// Read access to one start tag's attributes, whichever engine parsed it. Names are matched
+/// ASCII case-insensitively, the first of duplicates wins (as lol_html's `get_attribute`), and
+/// values are the raw text decoded from the page's charset (character references untouched).
+pub(crate) trait TagView {
+    fn attr(&self, name: &str) -> Option<Cow<'_, str>>;
+    fn has_attr(&self, name: &str) -> bool;
+}
+
+/// The attribute changes decided for one tag: at most two (`src` and `srcset`, ...).
+pub(crate) type Edits = Vec<(&'static str, String)>;
+
 impl PageState {
-    fn on_element(&mut self, el: &mut Element<'_, '_>) -> HandlerResult {
-        let tag = el.tag_name();
-        match tag.as_str() {
-            "base" => self.on_base(el),
-            "img" | "source" => {
-                self.rewrite_attr(el, "src")?;
-                self.rewrite_srcset_attr(el, "srcset")
-            }
-            "script" | "audio" => self.rewrite_attr(el, "src"),
-            "video" => {
-                self.rewrite_attr(el, "src")?;
-                self.rewrite_attr(el, "poster")
-            }
-            "link" => {
-                let rel = el
-                    .get_attribute("rel")
-                    .unwrap_or_default()
-                    .to_ascii_lowercase();
-                if rel.split_ascii_whitespace().any(|r| LINK_RELS.contains(&r)) {
-                    self.rewrite_attr(el, "href")?;
-                    self.rewrite_srcset_attr(el, "imagesrcset")?;
-                }
-                Ok(())
-            }
-            _ => Ok(()),
+    /// Whether [`SELECTOR`] matches a start tag named `tag` (ASCII lower case): the fast scan
+    /// asks this to hand [`PageState::decide`] exactly the tags lol_html would.
+    pub(crate) fn selected(tag: &[u8], view: &dyn TagView) -> bool {
+        match tag {
+            b"img" | b"source" | b"video" | b"audio" => true,
+            b"script" => view.has_attr("src"),
+            b"link" | b"base" => view.has_attr("href"),
+            _ => false,
         }
     }
 
+    /// The attribute values to replace in a tag matched by [`SELECTOR`], into `edits` (cleared
+    /// first); also moves the resolution base on the first `<base href>`.
+    pub(crate) fn decide(&mut self, tag: &[u8], view: &dyn TagView, edits: &mut Edits) {
+        edits.clear();
+        match tag {
+            b"base" => self.on_base(view),
+            b"img" | b"source" => {
+                self.rewrite_attr(view, "src", edits);
+                self.rewrite_srcset_attr(view, "srcset", edits);
+            }
+            b"script" | b"audio" => self.rewrite_attr(view, "src", edits),
+            b"video" => {
+                self.rewrite_attr(view, "src", edits);
+                self.rewrite_attr(view, "poster", edits);
+            }
+            b"link" => {
+                let loads = view.attr("rel").is_some_and(|rel| {
+                    rel.split_ascii_whitespace()
+                        .any(|r| LINK_RELS.iter().any(|l| l.eq_ignore_ascii_case(r)))
+                });
+                if loads {
+                    self.rewrite_attr(view, "href", edits);
+                    self.rewrite_srcset_attr(view, "imagesrcset", edits);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The `(selector, handlers)` pair for lol_html's settings, owning this state.
+    pub(crate) fn into_handler(
+        mut self,
+    ) -> Option<(Cow<'static, Selector>, ElementContentHandlers<'static>)> {
+        let selector: &'static Selector = PARSED_SELECTOR.as_ref()?;
+        let mut edits = Edits::new();
+        let handlers = ElementContentHandlers::default().element(
+            move |el: &mut Element<'_, '_>| -> HandlerResult {
+                let name = el.tag_name();
+                self.decide(name.as_bytes(), &ElementView(el), &mut edits);
+                for (attr, value) in edits.drain(..) {
+                    el.set_attribute(attr, &value)?;
+                }
+                Ok(())
+            },
+        );
+        Some((Cow::Borrowed(selector), handlers))
+    }
+
     /// Only the first `<base href>` counts (HTML's rule).
-    fn on_base(&mut self, el: &mut Element<'_, '_>) -> HandlerResult {
+    fn on_base(&mut self, view: &dyn TagView) {
         if self.base_seen {
-            return Ok(());
+            return;
         }
         self.base_seen = true;
-        if let Some(href) = el.get_attribute("href") {
+        if let Some(href) = view.attr("href") {
             let page = &self.page;
             let is_site = |host: &str| page.rules.is_site_host(host, page.request_host.as_deref());
             self.base_dir = resolve(&href, self.base_dir.as_deref(), &is_site)
                 .map(|url| directory(&url.path).to_owned());
         }
-        Ok(())
     }
 
-    fn rewrite_attr(&mut self, el: &mut Element<'_, '_>, name: &str) -> HandlerResult {
-        let Some(value) = el.get_attribute(name) else {
-            return Ok(());
+    fn rewrite_attr(&self, view: &dyn TagView, name: &'static str, edits: &mut Edits) {
+        let Some(value) = view.attr(name) else {
+            return;
         };
         if let Some(new) = self.page.cdn_url(&value, self.base_dir.as_deref()) {
-            el.set_attribute(name, &new)?;
+            edits.push((name, new));
         }
-        Ok(())
     }
 
-    fn rewrite_srcset_attr(&mut self, el: &mut Element<'_, '_>, name: &str) -> HandlerResult {
-        let Some(value) = el.get_attribute(name) else {
-            return Ok(());
+    fn rewrite_srcset_attr(&self, view: &dyn TagView, name: &'static str, edits: &mut Edits) {
+        let Some(value) = view.attr(name) else {
+            return;
         };
         let base = self.base_dir.as_deref();
         let page = &self.page;
         if let Some(new) = rewrite_srcset(&value, &mut |u| page.cdn_url(u, base)) {
-            el.set_attribute(name, &new)?;
+            edits.push((name, new));
         }
-        Ok(())
+    }
+}
+
+/// lol_html's element as a [`TagView`].
+struct ElementView<'a, 'b, 'c>(&'a Element<'b, 'c>);
+
+impl TagView for ElementView<'_, '_, '_> {
+    fn attr(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.0.get_attribute(name).map(Cow::Owned)
+    }
+
+    fn has_attr(&self, name: &str) -> bool {
+        self.0.has_attribute(name)
     }
 }

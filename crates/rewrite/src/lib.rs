@@ -57,6 +57,7 @@ mod report;
 mod request;
 mod rewriter;
 mod rules;
+mod scan;
 mod stats;
 mod urls;
 

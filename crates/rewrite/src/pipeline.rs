@@ -19,8 +19,9 @@ use lol_html::send::HtmlRewriter;
 use lol_html::{MemorySettings, OutputSink};
 
 use crate::error::RewriteError;
-use crate::html::PageRewrite;
+use crate::html::{PageRewrite, PageState};
 use crate::policy::{Coding, Plan};
+use crate::scan::FastScan;
 
 /// lol_html's cap on its own buffers. It holds one whole start tag when a selector matches it,
 /// and an `<img>` with an inline `data:` image can legitimately be megabytes.
@@ -60,13 +61,26 @@ enum Input {
     Empty,
 }
 
-/// Feeds decoded bytes to lol_html; counts them against the page limit.
+/// Feeds decoded bytes to the HTML engine; counts them against the page limit.
 struct HtmlStage {
-    rewriter: HtmlRewriter<'static, OutSink>,
+    engine: Engine,
+    out: Arc<Mutex<Output>>,
     decoded: u64,
     limit: u64,
     stop: Arc<AtomicBool>,
     failed: Option<RewritingError>,
+}
+
+/// Which parser the page is in: the fast scan until it meets something it leaves to lol_html
+/// (`scan` says what), then lol_html for the rest of the page.
+enum Engine {
+    Fast {
+        scan: Box<FastScan>,
+        page: Box<PageState>,
+    },
+    Full(Box<HtmlRewriter<'static, OutSink>>),
+    /// Transitional state while switching.
+    Empty,
 }
 
 /// lol_html's output sink: writes into the shared encoder.
@@ -93,26 +107,36 @@ impl Pipeline {
     /// A pipeline for a page planned as `plan`, rewriting URLs with `page`. Past `limit`
     /// decoded bytes, `page.stop` is raised and URLs are no longer rewritten.
     pub(crate) fn new(plan: &Plan, page: PageRewrite, limit: u64) -> Self {
+        Self::with_engine(plan, page, limit, true)
+    }
+
+    /// [`Pipeline::new`], choosing whether the fast scan may be used (`fast`) or lol_html
+    /// parses the whole page: the differential tests compare the two.
+    pub(crate) fn with_engine(plan: &Plan, page: PageRewrite, limit: u64, fast: bool) -> Self {
         let out = Arc::new(Mutex::new(Output {
             encoder: Encoder::new(plan.coding, false),
             pending: Vec::new(),
         }));
         let stop = page.stop_flag();
         let stage_stop = stop.clone();
-        let settings = lol_html::send::Settings {
-            element_content_handlers: page.into_handler().into_iter().collect(),
-            encoding: plan.encoding,
-            adjust_charset_on_meta_tag: plan.follow_meta_charset,
-            memory_settings: MemorySettings {
-                preallocated_parsing_buffer_size: HTML_PREALLOCATED,
-                max_allowed_memory_usage: HTML_MEMORY_LIMIT,
-            },
-            // Ambiguous markup is passed through as parsed rather than failing the page.
-            strict: false,
-            ..lol_html::send::Settings::new_send()
+        let encoding: &'static encoding_rs::Encoding = plan.encoding.into();
+        let page = page.into_state();
+        let engine = if fast {
+            Engine::Fast {
+                scan: Box::new(FastScan::new(encoding, plan.follow_meta_charset)),
+                page: Box::new(page),
+            }
+        } else {
+            Engine::Full(Box::new(full_rewriter(
+                page,
+                plan.encoding,
+                plan.follow_meta_charset,
+                &out,
+            )))
         };
         let stage = HtmlStage {
-            rewriter: HtmlRewriter::new(settings, OutSink(out.clone())),
+            engine,
+            out: out.clone(),
             decoded: 0,
             limit,
             stop,
@@ -188,11 +212,7 @@ impl Pipeline {
             Ok(stage) => stage,
             Err(source) => return Err(self.decode_error(source)),
         };
-        if let Some(source) = stage.failed {
-            return Err(RewriteError::Html { source });
-        }
         stage
-            .rewriter
             .end()
             .map_err(|source| RewriteError::Html { source })?;
         self.drain(false)
@@ -275,6 +295,64 @@ impl Pipeline {
     }
 }
 
+impl HtmlStage {
+    /// Gives the page to lol_html from `rest` on (the fast scan stopped at a tag it leaves to it).
+    fn hand_over(&mut self, rest: &[u8]) -> Result<(), RewritingError> {
+        let Engine::Fast { scan, page } = std::mem::replace(&mut self.engine, Engine::Empty) else {
+            return Ok(());
+        };
+        let handover = scan.handover();
+        let encoding = lol_html::AsciiCompatibleEncoding::new(handover.encoding)
+            .unwrap_or_else(lol_html::AsciiCompatibleEncoding::utf_8);
+        let mut rewriter = Box::new(full_rewriter(
+            *page,
+            encoding,
+            handover.follow_meta_charset,
+            &self.out,
+        ));
+        let written = rewriter.write(rest);
+        self.engine = Engine::Full(rewriter);
+        written
+    }
+
+    fn feed(&mut self, buf: &[u8]) -> Result<(), RewritingError> {
+        match &mut self.engine {
+            Engine::Fast { scan, page } => {
+                let mut out = lock(&self.out);
+                // Room for the chunk and its rewritten URLs: no regrowing while scanning.
+                out.pending.reserve(buf.len() + buf.len() / 4);
+                let result = scan.push(buf, page, &mut out.pending);
+                drop(out);
+                match result {
+                    Ok(()) => Ok(()),
+                    Err(rest) => self.hand_over(&rest),
+                }
+            }
+            Engine::Full(rewriter) => rewriter.write(buf),
+            Engine::Empty => Ok(()),
+        }
+    }
+
+    /// The page ended: flushes whichever engine has it.
+    fn end(mut self) -> Result<(), RewritingError> {
+        if let Some(failed) = self.failed.take() {
+            return Err(failed);
+        }
+        if let Engine::Fast { scan, page } = &mut self.engine {
+            let mut out = lock(&self.out);
+            let result = scan.finish(page, &mut out.pending);
+            drop(out);
+            if let Err(rest) = result {
+                self.hand_over(&rest)?;
+            }
+        }
+        match std::mem::replace(&mut self.engine, Engine::Empty) {
+            Engine::Full(rewriter) => rewriter.end(),
+            Engine::Fast { .. } | Engine::Empty => Ok(()),
+        }
+    }
+}
+
 impl Write for HtmlStage {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.failed.is_some() {
@@ -284,7 +362,7 @@ impl Write for HtmlStage {
         if self.decoded > self.limit {
             self.stop.store(true, Ordering::Relaxed);
         }
-        match self.rewriter.write(buf) {
+        match self.feed(buf) {
             Ok(()) => Ok(buf.len()),
             Err(e) => {
                 self.failed = Some(e);
@@ -296,6 +374,28 @@ impl Write for HtmlStage {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// lol_html set up for a page (or the rest of one) with `page`'s handler.
+fn full_rewriter(
+    page: PageState,
+    encoding: lol_html::AsciiCompatibleEncoding,
+    follow_meta_charset: bool,
+    out: &Arc<Mutex<Output>>,
+) -> HtmlRewriter<'static, OutSink> {
+    let settings = lol_html::send::Settings {
+        element_content_handlers: page.into_handler().into_iter().collect(),
+        encoding,
+        adjust_charset_on_meta_tag: follow_meta_charset,
+        memory_settings: MemorySettings {
+            preallocated_parsing_buffer_size: HTML_PREALLOCATED,
+            max_allowed_memory_usage: HTML_MEMORY_LIMIT,
+        },
+        // Ambiguous markup is passed through as parsed rather than failing the page.
+        strict: false,
+        ..lol_html::send::Settings::new_send()
+    };
+    HtmlRewriter::new(settings, OutSink(out.clone()))
 }
 
 impl OutputSink for OutSink {

@@ -283,6 +283,7 @@ impl Rewriter {
             selected,
             stop: Arc::default(),
             rewritten: self.shared.counters.urls_rewritten.clone(),
+            scratch: Default::default(),
             rules,
         };
         let job = Job {

@@ -279,9 +279,15 @@ impl Compiled {
         if prefixes.iter().any(|p| path.starts_with(p.as_str())) {
             return true;
         }
-        let last = path.rsplit('/').next().unwrap_or_default();
-        match last.rsplit_once('.') {
-            Some((_, ext)) => self.extensions.iter().any(|e| e.eq_ignore_ascii_case(ext)),
+        let bytes = path.as_bytes();
+        let last = memchr::memrchr(b'/', bytes).map_or(bytes, |i| &bytes[i + 1..]);
+        match memchr::memrchr(b'.', last) {
+            Some(dot) => {
+                let ext = &last[dot + 1..];
+                self.extensions
+                    .iter()
+                    .any(|e| e.len() == ext.len() && e.as_bytes().eq_ignore_ascii_case(ext))
+            }
             None => false,
         }
     }

@@ -20,8 +20,25 @@ pub(crate) fn resolve(
     base_path: Option<&str>,
     is_site: &dyn Fn(&str) -> bool,
 ) -> Option<SiteUrl> {
+    let mut buf = String::new();
+    let path_len = resolve_into(raw, base_path, is_site, &mut buf)?;
+    Some(SiteUrl {
+        path: buf[..path_len].to_owned(),
+        suffix: buf[path_len..].to_owned(),
+    })
+}
+
+/// [`resolve`] into `buf` (cleared first): the absolute path then the suffix; returns the
+/// path's length. The hot path: no allocation once `buf` has grown.
+pub(crate) fn resolve_into(
+    raw: &str,
+    base_path: Option<&str>,
+    is_site: &dyn Fn(&str) -> bool,
+    buf: &mut String,
+) -> Option<usize> {
+    buf.clear();
     let raw = raw.trim_matches(|c: char| c.is_ascii_whitespace());
-    if raw.is_empty() || raw.starts_with('#') || raw.contains('\\') {
+    if raw.is_empty() || raw.starts_with('#') || memchr::memchr(b'\\', raw.as_bytes()).is_some() {
         return None;
     }
     let rest = if let Some(after) = strip_scheme(raw) {
@@ -29,25 +46,58 @@ pub(crate) fn resolve(
     } else if raw.starts_with("//") {
         raw
     } else {
-        return base_path.map(|base| join(base, raw));
+        let base = base_path?;
+        if raw.starts_with('/') {
+            buf.push_str(raw);
+        } else if raw.starts_with('?') {
+            // Same document, other query: the base's own path is the document.
+            buf.push_str(base);
+            buf.push_str(raw);
+            return Some(base.len());
+        } else {
+            buf.push_str(base);
+            buf.push_str(raw);
+        }
+        return Some(normalize(buf));
     };
     // `rest` is "//authority/path...": only http(s) and scheme-relative URLs get here.
     let rest = rest.strip_prefix("//")?;
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let end = rest
+        .bytes()
+        .position(|b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
-    if authority.contains('@') {
+    if memchr::memchr(b'@', authority.as_bytes()).is_some() {
         return None;
     }
-    let host = strip_port(authority).to_ascii_lowercase();
-    if host.is_empty() || !is_site(&host) {
-        return None;
-    }
-    let tail = if tail.starts_with('/') {
-        tail.to_owned()
+    let host = strip_port(authority);
+    let site = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        is_site(&host.to_ascii_lowercase())
     } else {
-        format!("/{tail}")
+        is_site(host)
     };
-    Some(split(&tail))
+    if host.is_empty() || !site {
+        return None;
+    }
+    if !tail.starts_with('/') {
+        buf.push('/');
+    }
+    buf.push_str(tail);
+    Some(normalize(buf))
+}
+
+/// Splits `buf` (an absolute reference) at its query or fragment and removes dot segments from
+/// the path in place; returns the path's length.
+fn normalize(buf: &mut String) -> usize {
+    let cut = memchr::memchr2(b'?', b'#', buf.as_bytes()).unwrap_or(buf.len());
+    // Nearly every path has no dot segment: skip the split and rebuild.
+    if memchr::memmem::find(&buf.as_bytes()[..cut], b"/.").is_none() {
+        return cut;
+    }
+    let path = remove_dot_segments(&buf[..cut]);
+    let len = path.len();
+    buf.replace_range(..cut, &path);
+    len
 }
 
 /// The directory of an absolute path (up to and including its last `/`).
@@ -115,7 +165,7 @@ pub(crate) fn rewrite_srcset(
 /// For `http:`/`https:` URLs returns what follows the scheme; `None` for no scheme. Other schemes
 /// (`data:`, `javascript:`, `mailto:`) yield `Some("")`, which never resolves.
 fn strip_scheme(raw: &str) -> Option<&str> {
-    let colon = raw.find(':')?;
+    let colon = memchr::memchr(b':', raw.as_bytes())?;
     let scheme = &raw[..colon];
     let mut chars = scheme.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
@@ -137,36 +187,8 @@ fn strip_port(authority: &str) -> &str {
     authority.split(':').next().unwrap_or(authority)
 }
 
-fn join(base_dir: &str, reference: &str) -> SiteUrl {
-    if reference.starts_with('/') {
-        return split(reference);
-    }
-    if reference.starts_with('?') {
-        // Same document, other query: the base's own path is the document.
-        let mut url = split(reference);
-        url.path = base_dir.to_owned();
-        return url;
-    }
-    let mut full = String::with_capacity(base_dir.len() + reference.len());
-    full.push_str(base_dir);
-    full.push_str(reference);
-    split(&full)
-}
-
-fn split(absolute: &str) -> SiteUrl {
-    let cut = absolute.find(['?', '#']).unwrap_or(absolute.len());
-    SiteUrl {
-        path: remove_dot_segments(&absolute[..cut]),
-        suffix: absolute[cut..].to_owned(),
-    }
-}
-
 /// RFC 3986 section 5.2.4 on an absolute path.
 fn remove_dot_segments(path: &str) -> String {
-    // Nearly every path has no dot segment: skip the split and rebuild.
-    if !path.contains("/.") {
-        return path.to_owned();
-    }
     let mut out: Vec<&str> = Vec::new();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     let last = segments.len().saturating_sub(1);

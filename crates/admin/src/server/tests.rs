@@ -174,7 +174,11 @@ async fn healthz_not_found_and_wrong_methods() {
     assert_eq!((code, body.as_str()), (200, "ok"));
     assert!(head.contains("cache-control: no-store"), "{head}");
 
-    let (code, _, _) = raw(server.addr, &get("/")).await;
+    let (code, head, body) = raw(server.addr, &get("/")).await;
+    assert_eq!(code, 200, "the dashboard");
+    assert!(head.contains("content-type: text/html"), "{head}");
+    assert!(body.contains("/ui/app.js"), "{body}");
+    let (code, _, _) = raw(server.addr, &get("/ui/nothing.js")).await;
     assert_eq!(code, 404);
     let (code, _, _) = raw(server.addr, &get("/status/extra")).await;
     assert_eq!(code, 404);

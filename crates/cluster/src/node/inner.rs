@@ -71,7 +71,7 @@ impl Node {
         self.next_announce = now + self.params.timing.interval_ms;
         let a = Announce {
             role: self.role,
-            priority: self.params.priority,
+            priority: self.effective_priority(now),
             enabled: self.enabled,
             weight: self.params.weight,
             table_version: self.repl.version(),
@@ -225,7 +225,7 @@ impl Node {
     /// Re-run the election over what this node knows and act on the decision.
     pub(super) fn elect(&mut self, now: u64) {
         let me = Rank {
-            priority: self.params.priority,
+            priority: self.effective_priority(now),
             id: self.params.id,
         };
         let peers: Vec<Peer> = self

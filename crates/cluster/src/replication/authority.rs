@@ -173,26 +173,6 @@ impl Replication {
         }
     }
 
-    /// Authority: route a flow of `bucket` like the data plane would (sticky while its node
-    /// is alive, else least assigned), recording any change. `None` while merging, if the
-    /// bucket is out of range, or if no node is eligible.
-    pub fn route(&mut self, bucket: u32, nodes: &[NodeCandidate], now: u64) -> Option<NodeId> {
-        if !self.authority {
-            return None;
-        }
-        // While merging even an assigned bucket may be stale (its delta lost in the crash):
-        // hold every flow until the live answers are in (a round trip, at most the deadline).
-        if self.merge.is_some() {
-            return None;
-        }
-        let before = self.table.get(bucket as usize).map(|(n, _)| n);
-        let chosen = self.table.route(bucket as usize, nodes, now)?;
-        if before != Some(chosen) {
-            self.pending.push((bucket, Some(chosen)));
-        }
-        Some(chosen)
-    }
-
     /// Authority: a node failed; its buckets become unassigned (deferred while merging).
     pub fn release_node(&mut self, node: NodeId, now: u64) {
         if !self.authority || self.merge.is_some() {
@@ -200,22 +180,6 @@ impl Replication {
         }
         for b in 0..self.table.len() {
             if self.table.get(b).is_some_and(|(n, _)| n == node) {
-                self.set(u32::try_from(b).unwrap_or(u32::MAX), None, now);
-            }
-        }
-    }
-
-    /// Authority: unassign buckets idle longer than `idle_ms`, so a new node enters gradually.
-    pub fn release_idle(&mut self, now: u64, idle_ms: u64) {
-        if !self.authority || self.merge.is_some() {
-            return;
-        }
-        for b in 0..self.table.len() {
-            if self
-                .table
-                .get(b)
-                .is_some_and(|(_, last)| now.saturating_sub(last) > idle_ms)
-            {
                 self.set(u32::try_from(b).unwrap_or(u32::MAX), None, now);
             }
         }

@@ -93,8 +93,25 @@ fn loop_routes_every_frame_and_publishes_counters() {
         vec![node(1), node(2), node(3)],
         BucketTable::new(1024).unwrap(),
     );
-    let (_tx, rx) = mpsc::channel();
-    run_loop(&mut io, &mut core, &control, &rx, DEFAULT_IDLE_MS, 16).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let (events_tx, events) = mpsc::sync_channel(16);
+    core.record_changes();
+    // Commands are applied in order before the first frame: the hold, then its end.
+    tx.send(Command::AcceptingNew(false)).unwrap();
+    tx.send(Command::AcceptingNew(true)).unwrap();
+    let ports = LoopPorts {
+        commands: rx,
+        events: Some(events_tx),
+    };
+    run_loop(&mut io, &mut core, &control, &ports, DEFAULT_IDLE_MS, 16).unwrap();
+    let assigned: usize = events
+        .try_iter()
+        .map(|SchedulerEvent::Assigned(c)| c.len())
+        .sum();
+    assert!(
+        assigned > 0 && assigned <= 300,
+        "every new bucket is reported once"
+    );
     let c = control.counters();
     assert_eq!(io.sent.len(), 300);
     assert_eq!(c.forwarded_total() + c.local, 300);

@@ -82,25 +82,36 @@ fn without_recording_nothing_is_kept() {
 }
 
 #[test]
-fn the_hold_drops_only_unassigned_buckets() {
+fn the_hold_drops_every_flow_and_adopts_the_merge_whole() {
     let mut c = core();
     let spec = syn();
     let b = c.table().bucket_of(spec.src, spec.src_port);
+    // Assigned before the takeover (the replica it started from) ...
+    let mut f = spec.build();
+    assert_eq!(c.handle(&mut f, 1), Verdict::Local);
     c.set_accepting_new(false);
+    // ... but while merging even an assigned bucket may be stale: held.
     let mut f = spec.build();
     assert_eq!(c.handle(&mut f, 5), Verdict::Drop(DropReason::NoNode));
+    c.tick(1_000_000, 1);
+    assert_eq!(
+        c.table().get(b).map(|(n, _)| n),
+        Some(NodeId(1)),
+        "no release while held"
+    );
+    // The merge says node 2 holds it live (the delta that moved it was lost): adopted whole.
     let snapshot = BucketSnapshot {
         size: 256,
         version: 9,
         assigned: vec![(b as u32, NodeId(2))],
     };
     assert_eq!(c.adopt(&snapshot, 6), 1);
+    c.set_accepting_new(true);
     let mut f = spec.build();
     assert!(
         matches!(c.handle(&mut f, 7), Verdict::Forward { .. }),
-        "merged bucket routes"
+        "merged bucket routes to its live owner"
     );
-    c.set_accepting_new(true);
 }
 
 #[test]

@@ -1,13 +1,17 @@
 //! The self-healing part of the array role: every node runs the cluster shell, and the node
 //! the cluster elects runs the AF_PACKET scheduler with the replicated table.
 //!
-//! One tokio task per node ([`ClusterDriver`]) wires the control plane to the data planes:
+//! One tokio task per node ([`ClusterDriver`]) performs what the pure
+//! [`pentaflow_node::Supervisor`] decides from each cluster view and data-plane event:
 //!
-//! * `BecomeScheduler` → start the scheduler thread from the replica (`initial_table`),
-//!   recording its assignments; `StepDown` → stop it (its thread restores the kernel);
-//! * every view change → the scheduler's node table (failed nodes lose their buckets), the
-//!   takeover hold (`accepting_new`) and a newer replica to adopt (the live-bucket merge);
-//! * every [`SYNC_EVERY`] → the scheduler's assignments and idle releases to the cluster;
+//! * `StartScheduler` → start the scheduler thread from the replica (`initial_table`),
+//!   recording its assignments; `StopScheduler` → stop it (its thread restores the kernel);
+//!   `UpdateNodes`, `Adopt`, `SetAcceptingNew` → commands to the running data plane;
+//! * a data plane that cannot start, or whose thread exits by itself (the LAN interface went
+//!   down), is logged with its whole cause chain, counted, shown in `/cluster`, and the
+//!   supervisor's `Relinquish` makes the cluster core step down so another node serves;
+//! * every [`SYNC_EVERY`] → the scheduler's assignments and idle releases to the cluster, and
+//!   a check that its thread is still running;
 //!   every [`LIVE_EVERY`] this node's live buckets (of the proxy's open client connections),
 //!   its status and its Web Server Status Table (for the scheduler's summary);
 //! * `Config(Committed)` → apply the text: services and back-ends with `Proxy::reload`, then
@@ -19,20 +23,22 @@
 //! Must not: decide anything the cluster core decides (who is scheduler, which node failed),
 //! nor touch frames; it only translates between the crates.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use pentaflow_admin::{ControlError, ControlRequest};
-use pentaflow_balance::NodeCandidate;
+use pentaflow_balance::{BucketSnapshot, NodeCandidate};
 use pentaflow_cluster::{
     ClusterHandle, ClusterInfo, ClusterKey, ClusterView, ConfigEvent, NodeParams, NodeStatus,
-    Output, Reconfigure, Role, ServerRow, ShellConfig, ShellError, Timing,
+    Output, Reconfigure, ServerRow, ShellConfig, ShellError, Timing,
 };
 use pentaflow_config::{ArrayConfig, ClusterSettings};
-use pentaflow_packet::{spawn_scheduler, MacAddr, NodeEntry, NodeId, SchedulerHandle};
+use pentaflow_node::{cause_chain, Action, Configured, DataPlane, Event, Supervisor};
+use pentaflow_packet::{spawn_scheduler, Command, MacAddr, NodeEntry, NodeId, SchedulerHandle};
 use pentaflow_proxy::Proxy;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -47,9 +53,6 @@ use super::pushed_config::{check_push, persist, pushed_source, validate};
 const SYNC_EVERY: Duration = Duration::from_millis(20);
 /// Live buckets are re-read from the proxy this often.
 const LIVE_EVERY: Duration = Duration::from_millis(100);
-/// An elected node whose data plane failed to start tries again this often (the set-up is a
-/// few `ip`/`nft` commands: not something to spin on).
-const TAKEOVER_RETRY: Duration = Duration::from_secs(1);
 
 /// Operator actions queued for the driver (from the admin API's blocking pool).
 const CONTROL_QUEUE: usize = 16;
@@ -71,6 +74,19 @@ pub(crate) struct ClusterAccess {
     pub(crate) control: mpsc::Sender<ControlCall>,
     /// The `[array]` in force: the file's, then each committed one's (nodes may be added).
     pub(crate) array: watch::Receiver<Arc<ArrayConfig>>,
+    /// This node's scheduler data plane: state, failures, the last cause.
+    pub(crate) data_plane: watch::Receiver<DataPlaneReport>,
+}
+
+/// What `/cluster` shows of this node's scheduler data plane.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct DataPlaneReport {
+    /// `down`, `starting` or `up`.
+    pub(crate) state: &'static str,
+    /// Failures (could not start, or died running) since this process started.
+    pub(crate) failures: u64,
+    /// The last one: whether at start, its whole cause chain, and when.
+    pub(crate) last_failure: Option<(bool, String, Instant)>,
 }
 
 /// The running control plane of one node. [`ClusterDriver::stop`] stops the scheduler (if
@@ -126,11 +142,16 @@ impl ClusterDriver {
         tracing::info!(node = node_id, %bind, priority = me.priority, "cluster member started");
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
         let (array_tx, array_rx) = watch::channel(Arc::new(array.clone()));
+        let (plane_tx, plane_rx) = watch::channel(DataPlaneReport {
+            state: "down",
+            ..DataPlaneReport::default()
+        });
         let access = ClusterAccess {
             view: handle.view.clone(),
             info: handle.info.clone(),
             control,
             array: array_rx,
+            data_plane: plane_rx,
         };
         let (stop, stopped) = oneshot::channel();
         let driver = Driver {
@@ -141,11 +162,11 @@ impl ClusterDriver {
             node_id,
             proxy,
             scheduler: None,
-            seen_version: 0,
-            merging: false,
+            supervisor: Supervisor::default(),
+            epoch: Instant::now(),
+            plane_tx,
             live: LiveBuckets::new(array),
             last_proposal: None,
-            last_takeover: None,
         };
         let task = tokio::spawn(driver.run(handle, stopped, control_rx));
         Ok(ClusterDriver {
@@ -231,16 +252,15 @@ struct Driver {
     node_id: u16,
     proxy: Proxy,
     scheduler: Option<SchedulerHandle>,
-    seen_version: u64,
-    /// The takeover's live-bucket merge is not over: newer replicas are adopted. After it,
-    /// the data plane is the table's only writer (it reports every assignment and idle
-    /// release), and adopting the replica could revive a bucket it just released.
-    merging: bool,
+    /// Decides which data plane runs and what it is told (pure; this driver performs it).
+    supervisor: Supervisor,
+    /// The supervisor's clock (ms since the driver started).
+    epoch: Instant,
+    /// Publishes the data plane's state to `/cluster`.
+    plane_tx: watch::Sender<DataPlaneReport>,
     live: LiveBuckets,
     /// The last proposal pushed through this node (what a bare `config commit` commits).
     last_proposal: Option<u64>,
-    /// When the scheduler's data plane was last started (bounds the retries).
-    last_takeover: Option<std::time::Instant>,
 }
 
 impl Driver {
@@ -273,26 +293,19 @@ impl Driver {
                     if changed.is_err() {
                         break;
                     }
+                    // The view is the truth (the role in it decides the data plane); the
+                    // events only say why it changed.
                     let v = view.borrow_and_update().clone();
-                    // The view is the truth; the events only say when it changed. A role lost
-                    // without a StepDown event (e.g. an event dropped) still releases the VIP.
-                    if v.role != Role::Scheduler && self.scheduler.is_some() {
-                        self.step_down("no longer the elected scheduler").await;
-                    }
-                    self.follow(&v);
+                    self.supervise(&handle, Event::View(v)).await;
                 }
                 _ = sync.tick() => {
+                    if self.scheduler.as_ref().is_some_and(SchedulerHandle::exited) {
+                        self.died(&handle).await;
+                    }
                     if let Some(s) = &self.scheduler {
                         let changes = s.take_changes();
                         if !changes.is_empty() && handle.assignments.send(changes).await.is_err() {
                             break;
-                        }
-                    } else if self.retry_due() {
-                        // Elected, but the data plane failed to start (or the event was
-                        // dropped): try again, at most once per TAKEOVER_RETRY.
-                        let v = view.borrow().clone();
-                        if v.role == Role::Scheduler {
-                            self.take_over(&v).await;
                         }
                     }
                 }
@@ -317,7 +330,11 @@ impl Driver {
                 }
             }
         }
+        if self.scheduler.is_some() {
+            self.notify.event("standby", None);
+        }
         self.step_down("stopping").await;
+        self.publish_plane();
         handle.abort();
     }
 
@@ -362,18 +379,15 @@ impl Driver {
 
     async fn event(&mut self, handle: &ClusterHandle, event: Output, view: &ClusterView) {
         match event {
-            Output::BecomeScheduler { table_version } => {
-                tracing::info!(
-                    node = self.node_id,
-                    table_version,
-                    "elected scheduler: taking the VIP"
-                );
-                self.take_over(view).await;
-            }
+            // The view that follows these starts or stops the data plane (`supervise`).
+            Output::BecomeScheduler { table_version } => tracing::info!(
+                node = self.node_id,
+                table_version,
+                "elected scheduler: taking the VIP"
+            ),
             Output::StepDown { scheduler } => {
                 let by = scheduler.map(|n| n.0);
                 tracing::info!(node = self.node_id, ?by, "stepping down");
-                self.step_down("a higher-ranked scheduler").await;
             }
             Output::NodeFailed(n) => {
                 tracing::warn!(node = n.0, "node failed");
@@ -392,38 +406,135 @@ impl Driver {
         }
     }
 
-    fn retry_due(&self) -> bool {
-        self.last_takeover
-            .is_none_or(|t| t.elapsed() >= TAKEOVER_RETRY)
+    /// The supervisor's `now`.
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Hands `event` to the supervisor and performs its actions, in order.
+    async fn supervise(&mut self, handle: &ClusterHandle, event: Event) {
+        let mut queue: VecDeque<Action> = self.supervisor.handle(event, self.now()).into();
+        while let Some(action) = queue.pop_front() {
+            match action {
+                Action::StartScheduler {
+                    table,
+                    nodes,
+                    accepting_new,
+                } => {
+                    let answer = self.start_scheduler(table, &nodes, accepting_new).await;
+                    queue.extend(self.supervisor.handle(answer, self.now()));
+                }
+                Action::StopScheduler { why } => self.step_down(why).await,
+                Action::UpdateNodes(nodes) => {
+                    let entries = node_entries(&self.array, &nodes);
+                    self.command(Command::Nodes(entries));
+                }
+                Action::Adopt(table) => self.command(Command::Adopt(table)),
+                Action::SetAcceptingNew(accepting) => {
+                    if accepting {
+                        tracing::info!("live-bucket merge done: assigning new buckets");
+                    }
+                    self.command(Command::AcceptingNew(accepting));
+                }
+                Action::Relinquish { hold_ms } => {
+                    tracing::warn!(
+                        node = self.node_id,
+                        hold_ms,
+                        "no data plane: stepping down so another node can serve the VIP"
+                    );
+                    if handle.data_plane_failed(hold_ms).await.is_err() {
+                        tracing::error!("cluster task gone: cannot step down");
+                    }
+                }
+                Action::Notify(event) => self.notify.event(event, None),
+            }
+        }
+        self.publish_plane();
+    }
+
+    fn command(&self, command: Command) {
+        if let Some(s) = &self.scheduler {
+            s.command(command);
+        }
     }
 
     /// Starts the scheduler thread from the replica (blocking set-up off the workers).
-    async fn take_over(&mut self, view: &ClusterView) {
-        if self.scheduler.is_some() {
-            return;
-        }
-        self.last_takeover = Some(std::time::Instant::now());
+    async fn start_scheduler(
+        &mut self,
+        table: Arc<BucketSnapshot>,
+        nodes: &[NodeCandidate],
+        accepting_new: bool,
+    ) -> Event {
         let mut cfg = scheduler_config(&self.array, self.node_id);
-        cfg.nodes = node_entries(&self.array, &view.nodes);
-        cfg.initial_table = Some(Arc::clone(&view.table));
+        cfg.nodes = node_entries(&self.array, nodes);
+        let assigned = table.assigned.len();
+        cfg.initial_table = Some(table);
         cfg.record_changes = true;
-        let accepting = view.accepting_new;
+        cfg.accepting_new = accepting_new;
         match tokio::task::spawn_blocking(move || spawn_scheduler(cfg)).await {
             Ok(Ok(handle)) => {
-                handle.set_accepting_new(accepting);
-                self.seen_version = view.version;
-                self.merging = !accepting;
                 tracing::info!(
                     node = self.node_id,
-                    assigned = view.table.assigned.len(),
+                    assigned,
                     "scheduler up (gratuitous ARP sent)"
                 );
                 self.scheduler = Some(handle);
-                self.notify.event("scheduler", None);
+                Event::Started
             }
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot start the scheduler"),
-            Err(e) => tracing::error!(error = %e, "scheduler start-up task"),
+            Ok(Err(e)) => {
+                let cause = cause_chain(&e);
+                tracing::error!(node = self.node_id, error = %cause, "cannot start the scheduler");
+                Event::StartFailed { cause }
+            }
+            Err(e) => {
+                let cause = format!("scheduler start-up task: {e}");
+                tracing::error!(node = self.node_id, error = %cause, "cannot start the scheduler");
+                Event::StartFailed { cause }
+            }
         }
+    }
+
+    /// The scheduler's thread ended by itself: say why and let the supervisor hand the role
+    /// on.
+    async fn died(&mut self, handle: &ClusterHandle) {
+        let Some(s) = self.scheduler.take() else {
+            return;
+        };
+        let node = self.node_id;
+        let cause = match tokio::task::spawn_blocking(move || s.stop()).await {
+            Ok(Ok(counters)) => {
+                log_counters(node, &counters);
+                "the scheduler loop ended without an error".to_owned()
+            }
+            Ok(Err(e)) => cause_chain(&e),
+            Err(e) => format!("scheduler stop task: {e}"),
+        };
+        tracing::error!(node, error = %cause, "the scheduler's data plane died (kernel restored)");
+        self.supervise(handle, Event::Died { cause }).await;
+    }
+
+    /// Publishes the data plane's state for `/cluster`.
+    fn publish_plane(&self) {
+        let state = match self.supervisor.data_plane() {
+            DataPlane::Down => "down",
+            DataPlane::Starting => "starting",
+            DataPlane::Up => "up",
+        };
+        let failures = self.supervisor.failures();
+        self.plane_tx.send_if_modified(|r| {
+            if r.state == state && r.failures == failures {
+                return false;
+            }
+            r.state = state;
+            if r.failures != failures {
+                r.last_failure = self
+                    .supervisor
+                    .last_failure()
+                    .map(|f| (f.at_start, f.cause.clone(), Instant::now()));
+            }
+            r.failures = failures;
+            true
+        });
     }
 
     async fn step_down(&mut self, why: &str) {
@@ -438,24 +549,6 @@ impl Driver {
             Err(e) => tracing::error!(error = %e, "scheduler stop task"),
         }
         tracing::info!(node, why, "scheduler role left; kernel restored");
-        self.notify.event("standby", None);
-    }
-
-    /// A new view: node table, takeover hold and (until the merge is over) newer replicas go
-    /// to the scheduler.
-    fn follow(&mut self, view: &ClusterView) {
-        let Some(s) = &self.scheduler else {
-            return;
-        };
-        s.update_nodes(node_entries(&self.array, &view.nodes));
-        s.set_accepting_new(view.accepting_new);
-        if self.merging && view.version > self.seen_version {
-            s.adopt_table(Arc::clone(&view.table));
-            self.seen_version = view.version;
-        }
-        if view.accepting_new {
-            self.merging = false;
-        }
     }
 
     /// A committed configuration: the proxy's services and back-ends, then what may change
@@ -528,10 +621,8 @@ impl Driver {
                 let _ = handle.set_enabled(e).await;
             }
         }
-        if let Some(s) = &self.scheduler {
-            s.update_nodes(node_entries(&self.array, &view.nodes));
-            s.set_bucket_idle(ms(self.array.bucket_idle));
-        }
+        self.command(Command::Nodes(node_entries(&self.array, &view.nodes)));
+        self.command(Command::BucketIdle(ms(self.array.bucket_idle)));
         tracing::info!(
             version,
             nodes = self.array.nodes.len(),
@@ -542,23 +633,19 @@ impl Driver {
     }
 }
 
-/// The scheduler's node table: every configured node with its MAC, alive when the cluster
-/// lists it, weight and drain state as the cluster reports them.
+/// The scheduler's node table from the configured nodes and the cluster's candidates.
 pub(crate) fn node_entries(array: &ArrayConfig, alive: &[NodeCandidate]) -> Vec<NodeEntry> {
-    array
+    let configured: Vec<Configured> = array
         .nodes
         .iter()
-        .map(|n| {
-            let c = alive.iter().find(|c| c.id.0 == n.id);
-            NodeEntry {
-                id: NodeId(n.id),
-                mac: MacAddr(n.mac),
-                weight: c.map_or(n.weight, |c| c.weight),
-                enabled: c.map_or(n.enabled, |c| c.enabled),
-                alive: c.is_some_and(|c| c.alive),
-            }
+        .map(|n| Configured {
+            id: NodeId(n.id),
+            mac: MacAddr(n.mac),
+            weight: n.weight,
+            enabled: n.enabled,
         })
-        .collect()
+        .collect();
+    pentaflow_node::node_entries(&configured, alive)
 }
 
 #[cfg(test)]

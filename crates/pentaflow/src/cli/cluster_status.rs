@@ -22,7 +22,7 @@ use pentaflow_config::ArrayConfig;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-use super::cluster::ClusterAccess;
+use super::cluster::{ClusterAccess, DataPlaneReport};
 use super::cluster_summary;
 
 /// Bound on one admin exchange of the command line.
@@ -43,7 +43,23 @@ pub(crate) fn report(access: &ClusterAccess) -> Value {
     let view = access.view.borrow().clone();
     let info = access.info.borrow().clone();
     let array = Arc::clone(&access.array.borrow());
-    document(&array, &view, &info)
+    let plane = access.data_plane.borrow().clone();
+    let mut doc = document(&array, &view, &info);
+    doc["data_plane"] = data_plane_json(&plane);
+    doc
+}
+
+/// This node's scheduler data plane in the `/cluster` document.
+fn data_plane_json(plane: &DataPlaneReport) -> Value {
+    json!({
+        "state": plane.state,
+        "failures": plane.failures,
+        "last_failure": plane.last_failure.as_ref().map(|(at_start, cause, when)| json!({
+            "at_start": at_start,
+            "cause": cause,
+            "ms_ago": u64::try_from(when.elapsed().as_millis()).unwrap_or(u64::MAX),
+        })),
+    })
 }
 
 /// A node's state for the operator: `failed` (not heard), `unresponsive` (heard, but failed by
@@ -170,6 +186,11 @@ pub(crate) fn metrics(access: &ClusterAccess) -> Vec<NodeMetric> {
             "cluster_config_version",
             "Version of the configuration committed through the array.",
             view.config_version,
+        ),
+        NodeMetric::counter(
+            "cluster_data_plane_failures",
+            "Times this node's scheduler data plane could not start or died (it then stepped down).",
+            access.data_plane.borrow().failures,
         ),
         NodeMetric::counter(
             "cluster_dropped_datagrams",
@@ -313,6 +334,31 @@ pub(crate) fn render(doc: &Value) -> String {
             .as_u64()
             .map_or_else(|| "-".to_owned(), |m| format!("{m}ms"))
     );
+    let p = &doc["data_plane"];
+    if !p.is_null() {
+        let _ = writeln!(
+            out,
+            "Scheduler data plane here: {}, {} failure(s)",
+            text(&p["state"]),
+            text(&p["failures"]),
+        );
+        let f = &p["last_failure"];
+        if !f.is_null() {
+            let when = if f["at_start"].as_bool() == Some(true) {
+                "could not start"
+            } else {
+                "died"
+            };
+            let _ = writeln!(
+                out,
+                "  last: {when} {} ago: {}",
+                f["ms_ago"]
+                    .as_u64()
+                    .map_or_else(|| "-".to_owned(), |m| format!("{m}ms")),
+                text(&f["cause"]),
+            );
+        }
+    }
     cluster_summary::render(doc, &mut out);
     out
 }
@@ -430,5 +476,29 @@ mod tests {
         assert!(table.contains("Node Status Table"), "{table}");
         assert!(table.contains("10.77.1.12"), "{table}");
         assert!(table.contains("65533 unassigned"), "{table}");
+    }
+
+    #[test]
+    fn a_failed_data_plane_is_shown_with_its_cause() {
+        let plane = DataPlaneReport {
+            state: "down",
+            failures: 2,
+            last_failure: Some((
+                true,
+                "scheduler set-up: could not run `nft -f -`: is `nft` installed?".to_owned(),
+                std::time::Instant::now(),
+            )),
+        };
+        let doc = json!({ "nodes": [], "buckets": {}, "data_plane": data_plane_json(&plane) });
+        assert_eq!(doc["data_plane"]["failures"], 2);
+        let table = render(&doc);
+        assert!(
+            table.contains("Scheduler data plane here: down, 2 failure(s)"),
+            "{table}"
+        );
+        assert!(
+            table.contains("could not start") && table.contains("is `nft` installed?"),
+            "{table}"
+        );
     }
 }

@@ -56,6 +56,10 @@ pub(crate) enum LabCommand {
         /// started: `lab add-node` starts them, to watch a node join under load.
         #[arg(long, default_value_t = 0)]
         spare: usize,
+        /// Install what the lab needs and is missing (iproute2, nftables, procps, python3)
+        /// with apt-get before building it.
+        #[arg(long)]
+        install_deps: bool,
     },
     /// SIGKILL a node's pentaflow (a crash: nothing is restored), e.g. `lab kill node1`.
     Kill {
@@ -113,6 +117,7 @@ pub(crate) fn run(command: LabCommand) -> anyhow::Result<ExitCode> {
             webs,
             clients,
             spare,
+            install_deps,
         } => up(
             LabSpec {
                 nodes,
@@ -120,6 +125,7 @@ pub(crate) fn run(command: LabCommand) -> anyhow::Result<ExitCode> {
                 clients,
             },
             spare,
+            install_deps,
         ),
         LabCommand::Kill { lab, node } => kill(lab, &node),
         LabCommand::Start { lab, node } => start(lab, &node),
@@ -130,7 +136,7 @@ pub(crate) fn run(command: LabCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn up(spec: LabSpec, spare: usize) -> anyhow::Result<ExitCode> {
+fn up(spec: LabSpec, spare: usize, install_deps: bool) -> anyhow::Result<ExitCode> {
     if spec.webs == 0 {
         bail!("the array needs at least one web server (--webs 1 or more)");
     }
@@ -140,30 +146,30 @@ fn up(spec: LabSpec, spare: usize) -> anyhow::Result<ExitCode> {
             spec.nodes
         );
     }
+    // Before anything is built: root, the tools, the state directory (or install them).
+    let mut check = pentaflow_lab::Preflight::check();
+    if !check.is_ok() && install_deps {
+        check = pentaflow_lab::install_missing(&check).context("lab up --install-deps")?;
+    }
+    if !check.is_ok() {
+        bail!(
+            "lab up: this machine cannot run the lab yet:\n{}",
+            check.report().trim_end()
+        );
+    }
     let exe = std::env::current_exe().context("cannot find the pentaflow binary")?;
     let exe = exe.to_string_lossy().into_owned();
     let started = Instant::now();
-    // Owned until detached: any failure below tears the lab down again.
+    // Owned until detached: any failure below tears the lab down again, so the logs are
+    // copied out first and the failing one quoted.
     let mut lab = Lab::up(spec).context("cannot build the lab")?;
-    let state = lab.state().clone();
-    write_notify_script(&state.dir())?;
-    let config_path = state.dir().join("array.toml");
-    std::fs::write(&config_path, array_config(&state))
-        .with_context(|| format!("cannot write {}", config_path.display()))?;
-    let config = config_path.to_string_lossy().into_owned();
     let mut nodes = Vec::new();
-    let to_start: Vec<String> = state
-        .hosts_of(Role::Node)
-        .take(spec.nodes - spare)
-        .map(|h| h.name.clone())
-        .collect();
-    for name in to_start {
-        let (pid, log) = spawn_node(&mut lab, &exe, &name)?;
-        nodes.push((name, pid, log));
+    if let Err(e) = start_array(&mut lab, &exe, spec, spare, &mut nodes) {
+        return Err(with_kept_logs(lab.state(), &nodes, e));
     }
-    wait_ready(&lab, &nodes)?;
     let took = started.elapsed();
     let state = lab.detach();
+    let config = state.dir().join("array.toml");
     print!("{}", state.summary());
     println!(
         "array up in {:.1} s: node1 is the preferred scheduler (the nodes elect another if it \
@@ -171,7 +177,7 @@ fn up(spec: LabSpec, spare: usize) -> anyhow::Result<ExitCode> {
         took.as_secs_f64(),
         state.vip
     );
-    println!("  config: {config}  (logs beside it)");
+    println!("  config: {}  (logs beside it)", config.display());
     println!(
         "  try:    pentaflow lab exec client1 -- curl -s http://{}/",
         state.vip
@@ -179,6 +185,71 @@ fn up(spec: LabSpec, spare: usize) -> anyhow::Result<ExitCode> {
     println!("  status: pentaflow lab status {}", state.prefix);
     println!("  down:   pentaflow lab down {}", state.prefix);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Lines of a failing node's log quoted in the error of a failed `lab up`.
+const TAIL_LINES: usize = 20;
+
+/// The error of a failed `lab up`, with where its logs are kept (the teardown removes the
+/// lab's directory) and the last lines of the log of each node that exited — or of every
+/// started node when none did (the array did not answer).
+fn with_kept_logs(
+    state: &LabState,
+    nodes: &[(String, u32, std::path::PathBuf)],
+    error: anyhow::Error,
+) -> anyhow::Error {
+    let kept = state.keep_logs();
+    let (kept, kept_dir) = match kept {
+        Ok(dir) => (format!("logs kept in {}", dir.display()), Some(dir)),
+        Err(e) => (format!("the logs could not be kept: {e}"), None),
+    };
+    let exited: Vec<_> = nodes.iter().filter(|(_, pid, _)| !alive(*pid)).collect();
+    let quoted = if exited.is_empty() {
+        nodes.iter().collect()
+    } else {
+        exited
+    };
+    let mut text = format!("{error:#}\n{kept}");
+    for (name, _, log) in quoted {
+        // Name the copy: the lab's own directory goes with the teardown.
+        let shown = match (&kept_dir, log.file_name()) {
+            (Some(dir), Some(file)) => dir.join(file),
+            _ => log.clone(),
+        };
+        let _ = write!(
+            text,
+            "\n--- last lines of {name}'s log ({}) ---\n{}",
+            shown.display(),
+            pentaflow_lab::tail(log, TAIL_LINES)
+        );
+    }
+    anyhow::anyhow!(text)
+}
+
+/// Writes the lab's configuration and starts the nodes (all but the spare ones), recording
+/// each in `nodes`, then waits until the array answers through the VIP.
+fn start_array(
+    lab: &mut Lab,
+    exe: &str,
+    spec: LabSpec,
+    spare: usize,
+    nodes: &mut Vec<(String, u32, std::path::PathBuf)>,
+) -> anyhow::Result<()> {
+    let state = lab.state().clone();
+    write_notify_script(&state.dir())?;
+    let config_path = state.dir().join("array.toml");
+    std::fs::write(&config_path, array_config(&state))
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    let to_start: Vec<String> = state
+        .hosts_of(Role::Node)
+        .take(spec.nodes - spare)
+        .map(|h| h.name.clone())
+        .collect();
+    for name in to_start {
+        let (pid, log) = spawn_node(lab, exe, &name)?;
+        nodes.push((name, pid, log));
+    }
+    wait_ready(lab, nodes)
 }
 
 /// Starts `pentaflow serve` for node host `name` (`nodeN` is node id N) with the lab's
@@ -288,23 +359,79 @@ fn wait_ready(lab: &Lab, nodes: &[(String, u32, std::path::PathBuf)]) -> anyhow:
         .context("the lab has no client")?;
     loop {
         for (name, pid, log) in nodes {
-            if !Path::new(&format!("/proc/{pid}")).exists() {
-                let text = std::fs::read_to_string(log).unwrap_or_default();
-                bail!("pentaflow on {name} exited during start-up:\n{text}");
+            // Not `/proc/PID` exists: a node that exited stays a zombie until the lab reaps it.
+            if !alive(*pid) {
+                bail!(
+                    "pentaflow on {name} exited during start-up (log {})",
+                    log.display()
+                );
             }
         }
         let answered = lab.run_in(&client, || probe(vip))?;
-        if answered {
-            return Ok(());
-        }
+        // An answer alone is not an array: a node's kernel can answer the VIP for a moment
+        // while its scheduler's data plane fails to start; every node must follow one
+        // scheduler whose data plane is up.
+        let why = match (answered, array_up(lab, nodes)?) {
+            (true, Ok(())) => return Ok(()),
+            (true, Err(why)) => why,
+            (false, Ok(())) => format!("no answer through the VIP {vip}"),
+            (false, Err(why)) => format!("no answer through the VIP {vip}; {why}"),
+        };
         if Instant::now() >= deadline {
-            bail!(
-                "no answer through the VIP {vip} within {READY_TIMEOUT:?}; logs in {}",
-                lab.state().dir().display()
-            );
+            bail!("the array is not up within {READY_TIMEOUT:?}: {why}");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Whether every started node reports (its `/cluster`) the same scheduler and that node's
+/// data plane is up; otherwise what is wrong, node by node, with each data plane's last
+/// failure and its cause.
+fn array_up(
+    lab: &Lab,
+    nodes: &[(String, u32, std::path::PathBuf)],
+) -> anyhow::Result<Result<(), String>> {
+    let admin: SocketAddr = LAB_ADMIN.parse()?;
+    let token = lab_admin_token(&lab.state().prefix);
+    let mut schedulers = std::collections::BTreeSet::new();
+    let mut up = None;
+    let mut problems = Vec::new();
+    for (name, _, _) in nodes {
+        let doc = lab.run_in(name, || super::cluster_status::fetch(admin, Some(&token)))?;
+        let doc = match doc {
+            Ok(d) if !d.is_null() => d,
+            Ok(_) => {
+                problems.push(format!("{name}: not in a cluster"));
+                continue;
+            }
+            Err(e) => {
+                problems.push(format!("{name}: admin API: {e:#}"));
+                continue;
+            }
+        };
+        schedulers.insert(doc["scheduler"].as_u64());
+        let plane = &doc["data_plane"];
+        if doc["role"] == "scheduler" && plane["state"] == "up" {
+            up = doc["node"].as_u64();
+        }
+        if let Some(cause) = plane["last_failure"]["cause"].as_str() {
+            problems.push(format!(
+                "{name}: its scheduler data plane failed {} time(s), last: {cause}",
+                plane["failures"]
+            ));
+        }
+    }
+    if let (Some(id), 1) = (up, schedulers.len()) {
+        if schedulers.contains(&Some(id)) {
+            return Ok(Ok(()));
+        }
+    }
+    if problems.is_empty() {
+        problems.push(format!(
+            "no node runs the scheduler's data plane yet (schedulers seen: {schedulers:?})"
+        ));
+    }
+    Ok(Err(problems.join("; ")))
 }
 
 /// One `GET /` to `vip` answered with 200.

@@ -8,10 +8,12 @@ mod cluster_status;
 mod cluster_summary;
 mod config_cmd;
 mod demo;
+mod generate;
 mod lab;
 mod node_report;
 mod notify;
 mod pushed_config;
+mod readiness;
 mod serve;
 mod status;
 
@@ -26,7 +28,8 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(version, about)]
 pub(crate) struct Cli {
-    /// Log format for the console: text or json.
+    /// Log format on stderr: text or json. Text is coloured only when stderr is a terminal
+    /// and NO_COLOR is unset (never in a file, a pipe or the journal).
     #[arg(long, global = true, default_value = "text")]
     log_format: LogFormat,
     #[command(subcommand)]
@@ -89,6 +92,13 @@ enum Command {
     /// Drain or re-enable a node of the array through its admin API.
     #[command(subcommand)]
     Node(config_cmd::NodeCommand),
+    /// Write the man pages and shell completions into a directory (for packaging).
+    #[command(hide = true)]
+    Generate {
+        /// Where to write them.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// Runs one command line.
@@ -118,6 +128,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Config(command) => config_cmd::run(command),
         Command::Node(command) => config_cmd::run_node(command),
+        Command::Generate { out } => generate::run(&out),
     }
 }
 
@@ -142,9 +153,18 @@ fn init_logging(format: LogFormat) {
         EnvFilter::try_from_env("PENTAFLOW_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour_logs())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// Colour only for a person at a terminal: stderr is a TTY and `NO_COLOR` (no-color.org: any
+/// non-empty value) is not set. A log file, a pipe or the journal gets plain text.
+fn colour_logs() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
 }

@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | `scheduler` | this node took the VIP (its data plane is up) | — |
 //! | `standby` | this node released the VIP | — |
+//! | `fault` | this node's data plane could not start or died; it stepped down | — |
 //! | `node-failed` | another node was failed (silent, restarted, or not answering polls) | its id |
 //! | `node-joined` | another node was heard (first time or again) | its id |
 //! | `config-committed` | a committed configuration became active here | its version |
@@ -141,9 +142,36 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_script_nothing_runs_and_a_bad_one_is_only_logged() {
-        Notifier::start(None, 1, "x".into()).event("scheduler", None);
-        let missing = Notifier::start(Some("/nonexistent/notify".into()), 1, "x".into());
-        missing.event("scheduler", None);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let none = Notifier::start(None, 1, "x".into());
+        assert!(none.queue.is_none(), "no script: no queue, no task");
+        none.event("scheduler", None);
+        // A script that cannot start is logged, and the events after it still run: the
+        // script appears after the first event, and only the second one reaches it.
+        let dir = std::env::temp_dir().join(format!("pf-notify-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("calls");
+        let script = dir.join("notify.sh");
+        let _ = std::fs::remove_file(&script);
+        let n = Notifier::start(Some(script.clone()), 1, "x".into());
+        n.event("scheduler", None);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!log.exists(), "nothing ran");
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\necho \"$*\" >> {}\n", log.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        n.event("standby", None);
+        let mut got = String::new();
+        for _ in 0..100 {
+            got = std::fs::read_to_string(&log).unwrap_or_default();
+            if !got.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(got, "standby 1\n", "the failed call was only logged");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -125,6 +125,8 @@ async fn run_array_node(
         });
         tracing::info!(%admin, "admin API listening");
     }
+    // Every listener is bound (the proxy's above, the admin API's here): systemd may go on.
+    super::readiness::ready();
     let mut grace = config.node.shutdown_grace;
     loop {
         tokio::select! {
@@ -133,19 +135,31 @@ async fn run_array_node(
                     tracing::info!("SIGHUP ignored: no configuration file to reload");
                     continue;
                 };
+                super::readiness::reloading();
                 // A bad file or a failed bind keeps the running configuration: never exit here.
-                match pentaflow_config::load(path) {
+                let applied = match pentaflow_config::load(path) {
                     Ok(new) => match proxy.reload(&new).await {
-                        Ok(()) => grace = new.node.shutdown_grace,
-                        Err(e) => tracing::error!(error = %e, "reload failed; keeping the running configuration"),
+                        Ok(()) => {
+                            grace = new.node.shutdown_grace;
+                            true
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "reload failed; keeping the running configuration");
+                            false
+                        }
                     },
-                    Err(e) => tracing::error!("reload refused; keeping the running configuration:\n{e}"),
-                }
+                    Err(e) => {
+                        tracing::error!("reload refused; keeping the running configuration:\n{e}");
+                        false
+                    }
+                };
+                super::readiness::reloaded(applied);
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
+    super::readiness::stopping();
     tracing::info!(grace = ?grace, "draining: no new connections, finishing requests in flight");
     let started = Instant::now();
     let clean = proxy.shutdown(grace).await;
@@ -247,6 +261,12 @@ impl StatusSource for ProxyStatus {
             .map_or(serde_json::Value::Null, |(_, access)| {
                 cluster_status::report(access)
             })
+    }
+
+    fn bucket_table(&self) -> Option<Arc<pentaflow_balance::BucketSnapshot>> {
+        let (_, access) = self.cluster.as_ref()?;
+        let table = Arc::clone(&access.view.borrow().table);
+        Some(table)
     }
 
     fn control(&self, request: ControlRequest) -> Result<serde_json::Value, ControlError> {

@@ -1,23 +1,38 @@
-//! Deterministic simulation of whole arrays of [`Node`] cores.
+//! Deterministic simulation of whole arrays on the production decision path.
 //!
-//! A virtual clock (1 ms steps), a seeded lossy network (loss, duplication, delay/reordering,
-//! partitions), crashes and restarts, and client connections routed through whichever node
-//! holds the VIP (the last one that said `BecomeScheduler`, as gratuitous ARP would make it).
+//! Each node is its cluster [`Node`] core, its [`Supervisor`] and — while the supervisor runs
+//! one — the scheduler's real data-plane core, [`SchedulerCore`], fed real frames. There is no
+//! other router: client connections are SYN frames handed to the data plane of whichever node
+//! holds the VIP (the last one whose data plane started, as its gratuitous ARP makes it), and
+//! the data plane's assignments reach the cluster as they do in production
+//! (`report_assignments`). A virtual clock (1 ms steps), a seeded lossy network (loss,
+//! duplication, delay/reordering, partitions), crashes, restarts and data planes that cannot
+//! start.
 //! Invariants are checked after every step; a failure names its seed, and
-//! `SIM_SEED=<n> cargo test -p pentaflow-cluster --test simulation` replays just that seed.
+//! `SIM_SEED=<n> cargo test -p pentaflow-node --test simulation` replays just that seed.
 
 // Test helpers outside #[test] fns: a panic is the failure report (see .clippy.toml).
 #![allow(clippy::unwrap_used)]
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
+use std::net::{IpAddr, Ipv4Addr};
 
-use pentaflow_balance::NodeId;
+use pentaflow_balance::{BucketTable, NodeId};
 use pentaflow_cluster::{
-    ClusterKey, ConfigEvent, Destination, Node, NodeParams, Output, Role, Timing,
+    ClusterKey, ClusterView, ConfigEvent, Destination, Node, NodeParams, Output, Role, Timing,
 };
+use pentaflow_node::{node_entries, Action, Configured, Event, Supervisor};
+use pentaflow_packet::synth::FrameSpec;
+use pentaflow_packet::{CoreParams, L4Proto, MacAddr, SchedulerCore, Verdict};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 77, 1, 10);
+/// The data plane's hold-off after a failure (the production default).
+const HOLD_OFF_MS: u64 = pentaflow_node::DEFAULT_HOLD_OFF_MS;
+/// Buckets idle this long are released by the data plane's tick (every second).
+const IDLE_MS: u64 = 2_000;
 
 const TABLE: usize = 1024;
 const TIMING: Timing = Timing {
@@ -47,12 +62,46 @@ struct SimNode {
     core: Option<Node>,
     incarnation: u64,
     priority: u8,
+    sup: Supervisor,
+    /// The scheduler's data plane, while the supervisor runs one.
+    plane: Option<SchedulerCore>,
+    last_view: Option<ClusterView>,
+    /// Its data plane cannot start (a missing program, a broken interface).
+    broken: bool,
 }
 
 struct Conn {
+    client: (IpAddr, u16),
     bucket: u32,
     node: usize,
+    since: u64,
     until: u64,
+}
+
+fn mac_of(i: usize) -> MacAddr {
+    MacAddr([0x02, 0, 0, 0, 1, u8::try_from(i).unwrap()])
+}
+
+fn configured(n: usize) -> Vec<Configured> {
+    (0..n)
+        .map(|i| Configured {
+            id: NodeId(u16::try_from(i).unwrap() + 1),
+            mac: mac_of(i),
+            weight: 1,
+            enabled: true,
+        })
+        .collect()
+}
+
+fn syn(client: (IpAddr, u16)) -> Vec<u8> {
+    FrameSpec {
+        src: client.0,
+        src_port: client.1,
+        dst: IpAddr::V4(VIP),
+        dst_port: 80,
+        ..FrameSpec::default()
+    }
+    .build()
 }
 
 struct Sim {
@@ -84,6 +133,14 @@ struct Sim {
     pending_failover: Option<u64>,
     committed: BTreeMap<usize, u64>,
     ready: Vec<u64>,
+    /// Data planes that failed to start (each must have handed the role on).
+    start_failures: u64,
+    /// When a scheduler last treated each (running) node as failed — e.g. failed by the
+    /// status poll after three lost polls in a row: its connections may move, as if it had
+    /// crashed (seed 002).
+    failed_at: BTreeMap<usize, u64>,
+    /// Connections that moved because the scheduler had failed their (running) node.
+    moved_with_failed_node: u64,
 }
 
 fn params(id: usize, priority: u8, incarnation: u64) -> NodeParams {
@@ -122,6 +179,9 @@ impl Sim {
             pending_failover: None,
             committed: BTreeMap::new(),
             ready: Vec::new(),
+            start_failures: 0,
+            failed_at: BTreeMap::new(),
+            moved_with_failed_node: 0,
         };
         for i in 0..n {
             // Node 0 has the highest priority: when it returns it must not preempt.
@@ -130,6 +190,10 @@ impl Sim {
                 core: None,
                 incarnation: 0,
                 priority,
+                sup: Supervisor::new(HOLD_OFF_MS),
+                plane: None,
+                last_view: None,
+                broken: false,
             });
             s.start(i);
         }
@@ -148,11 +212,15 @@ impl Sim {
         });
         n.core =
             Some(Node::new(params(i, n.priority, n.incarnation), validator, self.now).unwrap());
+        n.sup = Supervisor::new(HOLD_OFF_MS);
+        n.plane = None;
+        n.last_view = None;
         self.last_fault = self.now;
     }
 
     fn crash(&mut self, i: usize) {
         self.nodes[i].core = None;
+        self.nodes[i].plane = None;
         let before = self.conns.len();
         self.conns.retain(|c| c.node != i);
         self.died_with_node += (before - self.conns.len()) as u64;
@@ -229,8 +297,55 @@ impl Sim {
             };
             match out {
                 Output::Send { to, datagram } => self.send(i, to, &datagram),
-                Output::BecomeScheduler { .. } => {
-                    // Gratuitous ARP: the router now sends VIP traffic here.
+                Output::Config(ConfigEvent::Committed { version, .. }) => {
+                    self.committed.insert(i, version);
+                }
+                Output::Config(ConfigEvent::Ready { proposal }) => self.ready.push(proposal),
+                _ => {}
+            }
+        }
+    }
+
+    /// The supervisor of node `i` sees its current view.
+    fn supervise(&mut self, i: usize) {
+        let now = self.now;
+        let n = &mut self.nodes[i];
+        let Some(core) = n.core.as_mut() else {
+            return;
+        };
+        let view = ClusterView::of(core);
+        if n.last_view.as_ref() == Some(&view) {
+            return;
+        }
+        n.last_view = Some(view.clone());
+        if n.plane.is_some() {
+            for c in view.nodes.iter().filter(|c| !c.alive) {
+                self.failed_at.insert(usize::from(c.id.0) - 1, now);
+            }
+        }
+        let n = &mut self.nodes[i];
+        let actions = n.sup.handle(Event::View(view), now);
+        self.perform(i, actions);
+    }
+
+    /// What the binary's driver does with each action, on the simulated node.
+    fn perform(&mut self, i: usize, actions: Vec<Action>) {
+        let now = self.now;
+        let all = configured(self.nodes.len());
+        for action in actions {
+            match action {
+                Action::StartScheduler {
+                    table,
+                    nodes,
+                    accepting_new,
+                } => {
+                    if self.nodes[i].broken {
+                        self.start_failures += 1;
+                        let cause = "scheduler set-up: `nft` not found".to_owned();
+                        let more = self.nodes[i].sup.handle(Event::StartFailed { cause }, now);
+                        self.perform(i, more);
+                        continue;
+                    }
                     if let Some(v) = self.vip.filter(|&v| v != i && self.up(v)) {
                         let cur = self.nodes[v].core.as_ref().map(Node::role);
                         assert!(
@@ -240,23 +355,98 @@ impl Sim {
                             self.now
                         );
                     }
+                    let params = CoreParams {
+                        vip: IpAddr::V4(VIP),
+                        services: vec![(L4Proto::Tcp, 80)],
+                        self_id: NodeId(u16::try_from(i).unwrap() + 1),
+                        lan_mac: mac_of(i),
+                        local_mac: MacAddr([0x02, 0, 0, 0, 2, u8::try_from(i).unwrap()]),
+                    };
+                    let table = BucketTable::from_snapshot(&table, now).unwrap();
+                    let mut plane = SchedulerCore::new(params, node_entries(&all, &nodes), table);
+                    plane.record_changes();
+                    plane.set_accepting_new(accepting_new);
+                    self.nodes[i].plane = Some(plane);
+                    // Gratuitous ARP: the router now sends VIP traffic here.
                     self.vip = Some(i);
+                    if accepting_new {
+                        self.accepting(i);
+                    }
+                    let more = self.nodes[i].sup.handle(Event::Started, now);
+                    self.perform(i, more);
                 }
-                // The remaining scheduler's periodic gratuitous ARP wins the VIP back.
-                Output::StepDown { scheduler } if self.vip == Some(i) => {
-                    self.vip = scheduler.map(Self::index_of);
-                }
-                Output::AcceptingNew => {
-                    if let Some(t) = self.pending_failover.take() {
-                        self.failovers.push(self.now - t);
+                Action::StopScheduler { .. } => {
+                    self.nodes[i].plane = None;
+                    if self.vip == Some(i) {
+                        // A remaining data plane's periodic gratuitous ARP wins the VIP back.
+                        self.vip = (0..self.nodes.len()).find(|&j| self.nodes[j].plane.is_some());
                     }
                 }
-                Output::Config(ConfigEvent::Committed { version, .. }) => {
-                    self.committed.insert(i, version);
+                Action::UpdateNodes(nodes) => {
+                    if let Some(p) = self.nodes[i].plane.as_mut() {
+                        p.set_nodes(node_entries(&all, &nodes));
+                    }
                 }
-                Output::Config(ConfigEvent::Ready { proposal }) => self.ready.push(proposal),
-                _ => {}
+                Action::Adopt(table) => {
+                    if let Some(p) = self.nodes[i].plane.as_mut() {
+                        p.adopt(&table, now);
+                    }
+                }
+                Action::SetAcceptingNew(accepting) => {
+                    if let Some(p) = self.nodes[i].plane.as_mut() {
+                        p.set_accepting_new(accepting);
+                    }
+                    if accepting {
+                        self.accepting(i);
+                    }
+                }
+                Action::Relinquish { hold_ms } => {
+                    if self.vip == Some(i) {
+                        self.vip = None;
+                    }
+                    if let Some(core) = self.nodes[i].core.as_mut() {
+                        core.data_plane_failed(hold_ms, now);
+                    }
+                    self.drain(i);
+                }
+                Action::Notify(_) => {}
             }
+        }
+    }
+
+    /// Node `i`'s data plane assigns new buckets: a pending failover is over.
+    fn accepting(&mut self, i: usize) {
+        if self.vip == Some(i) {
+            if let Some(t) = self.pending_failover.take() {
+                self.failovers.push(self.now - t);
+            }
+        }
+    }
+
+    /// Every data plane's assignments and releases go to its cluster core, as the driver's
+    /// sync does.
+    fn report(&mut self, i: usize) {
+        let now = self.now;
+        let n = &mut self.nodes[i];
+        let (Some(plane), Some(core)) = (n.plane.as_mut(), n.core.as_mut()) else {
+            return;
+        };
+        let changes = plane.take_changes();
+        if !changes.is_empty() {
+            core.report_assignments(&changes, now);
+        }
+        self.drain(i);
+    }
+
+    /// The node a frame of `client` reaches through the VIP holder's data plane now, if any.
+    fn route(&mut self, v: usize, client: (IpAddr, u16)) -> Option<usize> {
+        let now = self.now;
+        let plane = self.nodes[v].plane.as_mut()?;
+        let mut frame = syn(client);
+        match plane.handle(&mut frame, now) {
+            Verdict::Local => Some(v),
+            Verdict::Forward { to } => (0..self.nodes.len()).find(|&j| mac_of(j) == to),
+            Verdict::Drop(_) => None,
         }
     }
 
@@ -282,8 +472,12 @@ impl Sim {
                 core.handle_timeout(now);
             }
             self.drain(i);
+            self.supervise(i);
         }
         self.traffic();
+        for i in 0..self.nodes.len() {
+            self.report(i);
+        }
     }
 
     /// Clients: a new connection every 5 ms, a packet per connection every 50 ms, all
@@ -295,17 +489,21 @@ impl Sim {
         };
         let mut changed = false;
         if now % 5 == 0 && !self.quiet_traffic {
-            let bucket = self.rng.random_range(0..u32::try_from(TABLE).unwrap());
-            let busy = self.conns.iter().any(|c| c.bucket == bucket);
-            let routed = self.nodes[v]
-                .core
-                .as_mut()
-                .and_then(|c| c.route(bucket, now));
-            if let (Some(n), false) = (routed, busy) {
+            let ip = Ipv4Addr::from(0x0a00_0000 | self.rng.random_range(0..0x00ff_ffffu32));
+            let client = (IpAddr::V4(ip), self.rng.random_range(1024..=u16::MAX));
+            let bucket = self.nodes[v]
+                .plane
+                .as_ref()
+                .map(|p| u32::try_from(p.table().bucket_of(client.0, client.1)).unwrap());
+            let busy = self.conns.iter().any(|c| Some(c.bucket) == bucket);
+            let routed = self.route(v, client);
+            if let (Some(n), Some(bucket), false) = (routed, bucket, busy) {
                 let until = now + self.rng.random_range(200..4_000);
                 self.conns.push(Conn {
+                    client,
                     bucket,
-                    node: Self::index_of(n),
+                    node: n,
+                    since: now,
                     until,
                 });
                 changed = true;
@@ -313,28 +511,26 @@ impl Sim {
         }
         if now % 50 == 0 {
             let mut broken = Vec::new();
-            for (k, c) in self.conns.iter().enumerate() {
-                let routed = self.nodes[v]
-                    .core
-                    .as_mut()
-                    .and_then(|core| core.route(c.bucket, now));
-                if let Some(n) = routed {
-                    if Self::index_of(n) != c.node {
-                        broken.push(k);
+            let clients: Vec<(IpAddr, u16)> = self.conns.iter().map(|c| c.client).collect();
+            for (k, client) in clients.into_iter().enumerate() {
+                if let Some(n) = self.route(v, client) {
+                    if n != self.conns[k].node {
+                        broken.push((k, n));
                     }
                 }
             }
-            for k in broken.into_iter().rev() {
+            for (k, to) in broken.into_iter().rev() {
                 let c = self.conns.remove(k);
-                let owner = self.nodes[v]
-                    .core
-                    .as_ref()
-                    .and_then(|core| core.owner(c.bucket));
+                if self.failed_at.get(&c.node).is_some_and(|&t| t >= c.since) {
+                    self.moved_with_failed_node += 1;
+                    continue;
+                }
                 assert!(
                     !self.protect || !self.up(c.node),
-                    "live bucket {} moved off alive node {} to {owner:?} at {now} (vip {})",
+                    "live bucket {} moved off alive node {} to node {} at {now} (vip {})",
                     c.bucket,
                     c.node + 1,
+                    to + 1,
                     v + 1
                 );
                 self.broken_alive += 1;
@@ -344,8 +540,8 @@ impl Sim {
             changed |= before != self.conns.len();
         }
         if now % 1_000 == 0 && !self.quiet_traffic {
-            if let Some(core) = self.nodes[v].core.as_mut() {
-                core.release_idle(2_000, now);
+            if let Some(plane) = self.nodes[v].plane.as_mut() {
+                plane.tick(now, IDLE_MS);
             }
         }
         self.drain(v);
@@ -379,6 +575,22 @@ impl Sim {
             .position(|n| n.role() == Role::Scheduler)
             .expect("a scheduler");
         let reference = up[s].snapshot();
+        let id = up[s].id();
+        let plane = self.nodes[usize::from(id.0) - 1].plane.as_ref();
+        // One writer: the data plane's table is exactly what the cluster replicates.
+        let plane = plane
+            .expect("the scheduler runs its data plane")
+            .table()
+            .snapshot();
+        assert_eq!(
+            plane.assigned, reference.assigned,
+            "data plane and replica differ"
+        );
+        let mut up: Vec<&mut Node> = self
+            .nodes
+            .iter_mut()
+            .filter_map(|n| n.core.as_mut())
+            .collect();
         for n in &mut up {
             let mine = n.snapshot();
             assert!(
@@ -527,8 +739,13 @@ fn failover_keeps_live_connections_and_never_preempts() {
         all.lock().unwrap().extend(sim.failovers.iter().copied());
         eprintln!(
             "seed {seed}: failovers {:?} ms, connections lost with their node {}, \
-             open on surviving nodes at the crashes {} (broken: {})",
-            sim.failovers, sim.died_with_node, sim.survived_crash, sim.broken_alive
+             open on surviving nodes at the crashes {} (broken: {}, moved with a node the \
+             status poll failed: {})",
+            sim.failovers,
+            sim.died_with_node,
+            sim.survived_crash,
+            sim.broken_alive,
+            sim.moved_with_failed_node
         );
     });
     let mut f = all.into_inner().unwrap();
@@ -645,5 +862,35 @@ fn a_node_started_after_a_commit_catches_up_with_the_committed_text() {
         let late = sim.nodes[2].core.as_ref().unwrap();
         assert_eq!(late.config_version(), v, "seed {seed}");
         assert_eq!(late.active_config().as_deref(), Some(text.as_str()));
+    });
+}
+
+#[test]
+fn a_scheduler_whose_data_plane_cannot_start_hands_the_vip_on() {
+    for_seeds(400..404, |seed| {
+        let mut sim = Sim::new(seed, 4, quiet());
+        // Node 1 ranks first but cannot bring its data plane up (say, `nft` is missing).
+        sim.nodes[0].broken = true;
+        sim.run_for(3_000);
+        assert!(sim.start_failures >= 1, "node 1 was elected and tried");
+        let v = sim.vip.expect("another node holds the VIP");
+        assert_ne!(v, 0, "the broken node does not hold the VIP");
+        assert!(sim.nodes[v].plane.is_some());
+        assert!(!sim.conns.is_empty(), "clients are served");
+        assert_eq!(
+            sim.nodes[0].core.as_ref().map(Node::data_plane_failures),
+            Some(1),
+            "it failed once and then followed the new scheduler (no retry while one lives)"
+        );
+        // Repaired, it stays a standby (no preemption); the scheduler crashes: it takes over.
+        sim.nodes[0].broken = false;
+        sim.run_for(2_000);
+        assert_eq!(sim.vip, Some(v));
+        sim.crash(v);
+        sim.run_for(1_500);
+        sim.start(v);
+        sim.run_for(3_000);
+        sim.settle();
+        assert_eq!(sim.broken_alive, 0);
     });
 }
