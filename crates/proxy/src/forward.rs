@@ -205,6 +205,7 @@ fn redirect_to_https(
         format!("{host}:{port}")
     };
     let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    shared.counters.redirect();
     let resp = crate::respond::redirect(&format!("https://{authority}{pq}"));
     exchange.status = resp.status().as_u16();
     let (head, body) = resp.into_parts();
