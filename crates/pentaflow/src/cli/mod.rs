@@ -102,7 +102,8 @@ enum Command {
 
 /// Runs one command line.
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    init_logging(cli.log_format);
+    // Held until the command returns: dropping it writes out every queued line.
+    let _log_writer = init_logging(cli.log_format);
     match cli.command {
         Command::Demo(args) => runtime(None)?.block_on(demo::run(args)),
         Command::Serve {
@@ -146,18 +147,28 @@ fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(builder.enable_all().build()?)
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs go to stderr through one writer thread: the threads that log (the data plane's, for
+/// every access-log line) only format and queue a line; the writer drains the queue into a
+/// buffer and writes it out whenever the queue is empty, so a burst of lines costs one
+/// `write(2)` instead of one each. Not lossy: when the queue is full a logging thread waits,
+/// as it waited for `write(2)` before.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("PENTAFLOW_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("pentaflow-log")
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour_logs())
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+    guard
 }
 
 /// Colour only for a person at a terminal: stderr is a TTY and `NO_COLOR` (no-color.org: any
