@@ -30,6 +30,7 @@
 
 use std::path::Path;
 
+pub mod edit;
 pub mod error;
 mod file;
 pub mod model;
