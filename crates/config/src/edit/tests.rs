@@ -180,3 +180,30 @@ fn a_bad_state_word_in_the_file_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn the_node_admin_token_is_read_and_checked() {
+    let with = |line: &str| TEXT.replace("[node]\n", &format!("[node]\n{line}\n"));
+    let config = crate::parse(
+        &with("admin_token = \"a node token 0123\""),
+        Source::Inline("t".into()),
+    )
+    .unwrap();
+    assert_eq!(
+        config.node.admin_token.as_deref(),
+        Some(&b"a node token 0123"[..])
+    );
+    assert!(!format!("{:?}", config.node).contains("a node token"));
+    let err = crate::parse(&with("admin_token = \"short\""), Source::Inline("t".into()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("node.admin_token") && !err.contains("short"),
+        "{err}"
+    );
+    let both = "admin_token = \"a node token 0123\"\nadmin_token_file = \"x\"";
+    let err = crate::parse(&with(both), Source::Inline("t".into()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not both"), "{err}");
+}
