@@ -16,7 +16,8 @@
 # Settings (environment): BENCH_RUNS=3, BENCH_DURATION=5 (s), BENCH_CONNS=50,
 # BENCH_PAGE_KB=64, BENCH_CRITERION=1 (0 = skip the cargo bench; it is a
 # release build), BENCH_QUIET_WAIT=0, BENCH_PIN=1, PENTAFLOW_BIN,
-# BENCH_OUT=bench/out, BENCH_KEEP_WORK=1, BENCH_QUICK=1 (1 round of 2 s, no criterion).
+# BENCH_OUT=bench/out, BENCH_KEEP_WORK=1, BENCH_QUICK=1 (1 round of 2 s, no criterion),
+# BENCH_CASES (a subset of the cases, e.g. "rewritten-uncached" while profiling).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -45,7 +46,7 @@ FIXTURE=$ROOT/crates/rewrite/tests/fixtures/blog.html
 # The back-end's Cache-Control max-age for the page (nginx `expires`): longer
 # than any run, so the cached case never sees an expired entry.
 PAGE_MAX_AGE=1h
-CASES="plain rewritten-uncached rewritten-cached"
+CASES=${BENCH_CASES:-"plain rewritten-uncached rewritten-cached"}
 
 declare -A LIVE=() PORT=() TPID=()
 WORK="" MADE_POLICY_RC=0

@@ -2,7 +2,9 @@
 //! content coding and charset, delivered in chunks of any size (a back-end controls all of it).
 //!
 //! Checks, besides "never panics": the body always ends (with data or an error) within a bounded
-//! number of polls, i.e. never hangs, and serving the cache afterwards is safe.
+//! number of polls, i.e. never hangs, and serving the cache afterwards is safe; and the fast scan
+//! writes exactly what lol_html alone writes for the same decoded bytes and chunking
+//! (differential: the fast path must never change a page's meaning).
 
 #![no_main]
 
@@ -56,6 +58,13 @@ fuzz_target!(|data: &[u8]| {
     let coding = CODINGS[usize::from(control & 3)];
     let charset = CHARSETS[usize::from((control >> 2) & 3)];
     let chunk = 1 + usize::from(control >> 4) * 97;
+    let (fast, full) = pentaflow_rewrite::differential::rewrite_both(
+        body,
+        chunk,
+        [None, Some("utf-8"), Some("windows-1252"), Some("shift_jis")]
+            [usize::from((control >> 2) & 3)],
+    );
+    assert!(fast == full, "fast scan and lol_html differ");
     let chunks = Chunks(body.chunks(chunk).map(Bytes::copy_from_slice).collect());
     let resp = http::Response::builder()
         .header("content-type", format!("text/html{charset}"))

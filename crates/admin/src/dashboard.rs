@@ -17,6 +17,21 @@ use serde_json::{json, Value};
 /// cell (a 16 M bucket table must not become a 16 M element page).
 pub(crate) const MAX_CELLS: usize = 4096;
 
+/// Headers of the page and its files. The page holds the admin token, so: scripts, styles and
+/// requests only from this node (an injected back-end name can never run as script, and
+/// nothing can send the token elsewhere), no framing (no click-jacking of the operator), and
+/// no content-type guessing.
+pub(crate) const SECURITY_HEADERS: &[(http::header::HeaderName, &str)] = &[
+    (
+        http::header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+         img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    ),
+    (http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (http::header::X_FRAME_OPTIONS, "DENY"),
+    (http::header::REFERRER_POLICY, "no-referrer"),
+];
+
 /// One embedded file of the page.
 pub(crate) struct Asset {
     /// Its `Content-Type`.

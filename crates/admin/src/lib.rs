@@ -54,7 +54,10 @@ pub use client::fetch_status;
 pub use control::{ControlError, ControlRequest};
 pub use error::AdminError;
 pub use metrics::encode_metrics;
-pub use model::{MetricKind, NodeMetric, StatusDocument, StatusSource};
+pub use model::{
+    ClusterBuckets, ClusterDocument, ClusterNodeRow, ClusterSummaryRow, DataPlaneFailure,
+    DataPlaneStatus, DroppedDatagrams, MetricKind, NodeMetric, StatusDocument, StatusSource,
+};
 pub use pentaflow_balance::{BackendState, WebServerStatus};
 pub use server::{serve, serve_with, AdminOptions};
 pub use table::render_table;

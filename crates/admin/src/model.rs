@@ -201,3 +201,166 @@ mod tests {
         assert!(text.contains(r#""kind":"gauge""#), "{text}");
     }
 }
+
+/// The JSON document of GET /cluster: this node's view of the array (seed 002's Node Status
+/// Table, bucket-table summary and Summary Web Server Status Table) and its data plane. The
+/// dashboard and `pentaflow status --cluster` read this shape; a field is added, never
+/// renamed.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ClusterDocument {
+    /// This node's id.
+    pub node: Option<u16>,
+    /// Its role: `scheduler`, `standby` or `starting`.
+    pub role: String,
+    /// The scheduler as this node sees it.
+    pub scheduler: Option<u16>,
+    /// Scheduler only: the takeover's merge is over and new buckets are assigned.
+    pub accepting_new: bool,
+    /// The configuration version committed through the array and active here.
+    pub config_version: u64,
+    /// Every configured node, in file order.
+    pub nodes: Vec<ClusterNodeRow>,
+    /// How long ago the scheduler's status poll last went round every node.
+    pub status_sweep_ms_ago: Option<u64>,
+    /// The Summary Web Server Status Table (scheduler only; empty elsewhere).
+    pub summary: Vec<ClusterSummaryRow>,
+    /// Web Server Status rows dropped on the way to the scheduler (over the per-node limit).
+    pub server_rows_dropped: u64,
+    /// The bucket table as this node holds it.
+    pub buckets: ClusterBuckets,
+    /// Control datagrams dropped, per reason.
+    pub dropped_datagrams: DroppedDatagrams,
+    /// This node's scheduler data plane (absent from nodes of older builds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_plane: Option<DataPlaneStatus>,
+}
+
+/// One row of the Node Status Table in [`ClusterDocument`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterNodeRow {
+    /// The node's id.
+    pub id: u16,
+    /// Its LAN address.
+    pub address: String,
+    /// Whether it is the node answering.
+    #[serde(rename = "self")]
+    pub is_self: bool,
+    /// Heard recently (always true for the node answering).
+    pub alive: bool,
+    /// `active`, `draining`, `drained`, `unresponsive` or `failed`.
+    pub state: String,
+    /// Its announced role, if alive.
+    pub role: Option<String>,
+    /// Election priority.
+    pub priority: u8,
+    /// Administratively enabled.
+    pub enabled: bool,
+    /// Weight for new buckets.
+    pub weight: u32,
+    /// Its incarnation (start time), if heard.
+    pub incarnation: Option<u64>,
+    /// How long ago it was last heard.
+    pub heard_ms_ago: Option<u64>,
+    /// Its bucket-table version.
+    pub table_version: Option<u64>,
+    /// Its active configuration version.
+    pub config_version: Option<u64>,
+    /// Its announced load (per mille of its connection limit).
+    pub load_permille: Option<u16>,
+    /// Open client connections, from the status poll.
+    pub open_connections: Option<u32>,
+    /// Requests served, from the status poll.
+    pub hits: Option<u64>,
+    /// Buckets with a live connection on it, from the status poll.
+    pub live_buckets: Option<u32>,
+    /// Age of its polled status.
+    pub status_age_ms: Option<u64>,
+    /// Buckets assigned to it in this node's table.
+    pub buckets: usize,
+}
+
+/// One row of the Summary Web Server Status Table in [`ClusterDocument`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ClusterSummaryRow {
+    /// The service.
+    pub service: String,
+    /// The back-end's name.
+    pub backend: String,
+    /// Its address.
+    pub address: String,
+    /// `up` if any node sees it up, else `down`.
+    pub state: String,
+    /// Nodes that see it up.
+    pub nodes_up: u32,
+    /// Nodes that see it down.
+    pub nodes_down: u32,
+    /// Nodes whose table has it.
+    pub nodes_reporting: u32,
+    /// Requests over all nodes.
+    pub hits: u64,
+    /// Open connections over all nodes.
+    pub open_connections: u64,
+    /// Session groups over all nodes.
+    pub session_groups: u64,
+    /// Average response time over all nodes.
+    pub avg_response_ms: f64,
+    /// Age of the oldest row summed.
+    pub age_ms: u64,
+}
+
+/// The bucket table in [`ClusterDocument`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterBuckets {
+    /// Buckets in the table.
+    pub size: usize,
+    /// Version of the mapping.
+    pub version: u64,
+    /// Buckets assigned to a node.
+    pub assigned: usize,
+    /// Buckets assigned to none.
+    pub unassigned: usize,
+    /// Assigned buckets per node id.
+    pub by_node: std::collections::BTreeMap<u16, usize>,
+}
+
+/// Control datagrams dropped, per reason, in [`ClusterDocument`].
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DroppedDatagrams {
+    /// Not a datagram of ours.
+    pub malformed: u64,
+    /// Another protocol version.
+    pub bad_version: u64,
+    /// Failed authentication.
+    pub forged: u64,
+    /// Older than the replay window.
+    pub stale: u64,
+    /// Seen before.
+    pub replayed: u64,
+    /// Claiming this node's own id.
+    pub own_id: u64,
+    /// Addressed to another node.
+    pub not_for_us: u64,
+}
+
+/// This node's scheduler data plane in [`ClusterDocument`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DataPlaneStatus {
+    /// `down`, `starting` or `up`.
+    pub state: String,
+    /// Times it could not start or died since the process started (each made the node step
+    /// down).
+    pub failures: u64,
+    /// The last failure.
+    pub last_failure: Option<DataPlaneFailure>,
+}
+
+/// A data-plane failure in [`DataPlaneStatus`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DataPlaneFailure {
+    /// It failed to start (true) or died running (false).
+    pub at_start: bool,
+    /// Its whole cause chain.
+    pub cause: String,
+    /// How long ago.
+    pub ms_ago: u64,
+}

@@ -300,14 +300,22 @@ fn owned_text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 
 /// The admin API in one place: route, method check, body.
 async fn respond<B>(admin: Arc<Admin>, request: &Request<B>) -> Response<Full<Bytes>> {
-    let is_read = request.method() == Method::GET || request.method() == Method::HEAD;
-    if let Some(asset) = dashboard::asset(request.uri().path()).filter(|_| is_read) {
+    if let Some(asset) = dashboard::asset(request.uri().path()) {
+        if request.method() != Method::GET && request.method() != Method::HEAD {
+            return Refusal::MethodNotAllowed.response();
+        }
         // The page and its files carry no data: open, so that the page can ask for a token.
-        return with_body(
+        let mut response = with_body(
             StatusCode::OK,
             asset.content_type,
             Bytes::from_static(asset.body.as_bytes()),
         );
+        for (name, value) in dashboard::SECURITY_HEADERS {
+            response
+                .headers_mut()
+                .insert(name.clone(), HeaderValue::from_static(value));
+        }
+        return response;
     }
     let page = match route(
         request.method(),

@@ -59,7 +59,8 @@ pub(crate) struct Event {
     pub(crate) seq: u64,
     /// Wall-clock time, milliseconds since the Unix epoch.
     pub(crate) at_ms: u64,
-    /// `backend_down`, `backend_up`, `takeover`, `node_failed`, `node_joined`, `node_draining`,
+    /// `backend_down`, `backend_up`, `takeover` (the scheduler changed), `elected` (a first
+    /// scheduler), `no_scheduler`, `node_failed`, `node_joined`, `node_draining`,
     /// `node_enabled`, `config_commit`.
     pub(crate) kind: &'static str,
     /// One line for the operator.
@@ -146,13 +147,16 @@ impl Timeline {
             return;
         };
         if now.scheduler != before.scheduler {
-            let text = match (before.scheduler, now.scheduler) {
-                (Some(a), Some(b)) => format!("node {b} took over as scheduler from node {a}"),
-                (None, Some(b)) => format!("node {b} became the scheduler"),
-                (Some(a), None) => format!("no scheduler (node {a} was)"),
-                (None, None) => String::new(),
+            let (kind, text) = match (before.scheduler, now.scheduler) {
+                (Some(a), Some(b)) => (
+                    "takeover",
+                    format!("node {b} took over as scheduler from node {a}"),
+                ),
+                (None, Some(b)) => ("elected", format!("node {b} became the scheduler")),
+                (Some(a), None) => ("no_scheduler", format!("no scheduler (node {a} was)")),
+                (None, None) => ("no_scheduler", String::new()),
             };
-            self.push_event(at_ms, "takeover", text);
+            self.push_event(at_ms, kind, text);
         }
         for (id, &(alive, enabled)) in &now.nodes {
             let Some(&(was_alive, was_enabled)) = before.nodes.get(id) else {

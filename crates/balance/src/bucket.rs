@@ -18,7 +18,10 @@
 //! A node that is alive but *disabled* keeps the buckets it has (its connections drain) and gets
 //! no new ones; its buckets leave it as they go idle.
 //!
-//! Must not: read the clock (`now_ms` is an argument), do I/O, or scan the table on the hot
+//! Times (`now`, `idle`) are in one unit of a monotonic clock, chosen by the caller: the
+//! scheduler's data plane uses nanoseconds of `CLOCK_MONOTONIC` (see [`BucketEntry`]).
+//!
+//! Must not: read the clock (`now` is an argument), do I/O, or scan the table on the hot
 //! path — the per-node counts are kept incrementally, and a routing decision costs O(nodes).
 
 use std::collections::BTreeMap;
@@ -27,7 +30,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::hash::stable_hash;
+use crate::hash::bucket_hash;
 
 /// Smallest table: one bit of hash. (A table of one bucket could not spread anything.)
 pub const MIN_BUCKETS: usize = 2;
@@ -61,7 +64,7 @@ pub struct NodeCandidate {
 #[derive(Clone)]
 pub struct BucketTable {
     /// One entry per bucket; the length is a power of two and never changes.
-    entries: Vec<Entry>,
+    entries: Vec<BucketEntry>,
     /// Buckets assigned per raw node number, grown on demand (at most 65,535 slots).
     counts: Vec<u32>,
     /// Bumped on every change of the bucket → node mapping.
@@ -114,11 +117,39 @@ pub enum BucketError {
     },
 }
 
-/// One bucket: the raw node number (or [`UNASSIGNED`]) and its last access.
+/// One bucket as stored: the raw node number ([`BucketEntry::UNASSIGNED`] = none) and the
+/// time of its last access.
+///
+/// `#[repr(C)]`, 16 bytes, no implicit padding: the layout a BPF array map's value (and the C
+/// struct of an XDP scheduler) uses, so the table can move into a map as it is. The time is a
+/// monotonic clock in whatever unit the caller passes consistently; the data plane passes
+/// nanoseconds of `CLOCK_MONOTONIC` (what `bpf_ktime_get_ns()` returns), see
+/// `pentaflow_packet`.
+#[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Entry {
-    node: u16,
-    last_ms: u64,
+pub struct BucketEntry {
+    /// The node number, or [`BucketEntry::UNASSIGNED`].
+    pub node: u16,
+    /// Explicit padding to the 8-byte alignment of `last_used` (always zero).
+    pub reserved: [u16; 3],
+    /// Last access, on the caller's monotonic clock.
+    pub last_used: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<BucketEntry>() == 16);
+const _: () = assert!(std::mem::align_of::<BucketEntry>() == 8);
+
+impl BucketEntry {
+    /// The raw node number meaning "unassigned" (the seed's "unsigned -1").
+    pub const UNASSIGNED: u16 = UNASSIGNED;
+
+    const fn new(node: u16, last_used: u64) -> Self {
+        BucketEntry {
+            node,
+            reserved: [0; 3],
+            last_used,
+        }
+    }
 }
 
 impl NodeId {
@@ -143,13 +174,7 @@ impl BucketTable {
         if !size.is_power_of_two() || !(MIN_BUCKETS..=MAX_BUCKETS).contains(&size) {
             return Err(BucketError::BadSize { size });
         }
-        let entries = vec![
-            Entry {
-                node: UNASSIGNED,
-                last_ms: 0
-            };
-            size
-        ];
+        let entries = vec![BucketEntry::new(UNASSIGNED, 0); size];
         Ok(Self {
             entries,
             counts: Vec::new(),
@@ -181,25 +206,12 @@ impl BucketTable {
         self.version = version;
     }
 
-    /// Bucket of a client: xxh3 ([`stable_hash`]) over the address bytes (4 for IPv4, 16 for
-    /// IPv6; IPv4-mapped IPv6 counts as IPv4) followed by the big-endian port, masked to the
-    /// size. xxh3 avalanches fully, so its low bits are as good as any.
+    /// Bucket of a client: [`bucket_hash`] (lookup3/jhash over one 20-byte key for IPv4
+    /// and IPv6 alike; IPv4-mapped IPv6 counts as IPv4) masked to the size — what a C or BPF
+    /// data plane computes bit-exactly.
     #[must_use]
     pub fn bucket_of(&self, ip: IpAddr, port: u16) -> usize {
-        let mut buf = [0u8; 18];
-        let n = match ip.to_canonical() {
-            IpAddr::V4(a) => {
-                buf[..4].copy_from_slice(&a.octets());
-                4
-            }
-            IpAddr::V6(a) => {
-                buf[..16].copy_from_slice(&a.octets());
-                16
-            }
-        };
-        buf[n..n + 2].copy_from_slice(&port.to_be_bytes());
-        // Truncating to usize keeps the low bits, which is all the mask looks at.
-        (stable_hash(&buf[..n + 2]) as usize) & (self.entries.len() - 1)
+        (bucket_hash(ip, port) as usize) & (self.entries.len() - 1)
     }
 
     /// The node serving this bucket, assigning it if unassigned.
@@ -210,32 +222,38 @@ impl BucketTable {
     /// the fewest assigned buckets per unit of weight, ties to the lowest id, and the version
     /// is bumped. Refreshes the last access. `None` if the bucket is out of range or a choice
     /// was needed and no node is eligible (the bucket is then left as it was).
-    pub fn route(&mut self, bucket: usize, nodes: &[NodeCandidate], now_ms: u64) -> Option<NodeId> {
+    pub fn route(&mut self, bucket: usize, nodes: &[NodeCandidate], now: u64) -> Option<NodeId> {
         let entry = self.entries.get(bucket)?;
         let current = entry.node;
         if current != UNASSIGNED && nodes.iter().any(|n| n.id.0 == current && n.alive) {
-            self.entries[bucket].last_ms = now_ms;
+            self.entries[bucket].last_used = now;
             return Some(NodeId(current));
         }
-        let chosen = self.least_assigned(nodes)?;
-        self.assign(bucket, chosen.0, now_ms);
+        let chosen = least_assigned(nodes, |id| self.count_of(id.0))?;
+        self.assign(bucket, chosen.0, now);
         Some(chosen)
     }
 
-    /// `(node, last_access_ms)` of a bucket if it is assigned.
+    /// The stored entries, in bucket order: what a BPF map of the table is loaded from.
+    #[must_use]
+    pub fn entries(&self) -> &[BucketEntry] {
+        &self.entries
+    }
+
+    /// `(node, last_used)` of a bucket if it is assigned.
     #[must_use]
     pub fn get(&self, bucket: usize) -> Option<(NodeId, u64)> {
         let e = self.entries.get(bucket)?;
-        (e.node != UNASSIGNED).then_some((NodeId(e.node), e.last_ms))
+        (e.node != UNASSIGNED).then_some((NodeId(e.node), e.last_used))
     }
 
-    /// Assign explicitly (replication, merge of live connections), stamping `now_ms` and
+    /// Assign explicitly (replication, merge of live connections), stamping `now` and
     /// bumping the version if the mapping changed. An out-of-range bucket is ignored and a
     /// reserved node id means unassigned; use [`BucketTable::try_set`] to be told instead.
-    pub fn set(&mut self, bucket: usize, node: Option<NodeId>, now_ms: u64) {
+    pub fn set(&mut self, bucket: usize, node: Option<NodeId>, now: u64) {
         let node = node.filter(|n| !n.is_reserved());
         // Out of range is the only error once the node is filtered; ignoring it is documented.
-        let _ = self.try_set(bucket, node, now_ms);
+        let _ = self.try_set(bucket, node, now);
     }
 
     /// Like [`BucketTable::set`], but an out-of-range bucket or a reserved node is an error.
@@ -243,7 +261,7 @@ impl BucketTable {
         &mut self,
         bucket: usize,
         node: Option<NodeId>,
-        now_ms: u64,
+        now: u64,
     ) -> Result<(), BucketError> {
         if bucket >= self.entries.len() {
             return Err(BucketError::BucketOutOfRange {
@@ -256,7 +274,7 @@ impl BucketTable {
             Some(n) => n.0,
             None => UNASSIGNED,
         };
-        self.assign(bucket, raw, now_ms);
+        self.assign(bucket, raw, now);
         Ok(())
     }
 
@@ -278,25 +296,25 @@ impl BucketTable {
         n
     }
 
-    /// Buckets idle for longer than `idle_ms` (last access strictly before `now_ms - idle_ms`)
+    /// Buckets idle for longer than `idle` (last access strictly before `now - idle`)
     /// become unassigned, so their next flow is balanced anew and a new node enters gradually.
     /// Returns how many; bumps the version once if any.
-    pub fn release_idle(&mut self, now_ms: u64, idle_ms: u64) -> usize {
-        self.release_idle_each(now_ms, idle_ms, |_| {})
+    pub fn release_idle(&mut self, now: u64, idle: u64) -> usize {
+        self.release_idle_each(now, idle, |_| {})
     }
 
     /// [`BucketTable::release_idle`], calling `released` with each bucket it unassigns: a
     /// scheduler replicating its table must tell the other nodes about releases too, or a
-    /// node taking over later waits `idle_ms` again before it may move those buckets.
+    /// node taking over later waits `idle` again before it may move those buckets.
     pub fn release_idle_each(
         &mut self,
-        now_ms: u64,
-        idle_ms: u64,
+        now: u64,
+        idle: u64,
         mut released: impl FnMut(usize),
     ) -> usize {
         let mut n = 0;
         for (bucket, e) in self.entries.iter_mut().enumerate() {
-            if e.node != UNASSIGNED && now_ms.saturating_sub(e.last_ms) > idle_ms {
+            if e.node != UNASSIGNED && now.saturating_sub(e.last_used) > idle {
                 if let Some(c) = self.counts.get_mut(usize::from(e.node)) {
                     *c -= 1;
                 }
@@ -311,11 +329,11 @@ impl BucketTable {
         n
     }
 
-    /// Stamp every assigned bucket's last access with `now_ms`: a new scheduler takes over
+    /// Stamp every assigned bucket's last access with `now`: a new scheduler takes over
     /// (seed 002) and, not knowing the real times, must treat every bucket as in use.
-    pub fn touch_all(&mut self, now_ms: u64) {
+    pub fn touch_all(&mut self, now: u64) {
         for e in self.entries.iter_mut().filter(|e| e.node != UNASSIGNED) {
-            e.last_ms = now_ms;
+            e.last_used = now;
         }
     }
 
@@ -350,10 +368,10 @@ impl BucketTable {
         }
     }
 
-    /// Rebuild a table from a snapshot, every assigned bucket stamped `now_ms` (the receiver
+    /// Rebuild a table from a snapshot, every assigned bucket stamped `now` (the receiver
     /// cannot know real access times, so nothing may look idle). Rejects a bad size, an
     /// out-of-range or duplicated bucket and the reserved node number.
-    pub fn from_snapshot(s: &BucketSnapshot, now_ms: u64) -> Result<Self, BucketError> {
+    pub fn from_snapshot(s: &BucketSnapshot, now: u64) -> Result<Self, BucketError> {
         let mut t = Self::new(s.size)?;
         for &(b, node) in &s.assigned {
             let bucket = b as usize;
@@ -366,40 +384,16 @@ impl BucketTable {
             if e.node != UNASSIGNED {
                 return Err(BucketError::DuplicateBucket { bucket });
             }
-            t.try_set(bucket, Some(node), now_ms)?;
+            t.try_set(bucket, Some(node), now)?;
         }
         t.version = s.version;
         Ok(t)
     }
 
-    /// The eligible node with the fewest buckets per unit of weight; ties to the lowest id.
-    fn least_assigned(&self, nodes: &[NodeCandidate]) -> Option<NodeId> {
-        let mut best: Option<(NodeId, u64, u64)> = None; // (id, count, weight)
-        for n in nodes.iter().filter(|n| n.eligible()) {
-            let count = u64::from(self.count_of(n.id.0));
-            let weight = u64::from(n.weight);
-            let better = match best {
-                None => true,
-                // count/weight < best_count/best_weight, exactly: counts < 2^25, weights < 2^32.
-                Some((id, bc, bw)) => {
-                    let (lhs, rhs) = (count * bw, bc * weight);
-                    lhs < rhs || (lhs == rhs && n.id < id)
-                }
-            };
-            if better {
-                best = Some((n.id, count, weight));
-            }
-        }
-        best.map(|(id, _, _)| id)
-    }
-
     /// Point a bucket at a raw node number (or [`UNASSIGNED`]), keeping counts and version.
-    fn assign(&mut self, bucket: usize, raw: u16, now_ms: u64) {
+    fn assign(&mut self, bucket: usize, raw: u16, now: u64) {
         let old = self.entries[bucket].node;
-        self.entries[bucket] = Entry {
-            node: raw,
-            last_ms: now_ms,
-        };
+        self.entries[bucket] = BucketEntry::new(raw, now);
         if old == raw {
             return;
         }
@@ -421,6 +415,31 @@ impl BucketTable {
     fn count_of(&self, raw: u16) -> u32 {
         self.counts.get(usize::from(raw)).copied().unwrap_or(0)
     }
+}
+
+/// The policy for a bucket that needs a node (seed 002): the eligible node with the fewest
+/// assigned buckets per unit of weight, ties to the lowest id. Separate from the storage so
+/// another data plane (a BPF map beside its user-space assigner) applies the same rule to its
+/// own counts.
+#[must_use]
+pub fn least_assigned(nodes: &[NodeCandidate], assigned: impl Fn(NodeId) -> u32) -> Option<NodeId> {
+    let mut best: Option<(NodeId, u64, u64)> = None; // (id, count, weight)
+    for n in nodes.iter().filter(|n| n.eligible()) {
+        let count = u64::from(assigned(n.id));
+        let weight = u64::from(n.weight);
+        let better = match best {
+            None => true,
+            // count/weight < best_count/best_weight, exactly: counts < 2^25, weights < 2^32.
+            Some((id, bc, bw)) => {
+                let (lhs, rhs) = (count * bw, bc * weight);
+                lhs < rhs || (lhs == rhs && n.id < id)
+            }
+        };
+        if better {
+            best = Some((n.id, count, weight));
+        }
+    }
+    best.map(|(id, _, _)| id)
 }
 
 impl fmt::Debug for BucketTable {

@@ -4,6 +4,7 @@
 //!
 //! * [`hash`] — the fixed-seed hashes all nodes must agree on;
 //! * [`bucket`] — the scheduler's Client IP/Port → node table (seed 002, Figs. 4–5);
+//! * [`owner`] — node ownership of a connection by integer rendezvous scores (seed 004);
 //! * [`policy`] — weighted least connections and smooth weighted round-robin;
 //! * [`consistent`] — URL hashing by weighted rendezvous hashing, with bounded loads;
 //! * [`session`] — session-ID hash groups (fixed size, hash-group persistence);
@@ -37,14 +38,18 @@ pub mod candidate;
 pub mod consistent;
 pub mod cookie;
 pub mod hash;
+pub mod owner;
 pub mod policy;
 pub mod session;
 pub mod status;
 
-pub use bucket::{BucketError, BucketSnapshot, BucketTable, NodeCandidate, NodeId};
+pub use bucket::{
+    least_assigned, BucketEntry, BucketError, BucketSnapshot, BucketTable, NodeCandidate, NodeId,
+};
 pub use candidate::{BackendId, Candidate};
 pub use consistent::{rendezvous_rank, url_hash_pick};
 pub use cookie::{CookieCodec, CookieError, CookieLifetime, Decoded, Freshness};
+pub use owner::{owners, score, ConnectionId, Owner};
 pub use policy::{least_connections, SmoothWeightedRoundRobin};
 pub use session::SessionGroups;
 pub use status::{BackendState, WebServerStatus};

@@ -5,13 +5,19 @@
 //! would split its clients. Do not "fix" the expected values; revert the change, or version it.
 //!
 //! The cookie tokens and the rendezvous orders were cross-checked against independent
-//! implementations (Python `hmac`/`hashlib`, and the HRW formula with `math.log`).
+//! implementations (Python `hmac`/`hashlib`, and the HRW formula with `math.log`); the bucket
+//! hash against a Python lookup3 that reproduces lookup3.c's published values; the node
+//! ownership scores against Python's `zlib.crc32`. The bucket-hash and score vectors are the
+//! ones a C/BPF data plane must reproduce.
 
 use std::net::IpAddr;
 
-use pentaflow_balance::hash::{mix64, stable_hash, HASH_SEED};
+use pentaflow_balance::hash::{
+    bucket_hash, jhash, mix64, stable_hash, BUCKET_HASH_SEED, HASH_SEED,
+};
 use pentaflow_balance::{
-    rendezvous_rank, BackendId, BucketTable, Candidate, CookieCodec, SessionGroups,
+    owners, rendezvous_rank, score, BackendId, BucketTable, Candidate, ConnectionId, CookieCodec,
+    NodeId, SessionGroups,
 };
 
 fn pool() -> Vec<Candidate> {
@@ -95,11 +101,56 @@ fn cookie_tokens() {
 fn client_buckets_and_session_groups() {
     let t = BucketTable::new(65_536).expect("valid size");
     let bucket = |ip: &str, port| t.bucket_of(ip.parse::<IpAddr>().expect("ip"), port);
-    assert_eq!(bucket("192.0.2.1", 40_000), 22_126);
-    assert_eq!(bucket("::ffff:192.0.2.1", 40_000), 22_126);
-    assert_eq!(bucket("2001:db8::1", 443), 14_758);
+    assert_eq!(bucket("192.0.2.1", 40_000), 52_537);
+    assert_eq!(bucket("::ffff:192.0.2.1", 40_000), 52_537);
+    assert_eq!(bucket("2001:db8::1", 443), 5_490);
     assert_eq!(
         SessionGroups::new(1000).group_of(b"JSESSIONID=0123456789ABCDEF"),
         229
+    );
+}
+
+#[test]
+fn bucket_hash_vectors_for_the_c_side() {
+    let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+    assert_eq!(BUCKET_HASH_SEED, 0x5046_4C57);
+    assert_eq!(jhash(b"Four score and seven years ago", 0), 0x1777_0551);
+    assert_eq!(bucket_hash(ip("192.0.2.1"), 40_000), 0xb7e3_cd39);
+    assert_eq!(bucket_hash(ip("2001:db8::1"), 443), 0x995d_1572);
+    assert_eq!(bucket_hash(ip("10.77.2.11"), 40_000), 0x8338_31e6);
+    assert_eq!(bucket_hash(ip("0.0.0.0"), 0), 0x6aed_3ca3);
+}
+
+#[test]
+fn node_ownership_scores_for_the_c_side() {
+    let a = ConnectionId::new(
+        "10.77.1.10".parse().expect("ip"),
+        80,
+        "192.0.2.1".parse().expect("ip"),
+        40_000,
+    );
+    let want = [
+        0x259d_644c,
+        0x9857_0882,
+        0x45c1_d107,
+        0x38b2_d75f,
+        0xe524_0eda,
+    ];
+    for (id, want) in (1u16..).zip(want) {
+        assert_eq!(score(NodeId(id), &a), want, "node {id}");
+    }
+    let b = ConnectionId::new(
+        "10.77.1.10".parse().expect("ip"),
+        443,
+        "198.51.100.7".parse().expect("ip"),
+        12_345,
+    );
+    assert_eq!(score(NodeId(1), &b), 0xf9b2_32ea);
+    assert_eq!(score(NodeId(2), &b), 0x4478_5e24);
+    assert_eq!(score(NodeId(3), &b), 0x99ee_87a1);
+    let (owner, backup) = owners(&b, &[NodeId(1), NodeId(2), NodeId(3)]);
+    assert_eq!(
+        (owner.map(|o| o.node), backup.map(|o| o.node)),
+        (Some(NodeId(1)), Some(NodeId(3)))
     );
 }

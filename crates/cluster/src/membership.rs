@@ -41,6 +41,10 @@ pub enum MemberEvent {
 pub struct Membership {
     members: BTreeMap<NodeId, Member>,
     dead_after: u64,
+    /// Bumped on every join and failure: the member set a decision was made under (seed
+    /// 004's owners depend on it; two views of this node with the same epoch list the same
+    /// alive nodes). Local to this node: it is not announced yet, so nodes' epochs differ.
+    epoch: u64,
 }
 
 impl Membership {
@@ -50,7 +54,14 @@ impl Membership {
         Self {
             members: BTreeMap::new(),
             dead_after,
+            epoch: 0,
         }
+    }
+
+    /// The membership epoch: how many joins and failures this node has seen.
+    #[must_use]
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// A new failure detection time (a committed configuration changed it).
@@ -60,6 +71,19 @@ impl Membership {
 
     /// An ID message from `id`. Events are appended to `events`.
     pub fn heard(
+        &mut self,
+        id: NodeId,
+        incarnation: u64,
+        announce: Announce,
+        now: u64,
+        events: &mut Vec<MemberEvent>,
+    ) {
+        let before = events.len();
+        self.heard_inner(id, incarnation, announce, now, events);
+        self.epoch += (events.len() - before) as u64;
+    }
+
+    fn heard_inner(
         &mut self,
         id: NodeId,
         incarnation: u64,
@@ -112,6 +136,7 @@ impl Membership {
             if m.alive && now.saturating_sub(m.last_heard) > self.dead_after {
                 m.alive = false;
                 events.push(MemberEvent::Failed(m.id));
+                self.epoch += 1;
             }
         }
     }
@@ -192,6 +217,7 @@ mod tests {
         ev.clear();
         m.heard(n, 2, ann(), 710, &mut ev);
         assert_eq!(ev, [MemberEvent::Failed(n), MemberEvent::Joined(n)]);
+        assert_eq!(m.epoch(), 5, "join, fail, rejoin, fail + join of a restart");
         ev.clear();
         m.heard(n, 1, ann(), 720, &mut ev);
         assert!(ev.is_empty());

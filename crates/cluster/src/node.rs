@@ -273,6 +273,12 @@ impl Node {
         &self.repl
     }
 
+    /// The membership epoch (see [`Membership::epoch`]).
+    #[must_use]
+    pub fn membership_epoch(&self) -> u64 {
+        self.members.epoch()
+    }
+
     /// The members as last heard.
     #[must_use]
     pub fn members(&self) -> &Membership {

@@ -50,6 +50,12 @@ const LOG_LEN: usize = 2048;
 /// Early deltas a replica buffers while waiting for a missing one.
 const FUTURE_LEN: usize = 512;
 
+/// A replica this many versions behind asks for a full snapshot rather than the missing
+/// deltas: replaying hundreds of deltas over a lossy link stalls at every lost one (a node
+/// that restarted behind a busy scheduler crawled through its whole log), while a snapshot is
+/// `size / SNAPSHOT_CHUNK` datagrams whatever the distance.
+const MAX_REPLAY: u64 = 64;
+
 /// Messages a core wants sent.
 pub(crate) type Outbox = Vec<(Destination, Message)>;
 
@@ -354,7 +360,7 @@ impl Replication {
                 self.mismatch = None;
             } else if now.saturating_sub(since) >= MISMATCH_GRACE_MS && self.assembly.is_none() {
                 self.mismatch = Some((target, now));
-                let have = Some(self.version);
+                let have = self.catch_up_from(target);
                 self.request(have, now, out);
                 return false;
             }
@@ -365,10 +371,22 @@ impl Replication {
             .gap_since
             .is_some_and(|t| now.saturating_sub(t) >= GAP_GRACE_MS)
         {
-            let have = Some(self.version);
+            let newest = self
+                .future
+                .keys()
+                .next_back()
+                .copied()
+                .unwrap_or(self.version);
+            let have = self.catch_up_from(newest);
             self.request(have, now, out);
         }
         false
+    }
+
+    /// What to ask for to reach version `target`: the deltas since this table's version, or
+    /// (`None`) a full snapshot when that is more than [`MAX_REPLAY`] versions away.
+    fn catch_up_from(&self, target: u64) -> Option<u64> {
+        (target.saturating_sub(self.version) <= MAX_REPLAY).then_some(self.version)
     }
 }
 

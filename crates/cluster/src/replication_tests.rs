@@ -94,6 +94,41 @@ fn deltas_replicate_in_order() {
 }
 
 #[test]
+fn a_replica_far_behind_asks_for_a_snapshot_not_the_whole_log() {
+    let (mut a, mut r) = pair(64);
+    let mut sent = Vec::new();
+    for b in 0..200u32 {
+        a.assign(
+            &[(b % 64, Some(NodeId(1 + u16::try_from(b / 64 % 2).unwrap())))],
+            0,
+        );
+        a.flush(&mut sent);
+    }
+    assert_eq!(a.version(), 200);
+    // Only the newest delta reaches the replica: 199 versions behind.
+    let (_, last) = sent.pop().unwrap();
+    let Message::TableDelta {
+        base,
+        version,
+        changes,
+    } = last
+    else {
+        unreachable!()
+    };
+    r.on_delta(S, base, version, changes, 10);
+    let mut req = Vec::new();
+    r.tick(200, &[], &mut req);
+    assert!(
+        matches!(req[..], [(_, Message::TableSnapshotRequest { have: None })]),
+        "{req:?}"
+    );
+    let mut answer = Vec::new();
+    a.on_request(R, None, &mut answer);
+    pump(&mut a, &mut r, answer, 200, &mut |_| true);
+    same(&mut a, &mut r);
+}
+
+#[test]
 fn gap_is_repaired_from_the_log() {
     let (mut a, mut r) = pair(64);
     let mut sent = Vec::new();

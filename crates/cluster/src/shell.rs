@@ -101,6 +101,8 @@ pub struct ClusterView {
     pub nodes: Arc<[NodeCandidate]>,
     /// Active config version.
     pub config_version: u64,
+    /// The membership epoch the view was taken under (bumped by every join and failure).
+    pub epoch: u64,
 }
 
 /// Why the shell failed or refused.
@@ -372,6 +374,7 @@ impl ClusterView {
             table,
             nodes: node.candidates().into(),
             config_version: node.config_version(),
+            epoch: node.membership_epoch(),
         }
     }
 }

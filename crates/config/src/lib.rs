@@ -30,6 +30,7 @@
 
 use std::path::Path;
 
+pub mod diff;
 pub mod edit;
 pub mod error;
 mod file;
@@ -37,6 +38,7 @@ pub mod model;
 mod read;
 mod validate;
 
+pub use diff::{diff_array, ArrayChange, ChangeKind};
 pub use error::{ConfigError, Problem, SyntaxError};
 pub use model::*;
 

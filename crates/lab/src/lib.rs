@@ -23,6 +23,8 @@
 mod cmd;
 mod kept_logs;
 mod preflight;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 mod topology;
 
 use std::net::Ipv4Addr;

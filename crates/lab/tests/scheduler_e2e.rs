@@ -16,7 +16,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -61,26 +61,10 @@ struct Answer {
 }
 
 fn read_response(reader: &mut BufReader<TcpStream>) -> std::io::Result<String> {
-    let mut status = String::new();
-    reader.read_line(&mut status)?;
-    assert!(status.starts_with("HTTP/1.1 200"), "status line {status:?}");
-    let mut len = 0usize;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line)?;
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                len = v.trim().parse().unwrap();
-            }
-        }
-    }
-    let mut body = vec![0u8; len];
-    reader.read_exact(&mut body)?;
-    Ok(String::from_utf8(body).unwrap())
+    let (status, body) = pentaflow_lab::test_support::read_response(reader)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    assert_eq!(status, 200, "{body}");
+    Ok(body)
 }
 
 /// Opens `count` connections, then sends `rounds` requests on each; checks every answer.

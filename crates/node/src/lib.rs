@@ -5,7 +5,8 @@
 //! * [`supervisor`] — the pure state machine deciding which data plane runs: cluster views
 //!   and data-plane events with `now` in, [`Action`]s out;
 //! * [`node_table`] — the scheduler's node table from the cluster's candidates;
-//! * [`cause`] — an error's whole cause chain on one line, for logs and status pages.
+//! * [`cause`] — an error's whole cause chain on one line, for logs and status pages;
+//! * [`notify`] — the operator's `[array] notify` script, run on role changes and array events.
 //!
 //! Must not: parse command lines or print (the binary does), or decide what the cluster core
 //! decides. The deterministic simulation in `tests/simulation.rs` drives the production
@@ -16,6 +17,7 @@
 
 pub mod cause;
 pub mod node_table;
+pub mod notify;
 pub mod supervisor;
 
 pub use cause::cause_chain;

@@ -66,6 +66,44 @@ pub struct Flow {
     pub dst_port: u16,
     /// Transport protocol.
     pub proto: L4Proto,
+    /// The TCP flags byte (`TcpFlags::NONE` for UDP): active-active ownership (seed 004)
+    /// tells a connection's first SYN from its later segments, and its end by FIN or RST.
+    pub tcp_flags: TcpFlags,
+}
+
+/// The TCP header's flags byte (offset 13: CWR ECE URG ACK PSH RST SYN FIN).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    /// No flag (and every UDP datagram).
+    pub const NONE: TcpFlags = TcpFlags(0);
+    /// FIN: the sender is done.
+    pub const FIN: u8 = 0x01;
+    /// SYN: opens a connection.
+    pub const SYN: u8 = 0x02;
+    /// RST: aborts it.
+    pub const RST: u8 = 0x04;
+    /// ACK.
+    pub const ACK: u8 = 0x10;
+
+    /// Whether every bit of `mask` is set.
+    #[must_use]
+    pub fn has(self, mask: u8) -> bool {
+        self.0 & mask == mask
+    }
+
+    /// A connection's first segment: SYN without ACK.
+    #[must_use]
+    pub fn is_initial_syn(self) -> bool {
+        self.has(Self::SYN) && !self.has(Self::ACK)
+    }
+
+    /// A segment that ends the connection (FIN or RST).
+    #[must_use]
+    pub fn ends(self) -> bool {
+        self.0 & (Self::FIN | Self::RST) != 0
+    }
 }
 
 /// The protocol layer at which a frame was found to be short.
@@ -385,7 +423,7 @@ pub fn parse_flow(frame: &[u8]) -> Result<Flow, FrameError> {
         }
         other => return Err(FrameError::UnsupportedEtherType { ethertype: other }),
     };
-    let proto = match proto {
+    let (proto, tcp_flags) = match proto {
         IPPROTO_TCP => {
             r.require(Layer::Tcp, l4 + TCP_MIN_HEADER)?;
             let data_offset = usize::from(r.u8(Layer::Tcp, l4 + 12)? >> 4) * 4;
@@ -396,11 +434,11 @@ pub fn parse_flow(frame: &[u8]) -> Result<Flow, FrameError> {
                 });
             }
             r.require(Layer::Tcp, l4 + data_offset)?;
-            L4Proto::Tcp
+            (L4Proto::Tcp, TcpFlags(r.u8(Layer::Tcp, l4 + 13)?))
         }
         IPPROTO_UDP => {
             r.require(Layer::Udp, l4 + UDP_HEADER)?;
-            L4Proto::Udp
+            (L4Proto::Udp, TcpFlags::NONE)
         }
         other => return Err(FrameError::UnsupportedProtocol { proto: other }),
     };
@@ -414,6 +452,7 @@ pub fn parse_flow(frame: &[u8]) -> Result<Flow, FrameError> {
         dst,
         dst_port: r.u16(layer, l4 + 2)?,
         proto,
+        tcp_flags,
     })
 }
 

@@ -56,6 +56,11 @@ pub trait FrameIo {
     }
     /// Sends a bare Ethernet frame (no per-frame header) out of the LAN interface.
     fn announce(&mut self, frame: &[u8]) -> io::Result<()>;
+    /// Whether the LAN link is up and has carrier (checked a few times a second by the
+    /// loop, which ends with an error when it is not). In-memory I/O is always up.
+    fn link_up(&mut self) -> io::Result<bool> {
+        Ok(true)
+    }
 }
 
 /// The AF_PACKET + TAP data plane. Create it in the scheduler's network namespace.
@@ -63,6 +68,7 @@ pub trait FrameIo {
 pub struct AfPacketIo {
     sock: PacketSocket,
     tap: Tap,
+    lan: String,
 }
 
 impl PacketBuf {
@@ -115,6 +121,7 @@ impl AfPacketIo {
         Ok(AfPacketIo {
             sock: PacketSocket::open(lan, vip)?,
             tap: Tap::open(tap)?,
+            lan: lan.to_owned(),
         })
     }
 }
@@ -168,6 +175,10 @@ impl FrameIo for AfPacketIo {
         let mut wire = vec![0u8; VNET_HDR_LEN + frame.len()];
         wire[VNET_HDR_LEN..].copy_from_slice(frame);
         self.sock.send(&wire)
+    }
+
+    fn link_up(&mut self) -> io::Result<bool> {
+        crate::sys::interface_running(&self.lan)
     }
 }
 

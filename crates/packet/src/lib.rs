@@ -50,7 +50,7 @@ pub mod synth;
 #[allow(unsafe_code)]
 mod sys;
 
-pub use frame::{DropReason, Flow, FrameError, L4Proto, MacAddr, Verdict};
+pub use frame::{DropReason, Flow, FrameError, L4Proto, MacAddr, TcpFlags, Verdict};
 pub use io::{AfPacketIo, FrameIo, Output, PacketBuf};
 /// Re-exported so callers name nodes and tables with the same types as this crate.
 pub use pentaflow_balance::{BucketTable, NodeId};
@@ -58,5 +58,7 @@ pub use run::{
     run_loop, spawn_scheduler, Command, LoopControl, LoopPorts, RunError, SchedulerConfig,
     SchedulerEvent, SchedulerHandle, DEFAULT_ANNOUNCE_EVERY_MS,
 };
-pub use scheduler::{Change, CoreParams, Counters, NodeEntry, SchedulerCore};
+pub use scheduler::{
+    BucketSchedule, Change, CoreParams, Counters, NodeEntry, Schedule, SchedulerCore,
+};
 pub use setup::{prepare_node, KernelGuard, SetupError};

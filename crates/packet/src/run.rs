@@ -43,6 +43,9 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 const PUBLISH_EVERY_MS: u64 = 50;
 /// How often idle buckets are released.
 const TICK_EVERY_MS: u64 = 1_000;
+/// How often the LAN link's state is checked: a lost carrier must end the loop (and hand the
+/// VIP on) well inside the failover bound.
+const LINK_CHECK_EVERY_MS: u64 = 50;
 /// Gratuitous ARPs sent when taking the role (more than one in case the first is lost).
 const GRATUITOUS_ARP_COUNT: usize = 3;
 /// Default period of the repeated gratuitous ARP: a router or node that cached another
@@ -335,7 +338,8 @@ pub fn spawn_scheduler(cfg: SchedulerConfig) -> Result<SchedulerHandle, RunError
 fn start(cfg: &SchedulerConfig) -> Result<(AfPacketIo, SchedulerCore, KernelGuard), RunError> {
     // A replica of another size cannot be adopted; start empty rather than refuse the role.
     let table = match &cfg.initial_table {
-        Some(s) if s.size == cfg.table_size => BucketTable::from_snapshot(s, 0)?,
+        // Every bucket counts as just used (seed 002), on the data plane's clock.
+        Some(s) if s.size == cfg.table_size => BucketTable::from_snapshot(s, sys::monotonic_ns())?,
         _ => BucketTable::new(cfg.table_size)?,
     };
     let mut guard = setup::prepare_scheduler(&cfg.lan, cfg.vip)?;
@@ -391,12 +395,12 @@ struct Settings {
     idle_ms: u64,
 }
 
-fn apply(command: Command, core: &mut SchedulerCore, settings: &mut Settings, now_ms: u64) {
+fn apply(command: Command, core: &mut SchedulerCore, settings: &mut Settings, now_ns: u64) {
     match command {
         Command::Nodes(n) => core.set_nodes(n),
         Command::AcceptingNew(a) => core.set_accepting_new(a),
         Command::Adopt(table) => {
-            core.adopt(&table, now_ms);
+            core.adopt(&table, now_ns);
         }
         Command::BucketIdle(ms) if ms > 0 => settings.idle_ms = ms,
         Command::BucketIdle(_) => {}
@@ -417,7 +421,7 @@ pub fn run_loop(
 ) -> io::Result<()> {
     let epoch = Instant::now();
     let mut bufs: Vec<PacketBuf> = (0..batch.max(1)).map(|_| PacketBuf::new()).collect();
-    let (mut last_publish, mut last_tick) = (0u64, 0u64);
+    let (mut last_publish, mut last_tick, mut next_link_check) = (0u64, 0u64, 0u64);
     let mut send_errors = 0u64;
     let mut dirty = false;
     let mut last_announce = 0u64;
@@ -430,16 +434,17 @@ pub fn run_loop(
         IpAddr::V6(_) => None,
     };
     while !control.stop.load(Ordering::Relaxed) {
-        let now_ms = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
         while let Ok(command) = ports.commands.try_recv() {
-            apply(command, core, &mut settings, now_ms);
+            apply(command, core, &mut settings, sys::monotonic_ns());
         }
         let n = io.recv_batch(&mut bufs, POLL_INTERVAL)?;
         let now_ms = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        // The table's clock (see `SchedulerCore`); the loop's own timers use `now_ms`.
+        let now_ns = sys::monotonic_ns();
         let mut lan: Vec<&PacketBuf> = Vec::with_capacity(n);
         let mut local: Vec<&PacketBuf> = Vec::new();
         for buf in bufs.iter_mut().take(n) {
-            match core.handle(buf.frame_mut(), now_ms) {
+            match core.handle(buf.frame_mut(), now_ns) {
                 Verdict::Forward { .. } => lan.push(buf),
                 Verdict::Local => local.push(buf),
                 Verdict::Drop(_) => {}
@@ -466,8 +471,18 @@ pub fn run_loop(
             last_announce = now_ms;
         }
         if now_ms.saturating_sub(last_tick) >= TICK_EVERY_MS {
-            core.tick(now_ms, settings.idle_ms);
+            core.tick(now_ns, settings.idle_ms.saturating_mul(1_000_000));
             last_tick = now_ms;
+        }
+        if now_ms >= next_link_check {
+            next_link_check = now_ms + LINK_CHECK_EVERY_MS;
+            if !io.link_up()? {
+                publish(control, core, send_errors);
+                return Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "the LAN interface is down or has no carrier",
+                ));
+            }
         }
         let changes = core.take_changes();
         if let (false, Some(events)) = (changes.is_empty(), ports.events.as_ref()) {

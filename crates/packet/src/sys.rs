@@ -337,9 +337,57 @@ pub(crate) fn interface_mac(name: &str) -> io::Result<MacAddr> {
     Ok(MacAddr(mac))
 }
 
+/// Nanoseconds of `CLOCK_MONOTONIC`: the clock `bpf_ktime_get_ns()` reads, so the bucket
+/// table's access times mean the same to this data plane and to a BPF one.
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec, which `ts` is; CLOCK_MONOTONIC always exists
+    // on Linux, so it cannot fail (a zero time would only make buckets look older).
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
+/// Whether interface `name` is administratively up and has carrier (`IFF_UP` and
+/// `IFF_RUNNING`, SIOCGIFFLAGS) in the calling thread's namespace. A packet socket hears of
+/// an administrative down (its receive fails with ENETDOWN) but not of a lost carrier, which
+/// leaves it polling a dead link.
+pub(crate) fn interface_running(name: &str) -> io::Result<bool> {
+    // SAFETY: socket(2) with constant arguments.
+    let raw =
+        check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut req = ifreq(name)?;
+    // SAFETY: SIOCGIFFLAGS reads and writes one ifreq, which `req` is.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
+    // SAFETY: after a successful SIOCGIFFLAGS the union holds `ifru_flags`.
+    let flags = i32::from(unsafe { req.ifr_ifru.ifru_flags });
+    let want = libc::IFF_UP | libc::IFF_RUNNING;
+    Ok(flags & want == want)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_monotonic_clock_moves_forward_in_nanoseconds() {
+        let a = monotonic_ns();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = monotonic_ns();
+        assert!(b - a >= 2_000_000 && b - a < 2_000_000_000, "{a} {b}");
+    }
+
+    #[test]
+    fn loopback_is_running() {
+        assert!(interface_running("lo").unwrap());
+        assert!(interface_running("pf-no-such-if").is_err());
+    }
 
     #[test]
     fn filter_jumps_land_inside_the_program() {

@@ -19,7 +19,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -226,26 +226,9 @@ fn summary_agrees(lab: &Lab) -> (BTreeMap<String, u64>, serde_json::Value) {
 
 /// Reads one HTTP/1.1 response (status 200, Content-Length body) and returns the body.
 fn read_response(reader: &mut BufReader<TcpStream>) -> String {
-    let mut status = String::new();
-    reader.read_line(&mut status).expect("status line");
-    assert!(status.starts_with("HTTP/1.1 200"), "status line {status:?}");
-    let mut len = None;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("header line");
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                len = Some(v.trim().parse::<usize>().unwrap());
-            }
-        }
-    }
-    let mut body = vec![0u8; len.expect("a Content-Length")];
-    reader.read_exact(&mut body).expect("body");
-    String::from_utf8(body).unwrap()
+    let (status, body) = pentaflow_lab::test_support::read_response(reader).unwrap();
+    assert_eq!(status, 200, "{body}");
+    body
 }
 
 /// Opens `count` connections, then sends `rounds` requests on each, checking every answer

@@ -2,9 +2,15 @@
 //!
 //! Owns the request path of seed 002's DLBA server: every request on a client keep-alive
 //! connection is scheduled on its own; a failed connect is rerouted at once (nothing was sent,
-//! so it is always safe); a failure after sending is retried only for idempotent requests
-//! without a body; upgrades (WebSocket) are tunnelled. It must not pick back-ends itself (the
-//! service does) nor choose error responses (respond.rs does).
+//! so it is always safe); a reused pooled connection that fails before any response byte is
+//! sent again once on a fresh connection whatever the method (the body replayed from a 64 KiB
+//! record), without counting against the back-end; another failure after sending is retried
+//! only for idempotent requests without a body; the back-end is timed from the request fully
+//! sent, and a client's body failing is never the back-end's fault; after `101` the back-end
+//! connection is handed to the client side as a [`Tunnel`]. It runs in the client
+//! connection's task, generic over the request body (HTTP/1's `ClientBody`, hyper's h2
+//! `Incoming`). It must not pick back-ends itself (the service does) nor choose error
+//! responses (respond.rs does).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -199,6 +205,7 @@ fn redirect_to_https(
         format!("{host}:{port}")
     };
     let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    shared.counters.redirect();
     let resp = crate::respond::redirect(&format!("https://{authority}{pq}"));
     exchange.status = resp.status().as_u16();
     let (head, body) = resp.into_parts();
@@ -235,7 +242,8 @@ fn outgoing_head(mut parts: Parts, client: &ClientInfo) -> Option<Parts> {
     parts.uri = Uri::from(pq);
     let upgrade = headers::is_upgrade(&parts.headers);
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-    // hyper answers `Expect: 100-continue` itself when the body is first read.
+    // The client side answers `Expect: 100-continue` itself when the body is first read
+    // (h1::server's ClientBody, hyper's h2 server).
     parts.headers.remove(header::EXPECT);
     headers::add_forwarding(&mut parts.headers, &client.side);
     parts.version = Version::HTTP_11;

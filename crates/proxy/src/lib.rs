@@ -62,6 +62,7 @@ pub mod fuzz {
     }
 }
 pub use error::ProxyError;
-pub use node::{NodeCounters, Proxy};
+pub use node::{LocalCount, NodeCounters, Proxy};
 pub use pentaflow_rewrite::CdnReport;
+pub use respond::LOCAL_REASONS;
 pub use tls::TlsError;

@@ -102,6 +102,8 @@ pub(crate) struct Counters {
     tls_over_limit: AtomicU64,
     http2_connections: AtomicU64,
     pub(crate) send_timeouts: AtomicU64,
+    /// Local answers by reason, indexed as [`crate::respond::LOCAL_REASONS`].
+    local_by_reason: [AtomicU64; crate::respond::LOCAL_REASONS.len()],
     pub(crate) response_body_errors: AtomicU64,
 }
 
@@ -117,7 +119,24 @@ impl Counters {
             &self.local_5xx
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        self.local_by_reason[refusal.index()].fetch_add(1, Ordering::Relaxed);
     }
+
+    /// The node redirected a plain request to HTTPS.
+    pub(crate) fn redirect(&self) {
+        self.local_by_reason[crate::respond::REDIRECT_INDEX].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// How many answers the node made itself for one reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LocalCount {
+    /// The status sent.
+    pub status: u16,
+    /// Why, in snake case (`no_backend`, `request_timeout`, `https_redirect`...).
+    pub reason: &'static str,
+    /// How many times.
+    pub count: u64,
 }
 
 struct ListenerHandle {
@@ -186,6 +205,9 @@ pub struct NodeCounters {
     pub local_4xx: u64,
     /// Requests the proxy answered itself with a 5xx (no back-end, timeouts...).
     pub local_5xx: u64,
+    /// Every answer the proxy made itself, by status and reason (`local_4xx` and `local_5xx`
+    /// are sums of these).
+    pub local_responses: [LocalCount; crate::respond::LOCAL_REASONS.len()],
     /// TLS handshakes completed.
     pub tls_handshakes: u64,
     /// ... of which resumed a session (ticket or session ID).
@@ -336,6 +358,14 @@ impl Proxy {
             requests: c.requests.load(Ordering::Relaxed),
             local_4xx: c.local_4xx.load(Ordering::Relaxed),
             local_5xx: c.local_5xx.load(Ordering::Relaxed),
+            local_responses: std::array::from_fn(|i| {
+                let (status, reason) = crate::respond::LOCAL_REASONS[i];
+                LocalCount {
+                    status,
+                    reason,
+                    count: c.local_by_reason[i].load(Ordering::Relaxed),
+                }
+            }),
             tls_handshakes: c.tls_handshakes.load(Ordering::Relaxed),
             tls_resumed: c.tls_resumed.load(Ordering::Relaxed),
             tls13: c.tls13.load(Ordering::Relaxed),

@@ -34,7 +34,44 @@ pub(crate) enum Refusal {
     BodyTooLarge,
 }
 
+/// Every reason the node answers a request itself, with its status, in the order of
+/// [`Refusal::index`] (the redirect to HTTPS last): the labels of the `local_responses` metric.
+pub const LOCAL_REASONS: [(u16, &str); 12] = [
+    (503, "no_service"),
+    (503, "no_backend"),
+    (504, "gateway_timeout"),
+    (502, "bad_gateway"),
+    (400, "bad_framing"),
+    (400, "bad_body"),
+    (400, "bad_request"),
+    (408, "request_timeout"),
+    (431, "head_too_large"),
+    (408, "body_timeout"),
+    (413, "body_too_large"),
+    (308, "https_redirect"),
+];
+
+/// The index of the HTTPS redirect in [`LOCAL_REASONS`].
+pub(crate) const REDIRECT_INDEX: usize = 11;
+
 impl Refusal {
+    /// This refusal's position in [`LOCAL_REASONS`].
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Self::NoService => 0,
+            Self::NoBackend => 1,
+            Self::GatewayTimeout => 2,
+            Self::BadGateway => 3,
+            Self::BadFraming(_) => 4,
+            Self::BadBody => 5,
+            Self::BadRequest => 6,
+            Self::RequestTimeout => 7,
+            Self::HeadTooLarge => 8,
+            Self::BodyTimeout => 9,
+            Self::BodyTooLarge => 10,
+        }
+    }
+
     pub(crate) fn status(self) -> StatusCode {
         match self {
             Self::NoService | Self::NoBackend => StatusCode::SERVICE_UNAVAILABLE,

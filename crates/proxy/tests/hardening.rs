@@ -254,3 +254,64 @@ async fn a_stale_reused_connection_is_retried_once_on_a_fresh_one_for_any_method
     let row = &proxy.status()[0];
     assert_eq!(row.failures, 0, "{row:?}");
 }
+
+fn local(proxy: &pentaflow_proxy::Proxy, status: u16, reason: &str) -> u64 {
+    let c = proxy.counters();
+    c.local_responses
+        .iter()
+        .find(|l| l.status == status && l.reason == reason)
+        .map_or(0, |l| l.count)
+}
+
+#[tokio::test]
+async fn every_local_answer_is_counted_by_status_and_reason() {
+    let b = backends(1).await;
+    let text = format!(
+        "[limits]\nheader_read_timeout = \"300ms\"\nresponse_timeout = \"300ms\"\nmax_header_bytes = 2048\n{}{}",
+        service("retries = 0\nmax_body_bytes = 10\n[service.passive]\nmax_fails = 100"),
+        backend_tables(&b)
+    );
+    let (proxy, addr) = start_proxy(&text).await;
+    // 408: half a head, then nothing.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    assert!(read_to_close(&mut s, Duration::from_secs(3))
+        .await
+        .starts_with("HTTP/1.1 408"));
+    // 431, 400 (smuggling), 413, 504.
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(4000)
+    );
+    assert!(raw(addr, big.as_bytes()).await.starts_with("HTTP/1.1 431"));
+    assert!(raw(
+        addr,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    )
+    .await
+    .starts_with("HTTP/1.1 400"));
+    assert!(raw(
+        addr,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n"
+    )
+    .await
+    .starts_with("HTTP/1.1 413"));
+    assert_eq!(get(addr, "/slow?sleep=2000", &[]).await.status, 504);
+    // 503: a service whose only back-end refuses connections.
+    let dead = free_addr();
+    let (p2, addr2) = start_proxy(
+        &(service("retries = 0")
+            + &format!("\n[[service.backend]]\nname = \"dead\"\naddress = \"{dead}\"\n")),
+    )
+    .await;
+    assert_eq!(get(addr2, "/", &[]).await.status, 503);
+    assert_eq!(local(&proxy, 408, "request_timeout"), 1);
+    assert_eq!(local(&proxy, 431, "head_too_large"), 1);
+    assert_eq!(local(&proxy, 400, "bad_framing"), 1);
+    assert_eq!(local(&proxy, 413, "body_too_large"), 1);
+    assert_eq!(local(&proxy, 504, "gateway_timeout"), 1);
+    assert_eq!(local(&p2, 503, "no_backend"), 1);
+    let c = proxy.counters();
+    assert_eq!(c.local_4xx, 4);
+    assert_eq!(c.local_5xx, 1);
+}

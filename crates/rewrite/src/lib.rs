@@ -49,6 +49,8 @@
 
 mod body;
 mod cache;
+#[doc(hidden)]
+pub mod differential;
 mod error;
 mod html;
 mod pipeline;

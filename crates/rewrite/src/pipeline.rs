@@ -5,15 +5,14 @@
 //! lol_html buffers at most one tag (capped by [`HTML_MEMORY_LIMIT`]). This module must not know
 //! about HTTP heads, the cache or the rules' meaning: URL decisions come in as `PageRewrite`.
 
+use std::cell::RefCell;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
-use flate2::write::{
-    DeflateDecoder, DeflateEncoder, GzDecoder, GzEncoder, ZlibDecoder, ZlibEncoder,
-};
-use flate2::Compression;
+use flate2::write::{DeflateDecoder, DeflateEncoder, GzDecoder, ZlibDecoder, ZlibEncoder};
+use flate2::{Compression, Crc};
 use lol_html::errors::RewritingError;
 use lol_html::send::HtmlRewriter;
 use lol_html::{MemorySettings, OutputSink};
@@ -97,7 +96,11 @@ struct Output {
 
 enum Encoder {
     Identity(Vec<u8>),
-    Gzip(GzEncoder<Vec<u8>>),
+    /// gzip framed here around a pooled raw deflater: flate2's `GzEncoder` cannot be reset.
+    Gzip {
+        deflate: DeflateEncoder<Vec<u8>>,
+        crc: Crc,
+    },
     Zlib(ZlibEncoder<Vec<u8>>),
     RawDeflate(DeflateEncoder<Vec<u8>>),
     Brotli(Box<brotli::CompressorWriter<Vec<u8>>>),
@@ -409,10 +412,15 @@ impl Encoder {
         let level = Compression::new(DEFLATE_LEVEL);
         match coding {
             Coding::Identity => Encoder::Identity(Vec::new()),
-            Coding::Gzip => Encoder::Gzip(GzEncoder::new(Vec::new(), level)),
-            Coding::Deflate if raw_deflate => {
-                Encoder::RawDeflate(DeflateEncoder::new(Vec::new(), level))
+            Coding::Gzip => {
+                let mut deflate = deflater();
+                deflate.get_mut().extend_from_slice(&GZIP_HEADER);
+                Encoder::Gzip {
+                    deflate,
+                    crc: Crc::new(),
+                }
             }
+            Coding::Deflate if raw_deflate => Encoder::RawDeflate(deflater()),
             Coding::Deflate => Encoder::Zlib(ZlibEncoder::new(Vec::new(), level)),
             Coding::Brotli => Encoder::Brotli(Box::new(brotli::CompressorWriter::new(
                 Vec::new(),
@@ -429,7 +437,10 @@ impl Encoder {
                 v.extend_from_slice(data);
                 Ok(())
             }
-            Encoder::Gzip(e) => e.write_all(data),
+            Encoder::Gzip { deflate, crc } => {
+                crc.update(data);
+                deflate.write_all(data)
+            }
             Encoder::Zlib(e) => e.write_all(data),
             Encoder::RawDeflate(e) => e.write_all(data),
             Encoder::Brotli(e) => e.write_all(data),
@@ -441,7 +452,7 @@ impl Encoder {
         if wrote {
             match self {
                 Encoder::Identity(_) => {}
-                Encoder::Gzip(e) => e.flush()?,
+                Encoder::Gzip { deflate, .. } => deflate.flush()?,
                 Encoder::Zlib(e) => e.flush()?,
                 Encoder::RawDeflate(e) => e.flush()?,
                 Encoder::Brotli(e) => e.flush()?,
@@ -449,7 +460,7 @@ impl Encoder {
         }
         let buf = match self {
             Encoder::Identity(v) => v,
-            Encoder::Gzip(e) => e.get_mut(),
+            Encoder::Gzip { deflate, .. } => deflate.get_mut(),
             Encoder::Zlib(e) => e.get_mut(),
             Encoder::RawDeflate(e) => e.get_mut(),
             Encoder::Brotli(e) => e.get_mut(),
@@ -461,12 +472,53 @@ impl Encoder {
         let encoder = std::mem::replace(self, Encoder::Identity(Vec::new()));
         let buf = match encoder {
             Encoder::Identity(v) => v,
-            Encoder::Gzip(e) => e.finish()?,
+            Encoder::Gzip { mut deflate, crc } => {
+                deflate.try_finish()?;
+                let mut out = std::mem::take(deflate.get_mut());
+                out.extend_from_slice(&crc.sum().to_le_bytes());
+                out.extend_from_slice(&crc.amount().to_le_bytes());
+                recycle(deflate);
+                out
+            }
             Encoder::Zlib(e) => e.finish()?,
-            Encoder::RawDeflate(e) => e.finish()?,
+            Encoder::RawDeflate(mut deflate) => {
+                deflate.try_finish()?;
+                let out = std::mem::take(deflate.get_mut());
+                recycle(deflate);
+                out
+            }
             Encoder::Brotli(e) => e.into_inner(),
         };
         Ok(Bytes::from(buf))
+    }
+}
+
+/// gzip's member header as flate2 writes it: deflate, no flags, no time, unknown OS.
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+/// Deflaters each worker thread keeps between pages. A deflater's state (window and hash
+/// chains, a few hundred KB) costs more to allocate and fault in than to reset.
+const POOLED_DEFLATERS: usize = 4;
+
+thread_local! {
+    static DEFLATERS: RefCell<Vec<DeflateEncoder<Vec<u8>>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A raw deflater at [`DEFLATE_LEVEL`], from this thread's pool when it has one.
+fn deflater() -> DeflateEncoder<Vec<u8>> {
+    DEFLATERS
+        .with(|pool| pool.borrow_mut().pop())
+        .unwrap_or_else(|| DeflateEncoder::new(Vec::new(), Compression::new(DEFLATE_LEVEL)))
+}
+
+/// Returns a finished deflater to this thread's pool.
+fn recycle(mut deflate: DeflateEncoder<Vec<u8>>) {
+    if deflate.reset(Vec::new()).is_ok() {
+        DEFLATERS.with(|pool| {
+            let mut pool = pool.borrow_mut();
+            if pool.len() < POOLED_DEFLATERS {
+                pool.push(deflate);
+            }
+        });
     }
 }
 

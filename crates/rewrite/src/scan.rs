@@ -69,6 +69,8 @@ struct Tag {
     self_closing: bool,
     /// Ended by `>` right after `=` (lol_html then leaves text modes alone: handed over).
     empty_value_end: bool,
+    /// Whether its attributes are in `FastScan::attrs`: only for the names that can matter.
+    recorded: bool,
 }
 
 /// What one scan of a buffer came to.
@@ -233,13 +235,19 @@ impl FastScan {
                         let Some(tag) = self.start_tag(buf, lt) else {
                             need_more!(lt)
                         };
-                        out.extend_from_slice(&buf[flushed..lt]);
-                        match self.on_start_tag(&buf[lt..=tag.end], &tag, page, out) {
-                            Some(mode) => self.mode = mode,
-                            None => return Scanned::Bail(lt),
-                        }
+                        let bytes = &buf[lt..=tag.end];
+                        let Some(mode) = self.on_start_tag(bytes, &tag, page) else {
+                            out.extend_from_slice(&buf[flushed..lt]);
+                            return Scanned::Bail(lt);
+                        };
+                        self.mode = mode;
                         i = tag.end + 1;
-                        flushed = i;
+                        // Unchanged tags stay in the run copied out later, in one piece.
+                        if !self.edits.is_empty() {
+                            out.extend_from_slice(&buf[flushed..lt]);
+                            self.serialize(bytes, &tag, &self.edits, out);
+                            flushed = i;
+                        }
                     } else if next == b'/' {
                         let Some(&b2) = buf.get(lt + 2) else {
                             need_more!(lt)
@@ -481,10 +489,11 @@ impl FastScan {
         let len = buf.len();
         self.attrs.clear();
         let mut i = name_start;
-        while i < len && !is_ws(buf[i]) && buf[i] != b'/' && buf[i] != b'>' {
+        while i < len && !is(buf[i], WS | SLASH | GT) {
             i += 1;
         }
         let name = (name_start - lt, i - lt);
+        let start = start && may_matter(&buf[name_start..i]);
         let mut self_closing = false;
         // Attribute being built: name start, name end.
         loop {
@@ -500,6 +509,7 @@ impl FastScan {
                         name,
                         self_closing,
                         empty_value_end: false,
+                        recorded: start,
                     })
                 }
                 b'/' => {
@@ -520,7 +530,7 @@ impl FastScan {
             // Attribute name: the first byte is always part of it (even `=`).
             let name_begin = i;
             i += 1;
-            while i < len && !is_ws(buf[i]) && !matches!(buf[i], b'/' | b'>' | b'=') {
+            while i < len && !is(buf[i], WS | SLASH | GT | EQ) {
                 i += 1;
             }
             let &b = buf.get(i)?;
@@ -567,11 +577,12 @@ impl FastScan {
                         name,
                         self_closing: false,
                         empty_value_end: true,
+                        recorded: start,
                     });
                 }
                 _ => {
                     let begin = i;
-                    while i < len && !is_ws(buf[i]) && buf[i] != b'>' {
+                    while i < len && !is(buf[i], WS | GT) {
                         i += 1;
                     }
                     if i == len {
@@ -587,16 +598,11 @@ impl FastScan {
         }
     }
 
-    /// Writes a complete start tag (`bytes`, from `<` to `>`) out, rewritten if the rules say
-    /// so; returns the tokenizer's next mode, or `None` when the page must go to lol_html from
-    /// this tag on.
-    fn on_start_tag(
-        &mut self,
-        bytes: &[u8],
-        tag: &Tag,
-        page: &mut PageState,
-        out: &mut Vec<u8>,
-    ) -> Option<Mode> {
+    /// Decides a complete start tag (`bytes`, from `<` to `>`): the attribute changes go to
+    /// `self.edits` (empty: the tag stays as it is); returns the tokenizer's next mode, or
+    /// `None` when the page must go to lol_html from this tag on.
+    fn on_start_tag(&mut self, bytes: &[u8], tag: &Tag, page: &mut PageState) -> Option<Mode> {
+        self.edits.clear();
         let mut lower = [0u8; 10];
         let raw_name = &bytes[tag.name.0..tag.name.1];
         let name: &[u8] = if raw_name.len() <= lower.len() {
@@ -610,36 +616,30 @@ impl FastScan {
         if tag.empty_value_end || matches!(name, b"svg" | b"math") {
             return None;
         }
-        let view = FastView {
-            bytes,
-            attrs: &self.attrs,
-            encoding: self.encoding,
-        };
-        if name == b"meta" && self.follow_meta_charset {
-            let charset = view
-                .attr("charset")
-                .and_then(|cs| Encoding::for_label_no_replacement(cs.as_bytes()))
-                .and_then(lol_html::AsciiCompatibleEncoding::new)
-                .map(<&'static Encoding>::from);
-            match charset {
-                Some(found) if found == self.encoding => self.follow_meta_charset = false,
-                Some(_) => return None,
-                // `http-equiv` with a Content-Type: lol_html parses it as a MIME type.
-                None if view.raw_attr("http-equiv").is_some() => return None,
-                None => {}
+        if tag.recorded {
+            let view = FastView {
+                bytes,
+                attrs: &self.attrs,
+                encoding: self.encoding,
+            };
+            if name == b"meta" && self.follow_meta_charset {
+                let charset = view
+                    .attr("charset")
+                    .and_then(|cs| Encoding::for_label_no_replacement(cs.as_bytes()))
+                    .and_then(lol_html::AsciiCompatibleEncoding::new)
+                    .map(<&'static Encoding>::from);
+                match charset {
+                    Some(found) if found == self.encoding => self.follow_meta_charset = false,
+                    Some(_) => return None,
+                    // `http-equiv` with a Content-Type: lol_html parses it as a MIME type.
+                    None if view.raw_attr("http-equiv").is_some() => return None,
+                    None => {}
+                }
+            }
+            if PageState::selected(name, &view) {
+                page.decide(name, &view, &mut self.edits);
             }
         }
-        let mut edits = std::mem::take(&mut self.edits);
-        edits.clear();
-        if PageState::selected(name, &view) {
-            page.decide(name, &view, &mut edits);
-        }
-        if edits.is_empty() {
-            out.extend_from_slice(bytes);
-        } else {
-            self.serialize(bytes, tag, &edits, out);
-        }
-        self.edits = edits;
         Some(match name {
             b"script" => Mode::Script(Script::Data),
             b"style" => Mode::RawText(b"style"),
@@ -743,9 +743,49 @@ impl TagView for FastView<'_> {
     }
 }
 
-/// HTML whitespace as lol_html's tokenizer has it (with CR: it sees raw bytes).
+/// Byte classes of the tag states: one table load per byte instead of a chain of compares.
+const WS: u8 = 1;
+const SLASH: u8 = 2;
+const GT: u8 = 4;
+const EQ: u8 = 8;
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    // HTML whitespace as lol_html's tokenizer has it (with CR: it sees raw bytes).
+    t[b' ' as usize] = WS;
+    t[b'\n' as usize] = WS;
+    t[b'\r' as usize] = WS;
+    t[b'\t' as usize] = WS;
+    t[0x0C] = WS;
+    t[b'/' as usize] = SLASH;
+    t[b'>' as usize] = GT;
+    t[b'=' as usize] = EQ;
+    t
+};
+
 fn is_ws(b: u8) -> bool {
-    matches!(b, b' ' | b'\n' | b'\r' | b'\t' | b'\x0C')
+    CLASS[usize::from(b)] == WS
+}
+
+/// Whether `b` is in one of the `classes`.
+fn is(b: u8, classes: u8) -> bool {
+    CLASS[usize::from(b)] & classes != 0
+}
+
+/// Whether a start tag of this name can be rewritten or move the charset (so its attributes
+/// are worth recording).
+fn may_matter(name: &[u8]) -> bool {
+    [
+        &b"img"[..],
+        b"source",
+        b"video",
+        b"audio",
+        b"script",
+        b"link",
+        b"base",
+        b"meta",
+    ]
+    .iter()
+    .any(|n| n.eq_ignore_ascii_case(name))
 }
 
 /// Whether `</name` + delimiter (whitespace, `/`, `>`) starts at `lt`; `None` when `buf` ends

@@ -90,8 +90,9 @@ pub(crate) fn resolve_into(
 /// the path in place; returns the path's length.
 fn normalize(buf: &mut String) -> usize {
     let cut = memchr::memchr2(b'?', b'#', buf.as_bytes()).unwrap_or(buf.len());
-    // Nearly every path has no dot segment: skip the split and rebuild.
-    if memchr::memmem::find(&buf.as_bytes()[..cut], b"/.").is_none() {
+    // Nearly every path has no dot segment (its only dot is the extension's): skip the rebuild.
+    let path = &buf.as_bytes()[..cut];
+    if !memchr::memchr_iter(b'.', path).any(|i| i > 0 && path[i - 1] == b'/') {
         return cut;
     }
     let path = remove_dot_segments(&buf[..cut]);
@@ -115,7 +116,8 @@ pub(crate) fn rewrite_srcset(
     map: &mut dyn FnMut(&str) -> Option<String>,
 ) -> Option<String> {
     let bytes = value.as_bytes();
-    let mut out = String::with_capacity(value.len() + 64);
+    // Allocated at the first change: many `srcset`s seen are left as they are.
+    let mut out = String::new();
     let mut copied = 0;
     let mut changed = false;
     let mut i = 0;
@@ -135,6 +137,9 @@ pub(crate) fn rewrite_srcset(
         }
         if end > start {
             if let Some(new) = map(&value[start..end]) {
+                if out.capacity() == 0 {
+                    out.reserve(value.len() + 64);
+                }
                 out.push_str(&value[copied..start]);
                 out.push_str(&new);
                 copied = end;

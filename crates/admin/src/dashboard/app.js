@@ -22,7 +22,10 @@ function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v === undefined || v === null || v === false) continue;
-    if (k === "class") node.className = v; else node.setAttribute(k, String(v));
+    // Colours through the CSSOM: the page's Content-Security-Policy forbids style attributes.
+    if (k === "class") node.className = v;
+    else if (k === "style") Object.assign(node.style, v);
+    else node.setAttribute(k, String(v));
   }
   for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(c ?? ""));
   return node;
@@ -206,7 +209,7 @@ function renderCluster(c) {
     const changed = now - (state.nodeChangedAt.get(n.id) || 0) < FLASH_MS;
     const cls = [n.self ? "self" : "", changed ? "changed" : ""].join(" ").trim() || null;
     return el("tr", { "data-node": n.id, "data-state": n.state, "data-role": n.role, class: cls },
-      el("td", { class: "n" }, el("i", { class: "dot", style: "color:" + colour(n.id) }, "■ "), String(n.id)),
+      el("td", { class: "n" }, el("i", { class: "dot", style: { color: colour(n.id) } }, "■ "), String(n.id)),
       el("td", {}, n.address), el("td", { class: n.role === "scheduler" ? "state-scheduler" : "" }, n.role ?? "–"),
       el("td", { class: "state-" + n.state }, n.state), el("td", { class: "n" }, fmt(n.priority)),
       el("td", { class: "n" }, fmt(n.weight)), el("td", { class: "n" }, fmt(n.load_permille)),
@@ -228,7 +231,7 @@ function renderCluster(c) {
 function renderBuckets(b) {
   const box = document.getElementById("bucket-picture");
   if (!b) { box.replaceChildren(); return; }
-  const cols = Math.min(64, b.node.length), size = 12, gap = 2;
+  const cols = Math.min(64, b.node.length), size = 9, gap = 1;
   const rows = Math.ceil(b.node.length / cols);
   const picture = svg("svg", { viewBox: `0 0 ${cols * (size + gap)} ${rows * (size + gap)}`, id: "bucket-svg",
     width: cols * (size + gap), role: "img", "aria-label": "bucket table" });
@@ -237,7 +240,7 @@ function renderBuckets(b) {
     const share = b.assigned[i] / b.per_cell;
     count.set(node, (count.get(node) || 0) + b.assigned[i]);
     const rect = svg("rect", { x: (i % cols) * (size + gap), y: Math.floor(i / cols) * (size + gap), width: size, height: size,
-      rx: 2, fill: colour(node), "fill-opacity": node === null ? 1 : (0.35 + 0.65 * share).toFixed(2),
+      rx: 1, fill: colour(node), "fill-opacity": node === null ? 1 : (0.55 + 0.45 * share).toFixed(2),
       "data-node": node === null ? "idle" : node });
     const first = i * b.per_cell;
     const title = svg("title", {});
@@ -249,8 +252,8 @@ function renderBuckets(b) {
   box.replaceChildren(picture);
   const idle = b.size - [...count.entries()].filter(([n]) => n !== null).reduce((a, [, c]) => a + c, 0);
   const legend = [...count.keys()].filter((n) => n !== null).sort((x, y) => x - y)
-    .map((n) => el("span", { "data-legend": n }, el("i", { style: "background:" + colour(n) }), `node ${n}: ${count.get(n)}`));
-  legend.push(el("span", { "data-legend": "idle" }, el("i", { style: "background:" + colour(null) }), `idle: ${idle}`));
+    .map((n) => el("span", { "data-legend": n }, el("i", { style: { background: colour(n) } }), `node ${n}: ${count.get(n)}`));
+  legend.push(el("span", { "data-legend": "idle" }, el("i", { style: { background: colour(null) } }), `idle: ${idle}`));
   document.getElementById("bucket-legend").replaceChildren(...legend);
   document.getElementById("buckets-line").textContent = `${b.size} buckets, version ${b.version}` +
     (b.per_cell > 1 ? `, ${b.per_cell} buckets per cell (a faded cell has idle buckets)` : "; a faded cell is idle (no connection)") + ".";

@@ -73,7 +73,18 @@ async fn the_page_is_open_its_data_needs_the_token_and_history_fills() {
         let (code, head, _) = get(addr, path, None).await;
         assert_eq!(code, 200, "{path} is open");
         assert!(head.contains("cache-control: no-store"), "{head}");
+        assert!(
+            head.contains("content-security-policy: default-src 'none'; script-src 'self'"),
+            "{head}"
+        );
+        assert!(head.contains("x-frame-options: deny"), "{head}");
     }
+    let post = "POST / HTTP/1.1\r\nHost: admin\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(post.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
     assert_eq!(get(addr, "/ui/history", None).await.0, 401);
     assert_eq!(get(addr, "/ui/buckets", Some("wrong")).await.0, 401);
     assert_eq!(get(addr, "/status", None).await.0, 401);

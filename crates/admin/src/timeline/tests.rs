@@ -130,6 +130,13 @@ fn array_events_take_over_failure_join_drain_commit() {
         .map(|(k, t)| ((*k).to_owned(), (*t).to_owned()))
         .collect();
     assert_eq!(texts, expected);
+    // A first scheduler, and none at all, are told apart from a take-over.
+    let mut u = Timeline::default();
+    u.observe(0, &[], &json!({"scheduler": null, "nodes": []}));
+    u.observe(1000, &[], &json!({"scheduler": 1, "nodes": []}));
+    u.observe(2000, &[], &json!({"scheduler": null, "nodes": []}));
+    let kinds: Vec<&str> = u.events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, ["elected", "no_scheduler"]);
     // Leaving the array (null) and coming back is a new baseline, not a flood of events.
     t.observe(3000, &[], &Value::Null);
     t.observe(4000, &[], &cluster(9, 1, &[]));

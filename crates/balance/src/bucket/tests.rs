@@ -296,3 +296,43 @@ fn debug_is_short() {
     assert!(s.len() < 200, "{s}");
     assert!(BucketError::BadSize { size: 3 }.to_string().contains('3'));
 }
+
+#[test]
+fn the_stored_entry_is_the_c_layout() {
+    assert_eq!(std::mem::offset_of!(BucketEntry, node), 0);
+    assert_eq!(std::mem::offset_of!(BucketEntry, reserved), 2);
+    assert_eq!(std::mem::offset_of!(BucketEntry, last_used), 8);
+    let mut t = BucketTable::new(4).unwrap();
+    t.set(2, Some(NodeId(7)), 99);
+    assert_eq!(
+        t.entries()[2],
+        BucketEntry {
+            node: 7,
+            reserved: [0; 3],
+            last_used: 99
+        }
+    );
+    assert_eq!(t.entries()[0].node, BucketEntry::UNASSIGNED);
+}
+
+#[test]
+fn the_policy_is_usable_without_the_table() {
+    let nodes = [
+        NodeCandidate {
+            id: NodeId(1),
+            weight: 1,
+            enabled: true,
+            alive: true,
+        },
+        NodeCandidate {
+            id: NodeId(2),
+            weight: 3,
+            enabled: true,
+            alive: true,
+        },
+    ];
+    // 2 buckets on node 1 (2 per weight), 3 on node 2 (1 per weight): node 2 is next.
+    let counts = |id: NodeId| if id == NodeId(1) { 2 } else { 3 };
+    assert_eq!(least_assigned(&nodes, counts), Some(NodeId(2)));
+    assert_eq!(least_assigned(&[], counts), None);
+}

@@ -27,6 +27,7 @@ fn view(role: Role, version: u64, accepting_new: bool, alive: &[u16]) -> Cluster
         version,
         nodes: nodes.into(),
         config_version: 0,
+        epoch: 0,
     }
 }
 

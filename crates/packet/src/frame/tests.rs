@@ -26,6 +26,7 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>, Result<Flow, FrameError>)> {
         dst: v4(10, 77, 1, 10),
         dst_port: 80,
         proto: L4Proto::Tcp,
+        tcp_flags: TcpFlags(TcpFlags::SYN),
     };
     let v6_src = IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 2, 0, 0, 0, 11));
     let v6_dst = IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 1, 0, 0, 0, 10));
@@ -47,6 +48,7 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>, Result<Flow, FrameError>)> {
             Ok(Flow {
                 proto: L4Proto::Udp,
                 dst_port: 443,
+                tcp_flags: TcpFlags::NONE,
                 ..syn
             }),
         ),
@@ -310,4 +312,20 @@ proptest! {
         prop_assert_eq!(flow.dst_port, dport);
         prop_assert_eq!(flow.proto, if udp { L4Proto::Udp } else { L4Proto::Tcp });
     }
+}
+
+#[test]
+fn tcp_flags_are_read_from_the_header() {
+    let with_flags = |flags: u8| {
+        let mut f = FrameSpec::default().build();
+        f[14 + 20 + 13] = flags;
+        parse_flow(&f).map(|flow| flow.tcp_flags)
+    };
+    let syn = with_flags(TcpFlags::SYN).unwrap();
+    assert!(syn.is_initial_syn() && !syn.ends());
+    let syn_ack = with_flags(TcpFlags::SYN | TcpFlags::ACK).unwrap();
+    assert!(!syn_ack.is_initial_syn());
+    assert!(with_flags(TcpFlags::FIN | TcpFlags::ACK).unwrap().ends());
+    assert!(with_flags(TcpFlags::RST).unwrap().ends());
+    assert!(!with_flags(TcpFlags::ACK).unwrap().ends());
 }

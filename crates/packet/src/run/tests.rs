@@ -15,6 +15,8 @@ struct MemIo {
     inbox: VecDeque<Vec<u8>>,
     sent: Vec<(Output, Vec<u8>)>,
     control: Arc<LoopControl>,
+    /// The link's state as `link_up` reports it.
+    link: bool,
 }
 
 impl FrameIo for MemIo {
@@ -44,6 +46,10 @@ impl FrameIo for MemIo {
 
     fn announce(&mut self, _frame: &[u8]) -> io::Result<()> {
         Ok(())
+    }
+
+    fn link_up(&mut self) -> io::Result<bool> {
+        Ok(self.link)
     }
 }
 
@@ -80,6 +86,7 @@ fn loop_routes_every_frame_and_publishes_counters() {
         inbox: frames,
         sent: Vec::new(),
         control: Arc::clone(&control),
+        link: true,
     };
     let params = CoreParams {
         vip: IpAddr::V4(Ipv4Addr::new(10, 77, 1, 10)),
@@ -122,4 +129,44 @@ fn loop_routes_every_frame_and_publishes_counters() {
     assert!(c.local > 60, "{c:?}");
     let local = io.sent.iter().filter(|(o, _)| *o == Output::Local).count() as u64;
     assert_eq!(local, c.local);
+}
+
+#[test]
+fn a_link_without_carrier_ends_the_loop_with_an_error() {
+    let control = Arc::new(LoopControl::default());
+    let mut io = MemIo {
+        inbox: (0..10u16)
+            .map(|p| {
+                FrameSpec {
+                    src_port: 30_000 + p,
+                    ..FrameSpec::default()
+                }
+                .build()
+            })
+            .collect(),
+        sent: Vec::new(),
+        control: Arc::clone(&control),
+        link: false,
+    };
+    let params = CoreParams {
+        vip: IpAddr::V4(Ipv4Addr::new(10, 77, 1, 10)),
+        services: vec![(L4Proto::Tcp, 80)],
+        self_id: NodeId(1),
+        lan_mac: MacAddr([2, 0, 0, 0, 1, 1]),
+        local_mac: MacAddr([2, 0, 0, 0, 0xee, 1]),
+    };
+    let mut core = SchedulerCore::new(params, vec![node(1)], BucketTable::new(64).unwrap());
+    let (_tx, rx) = mpsc::channel();
+    let ports = LoopPorts {
+        commands: rx,
+        events: None,
+    };
+    let e = run_loop(&mut io, &mut core, &control, &ports, DEFAULT_IDLE_MS, 4).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::NotConnected);
+    assert!(e.to_string().contains("no carrier"), "{e}");
+    assert_eq!(
+        control.counters().local,
+        4,
+        "the first batch was served, then published"
+    );
 }

@@ -52,8 +52,8 @@ fn fixture_table() {
     // Pin the buckets: the first flow on a fresh table goes to the least-assigned node with
     // the lowest id (node 1, ourselves); pre-assigning its bucket to node 2 gives a forward.
     let mut table_core = core(vec![node(1), node(2), node(3)]);
-    let b = table_core.table.bucket_of(syn.src, syn.src_port);
-    table_core.table.set(b, Some(NodeId(2)), 0);
+    let b = table_core.schedule.table.bucket_of(syn.src, syn.src_port);
+    table_core.schedule.table.set(b, Some(NodeId(2)), 0);
     let client_mac = syn.src_mac;
 
     type Fixture = (&'static str, Vec<u8>, Verdict, Option<Vec<u8>>);
@@ -221,4 +221,60 @@ proptest! {
         let k = c.counters();
         prop_assert_eq!(k.forwarded_total() + k.local + k.dropped_total(), frames.len() as u64);
     }
+}
+
+/// Another mode behind the same core: every flow to node 2, recording what it was asked.
+#[derive(Default)]
+struct ToTwo {
+    seen: Vec<Flow>,
+}
+
+impl Schedule for ToTwo {
+    fn schedule(&mut self, flow: &Flow, _now_ms: u64) -> Option<NodeId> {
+        self.seen.push(*flow);
+        Some(NodeId(2))
+    }
+
+    fn set_nodes(&mut self, _nodes: &[NodeEntry]) {}
+}
+
+#[test]
+fn a_schedule_sees_only_flows_that_passed_the_vip_and_port_checks() {
+    let nodes: Vec<NodeEntry> = (1..=2)
+        .map(|id| NodeEntry {
+            id: NodeId(id),
+            mac: MacAddr([2, 0, 0, 0, 0, id as u8]),
+            weight: 1,
+            enabled: true,
+            alive: true,
+        })
+        .collect();
+    let params = CoreParams {
+        vip: IpAddr::V4(Ipv4Addr::new(10, 77, 1, 10)),
+        services: vec![(L4Proto::Tcp, 80)],
+        self_id: NodeId(1),
+        lan_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+        local_mac: MacAddr([2, 0, 0, 0, 0xee, 1]),
+    };
+    let mut core = SchedulerCore::with_schedule(params, nodes, ToTwo::default());
+    let mut good = FrameSpec::default().build();
+    assert_eq!(
+        core.handle(&mut good, 1),
+        Verdict::Forward {
+            to: MacAddr([2, 0, 0, 0, 0, 2])
+        }
+    );
+    let mut other_port = FrameSpec {
+        dst_port: 25,
+        ..FrameSpec::default()
+    }
+    .build();
+    assert_eq!(
+        core.handle(&mut other_port, 2),
+        Verdict::Drop(DropReason::UnservedPort)
+    );
+    let mut garbage = vec![0u8; 9];
+    assert!(matches!(core.handle(&mut garbage, 3), Verdict::Drop(_)));
+    assert_eq!(core.schedule_ref().seen.len(), 1, "only the VIP:80 flow");
+    assert!(core.schedule_ref().seen[0].tcp_flags.is_initial_syn());
 }

@@ -37,6 +37,7 @@ use pentaflow_cluster::{
     Output, Reconfigure, ServerRow, ShellConfig, ShellError, Timing,
 };
 use pentaflow_config::{ArrayConfig, ClusterSettings};
+use pentaflow_node::notify::Notifier;
 use pentaflow_node::{cause_chain, Action, Configured, DataPlane, Event, Supervisor};
 use pentaflow_packet::{spawn_scheduler, Command, MacAddr, NodeEntry, NodeId, SchedulerHandle};
 use pentaflow_proxy::Proxy;
@@ -45,7 +46,6 @@ use tokio::task::JoinHandle;
 
 use super::array::{log_counters, scheduler_config};
 use super::node_report::{avg_response_us, load_permille, LiveBuckets};
-use super::notify::Notifier;
 use super::pushed_config::{check_push, persist, pushed_source, validate};
 
 /// How often assignments are forwarded and live buckets reported: well under the cluster's

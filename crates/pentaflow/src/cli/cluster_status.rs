@@ -16,10 +16,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use pentaflow_admin::{ControlError, ControlRequest, NodeMetric};
+use pentaflow_admin::{
+    ClusterBuckets, ClusterDocument, ClusterNodeRow, ControlError, ControlRequest,
+    DataPlaneFailure, DataPlaneStatus, DroppedDatagrams, NodeMetric,
+};
 use pentaflow_cluster::{ClusterInfo, ClusterView, Role};
 use pentaflow_config::ArrayConfig;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::cluster::{ClusterAccess, DataPlaneReport};
@@ -44,22 +47,25 @@ pub(crate) fn report(access: &ClusterAccess) -> Value {
     let info = access.info.borrow().clone();
     let array = Arc::clone(&access.array.borrow());
     let plane = access.data_plane.borrow().clone();
-    let mut doc = document(&array, &view, &info);
-    doc["data_plane"] = data_plane_json(&plane);
-    doc
+    let mut doc = typed_document(&array, &view, &info);
+    doc.data_plane = Some(data_plane_status(&plane));
+    serde_json::to_value(doc).unwrap_or(Value::Null)
 }
 
 /// This node's scheduler data plane in the `/cluster` document.
-fn data_plane_json(plane: &DataPlaneReport) -> Value {
-    json!({
-        "state": plane.state,
-        "failures": plane.failures,
-        "last_failure": plane.last_failure.as_ref().map(|(at_start, cause, when)| json!({
-            "at_start": at_start,
-            "cause": cause,
-            "ms_ago": u64::try_from(when.elapsed().as_millis()).unwrap_or(u64::MAX),
-        })),
-    })
+fn data_plane_status(plane: &DataPlaneReport) -> DataPlaneStatus {
+    DataPlaneStatus {
+        state: plane.state.to_owned(),
+        failures: plane.failures,
+        last_failure: plane
+            .last_failure
+            .as_ref()
+            .map(|(at_start, cause, when)| DataPlaneFailure {
+                at_start: *at_start,
+                cause: cause.clone(),
+                ms_ago: u64::try_from(when.elapsed().as_millis()).unwrap_or(u64::MAX),
+            }),
+    }
 }
 
 /// A node's state for the operator: `failed` (not heard), `unresponsive` (heard, but failed by
@@ -75,14 +81,21 @@ fn node_state(alive: bool, unresponsive: bool, enabled: bool, live: Option<u32>)
     }
 }
 
-/// The document from one view and one summary (pure, for tests).
+/// The document from one view and one summary (pure, for tests), as JSON.
+#[cfg(test)]
 fn document(array: &ArrayConfig, view: &ClusterView, info: &ClusterInfo) -> Value {
+    // A document of plain numbers, strings and maps always serializes.
+    serde_json::to_value(typed_document(array, view, info)).unwrap_or(Value::Null)
+}
+
+/// The typed document from one view and one summary (pure).
+fn typed_document(array: &ArrayConfig, view: &ClusterView, info: &ClusterInfo) -> ClusterDocument {
     let me = info.node.map(|n| n.0);
     let mut by_node = std::collections::BTreeMap::<u16, usize>::new();
     for (_, n) in &view.table.assigned {
         *by_node.entry(n.0).or_default() += 1;
     }
-    let nodes: Vec<Value> = array
+    let nodes = array
         .nodes
         .iter()
         .map(|n| {
@@ -102,54 +115,71 @@ fn document(array: &ArrayConfig, view: &ClusterView, info: &ClusterInfo) -> Valu
             };
             let unresponsive = member.is_some_and(|m| m.unresponsive);
             let live = polled.map(|p| p.status.live_buckets);
-            json!({
-                "id": n.id,
-                "address": n.address.to_string(),
-                "self": is_me,
-                "alive": alive,
-                "state": node_state(alive, unresponsive, enabled, live),
-                "role": role,
-                "priority": member.map_or(n.priority, |m| m.priority),
-                "enabled": enabled,
-                "weight": member.map_or(n.weight, |m| m.weight),
-                "incarnation": member.map(|m| m.incarnation),
-                "heard_ms_ago": if is_me { Some(0) } else { member.map(|m| m.heard_ms_ago) },
-                "table_version": if is_me { Some(view.version) } else { member.map(|m| m.table_version) },
-                "config_version": if is_me { Some(view.config_version) } else { member.map(|m| m.config_version) },
-                "load_permille": member.map(|m| m.load),
-                "open_connections": polled.map(|p| p.status.open_connections),
-                "hits": polled.map(|p| p.status.hits),
-                "live_buckets": live,
-                "status_age_ms": polled.map(|p| p.age_ms),
-                "buckets": by_node.get(&n.id).copied().unwrap_or(0),
-            })
+            ClusterNodeRow {
+                id: n.id,
+                address: n.address.to_string(),
+                is_self: is_me,
+                alive,
+                state: node_state(alive, unresponsive, enabled, live).to_owned(),
+                role: role.map(str::to_owned),
+                priority: member.map_or(n.priority, |m| m.priority),
+                enabled,
+                weight: member.map_or(n.weight, |m| m.weight),
+                incarnation: member.map(|m| m.incarnation),
+                heard_ms_ago: if is_me {
+                    Some(0)
+                } else {
+                    member.map(|m| m.heard_ms_ago)
+                },
+                table_version: if is_me {
+                    Some(view.version)
+                } else {
+                    member.map(|m| m.table_version)
+                },
+                config_version: if is_me {
+                    Some(view.config_version)
+                } else {
+                    member.map(|m| m.config_version)
+                },
+                load_permille: member.map(|m| m.load),
+                open_connections: polled.map(|p| p.status.open_connections),
+                hits: polled.map(|p| p.status.hits),
+                live_buckets: live,
+                status_age_ms: polled.map(|p| p.age_ms),
+                buckets: by_node.get(&n.id).copied().unwrap_or(0),
+            }
         })
         .collect();
     let assigned = view.table.assigned.len();
     let d = info.drops;
-    json!({
-        "node": me,
-        "role": role_name(view.role),
-        "scheduler": view.scheduler.map(|n| n.0),
-        "accepting_new": view.accepting_new,
-        "config_version": view.config_version,
-        "nodes": nodes,
-        "status_sweep_ms_ago": info.last_sweep_ms_ago,
-        "summary": cluster_summary::json(&info.summary),
-        "server_rows_dropped": info.server_rows_dropped,
-        "buckets": {
-            "size": view.table.size,
-            "version": view.version,
-            "assigned": assigned,
-            "unassigned": view.table.size.saturating_sub(assigned),
-            "by_node": by_node,
+    ClusterDocument {
+        node: me,
+        role: role_name(view.role).to_owned(),
+        scheduler: view.scheduler.map(|n| n.0),
+        accepting_new: view.accepting_new,
+        config_version: view.config_version,
+        nodes,
+        status_sweep_ms_ago: info.last_sweep_ms_ago,
+        summary: cluster_summary::rows(&info.summary),
+        server_rows_dropped: info.server_rows_dropped,
+        buckets: ClusterBuckets {
+            size: view.table.size,
+            version: view.version,
+            assigned,
+            unassigned: view.table.size.saturating_sub(assigned),
+            by_node,
         },
-        "dropped_datagrams": {
-            "malformed": d.malformed, "bad_version": d.bad_version, "forged": d.forged,
-            "stale": d.stale, "replayed": d.replayed, "own_id": d.own_id,
-            "not_for_us": d.not_for_us,
+        dropped_datagrams: DroppedDatagrams {
+            malformed: d.malformed,
+            bad_version: d.bad_version,
+            forged: d.forged,
+            stale: d.stale,
+            replayed: d.replayed,
+            own_id: d.own_id,
+            not_for_us: d.not_for_us,
         },
-    })
+        data_plane: None,
+    }
 }
 
 /// Cluster gauges and counters for `/metrics`.
@@ -367,10 +397,89 @@ pub(crate) fn render(doc: &Value) -> String {
 mod tests {
     use std::sync::Arc;
 
+    use serde_json::json;
+
     use pentaflow_balance::{BucketSnapshot, NodeCandidate, NodeId};
     use pentaflow_cluster::{MemberInfo, PolledStatus};
 
     use super::*;
+
+    /// The document as it was built before it was typed: the typed one must equal it.
+    fn reference_document(array: &ArrayConfig, view: &ClusterView, info: &ClusterInfo) -> Value {
+        let me = info.node.map(|n| n.0);
+        let mut by_node = std::collections::BTreeMap::<u16, usize>::new();
+        for (_, n) in &view.table.assigned {
+            *by_node.entry(n.0).or_default() += 1;
+        }
+        let nodes: Vec<Value> = array
+            .nodes
+            .iter()
+            .map(|n| {
+                let member = info.members.iter().find(|m| m.id.0 == n.id);
+                let polled = info.polled.iter().find(|p| p.id.0 == n.id);
+                let is_me = me == Some(n.id);
+                let role = if is_me {
+                    Some(role_name(view.role))
+                } else {
+                    member.filter(|m| m.alive).map(|m| role_name(m.role))
+                };
+                let alive = is_me || member.is_some_and(|m| m.alive);
+                let enabled = if is_me {
+                    info.enabled
+                } else {
+                    member.map_or(n.enabled, |m| m.enabled)
+                };
+                let unresponsive = member.is_some_and(|m| m.unresponsive);
+                let live = polled.map(|p| p.status.live_buckets);
+                json!({
+                    "id": n.id,
+                    "address": n.address.to_string(),
+                    "self": is_me,
+                    "alive": alive,
+                    "state": node_state(alive, unresponsive, enabled, live),
+                    "role": role,
+                    "priority": member.map_or(n.priority, |m| m.priority),
+                    "enabled": enabled,
+                    "weight": member.map_or(n.weight, |m| m.weight),
+                    "incarnation": member.map(|m| m.incarnation),
+                    "heard_ms_ago": if is_me { Some(0) } else { member.map(|m| m.heard_ms_ago) },
+                    "table_version": if is_me { Some(view.version) } else { member.map(|m| m.table_version) },
+                    "config_version": if is_me { Some(view.config_version) } else { member.map(|m| m.config_version) },
+                    "load_permille": member.map(|m| m.load),
+                    "open_connections": polled.map(|p| p.status.open_connections),
+                    "hits": polled.map(|p| p.status.hits),
+                    "live_buckets": live,
+                    "status_age_ms": polled.map(|p| p.age_ms),
+                    "buckets": by_node.get(&n.id).copied().unwrap_or(0),
+                })
+            })
+            .collect();
+        let assigned = view.table.assigned.len();
+        let d = info.drops;
+        json!({
+            "node": me,
+            "role": role_name(view.role),
+            "scheduler": view.scheduler.map(|n| n.0),
+            "accepting_new": view.accepting_new,
+            "config_version": view.config_version,
+            "nodes": nodes,
+            "status_sweep_ms_ago": info.last_sweep_ms_ago,
+            "summary": cluster_summary::json(&info.summary),
+            "server_rows_dropped": info.server_rows_dropped,
+            "buckets": {
+                "size": view.table.size,
+                "version": view.version,
+                "assigned": assigned,
+                "unassigned": view.table.size.saturating_sub(assigned),
+                "by_node": by_node,
+            },
+            "dropped_datagrams": {
+                "malformed": d.malformed, "bad_version": d.bad_version, "forged": d.forged,
+                "stale": d.stale, "replayed": d.replayed, "own_id": d.own_id,
+                "not_for_us": d.not_for_us,
+            },
+        })
+    }
 
     #[test]
     fn the_document_joins_config_members_poll_and_table() {
@@ -397,6 +506,7 @@ mod tests {
                 alive: true,
             }]),
             config_version: 2,
+            epoch: 0,
         };
         let info = ClusterInfo {
             node: Some(NodeId(1)),
@@ -445,6 +555,17 @@ mod tests {
             ..ClusterInfo::default()
         };
         let doc = document(&array, &view, &info);
+        assert_eq!(
+            doc,
+            reference_document(&array, &view, &info),
+            "the typed document keeps the shape the dashboard reads"
+        );
+        let typed: ClusterDocument = serde_json::from_value(doc.clone()).unwrap();
+        assert_eq!(
+            typed,
+            typed_document(&array, &view, &info),
+            "and reads back"
+        );
         assert_eq!(doc["role"], "scheduler");
         assert_eq!(doc["buckets"]["assigned"], 3);
         assert_eq!(doc["buckets"]["unassigned"], 65533);
@@ -489,7 +610,7 @@ mod tests {
                 std::time::Instant::now(),
             )),
         };
-        let doc = json!({ "nodes": [], "buckets": {}, "data_plane": data_plane_json(&plane) });
+        let doc = json!({ "nodes": [], "buckets": {}, "data_plane": data_plane_status(&plane) });
         assert_eq!(doc["data_plane"]["failures"], 2);
         let table = render(&doc);
         assert!(

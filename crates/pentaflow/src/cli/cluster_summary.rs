@@ -8,11 +8,34 @@
 
 use std::fmt::Write as _;
 
-use pentaflow_admin::NodeMetric;
+use pentaflow_admin::{ClusterSummaryRow, NodeMetric};
 use pentaflow_cluster::{ClusterInfo, SummaryRow};
-use serde_json::{json, Value};
+#[cfg(test)]
+use serde_json::json;
+use serde_json::Value;
 
 /// The `summary` array of the `/cluster` document.
+pub(crate) fn rows(rows: &[SummaryRow]) -> Vec<ClusterSummaryRow> {
+    rows.iter()
+        .map(|r| ClusterSummaryRow {
+            service: r.service.clone(),
+            backend: r.name.clone(),
+            address: r.address.clone(),
+            state: if r.up { "up" } else { "down" }.to_owned(),
+            nodes_up: r.nodes_up,
+            nodes_down: r.nodes_down,
+            nodes_reporting: r.nodes_reporting,
+            hits: r.hits,
+            open_connections: r.open_connections,
+            session_groups: r.session_groups,
+            avg_response_ms: f64::from(r.avg_response_us) / 1000.0,
+            age_ms: r.age_ms,
+        })
+        .collect()
+}
+
+/// The summary rows as JSON (the `summary` of `/cluster`).
+#[cfg(test)]
 pub(crate) fn json(rows: &[SummaryRow]) -> Value {
     rows.iter()
         .map(|r| {

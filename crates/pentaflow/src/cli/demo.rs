@@ -64,7 +64,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         println!("  {name} at http://{addr}");
     }
     println!(
-        "\nTry it:\n  curl -s http://{l}/                       # each request may go to another back-end\n  \
+        "\nDashboard: http://{admin}/ (in a browser)\n\nTry it:\n  curl -s http://{l}/                       # each request may go to another back-end\n  \
          curl -s -c jar -b jar http://{l}/         # run it again: the injected PFSRV cookie keeps you on one\n  \
          curl -sk -b jar https://{s}/              # HTTPS (HTTP/2 by ALPN), same cookie, same back-end\n  \
          curl -s http://{admin}/status             # the Web Server Status Table (JSON)\n  \

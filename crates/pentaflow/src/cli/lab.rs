@@ -409,15 +409,27 @@ fn array_up(
                 continue;
             }
         };
-        schedulers.insert(doc["scheduler"].as_u64());
-        let plane = &doc["data_plane"];
-        if doc["role"] == "scheduler" && plane["state"] == "up" {
-            up = doc["node"].as_u64();
-        }
-        if let Some(cause) = plane["last_failure"]["cause"].as_str() {
+        let doc: pentaflow_admin::ClusterDocument = match serde_json::from_value(doc) {
+            Ok(d) => d,
+            Err(e) => {
+                problems.push(format!("{name}: unexpected /cluster document: {e}"));
+                continue;
+            }
+        };
+        schedulers.insert(doc.scheduler);
+        let Some(plane) = &doc.data_plane else {
             problems.push(format!(
-                "{name}: its scheduler data plane failed {} time(s), last: {cause}",
-                plane["failures"]
+                "{name}: /cluster has no data_plane (an older build?)"
+            ));
+            continue;
+        };
+        if doc.role == "scheduler" && plane.state == "up" {
+            up = doc.node;
+        }
+        if let Some(f) = &plane.last_failure {
+            problems.push(format!(
+                "{name}: its scheduler data plane failed {} time(s), last: {}",
+                plane.failures, f.cause
             ));
         }
     }

@@ -12,7 +12,6 @@ mod demo;
 mod generate;
 mod lab;
 mod node_report;
-mod notify;
 mod pushed_config;
 mod readiness;
 mod serve;

@@ -15,10 +15,24 @@
 
 use std::path::{Path, PathBuf};
 
-use pentaflow_config::ArrayConfig;
+use pentaflow_config::{ArrayConfig, ChangeKind};
+
+/// Keys of `[array]` that cannot change while the array runs: the VIP and interface the data
+/// planes hold, the table every node must agree on, the served ports, and the control plane's
+/// key, port and admin token.
+const RESTART_ONLY: &[&str] = &[
+    "array.vip",
+    "array.interface",
+    "array.table_size",
+    "array.ports",
+    "array.key",
+    "array.port",
+    "array.admin_token",
+];
 
 /// The keys of `pushed` that differ from `running` and cannot change without a restart, for
-/// node `node_id`; empty when the push may be applied live.
+/// node `node_id`; empty when the push may be applied live. Built on
+/// [`pentaflow_config::diff_array`], so every key is compared.
 pub(crate) fn restart_only_changes(
     running: &ArrayConfig,
     pushed: Option<&ArrayConfig>,
@@ -27,31 +41,24 @@ pub(crate) fn restart_only_changes(
     let Some(pushed) = pushed else {
         return vec!["[array] (the pushed file has none)".to_owned()];
     };
+    let own = format!("array.node[id = {node_id}]");
+    let own_address = format!("{own}.address");
     let mut keys = Vec::new();
-    let mut differs = |key: &str, same: bool| {
-        if !same {
-            keys.push(format!("array.{key}"));
+    for change in pentaflow_config::diff_array(running, pushed) {
+        if RESTART_ONLY.contains(&change.key.as_str()) {
+            keys.push(change.key);
+        } else if change.key == own && change.kind == ChangeKind::Removed {
+            keys.push(format!(
+                "array.node (this node, id {node_id}, is not listed: stop a node before removing it)"
+            ));
+        } else if change.key == own_address {
+            keys.push(format!("{own_address} (this node's own control address)"));
         }
-    };
-    differs("vip", running.vip == pushed.vip);
-    differs("interface", running.interface == pushed.interface);
-    differs("table_size", running.table_size == pushed.table_size);
-    differs("ports", running.ports == pushed.ports);
-    let (rc, pc) = (running.cluster.as_ref(), pushed.cluster.as_ref());
-    differs("key", rc.map(|c| &c.key) == pc.map(|c| &c.key));
-    differs("port", rc.map(|c| c.port) == pc.map(|c| c.port));
-    differs(
-        "admin_token",
-        rc.map(|c| &c.admin_token) == pc.map(|c| &c.admin_token),
-    );
-    match (running.node(node_id), pushed.node(node_id)) {
-        (_, None) => keys.push(format!(
+    }
+    if running.node(node_id).is_none() && pushed.node(node_id).is_none() {
+        keys.push(format!(
             "array.node (this node, id {node_id}, is not listed: stop a node before removing it)"
-        )),
-        (Some(r), Some(p)) if r.address != p.address => keys.push(format!(
-            "array.node[id = {node_id}].address (this node's own control address)"
-        )),
-        _ => {}
+        ));
     }
     keys
 }

@@ -229,6 +229,16 @@ impl StatusSource for ProxyStatus {
             ),
             NodeMetric::counter("http2_connections", "Client connections that negotiated HTTP/2.", c.http2_connections),
         ];
+        // Every answer the node made itself, one series per status and reason.
+        metrics.extend(c.local_responses.iter().map(|l| {
+            NodeMetric::counter(
+                "local_responses",
+                "Responses the proxy made itself, by status and reason.",
+                l.count,
+            )
+            .with_label("status", l.status.to_string())
+            .with_label("reason", l.reason)
+        }));
         // The CDN page caches of every service, summed.
         let reports = self.proxy.cdn_reports();
         let sum = |f: fn(&pentaflow_proxy::CdnReport) -> u64| {

@@ -18,7 +18,48 @@ pub(crate) mod framing;
 pub(crate) mod server;
 pub(crate) mod upstream;
 
+use std::io;
+use std::pin::Pin;
+use std::task::Poll;
+
+use bytes::BytesMut;
+use tokio::io::AsyncRead;
+
 use crate::respond::Refusal;
+
+/// Size of the per-worker scratch read buffer.
+const SCRATCH_BYTES: usize = 16 * 1024;
+
+thread_local! {
+    /// The worker thread's read buffer for message heads: a head is read here and only its
+    /// bytes are copied into the connection's own buffer, so a connection that waits for (or
+    /// between) messages holds no read buffer of its own, and a small exchange allocates only
+    /// what it received.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; SCRATCH_BYTES]);
+}
+
+/// Reads what is there into the worker's scratch buffer and appends it to `buf`.
+pub(crate) async fn read_via_scratch<S: AsyncRead + Unpin>(
+    io: &mut S,
+    buf: &mut BytesMut,
+) -> io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let mut rb = tokio::io::ReadBuf::new(&mut scratch[..]);
+            match Pin::new(&mut *io).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => {
+                    let got = rb.filled();
+                    buf.extend_from_slice(got);
+                    Poll::Ready(Ok(got.len()))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+    })
+    .await
+}
 
 /// The refusal for a client body that failed while it was being forwarded.
 pub(crate) fn refusal_of_body_error(e: &(dyn std::error::Error + 'static)) -> Refusal {

@@ -306,6 +306,25 @@ pub(crate) fn fuzz_parse_head(buf: &[u8], max_headers: usize) -> Result<Option<u
     }
 }
 
+/// The limits that apply while a head is awaited (a small copy, not the whole `Limits`).
+struct HeadLimits {
+    header_read_timeout: Duration,
+    idle_timeout: Duration,
+    max_headers: usize,
+    max_header_bytes: usize,
+}
+
+impl HeadLimits {
+    fn of(l: &pentaflow_config::Limits) -> Self {
+        Self {
+            header_read_timeout: l.header_read_timeout,
+            idle_timeout: l.idle_timeout,
+            max_headers: l.max_headers,
+            max_header_bytes: l.max_header_bytes,
+        }
+    }
+}
+
 /// How waiting for a request head ended.
 enum Wait {
     /// A complete head; its bytes are removed from the buffer.
@@ -323,7 +342,8 @@ async fn next_head<S: ClientStream>(
     first: bool,
     draining: &mut watch::Receiver<bool>,
 ) -> Wait {
-    let limits = shared.state.load().limits.clone();
+    // Only what the wait needs, copied: this future is what an idle connection holds.
+    let limits = HeadLimits::of(&shared.state.load().limits);
     let mut head_deadline = None;
     loop {
         if !conn.buf.is_empty() {
@@ -355,7 +375,6 @@ async fn next_head<S: ClientStream>(
                 };
                 let first_bytes = async {
                     conn.io.readable().await?;
-                    conn.buf.reserve(READ_CHUNK);
                     read_some(&mut conn.io, &mut conn.buf).await
                 };
                 tokio::select! {
@@ -367,7 +386,6 @@ async fn next_head<S: ClientStream>(
                 }
             }
             Some(deadline) => {
-                conn.buf.reserve(READ_CHUNK);
                 let read =
                     tokio::time::timeout_at(deadline, read_some(&mut conn.io, &mut conn.buf));
                 match read.await {
@@ -380,8 +398,9 @@ async fn next_head<S: ClientStream>(
     }
 }
 
+/// Reads what is there (through the worker's scratch buffer) and appends it to `buf`.
 async fn read_some<S: AsyncRead + Unpin>(io: &mut S, buf: &mut BytesMut) -> io::Result<usize> {
-    tokio::io::AsyncReadExt::read_buf(io, buf).await
+    super::read_via_scratch(io, buf).await
 }
 
 /// Serves HTTP/1.1 on an accepted (and possibly decrypted) client connection until it ends or
@@ -411,7 +430,8 @@ pub(crate) async fn serve<S: ClientStream>(
             Wait::Closed => return,
             Wait::Refused(refusal) => {
                 shared.counters.refusal(refusal);
-                let _ = write_local(&mut conn.io, refusal).await;
+                // Boxed, like the rare paths below: the idle future stays small.
+                let _ = Box::pin(write_local(&mut conn.io, refusal)).await;
                 let _ = conn.io.shutdown().await;
                 return;
             }
@@ -427,7 +447,7 @@ pub(crate) async fn serve<S: ClientStream>(
                 return;
             }
             Next::Tunnel(up) => {
-                tunnel(conn, up).await;
+                Box::pin(tunnel(conn, up)).await;
                 return;
             }
         }

@@ -21,7 +21,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::StatusCode;
 use http_body::{Body, Frame, SizeHint};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
@@ -298,8 +298,7 @@ impl Upstream {
                     None => {}
                 }
             }
-            self.buf.reserve(READ_CHUNK);
-            match self.io.read_buf(&mut self.buf).await {
+            match super::read_via_scratch(&mut self.io, &mut self.buf).await {
                 Ok(0) => {
                     let e = io::Error::from(io::ErrorKind::UnexpectedEof);
                     return Err(if received_any {

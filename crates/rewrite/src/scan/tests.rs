@@ -1,65 +1,9 @@
 //! Differential tests: the fast scan and lol_html alone must write the same bytes and rewrite
 //! the same number of URLs, for any input and any chunking.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-
 use proptest::prelude::*;
 
-use crate::html::PageRewrite;
-use crate::pipeline::Pipeline;
-use crate::policy::{Coding, Plan};
-use crate::rules::{CdnRules, Compiled};
-
-const LIMIT: u64 = 1 << 30;
-
-/// The page rewritten by one engine in chunks of `chunk`: output and URLs rewritten.
-fn run(page: &[u8], chunk: usize, fast: bool, charset: Option<&str>) -> (Vec<u8>, u64) {
-    let rules = CdnRules {
-        site_hosts: vec!["www.example.com".into()],
-        ..CdnRules::new("cdn.example.net")
-    };
-    let rewritten = Arc::new(AtomicU64::new(0));
-    let rewrite = PageRewrite {
-        rules: Arc::new(Compiled::new(rules).expect("valid rules")),
-        selected: None,
-        cdn_host: "cdn.example.net".into(),
-        request_host: Some("www.example.com".into()),
-        page_path: "/blog/post.html".into(),
-        stop: Arc::new(AtomicBool::new(false)),
-        rewritten: rewritten.clone(),
-        scratch: Default::default(),
-    };
-    let encoding = charset
-        .and_then(|c| encoding_rs::Encoding::for_label(c.as_bytes()))
-        .and_then(lol_html::AsciiCompatibleEncoding::new);
-    let plan = Plan {
-        coding: Coding::Identity,
-        encoding: encoding.unwrap_or_else(lol_html::AsciiCompatibleEncoding::utf_8),
-        follow_meta_charset: encoding.is_none(),
-    };
-    let mut pipe = Pipeline::with_engine(&plan, rewrite, LIMIT, fast);
-    let mut out = Vec::new();
-    let mut failed = false;
-    for piece in page.chunks(chunk.max(1)) {
-        match pipe.push(piece) {
-            Ok(bytes) => out.extend_from_slice(&bytes),
-            Err(_) => {
-                failed = true;
-                break;
-            }
-        }
-    }
-    if !failed {
-        match pipe.finish() {
-            Ok(bytes) => out.extend_from_slice(&bytes),
-            Err(_) => out.extend_from_slice(b"<<error>>"),
-        }
-    } else {
-        out.extend_from_slice(b"<<error>>");
-    }
-    (out, rewritten.load(Ordering::Relaxed))
-}
+use crate::differential::run;
 
 /// lol_html's debug builds assert on an internal error it meets with `<style a=>` (release
 /// builds fail the page instead); that one panic is expected and kept quiet, others are not.

@@ -15,8 +15,8 @@
 //! | `config-committed` | a committed configuration became active here | its version |
 //!
 //! Owns: the queue of calls and the one task that runs them. Must not: block or slow the
-//! control plane — a call that outlives [`SCRIPT_TIMEOUT`] is killed, the queue is bounded
-//! ([`QUEUE`]; an event beyond it is dropped and logged), and the script's output is logged,
+//! control plane — a call that outlives `SCRIPT_TIMEOUT` (10 s) is killed, the queue is bounded
+//! (`QUEUE`, 64; an event beyond it is dropped and logged), and the script's output is logged,
 //! never interpreted.
 
 use std::path::PathBuf;
@@ -37,13 +37,13 @@ const OUTPUT_LOGGED: usize = 512;
 
 /// The operator's notify script, if any. Cloning shares the queue.
 #[derive(Clone, Debug)]
-pub(crate) struct Notifier {
+pub struct Notifier {
     queue: Option<mpsc::Sender<Vec<String>>>,
 }
 
 impl Notifier {
     /// Runs `script` (if any) for the events of node `node_id` of an array on `vip`.
-    pub(crate) fn start(script: Option<PathBuf>, node_id: u16, vip: String) -> Self {
+    pub fn start(script: Option<PathBuf>, node_id: u16, vip: String) -> Self {
         let Some(script) = script else {
             return Notifier { queue: None };
         };
@@ -57,7 +57,7 @@ impl Notifier {
     }
 
     /// Queues `SCRIPT EVENT NODE [DETAIL]`; never waits.
-    pub(crate) fn event(&self, event: &str, detail: Option<String>) {
+    pub fn event(&self, event: &str, detail: Option<String>) {
         let Some(queue) = &self.queue else { return };
         let args: Vec<String> = std::iter::once(event.to_owned()).chain(detail).collect();
         if queue.try_send(args).is_err() {
@@ -69,7 +69,7 @@ impl Notifier {
     }
 }
 
-/// One call, bounded by [`SCRIPT_TIMEOUT`]; its outcome goes to the log.
+/// One call, bounded by `SCRIPT_TIMEOUT` (10 s); its outcome goes to the log.
 async fn run(script: &PathBuf, node_id: u16, vip: &str, args: &[String]) {
     let mut command = tokio::process::Command::new(script);
     command
