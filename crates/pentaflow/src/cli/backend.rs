@@ -338,3 +338,80 @@ fn sync_dir(file: &Path) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    const TEXT: &str = "[[service]]\nname = \"web\"\nlisten = [\"127.0.0.1:0\"]\n\
+        [[service.backend]]\nname = \"a\"\naddress = \"127.0.0.1:9\"\n";
+
+    fn drain_a() -> BackendChange {
+        BackendChange::State {
+            service: "web".into(),
+            name: "a".into(),
+            state: BackendAdminState::Drain,
+        }
+    }
+
+    async fn proxy() -> Proxy {
+        let config = pentaflow_config::parse(TEXT, Source::Inline("test".into())).unwrap();
+        Proxy::start(&config).await.unwrap()
+    }
+
+    /// An array node must not change its back-ends alone; the demo has no file to change.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn array_nodes_and_fileless_nodes_refuse() {
+        let dir =
+            std::env::temp_dir().join(format!("pentaflow-backend-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("node.toml");
+        std::fs::write(&file, TEXT).unwrap();
+        let array = BackendApi::new(Some(file.clone()), true, proxy().await);
+        let none = BackendApi::new(None, false, proxy().await);
+        let (array, none) =
+            tokio::task::spawn_blocking(move || (array.apply(&drain_a()), none.apply(&drain_a())))
+                .await
+                .unwrap();
+        let array = array.unwrap_err();
+        assert_eq!(array.status, 409);
+        assert!(
+            array.message.contains("use pentaflow config push"),
+            "{}",
+            array.message
+        );
+        assert_eq!(none.unwrap_err().status, 409);
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            TEXT,
+            "the file was changed"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A plain node applies the change and writes it, leaving no temporary file.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_plain_node_writes_the_change() {
+        let dir =
+            std::env::temp_dir().join(format!("pentaflow-backend-unit2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("node.toml");
+        std::fs::write(&file, TEXT).unwrap();
+        let api = BackendApi::new(Some(file.clone()), false, proxy().await);
+        let answer = tokio::task::spawn_blocking(move || api.apply(&drain_a()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(answer["backends"][0]["state"], "drain");
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.contains("state = \"drain\""), "{text}");
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "a temporary file was left"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
