@@ -581,3 +581,132 @@ async fn backends_change_at_runtime_under_load_without_failures_or_lost_stickine
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Session-ID hash groups: a draining back-end keeps its sessions, removing it moves them,
+/// and the sessions of the other back-ends never move — with requests in flight all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_groups_stay_on_a_draining_backend_and_move_only_when_it_is_removed() {
+    let mut addrs = HashMap::new();
+    for n in ["s1", "s2", "s3"] {
+        addrs.insert(n, named_backend(n).await);
+    }
+    let listen = free_addr();
+    let admin = free_addr();
+    let dir = temp_dir("backend-api-sessions");
+    let token_file = dir.join("admin.token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let path = dir.join("node.toml");
+    let text = format!(
+        "[node]\nadmin = \"{admin}\"\nadmin_token = \"{TOKEN}\"\n\n\
+         [[service]]\nname = \"app\"\nlisten = [\"{listen}\"]\npersistence = \"session\"\n\
+         [service.session]\ncookie = \"JSESSIONID\"\n\n\
+         [[service.backend]]\nname = \"s1\"\naddress = \"{}\"\n\
+         [[service.backend]]\nname = \"s2\"\naddress = \"{}\"\n\
+         [[service.backend]]\nname = \"s3\"\naddress = \"{}\"\n",
+        addrs["s1"], addrs["s2"], addrs["s3"]
+    );
+    std::fs::write(&path, &text).unwrap();
+    let _node = Running(
+        Command::new(BIN)
+            .arg("serve")
+            .arg("--config")
+            .arg(&path)
+            .env("PENTAFLOW_LOG", "warn")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(listen).await;
+    wait_listening(admin).await;
+    let mut homes = HashMap::new();
+    for i in 0..30 {
+        let cookie = format!("JSESSIONID=session-{i}");
+        let (status, home, _) = get(listen, Some(&cookie)).await.unwrap();
+        assert_eq!(status, 200);
+        homes.insert(cookie, home);
+    }
+    assert!(
+        homes.values().any(|h| h == "s1"),
+        "no session on s1: {homes:?}"
+    );
+    let homes = Arc::new(homes);
+    let movable = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let problems: Arc<Mutex<Vec<String>>> = Arc::default();
+    let load = {
+        let (homes, movable, stop, problems) = (
+            Arc::clone(&homes),
+            Arc::clone(&movable),
+            Arc::clone(&stop),
+            Arc::clone(&problems),
+        );
+        tokio::spawn(async move {
+            let mut requests = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for (cookie, home) in homes.iter() {
+                    let answer = get(listen, Some(cookie)).await;
+                    requests += 1;
+                    let problem = match answer {
+                        Ok((200, b, _)) if b == *home => None,
+                        Ok((200, b, _)) if home == "s1" && movable.load(Ordering::Relaxed) => {
+                            (b == "s1").then(|| format!("{cookie} still on the removed s1"))
+                        }
+                        Ok((200, b, _)) => Some(format!("{cookie} moved {home} -> {b}")),
+                        Ok((status, b, _)) => Some(format!("HTTP {status} from {b:?}")),
+                        Err(e) => Some(e),
+                    };
+                    if let Some(p) = problem {
+                        problems.lock().unwrap().push(p);
+                    }
+                }
+            }
+            requests
+        })
+    };
+    let cli = |args: &'static str| {
+        let token_file = token_file.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.split(' ').collect();
+            backend_cli(admin, &token_file, &args)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (ok, said) = cli("drain --service app --name s1").await.unwrap();
+    assert!(ok, "{said}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (ok, said) = cli("weight --service app --name s2 7").await.unwrap();
+    assert!(ok, "{said}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Removing s1 is the moment its sessions move (checked by the load from here on).
+    movable.store(true, Ordering::Relaxed);
+    let (ok, said) = cli("remove --service app --name s1").await.unwrap();
+    assert!(ok, "{said}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let requests = load.await.unwrap();
+    assert!(requests > 100, "too little load: {requests} requests");
+    let problems = problems.lock().unwrap();
+    assert!(
+        problems.is_empty(),
+        "{} of {requests}: {:?}",
+        problems.len(),
+        *problems
+    );
+    let file = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        !file.contains("\"s1\"") && file.contains("weight = 7"),
+        "{file}"
+    );
+    let check = Command::new(BIN)
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
