@@ -493,6 +493,30 @@ async fn backends_change_at_runtime_under_load_without_failures_or_lost_stickine
         stickies.lock().unwrap().iter().all(|s| s.home != "w3"),
         "clients of a back-end in maintenance did not move"
     );
+    let status = Command::new(BIN)
+        .args([
+            "status",
+            "--json",
+            "--admin",
+            &admin.to_string(),
+            "--token-file",
+        ])
+        .arg(&token_file)
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(status.contains("\"w3\""), "{status}");
+    let doc: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let state_of = |name: &str| {
+        doc["web_servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["name"] == name)
+            .map(|row| row["state"].clone())
+    };
+    assert_eq!(state_of("w3"), Some(serde_json::json!("down")), "{status}");
+    assert_eq!(state_of("w2"), Some(serde_json::json!("up")), "{status}");
     let (ok, said) = cli(args("enable --service web --name w3")).await.unwrap();
     assert!(ok, "{said}");
     reset_new(&seen);

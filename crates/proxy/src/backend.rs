@@ -238,7 +238,8 @@ impl Backend {
             service: service.to_owned(),
             name: self.config.name.clone(),
             address: self.config.address.to_string(),
-            state: if self.is_down() {
+            // In maintenance it takes no traffic at all: the table says so.
+            state: if self.is_down() || self.config.state == BackendAdminState::Maintenance {
                 BackendState::Down
             } else {
                 BackendState::Up
