@@ -1,5 +1,6 @@
-//! Operator actions on the array through a node's admin API: config push and commit, drain
-//! and re-enable. Unlike the read-only pages they change the array, so every one needs the
+//! Operator actions through a node's admin API: on the array, config push and commit, drain
+//! and re-enable; on the node, the runtime back-end API (`POST /backend/{add,remove,weight,
+//! drain,maintenance,enable}` with a JSON body). Unlike the read-only pages they change the array, so every one needs the
 //! admin token (`Authorization: Bearer <token>`); without a configured token they are refused.
 //!
 //! Owns: the routes, the token check (constant time) and the request bodies' limits. Must
@@ -8,6 +9,10 @@
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, Method, StatusCode};
+
+use pentaflow_config::edit::BackendChange;
+use pentaflow_config::BackendAdminState;
+use serde::Deserialize;
 
 use crate::model::StatusSource;
 
@@ -30,6 +35,22 @@ pub enum ControlRequest {
     Drain,
     /// `POST /cluster/enable`: this node gets new buckets again.
     Enable,
+    /// `POST /backend/<verb>`: change one back-end of a service (written to the file).
+    Backend(BackendChange),
+}
+
+/// The JSON body of a `/backend/...` action: `{"service": "web", "name": "web4", ...}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackendBody {
+    service: String,
+    name: String,
+    /// `add` only.
+    address: Option<String>,
+    /// `add` (optional) and `weight` (required).
+    weight: Option<i64>,
+    /// `add` only: `"ready"` (default), `"drain"` or `"maintenance"`.
+    state: Option<String>,
 }
 
 /// Why an action was refused, as an HTTP status and a message for the operator.
@@ -55,7 +76,84 @@ impl ControlError {
 
 /// Whether `path` is a control route.
 pub(crate) fn is_control(path: &str) -> bool {
-    path.starts_with("/cluster/")
+    path.starts_with("/cluster/") || path.starts_with("/backend/")
+}
+
+/// A `/backend/<verb>` action from its JSON body.
+fn backend(verb: &str, body: &Bytes) -> Result<ControlRequest, (StatusCode, String)> {
+    let bad = |message: String| (StatusCode::BAD_REQUEST, message);
+    let b: BackendBody = serde_json::from_slice(body).map_err(|e| {
+        bad(format!(
+            "the body must be JSON like {{\"service\": \"web\", \"name\": \"web4\"}}: {e}\n"
+        ))
+    })?;
+    let only_add = |field: &str, present: bool| {
+        if present {
+            Err(bad(format!("{field:?} is only for /backend/add\n")))
+        } else {
+            Ok(())
+        }
+    };
+    let state = |state| BackendChange::State {
+        service: b.service.clone(),
+        name: b.name.clone(),
+        state,
+    };
+    let change = match verb {
+        "add" => {
+            let address = b
+                .address
+                .clone()
+                .ok_or_else(|| bad("add needs \"address\": \"ip:port\"\n".into()))?;
+            let state = match b.state.as_deref() {
+                None => None,
+                Some(word) => Some(BackendAdminState::from_word(word).ok_or_else(|| {
+                    bad(format!(
+                        "{word:?} is not a back-end state: use \"ready\", \"drain\" or \"maintenance\"\n"
+                    ))
+                })?),
+            };
+            BackendChange::Add {
+                service: b.service,
+                name: b.name,
+                address,
+                weight: b.weight,
+                state,
+            }
+        }
+        "weight" => {
+            only_add("address", b.address.is_some())?;
+            only_add("state", b.state.is_some())?;
+            let weight = b
+                .weight
+                .ok_or_else(|| bad("weight needs \"weight\": 1..=1000\n".into()))?;
+            BackendChange::Weight {
+                service: b.service,
+                name: b.name,
+                weight,
+            }
+        }
+        "remove" | "drain" | "maintenance" | "enable" => {
+            only_add("address", b.address.is_some())?;
+            only_add("state", b.state.is_some())?;
+            if b.weight.is_some() {
+                return Err(bad(
+                    "\"weight\" is only for /backend/add and /backend/weight\n".into(),
+                ));
+            }
+            match verb {
+                "remove" => BackendChange::Remove {
+                    service: b.service,
+                    name: b.name,
+                },
+                "drain" => state(BackendAdminState::Drain),
+                "maintenance" => state(BackendAdminState::Maintenance),
+                _ => state(BackendAdminState::Ready),
+            }
+        }
+        _ => return Err((StatusCode::NOT_FOUND, "not found\n".into())),
+    };
+    Ok(ControlRequest::Backend(change))
 }
 
 /// The action asked for, or `(status, message)`.
@@ -67,6 +165,9 @@ pub(crate) fn parse(
 ) -> Result<ControlRequest, (StatusCode, String)> {
     if method != Method::POST {
         return Err((StatusCode::METHOD_NOT_ALLOWED, "use POST\n".into()));
+    }
+    if let Some(verb) = path.strip_prefix("/backend/") {
+        return backend(verb, body);
     }
     match path {
         "/cluster/config" => match std::str::from_utf8(body) {
@@ -100,7 +201,8 @@ pub(crate) fn authorize(
     token: Option<&[u8]>,
 ) -> Result<(), (StatusCode, String)> {
     let Some(token) = token else {
-        let message = "operator actions need an admin token on this node ([array] admin_token)\n";
+        let message = "operator actions need an admin token on this node \
+            ([node] admin_token; on an array, [array] admin_token)\n";
         return Err((StatusCode::FORBIDDEN, message.into()));
     };
     let given = headers
@@ -182,6 +284,87 @@ mod tests {
         );
         assert_eq!(
             parse(&post, "/cluster/nope", None, &empty).unwrap_err().0,
+            404
+        );
+    }
+
+    #[test]
+    fn backend_routes_parse() {
+        let post = Method::POST;
+        let body = |s: &'static str| Bytes::from_static(s.as_bytes());
+        assert_eq!(
+            parse(
+                &post,
+                "/backend/add",
+                None,
+                &body(r#"{"service":"web","name":"w4","address":"127.0.0.1:8004","weight":3}"#)
+            ),
+            Ok(ControlRequest::Backend(BackendChange::Add {
+                service: "web".into(),
+                name: "w4".into(),
+                address: "127.0.0.1:8004".into(),
+                weight: Some(3),
+                state: None,
+            }))
+        );
+        assert_eq!(
+            parse(
+                &post,
+                "/backend/drain",
+                None,
+                &body(r#"{"service":"web","name":"w1"}"#)
+            ),
+            Ok(ControlRequest::Backend(BackendChange::State {
+                service: "web".into(),
+                name: "w1".into(),
+                state: BackendAdminState::Drain,
+            }))
+        );
+        assert_eq!(
+            parse(
+                &post,
+                "/backend/weight",
+                None,
+                &body(r#"{"service":"web","name":"w1","weight":9}"#)
+            ),
+            Ok(ControlRequest::Backend(BackendChange::Weight {
+                service: "web".into(),
+                name: "w1".into(),
+                weight: 9,
+            }))
+        );
+        for (path, text) in [
+            ("/backend/add", r#"{"service":"web","name":"w4"}"#),
+            (
+                "/backend/add",
+                r#"{"service":"web","name":"w4","address":"x","state":"off"}"#,
+            ),
+            ("/backend/weight", r#"{"service":"web","name":"w1"}"#),
+            (
+                "/backend/drain",
+                r#"{"service":"web","name":"w1","weight":2}"#,
+            ),
+            (
+                "/backend/drain",
+                r#"{"service":"web","name":"w1","colour":2}"#,
+            ),
+            ("/backend/drain", "not json"),
+        ] {
+            assert_eq!(
+                parse(&post, path, None, &body(text)).unwrap_err().0,
+                400,
+                "{path} {text}"
+            );
+        }
+        assert_eq!(
+            parse(
+                &post,
+                "/backend/nope",
+                None,
+                &body(r#"{"service":"a","name":"b"}"#)
+            )
+            .unwrap_err()
+            .0,
             404
         );
     }

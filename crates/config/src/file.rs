@@ -16,6 +16,8 @@
 //!                                     # wildcard nor the VIP (a management address)
 //! access_log = true                   # default true
 //! shutdown_grace = "30s"              # default 30s; "0s" = stop at once
+//! admin_token_file = "admin.token"    # optional (or admin_token = "..."; not both; >= 16 bytes):
+//!                                     # the token of the runtime back-end API (POST /backend/...)
 //!
 //! [limits]                            # optional; all defaults safe
 //! max_header_bytes = 16384            # default 16 KiB; 1024..=1 MiB
@@ -114,6 +116,8 @@
 //! name = "web1"                       # required, unique within the service, [A-Za-z0-9_.-]+
 //! address = "127.0.0.1:8001"          # required ip:port (port != 0)
 //! weight = 1                          # default 1; 1..=1000
+//! state = "ready"                     # default "ready"; "drain" = no new clients (sticky ones
+//!                                     # stay), "maintenance" = no traffic (sticky ones move)
 //!
 //! [array]                             # optional; absent = a plain proxy node (no VIP set-up)
 //! vip = "10.77.1.10"                  # required; IPv4 the array publishes (put on lo, ARP by the scheduler)
@@ -234,6 +238,8 @@ pub(crate) struct FileNode {
     pub(crate) admin: Option<Spanned<String>>,
     pub(crate) access_log: Option<bool>,
     pub(crate) shutdown_grace: Option<Spanned<FileDuration>>,
+    pub(crate) admin_token: Option<Spanned<String>>,
+    pub(crate) admin_token_file: Option<Spanned<String>>,
 }
 
 /// `[limits]`.
@@ -377,6 +383,7 @@ pub(crate) struct FileBackend {
     pub(crate) name: Option<Spanned<String>>,
     pub(crate) address: Option<Spanned<String>>,
     pub(crate) weight: Option<Spanned<i64>>,
+    pub(crate) state: Option<Spanned<String>>,
 }
 
 /// A duration exactly as written. Only strings are accepted, and the type error for

@@ -31,6 +31,7 @@
 use std::path::Path;
 
 pub mod diff;
+pub mod edit;
 pub mod error;
 mod file;
 pub mod model;

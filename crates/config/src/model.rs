@@ -140,7 +140,7 @@ impl fmt::Debug for TicketKeys {
 }
 
 /// Node-wide settings (`[node]`).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct NodeConfig {
     /// Address of the admin HTTP listener (status JSON, Prometheus metrics); `None` = off.
     pub admin: Option<SocketAddr>,
@@ -148,6 +148,23 @@ pub struct NodeConfig {
     pub access_log: bool,
     /// Grace period for in-flight requests on SIGTERM.
     pub shutdown_grace: Duration,
+    /// The token the runtime back-end API (`POST /backend/...`) needs (`admin_token` or
+    /// `admin_token_file`); `None` refuses it (unless the array's token is set).
+    pub admin_token: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for NodeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeConfig")
+            .field("admin", &self.admin)
+            .field("access_log", &self.access_log)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 /// Limits and timeouts (`[limits]`); every field has a safe default.
@@ -396,6 +413,44 @@ pub struct BackendConfig {
     pub address: SocketAddr,
     /// Relative weight (> 0).
     pub weight: u32,
+    /// The operator's state of the back-end (`state`): ready, draining or in maintenance.
+    pub state: BackendAdminState,
+}
+
+/// `state` of a `[[service.backend]]`: what the operator allows, independent of its health.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum BackendAdminState {
+    /// Takes new clients (the default).
+    #[default]
+    Ready,
+    /// No new clients or sessions; clients that persist to it (cookie, session group) stay
+    /// until it is removed (HAProxy's `drain`).
+    Drain,
+    /// No traffic at all; persistent clients move to another back-end (HAProxy's `maint`).
+    Maintenance,
+}
+
+impl BackendAdminState {
+    /// The word used in the file and the admin API.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Drain => "drain",
+            Self::Maintenance => "maintenance",
+        }
+    }
+
+    /// The state a word names, if any.
+    #[must_use]
+    pub fn from_word(word: &str) -> Option<Self> {
+        match word {
+            "ready" => Some(Self::Ready),
+            "drain" => Some(Self::Drain),
+            "maintenance" => Some(Self::Maintenance),
+            _ => None,
+        }
+    }
 }
 
 /// Where a configuration came from, for error messages.
@@ -509,6 +564,7 @@ impl Default for NodeConfig {
             admin: None,
             access_log: true,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            admin_token: None,
         }
     }
 }

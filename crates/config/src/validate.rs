@@ -156,8 +156,31 @@ impl Checker<'_> {
             self.claim(addr, admin.span(), "node.admin", claimed);
             Some(addr)
         });
+        let admin_token = match (&node.admin_token, &node.admin_token_file) {
+            (Some(_), Some(file)) => {
+                let message = "set either admin_token or admin_token_file, not both";
+                self.report(file.span(), "node.admin_token_file", message);
+                None
+            }
+            (Some(t), None) => {
+                let bytes = t.get_ref().as_bytes().to_vec();
+                self.cluster_secret_length(
+                    &bytes,
+                    t.span(),
+                    "node.admin_token",
+                    "the admin token",
+                    "",
+                );
+                Some(bytes)
+            }
+            (None, Some(file)) => {
+                self.cluster_secret_file(file, "node.admin_token_file", "the admin token")
+            }
+            (None, None) => None,
+        };
         NodeConfig {
             admin,
+            admin_token,
             access_log: node.access_log.unwrap_or(default.access_log),
             shutdown_grace: self.duration(
                 node.shutdown_grace.as_ref(),

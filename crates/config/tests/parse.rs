@@ -24,6 +24,7 @@ fn backend(name: &str, address: &str, weight: u32) -> BackendConfig {
         name: name.into(),
         address: addr(address),
         weight,
+        state: pentaflow_config::BackendAdminState::Ready,
     }
 }
 
@@ -34,6 +35,7 @@ fn example_parses_to_the_expected_config() {
             admin: Some(addr("127.0.0.1:9090")),
             access_log: true,
             shutdown_grace: Duration::from_secs(30),
+            admin_token: None,
         },
         limits: Limits {
             max_header_bytes: 16384,

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pentaflow_balance::{BackendId, BackendState, Candidate, WebServerStatus};
-use pentaflow_config::{BackendConfig, PassiveHealth};
+use pentaflow_config::{BackendAdminState, BackendConfig, PassiveHealth};
 
 use crate::clock::now_ms;
 use crate::error::UpstreamError;
@@ -78,12 +78,14 @@ impl Backend {
         }
     }
 
-    /// The scheduler's view of this back-end right now.
+    /// The scheduler's view of this back-end right now. One in maintenance is unavailable to
+    /// everyone (its persistent clients move); a draining one is the service's business.
     pub(crate) fn candidate(&self, now: u64, active_checks: bool) -> Candidate {
         Candidate {
             id: self.id,
             weight: self.config.weight,
-            available: self.is_available(now, active_checks),
+            available: self.config.state != BackendAdminState::Maintenance
+                && self.is_available(now, active_checks),
             active: self.stats.active.load(Ordering::Relaxed),
         }
     }
@@ -236,7 +238,8 @@ impl Backend {
             service: service.to_owned(),
             name: self.config.name.clone(),
             address: self.config.address.to_string(),
-            state: if self.is_down() {
+            // In maintenance it takes no traffic at all: the table says so.
+            state: if self.is_down() || self.config.state == BackendAdminState::Maintenance {
                 BackendState::Down
             } else {
                 BackendState::Up

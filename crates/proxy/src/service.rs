@@ -6,6 +6,7 @@
 //! on — back-end statistics and pools, session groups — is carried over a reload by back-end
 //! name, so stickiness survives it. It must not do I/O.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,7 @@ use pentaflow_balance::{
     hash::stable_hash, least_connections, url_hash_pick, BackendId, Candidate, CookieCodec,
     CookieLifetime, Freshness, SessionGroups, SmoothWeightedRoundRobin, WebServerStatus,
 };
-use pentaflow_config::{Persistence, Policy, ServiceConfig};
+use pentaflow_config::{BackendAdminState, Persistence, Policy, ServiceConfig};
 
 use crate::backend::{duration_ms, Backend};
 use crate::clock::{now_ms, unix_secs};
@@ -40,6 +41,8 @@ pub(crate) struct Service {
     cookie_lifetime: CookieLifetime,
     /// CDN rewriting of outgoing HTML and its page cache (`[service.cdn]`).
     pub(crate) rewriter: Option<Rewriter>,
+    /// Some back-end has `state = "drain"`: new clients must skip it.
+    any_draining: bool,
 }
 
 /// Why a back-end was chosen (for the access log and tests).
@@ -181,7 +184,12 @@ impl Service {
                 }
             }
         };
+        let any_draining = config
+            .backends
+            .iter()
+            .any(|b| b.state == BackendAdminState::Drain);
         Ok(Self {
+            any_draining,
             name: Arc::from(config.name.as_str()),
             rewriter,
             backends,
@@ -243,12 +251,15 @@ impl Service {
     /// The decision of [`Service::schedule`] over a snapshot of every back-end.
     fn decide(&self, req: &Parts, candidates: &[Candidate], now: u64) -> Option<Decision> {
         match &self.config.persistence {
-            Persistence::None => self.by_policy(req, candidates).map(|index| Decision {
-                index,
-                reason: Reason::Policy,
-                inject_cookie: false,
-                cookie_issued: None,
-            }),
+            Persistence::None => {
+                self.by_policy(req, &self.for_new_clients(candidates))
+                    .map(|index| Decision {
+                        index,
+                        reason: Reason::Policy,
+                        inject_cookie: false,
+                        cookie_issued: None,
+                    })
+            }
             Persistence::Cookie(cfg) => {
                 let decoded = find_cookie(&req.headers, &cfg.name)
                     .and_then(|v| self.cookies.as_ref()?.decode(v).ok());
@@ -269,22 +280,26 @@ impl Service {
                         inject_cookie: refresh.is_some(),
                         cookie_issued: refresh,
                     }),
-                    _ => self.by_policy(req, candidates).map(|index| Decision {
-                        index,
-                        reason: Reason::Policy,
-                        inject_cookie: true,
-                        cookie_issued: None,
-                    }),
+                    _ => self
+                        .by_policy(req, &self.for_new_clients(candidates))
+                        .map(|index| Decision {
+                            index,
+                            reason: Reason::Policy,
+                            inject_cookie: true,
+                            cookie_issued: None,
+                        }),
                 }
             }
             Persistence::Session(cfg) => {
                 let (Some(sid), Some(table)) = (session_id(req, cfg), &self.sessions) else {
-                    return self.by_policy(req, candidates).map(|index| Decision {
-                        index,
-                        reason: Reason::Policy,
-                        inject_cookie: false,
-                        cookie_issued: None,
-                    });
+                    return self
+                        .by_policy(req, &self.for_new_clients(candidates))
+                        .map(|index| Decision {
+                            index,
+                            reason: Reason::Policy,
+                            inject_cookie: false,
+                            cookie_issued: None,
+                        });
                 };
                 let mut table = table.lock().ok()?;
                 let group = table.group_of(sid.as_bytes());
@@ -302,7 +317,8 @@ impl Service {
                     }
                 }
                 // First use of the group (or its back-end is gone): the least-loaded one.
-                let index = least_connections(candidates, self.next_tiebreak())?;
+                let index =
+                    least_connections(&self.for_new_clients(candidates), self.next_tiebreak())?;
                 table.assign(group, self.backends[index].id, now);
                 Some(Decision {
                     index,
@@ -312,6 +328,22 @@ impl Service {
                 })
             }
         }
+    }
+
+    /// The candidates a new client (or a new session group) may be placed on: without the
+    /// draining back-ends, which keep only the clients that persist to them. Copies only
+    /// while something drains.
+    fn for_new_clients<'c>(&self, candidates: &'c [Candidate]) -> Cow<'c, [Candidate]> {
+        if !self.any_draining {
+            return Cow::Borrowed(candidates);
+        }
+        let mut fresh = candidates.to_vec();
+        for (c, b) in fresh.iter_mut().zip(&self.backends) {
+            if b.config.state == BackendAdminState::Drain {
+                c.available = false;
+            }
+        }
+        Cow::Owned(fresh)
     }
 
     fn by_policy(&self, req: &Parts, candidates: &[Candidate]) -> Option<usize> {

@@ -166,7 +166,7 @@ impl Checker<'_> {
     }
 
     /// A secret file (relative to the config's directory) minus one trailing line break.
-    fn cluster_secret_file(
+    pub(super) fn cluster_secret_file(
         &mut self,
         file: &Spanned<String>,
         key: &str,
@@ -185,7 +185,7 @@ impl Checker<'_> {
         Some(bytes)
     }
 
-    fn cluster_secret_length(
+    pub(super) fn cluster_secret_length(
         &mut self,
         bytes: &[u8],
         span: std::ops::Range<usize>,

@@ -9,7 +9,9 @@ use toml::Spanned;
 
 use super::{is_name, Checker, Claimed, Zero, U32_MAX};
 use crate::file::{FileBackend, FileHealth, FilePassive, FileService};
-use crate::model::{BackendConfig, HealthCheck, PassiveHealth, Policy, ServiceConfig};
+use crate::model::{
+    BackendAdminState, BackendConfig, HealthCheck, PassiveHealth, Policy, ServiceConfig,
+};
 
 /// `retries`: each retry costs a connect timeout; 16 already exceeds any sane pool.
 const RETRIES: RangeInclusive<i64> = 0..=16;
@@ -331,11 +333,23 @@ impl Checker<'_> {
                 }),
             };
             let weight = self.int(b.weight.as_ref(), &format!("{bk}.weight"), WEIGHT, 1);
+            let state = match &b.state {
+                None => BackendAdminState::Ready,
+                Some(word) => BackendAdminState::from_word(word.get_ref()).unwrap_or_else(|| {
+                    let message = format!(
+                        "{:?} is not a back-end state: use \"ready\", \"drain\" or \"maintenance\"",
+                        word.get_ref()
+                    );
+                    self.report(word.span(), &format!("{bk}.state"), message);
+                    BackendAdminState::Ready
+                }),
+            };
             if let Some(address) = address {
                 out.push(BackendConfig {
                     name,
                     address,
                     weight,
+                    state,
                 });
             }
         }

@@ -2,6 +2,7 @@
 //! the crates; nothing here implements a feature.
 
 mod array;
+mod backend;
 mod check;
 mod cluster;
 mod cluster_status;
@@ -91,6 +92,10 @@ enum Command {
     /// Drain or re-enable a node of the array through its admin API.
     #[command(subcommand)]
     Node(config_cmd::NodeCommand),
+    /// Add, remove, drain, enable or re-weight a back-end of a running node (the runtime
+    /// API: effective at once, written to the node's file).
+    #[command(subcommand)]
+    Backend(backend::BackendCommand),
     /// Write the man pages and shell completions into a directory (for packaging).
     #[command(hide = true)]
     Generate {
@@ -128,6 +133,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Config(command) => config_cmd::run(command),
         Command::Node(command) => config_cmd::run_node(command),
+        Command::Backend(command) => backend::run(command),
         Command::Generate { out } => generate::run(&out),
     }
 }

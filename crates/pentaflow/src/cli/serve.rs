@@ -14,6 +14,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
 use super::array::ArrayRole;
+use super::backend::BackendApi;
 use super::cluster::{ClusterAccess, ClusterDriver};
 use super::cluster_status;
 
@@ -103,17 +104,21 @@ async fn run_array_node(
             _ => None,
         };
         let mut options = AdminOptions::default();
+        // One token guards every action: an array's own, else the node's (`[node]`).
         if let Some(token) = config
             .array
             .as_ref()
             .and_then(|a| a.cluster.as_ref())
             .and_then(|c| c.admin_token.clone())
+            .or_else(|| config.node.admin_token.clone())
         {
             options = options.with_token(token);
         }
+        let backends = BackendApi::new(reload_from.clone(), config.array.is_some(), proxy.clone());
         let source: Arc<dyn StatusSource> = Arc::new(ProxyStatus {
             proxy: proxy.clone(),
             cluster: cluster_access,
+            backends,
         });
         let node = format!("pentaflow {}", env!("CARGO_PKG_VERSION"));
         tokio::spawn(async move {
@@ -177,6 +182,8 @@ async fn run_array_node(
 struct ProxyStatus {
     proxy: Proxy,
     cluster: Option<(ArrayConfig, ClusterAccess)>,
+    /// `POST /backend/...`.
+    backends: BackendApi,
 }
 
 impl StatusSource for ProxyStatus {
@@ -280,6 +287,9 @@ impl StatusSource for ProxyStatus {
     }
 
     fn control(&self, request: ControlRequest) -> Result<serde_json::Value, ControlError> {
+        if let ControlRequest::Backend(change) = &request {
+            return self.backends.apply(change);
+        }
         match &self.cluster {
             Some((_, access)) => cluster_status::control(access, request),
             None => Err(ControlError::new(
