@@ -35,7 +35,7 @@ pub(crate) enum Refusal {
 }
 
 /// Every reason the node answers a request itself, with its status, in the order of
-/// [`Refusal::index`] (the redirect to HTTPS last): the labels of the `local_responses` metric.
+/// `Refusal::index` (the redirect to HTTPS last): the labels of the `local_responses` metric.
 pub const LOCAL_REASONS: [(u16, &str); 12] = [
     (503, "no_service"),
     (503, "no_backend"),
