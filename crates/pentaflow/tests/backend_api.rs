@@ -23,6 +23,11 @@ use hyper_util::rt::TokioIo;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pentaflow");
 const TOKEN: &str = "backend-api-test-token-0123";
+
+/// The tests of this file pick free ports for their node, then start back-ends on ports the
+/// kernel picks: run side by side, one test's back-end could take the port the other's node was
+/// about to listen on. One at a time.
+static ONE_NODE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Clients that hold a persistence cookie, spread over the back-ends.
 const STICKY_CLIENTS: usize = 24;
 /// Loops sending requests without a cookie (new clients) all along.
@@ -193,6 +198,7 @@ struct Seen {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backends_change_at_runtime_under_load_without_failures_or_lost_stickiness() {
+    let _one = ONE_NODE_AT_A_TIME.lock().await;
     let names = ["w1", "w2", "w3", "w4"];
     let mut addrs = HashMap::new();
     for n in names {
@@ -610,6 +616,7 @@ async fn backends_change_at_runtime_under_load_without_failures_or_lost_stickine
 /// and the sessions of the other back-ends never move — with requests in flight all along.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_groups_stay_on_a_draining_backend_and_move_only_when_it_is_removed() {
+    let _one = ONE_NODE_AT_A_TIME.lock().await;
     let mut addrs = HashMap::new();
     for n in ["s1", "s2", "s3"] {
         addrs.insert(n, named_backend(n).await);
