@@ -207,12 +207,24 @@ pub fn service(extra: &str) -> String {
     format!("[node]\naccess_log = false\n\n[[service]]\nname = \"t\"\nlisten = [\"127.0.0.1:0\"]\n{extra}\n")
 }
 
-/// A loopback address whose port was free a moment ago (for tests that reload a fixed address).
+/// A loopback address whose port was free a moment ago (for tests that reload a fixed address),
+/// never one this process was given before: the kernel may hand a just-released port out again
+/// at once, and two calls in a row then collide (`listen` and `tls_listen` on one port).
 pub fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut given = GIVEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !given.contains(&addr.port()) {
+            given.push(addr.port());
+            return addr;
+        }
+    }
 }
 
 /// One client keep-alive connection to the proxy.
