@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/l4.sh: the L4 scheduler and the whole array (issue 4, item 8). Root.
 #
-# Owns: (1) packets/s through the AF_PACKET scheduler against the kernel
+# Owns: (1) packets/s through the AF_PACKET and the XDP scheduler against the kernel
 # forwarding the same packets on the same lab topology, in one run each, by
 # the l4_pps example of crates/lab (`cargo build --release -p pentaflow-lab
 # --example l4_pps`; this script only runs it, BENCH_RUNS times); (2)
@@ -99,21 +99,28 @@ l4_pps_run() {
   local round=$1
   # shellcheck disable=SC2034  # `none` is read by timed_run (nameref)
   local raw=$WORK/raw/pps-$round.txt none=() parsed kernel sched per_cpu cpu noise
-  local k_lost s_lost
+  local k_lost s_lost xdp x_lost x_ns k_busy s_busy x_busy
   # "other" during the run would count the kernel's forwarding work (softirq
   # threads are not our children): the neighbours are sampled just before.
   noise=$(busy_sample)
   timed_run "$raw" none none l4_pps_bounded
   if ((RUN_RC != 0)); then log "l4_pps exited with $RUN_RC; see $raw"; return 0; fi
   parsed=$(python3 "$HERE/suites.py" l4pps --secs "$L4_SECS" "$raw") || { log "l4_pps: unparsable output"; return 0; }
-  read -r kernel sched per_cpu k_lost s_lost <<<"$parsed"
+  read -r kernel sched per_cpu k_lost s_lost xdp x_lost x_ns k_busy s_busy x_busy <<<"$parsed"
   # The scheduler thread's CPU over the run, % of one core: pps / (frames per CPU-s).
   cpu=$(awk -v r="$sched" -v p="$per_cpu" 'BEGIN {if (p > 0) printf "%.1f", 100 * r / p; else print "-"}')
   printf 'pps\tkernel\t%s\t%s\t-\t-\t%s\t%s\n' "$round" "$kernel" "$noise" "$k_lost" >>"$WORK/runs.tsv"
   printf 'pps\tscheduler\t%s\t%s\t-\t%s\t%s\t%s\n' "$round" "$sched" "$cpu" "$noise" "$s_lost" \
     >>"$WORK/runs.tsv"
+  # The XDP program runs in softirq context: no thread CPU to show (its ns per packet and
+  # the whole machine's frames per busy CPU-second are in the log and the raw output).
+  if [[ $xdp != - ]]; then
+    printf 'pps\txdp\t%s\t%s\t-\t-\t%s\t%s\n' "$round" "$xdp" "$noise" "$x_lost" >>"$WORK/runs.tsv"
+  fi
   log "round $round pps: kernel $kernel/s (lost $k_lost), scheduler $sched/s (lost $s_lost;" \
-    "$per_cpu frames per CPU-s); neighbours just before: $noise% of a core"
+    "$per_cpu frames per CPU-s), XDP $xdp/s (lost $x_lost; $x_ns ns per packet in the program);" \
+    "frames per busy machine CPU-s: kernel $k_busy, AF_PACKET $s_busy, XDP $x_busy;" \
+    "neighbours just before: $noise% of a core"
 }
 
 # http_run TARGET ROUND: a fresh lab (array-3: 3 nodes, node-1: 1 node), wrk
@@ -178,7 +185,7 @@ main() {
     echo
     echo "- machine: $(machine_line); load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- versions: pentaflow $PF_VERSION, $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2 || true); $RUNS rounds; no pinning (the lab's namespaces share both cores)"
-    echo "- pps: \`$L4_BIN $L4_SECS\` (crates/lab/examples/l4_pps.rs): UDP 64-byte frames from client1, 64 source ports, through the router to node1, which forwards to node2/node3 as the kernel (IP forwarding) and then as the pentaflow scheduler (AF_PACKET, MAC rewrite, node1 weight 0); counted by nftables at node2/node3 ingress. rate = delivered frames/s; CPU % = the scheduler thread; errors = frames sent but not delivered; other CPU % = the machine's load in the second before the run (during it, the kernel's forwarding threads would count)"
+    echo "- pps: \`$L4_BIN $L4_SECS\` (crates/lab/examples/l4_pps.rs): UDP 64-byte frames from client1, 64 source ports, through the router to node1, which forwards to node2/node3 as the kernel (IP forwarding), then as the pentaflow scheduler (AF_PACKET, MAC rewrite, node1 weight 0), then as the XDP scheduler (data_plane = xdp, generic mode on veth); counted by nftables at node2/node3 ingress. rate = delivered frames/s; CPU % = the scheduler thread; errors = frames sent but not delivered; other CPU % = the machine's load in the second before the run (during it, the kernel's forwarding threads would count)"
     echo "- http: \`pentaflow lab up --nodes 3|1 --webs $WEBS\`, then \`pentaflow lab exec client1 -- wrk -t1 -c$CONNS -d${DURATION}s --latency http://VIP$LAB_URL_PATH\` (python3 web servers of the lab); a fresh lab per run; CPU % = every node's pentaflow together; other = neither pentaflow, the web servers nor wrk"
   } >"$WORK/header.md"
   python3 "$HERE/suites.py" summary --suite l4 --runs "$WORK/runs.tsv" --header "$WORK/header.md" \

@@ -72,18 +72,26 @@ def parse_criterion(text):
 
 
 def parse_l4pps(text):
-    """Rows of the l4_pps example: {'kernel': (sent_pps, fwd_pps), 'scheduler':
-    (..), 'frames_per_cpu_s': float or None}."""
-    out = {"frames_per_cpu_s": None}
+    """Rows of the l4_pps example: {'kernel': (sent_pps, fwd_pps), 'scheduler': (..),
+    'xdp': (..) when the XDP row is there, 'per_busy': {row: frames per busy CPU-s of the
+    whole machine}, 'xdp_ns': ns per packet in the XDP program or None,
+    'frames_per_cpu_s': float or None}."""
+    out = {"frames_per_cpu_s": None, "per_busy": {}, "xdp_ns": None}
     for line in text.splitlines():
-        row = re.match(r"^(kernel IP forwarding|pentaflow scheduler).*?\s([0-9]+)\s+([0-9]+)"
-                       r"\s+[0-9]+\s+-?[0-9.]+%$", line)
+        row = re.match(r"^(kernel IP forwarding|pentaflow scheduler \((AF_PACKET|XDP)[^)]*\))"
+                       r".*?\s([0-9]+)\s+([0-9]+)\s+[0-9]+\s+-?[0-9.]+%"
+                       r"(?:\s+[0-9.]+\s+([0-9]+))?$", line)
         if row:
-            key = "kernel" if row.group(1).startswith("kernel") else "scheduler"
-            out[key] = (float(row.group(2)), float(row.group(3)))
+            key = {"AF_PACKET": "scheduler", "XDP": "xdp"}.get(row.group(2), "kernel")
+            out[key] = (float(row.group(3)), float(row.group(4)))
+            if row.group(5):
+                out["per_busy"][key] = float(row.group(5))
         cpu = re.search(r"= ([0-9]+) frames per CPU-second", line)
         if cpu:
             out["frames_per_cpu_s"] = float(cpu.group(1))
+        ns = re.search(r"runs, ([0-9.]+) ns per packet in the program", line)
+        if ns:
+            out["xdp_ns"] = float(ns.group(1))
     if "kernel" not in out or "scheduler" not in out:
         raise ValueError("not a complete l4_pps output")
     return out
@@ -214,6 +222,12 @@ def goals(suite, tables):
             r = pps["scheduler"]["rate"] / pps["kernel"]["rate"]
             out.append(f"- scheduler / kernel forwarding, packets/s: x{r:.2f} "
                        f"(goal >= x{L4_GOAL:.2f}: {'met' if r >= L4_GOAL else 'not met'})")
+        if "xdp" in pps and "kernel" in pps and pps["kernel"]["rate"]:
+            out.append(f"- XDP scheduler / kernel forwarding, packets/s: "
+                       f"x{pps['xdp']['rate'] / pps['kernel']['rate']:.2f}")
+            if "scheduler" in pps and pps["scheduler"]["rate"]:
+                out.append(f"- XDP scheduler / AF_PACKET scheduler, packets/s: "
+                           f"x{pps['xdp']['rate'] / pps['scheduler']['rate']:.2f}")
         http = tables.get("http", {})
         if "array-3" in http and "node-1" in http and http["node-1"]["rate"]:
             out.append(f"- array of 3 / one node alone, requests/s: "
@@ -281,7 +295,8 @@ def main(argv):
     st.add_argument("--wall", type=float, required=True, help="seconds the clients ran")
     sub.add_parser("criterion", help="print 'id MB/s' lines").add_argument("file")
     l4 = sub.add_parser("l4pps", help="print 'kernel_pps scheduler_pps frames_per_cpu_s "
-                        "kernel_lost scheduler_lost'")
+                        "kernel_lost scheduler_lost xdp_pps xdp_lost xdp_ns_per_packet "
+                        "kernel_per_busy_cpu_s scheduler_per_busy_cpu_s xdp_per_busy_cpu_s'")
     l4.add_argument("file")
     l4.add_argument("--secs", type=float, default=3.0, help="seconds per mode of the run")
     summ = sub.add_parser("summary", help="print the Markdown report")
@@ -308,9 +323,15 @@ def main(argv):
             print(f"{name} {mbs:.1f}")
     else:
         r = parse_l4pps(text)
-        lost = {k: round(max(0.0, r[k][0] - r[k][1]) * args.secs) for k in ("kernel", "scheduler")}
+        rows = [k for k in ("kernel", "scheduler", "xdp") if k in r]
+        lost = {k: round(max(0.0, r[k][0] - r[k][1]) * args.secs) for k in rows}
+        xdp = r.get("xdp")
+        busy = r["per_busy"]
         print(f"{r['kernel'][1]:.0f} {r['scheduler'][1]:.0f} {fmt(r['frames_per_cpu_s'], '.0f')} "
-              f"{lost['kernel']} {lost['scheduler']}")
+              f"{lost['kernel']} {lost['scheduler']} "
+              f"{fmt(xdp[1] if xdp else None, '.0f')} {lost.get('xdp', '-')} "
+              f"{fmt(r['xdp_ns'], '.0f')} {fmt(busy.get('kernel'), '.0f')} "
+              f"{fmt(busy.get('scheduler'), '.0f')} {fmt(busy.get('xdp'), '.0f')}")
     return 0
 
 

@@ -184,6 +184,15 @@ scheduler counters: forwarded [(NodeId(2), 12672)], local 0, dropped 0, send err
 """
 
 
+L4PPS_XDP = """path                                   sent pps      fwd pps        fwd     loss busy CPU-s fwd/busy CPU-s
+kernel IP forwarding (node1)             233131       233131     699392     0.0%       6.64         105330
+pentaflow scheduler (AF_PACKET)          154965       154965     464896     0.0%       6.79          68468
+pentaflow scheduler (XDP generic)        189440       189430     568290     0.0%       6.62          85849
+XDP program (xdp_generic - data_plane = "xdp": veth): 568320 runs, 86 ns per packet in the program; forwarded 568320, dropped 0
+scheduler thread: 0.79 CPU-s for 464896 frames = 588476 frames per CPU-second (send path)
+"""
+
+
 class SuiteParsers(unittest.TestCase):
     """suites.py reads s_time, criterion and l4_pps outputs."""
 
@@ -207,6 +216,16 @@ class SuiteParsers(unittest.TestCase):
         self.assertAlmostEqual(rows["rewrite_100k/identity"], 78.125 * 1.048576)
         self.assertAlmostEqual(rows["rewrite_100k/cache_hit_and_long_name"],
                                9.6 * 1024**3 / 1e6)
+
+    def test_l4pps_rows_with_xdp_and_busy_cpu(self):
+        r = suites.parse_l4pps(L4PPS_XDP)
+        self.assertEqual(r["kernel"], (233131.0, 233131.0))
+        self.assertEqual(r["scheduler"], (154965.0, 154965.0))
+        self.assertEqual(r["xdp"], (189440.0, 189430.0))
+        self.assertEqual(r["per_busy"], {"kernel": 105330.0, "scheduler": 68468.0,
+                                         "xdp": 85849.0})
+        self.assertEqual(r["xdp_ns"], 86.0)
+        self.assertEqual(r["frames_per_cpu_s"], 588476.0)
 
     def test_l4pps_rows(self):
         r = suites.parse_l4pps(L4PPS)

@@ -1,6 +1,8 @@
 //! The HTTP/1 engine's parsers of untrusted bytes — a client's request head, a back-end's
 //! response head, a chunked body — must never panic, and a chunked body must decode the same
-//! however the stream is split.
+//! however the stream is split. The raw-head rewriting is checked too (inside the entry
+//! points): what a head becomes on its way out (to a back-end, to a client) is one well-formed
+//! head of its own length, in CRLF lines, without the hop-by-hop or framing fields it came with.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -12,14 +12,9 @@ import https from "node:https";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { BIN, CHROMIUM, SHOTS, waitFor } from "./support.mjs";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, "../..");
-const BIN = process.env.PENTAFLOW_BIN || path.join(root, "target/debug/pentaflow");
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-const SHOTS = process.env.PENTAFLOW_SCREENSHOT_DIR;
 
 const cleanups = [];
 after(async () => {
@@ -35,21 +30,6 @@ function freePort() {
       s.close(() => resolve(port));
     });
   });
-}
-
-async function waitFor(what, fn, timeoutMs = 15000, everyMs = 100) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? ": " + last.message : ""}`);
 }
 
 /** Starts a pentaflow process; it is stopped (SIGTERM, by PID) when the tests end. */

@@ -10,14 +10,9 @@ import { execFileSync, spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { BIN, CHROMIUM, SHOTS, waitFor } from "./support.mjs";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, "../..");
-const BIN = process.env.PENTAFLOW_BIN || path.join(root, "target/debug/pentaflow");
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-const SHOTS = process.env.PENTAFLOW_SCREENSHOT_DIR;
 const isRoot = process.getuid && process.getuid() === 0;
 // 64 keep-alive connections to the VIP, one request each, held 40 s, then closed. A
 // connection that gets no answer within 2 s is reported on stderr and tried again.
@@ -45,21 +40,6 @@ after(async () => {
 
 function pentaflow(...args) {
   return execFileSync(BIN, args, { encoding: "utf8", env: { ...process.env, NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] });
-}
-
-async function waitFor(what, fn, timeoutMs, everyMs = 100) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? ": " + last.message : ""}`);
 }
 
 /** How many cells of the bucket picture each node colours (and "idle"). */
@@ -158,8 +138,9 @@ test("lab: token prompt, Node Status Table, take-over in the timeline and the bu
   // The other nodes' buckets stay theirs (their connections live on): it is the take-over that
   // emptied node1's cells, not the end of the traffic.
   assert.ok((afterKill.count["2"] || 0) + (afterKill.count["3"] || 0) > 0, JSON.stringify(afterKill.count));
-  const row = await page.$eval('#nodes tbody tr[data-node="1"]', (r) => r.dataset.state);
-  assert.equal(row, "failed");
+  // The Node Status Table and the picture are drawn from separate polls: wait for the row.
+  await waitFor("node1's row to say failed", async () =>
+    (await page.$eval('#nodes tbody tr[data-node="1"]', (r) => r.dataset.state)) === "failed", 5000);
 
   // It comes back: the join is in the timeline too.
   pentaflow("lab", "start", "--lab", prefix, "node1");

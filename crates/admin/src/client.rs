@@ -1,4 +1,5 @@
-//! The client side of `pentaflow status --admin ADDR`: one `GET /status`, parsed.
+//! The client side of every command that talks to a node's admin API: one bounded exchange
+//! ([`exchange`]), and `pentaflow status --admin ADDR`'s `GET /status`, parsed ([`fetch_status`]).
 //!
 //! Owns: talking to a (possibly remote, possibly other-version) node's admin API with bounded
 //! time and memory. Must not: retry or guess; a failure is reported with the address.
@@ -7,9 +8,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, HOST};
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Empty, Limited};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -30,7 +31,34 @@ pub async fn fetch_status(
     addr: SocketAddr,
     token: Option<&str>,
 ) -> Result<StatusDocument, AdminError> {
-    match tokio::time::timeout(FETCH_TIMEOUT, fetch(addr, token)).await {
+    let (status, body) = exchange(addr, Method::GET, "/status", token, Bytes::new()).await?;
+    if status != StatusCode::OK {
+        return Err(AdminError::BadStatus {
+            addr,
+            code: status.as_u16(),
+        });
+    }
+    serde_json::from_slice(&body).map_err(|source| AdminError::Decode { addr, source })
+}
+
+/// One exchange with a node's admin API — `method path` with `body` (JSON when not empty) and
+/// the admin token when given — answered with the status and the whole body, whatever the
+/// status (a refusal's body says why). Bounded in time (10 s for all of it) and
+/// in memory (16 MiB); used by every command that talks to a node
+/// (`status`, `status --cluster`, `config push`, `backend …`).
+pub async fn exchange(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Bytes,
+) -> Result<(StatusCode, Bytes), AdminError> {
+    match tokio::time::timeout(
+        FETCH_TIMEOUT,
+        exchange_once(addr, method, path, token, body),
+    )
+    .await
+    {
         Ok(result) => result,
         Err(_elapsed) => Err(AdminError::Timeout {
             addr,
@@ -39,7 +67,13 @@ pub async fn fetch_status(
     }
 }
 
-async fn fetch(addr: SocketAddr, token: Option<&str>) -> Result<StatusDocument, AdminError> {
+async fn exchange_once(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Bytes,
+) -> Result<(StatusCode, Bytes), AdminError> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|source| AdminError::Io { addr, source })?;
@@ -51,23 +85,21 @@ async fn fetch(addr: SocketAddr, token: Option<&str>) -> Result<StatusDocument, 
             tracing::debug!(%addr, %error, "admin client connection ended with an error");
         }
     });
-    let mut request = Request::get("/status")
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
         .header(HOST, addr.to_string())
         .header(ACCEPT, "application/json");
+    if !body.is_empty() {
+        request = request.header(CONTENT_TYPE, "application/json");
+    }
     if let Some(token) = token {
         request = request.header(AUTHORIZATION, format!("Bearer {token}"));
     }
-    let request = request.body(Empty::<Bytes>::new());
+    let request = request.body(Full::new(body));
     let request = request.map_err(|source| AdminError::Request { addr, source })?;
     let response = sender.send_request(request).await.map_err(http)?;
     let status = response.status();
-    if status != StatusCode::OK {
-        driver.abort();
-        return Err(AdminError::BadStatus {
-            addr,
-            code: status.as_u16(),
-        });
-    }
     let body = Limited::new(response.into_body(), MAX_STATUS_BODY)
         .collect()
         .await
@@ -79,5 +111,5 @@ async fn fetch(addr: SocketAddr, token: Option<&str>) -> Result<StatusDocument, 
         .to_bytes();
     drop(sender);
     driver.abort();
-    serde_json::from_slice(&body).map_err(|source| AdminError::Decode { addr, source })
+    Ok((status, body))
 }

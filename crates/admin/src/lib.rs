@@ -50,13 +50,14 @@ mod server;
 mod table;
 mod timeline;
 
-pub use client::fetch_status;
+pub use client::{exchange, fetch_status};
 pub use control::{ControlError, ControlRequest};
 pub use error::AdminError;
 pub use metrics::encode_metrics;
 pub use model::{
     ClusterBuckets, ClusterDocument, ClusterNodeRow, ClusterSummaryRow, DataPlaneFailure,
-    DataPlaneStatus, DroppedDatagrams, MetricKind, NodeMetric, StatusDocument, StatusSource,
+    DataPlaneStatus, DroppedDatagrams, MetricKind, NodeMetric, QuorumStatus, StatusDocument,
+    StatusSource,
 };
 pub use pentaflow_balance::{BackendState, WebServerStatus};
 pub use server::{serve, serve_with, AdminOptions};

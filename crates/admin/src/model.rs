@@ -233,6 +233,20 @@ pub struct ClusterDocument {
     /// This node's scheduler data plane (absent from nodes of older builds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_plane: Option<DataPlaneStatus>,
+    /// Whether this node hears its quorum (absent from nodes of older builds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<QuorumStatus>,
+}
+
+/// The quorum as one node sees it: without it a node neither takes nor keeps the VIP.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct QuorumStatus {
+    /// Nodes that must be heard, this one included (`[array] quorum`).
+    pub needed: u16,
+    /// Nodes heard now, this one included.
+    pub heard: usize,
+    /// `heard >= needed`.
+    pub quorate: bool,
 }
 
 /// One row of the Node Status Table in [`ClusterDocument`].
@@ -247,7 +261,7 @@ pub struct ClusterNodeRow {
     pub is_self: bool,
     /// Heard recently (always true for the node answering).
     pub alive: bool,
-    /// `active`, `draining`, `drained`, `unresponsive` or `failed`.
+    /// `active`, `draining`, `drained`, `suspected`, `unresponsive` or `failed`.
     pub state: String,
     /// Its announced role, if alive.
     pub role: Option<String>,
@@ -347,6 +361,13 @@ pub struct DroppedDatagrams {
 pub struct DataPlaneStatus {
     /// `down`, `starting` or `up`.
     pub state: String,
+    /// What the last start got: `xdp_native`, `xdp_generic` or `af_packet` (`[array]
+    /// data_plane`); absent before the first start and from older builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Why that one (the choice asked for, what was tried).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Times it could not start or died since the process started (each made the node step
     /// down).
     pub failures: u64,

@@ -38,6 +38,7 @@ pub mod candidate;
 pub mod consistent;
 pub mod cookie;
 pub mod hash;
+pub mod ilb;
 pub mod owner;
 pub mod policy;
 pub mod session;
@@ -49,6 +50,7 @@ pub use bucket::{
 pub use candidate::{BackendId, Candidate};
 pub use consistent::{rendezvous_rank, url_hash_pick};
 pub use cookie::{CookieCodec, CookieError, CookieLifetime, Decoded, Freshness};
+pub use ilb::{Announcement, Arrival, Association, Ilb, IlbCounters, IlbDrop, IlbLimits, Verdict};
 pub use owner::{owners, score, ConnectionId, Owner};
 pub use policy::{least_connections, SmoothWeightedRoundRobin};
 pub use session::SessionGroups;

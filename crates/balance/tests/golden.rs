@@ -7,7 +7,10 @@
 //! The cookie tokens and the rendezvous orders were cross-checked against independent
 //! implementations (Python `hmac`/`hashlib`, and the HRW formula with `math.log`); the bucket
 //! hash against a Python lookup3 that reproduces lookup3.c's published values; the node
-//! ownership scores against Python's `zlib.crc32`. The bucket-hash and score vectors are the
+//! ownership scores against Python's `zlib.crc32` followed by MurmurHash3's `fmix32` (the
+//! score was the bare CRC until 2026-12-02, before any release or user of active-active mode:
+//! the bare CRC ranks nodes so unevenly that only 6 of 20 owner/backup pairs occur with 5
+//! nodes — see `owner::score`). The bucket-hash and score vectors are the
 //! ones a C/BPF data plane must reproduce.
 
 use std::net::IpAddr;
@@ -129,12 +132,13 @@ fn node_ownership_scores_for_the_c_side() {
         "192.0.2.1".parse().expect("ip"),
         40_000,
     );
+    // The CRC-32 alone of these inputs: 0x259d644c 0x98570882 0x45c1d107 0x38b2d75f 0xe5240eda.
     let want = [
-        0x259d_644c,
-        0x9857_0882,
-        0x45c1_d107,
-        0x38b2_d75f,
-        0xe524_0eda,
+        0x2100_81d8,
+        0x5be8_3c37,
+        0x21b8_7ff5,
+        0xa5e5_e9a4,
+        0x4962_e098,
     ];
     for (id, want) in (1u16..).zip(want) {
         assert_eq!(score(NodeId(id), &a), want, "node {id}");
@@ -145,9 +149,9 @@ fn node_ownership_scores_for_the_c_side() {
         "198.51.100.7".parse().expect("ip"),
         12_345,
     );
-    assert_eq!(score(NodeId(1), &b), 0xf9b2_32ea);
-    assert_eq!(score(NodeId(2), &b), 0x4478_5e24);
-    assert_eq!(score(NodeId(3), &b), 0x99ee_87a1);
+    assert_eq!(score(NodeId(1), &b), 0x7537_b840);
+    assert_eq!(score(NodeId(2), &b), 0x22df_01d7);
+    assert_eq!(score(NodeId(3), &b), 0x6f8e_eef7);
     let (owner, backup) = owners(&b, &[NodeId(1), NodeId(2), NodeId(3)]);
     assert_eq!(
         (owner.map(|o| o.node), backup.map(|o| o.node)),

@@ -27,6 +27,7 @@ fn bench(c: &mut Criterion) {
         config_version: 3,
         load: 10,
         following: Some(NodeId(1)),
+        heard: vec![(NodeId(2), 12), (NodeId(3), 40)],
     }));
     let chunk = env(Message::TableSnapshot {
         version: 1,

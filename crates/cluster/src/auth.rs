@@ -358,7 +358,7 @@ mod tests {
         let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(
             hex,
-            "01020003ffff00000000000000070000000000000001ffffffffffffffffcb152d03ba253dae7bd9e69895c708a5"
+            "02020003ffff00000000000000070000000000000001ffffffffffffffff85db29668538af191cbe8b334ce5eb43"
         );
     }
 

@@ -10,6 +10,13 @@
 //!                                                        Scheduler ─────────────────────────────────────┘
 //! ```
 //!
+//! Quorum: a node that does not hear its quorum (a majority of the configured nodes, by
+//! default) never elects itself, and a scheduler that stops hearing it steps down — a node
+//! cut off from the array cannot tell its peers' death from its own isolation, and only one
+//! side of a split can hold a majority. A node that regains its quorum (a healed partition)
+//! is unsettled again for `dead_after`, as at start: it hears the majority's scheduler before
+//! it could elect a second one.
+//!
 //! Rank: the highest priority, ties to the lowest id. Priority 0 never becomes scheduler.
 //! A returning node that outranks the current scheduler does **not** take over (no preemption,
 //! no flapping) unless `preempt` is set. Two schedulers (a healed partition, or two nodes that
@@ -39,6 +46,8 @@ pub struct Peer {
     pub rank: Rank,
     /// Its announced role.
     pub role: Role,
+    /// The scheduler it announced it follows.
+    pub following: Option<NodeId>,
 }
 
 /// What this node should do.
@@ -79,9 +88,17 @@ pub fn successor(ranks: impl IntoIterator<Item = Rank>) -> Option<NodeId> {
 ///
 /// * `me`, `role`: this node; `settled`: whether it has listened for `dead_after` since start
 ///   (before that, it only joins a scheduler it hears, it never elects);
+/// * `quorate`: it hears its quorum (itself included);
 /// * `peers`: the alive members; `preempt`: take over from a lower-ranked scheduler.
 #[must_use]
-pub fn decide(me: Rank, role: Role, settled: bool, peers: &[Peer], preempt: bool) -> Decision {
+pub fn decide(
+    me: Rank,
+    role: Role,
+    settled: bool,
+    quorate: bool,
+    peers: &[Peer],
+    preempt: bool,
+) -> Decision {
     let best_scheduler = peers
         .iter()
         .filter(|p| p.role == Role::Scheduler)
@@ -89,16 +106,19 @@ pub fn decide(me: Rank, role: Role, settled: bool, peers: &[Peer], preempt: bool
         .max();
     match (role, best_scheduler) {
         (Role::Scheduler, Some(s)) if s > me => Decision::Follow(Some(s.id)),
+        // Cut off from the majority: this side must not keep a second scheduler.
+        (Role::Scheduler, s) if !quorate => Decision::Follow(s.map(|s| s.id)),
         // Priority 0 never schedules: a scheduler whose priority dropped to 0 (a committed
         // configuration, or a data plane that failed — see `Node::data_plane_failed`) hands
         // the role on; the others elect a successor once they hear it announce `Standby`.
         (Role::Scheduler, s) if me.priority == 0 => Decision::Follow(s.map(|s| s.id)),
         (Role::Scheduler, _) => Decision::Stay,
-        (_, Some(s)) if preempt && settled && me > s && me.priority > 0 => {
+        (_, Some(s)) if preempt && settled && quorate && me > s && me.priority > 0 => {
             Decision::BecomeScheduler
         }
         (_, Some(s)) => Decision::Follow(Some(s.id)),
         (_, None) if !settled => Decision::Stay,
+        (_, None) if !quorate => Decision::Follow(None),
         (_, None) => {
             let all = peers.iter().map(|p| p.rank).chain(std::iter::once(me));
             if successor(all) == Some(me.id) {
@@ -125,6 +145,7 @@ mod tests {
         Peer {
             rank: r(priority, id),
             role,
+            following: None,
         }
     }
 
@@ -140,13 +161,13 @@ mod tests {
     fn a_scheduler_at_priority_zero_hands_the_role_on() {
         let peers = [p(1, 2, Role::Standby)];
         assert_eq!(
-            decide(r(0, 1), Role::Scheduler, true, &peers, false),
+            decide(r(0, 1), Role::Scheduler, true, true, &peers, false),
             Decision::Follow(None)
         );
         // ...and the others elect among themselves once they hear it as a standby.
         let me = [p(0, 1, Role::Standby)];
         assert_eq!(
-            decide(r(1, 2), Role::Standby, true, &me, false),
+            decide(r(1, 2), Role::Standby, true, true, &me, false),
             Decision::BecomeScheduler
         );
     }
@@ -155,15 +176,15 @@ mod tests {
     fn election_without_scheduler() {
         let peers = [p(1, 2, Role::Standby), p(1, 3, Role::Starting)];
         assert_eq!(
-            decide(r(1, 1), Role::Standby, true, &peers, false),
+            decide(r(1, 1), Role::Standby, true, true, &peers, false),
             Decision::BecomeScheduler
         );
         assert_eq!(
-            decide(r(1, 4), Role::Standby, true, &peers, false),
+            decide(r(1, 4), Role::Standby, true, true, &peers, false),
             Decision::Follow(None)
         );
         assert_eq!(
-            decide(r(1, 1), Role::Starting, false, &peers, false),
+            decide(r(1, 1), Role::Starting, false, true, &peers, false),
             Decision::Stay
         );
     }
@@ -173,26 +194,51 @@ mod tests {
         let peers = [p(1, 5, Role::Scheduler)];
         // A returning higher-ranked node follows the current scheduler...
         assert_eq!(
-            decide(r(9, 1), Role::Starting, false, &peers, false),
+            decide(r(9, 1), Role::Starting, false, true, &peers, false),
             Decision::Follow(Some(NodeId(5)))
         );
         assert_eq!(
-            decide(r(9, 1), Role::Standby, true, &peers, false),
+            decide(r(9, 1), Role::Standby, true, true, &peers, false),
             Decision::Follow(Some(NodeId(5)))
         );
         // ...unless preemption is configured.
         assert_eq!(
-            decide(r(9, 1), Role::Standby, true, &peers, true),
+            decide(r(9, 1), Role::Standby, true, true, &peers, true),
             Decision::BecomeScheduler
         );
         // Two schedulers: the lower-ranked steps down, the higher stays.
         assert_eq!(
-            decide(r(1, 6), Role::Scheduler, true, &peers, false),
+            decide(r(1, 6), Role::Scheduler, true, true, &peers, false),
             Decision::Follow(Some(NodeId(5)))
         );
         assert_eq!(
-            decide(r(1, 4), Role::Scheduler, true, &peers, false),
+            decide(r(1, 4), Role::Scheduler, true, true, &peers, false),
             Decision::Stay
+        );
+    }
+
+    #[test]
+    fn without_quorum_nobody_elects_and_a_scheduler_steps_down() {
+        let peers = [p(1, 2, Role::Standby)];
+        assert_eq!(
+            decide(r(1, 1), Role::Standby, true, false, &peers, false),
+            Decision::Follow(None),
+            "a cut-off node does not elect itself"
+        );
+        assert_eq!(
+            decide(r(1, 1), Role::Scheduler, true, false, &[], false),
+            Decision::Follow(None),
+            "a scheduler that lost the majority steps down"
+        );
+        let sched = [p(1, 5, Role::Scheduler)];
+        assert_eq!(
+            decide(r(9, 1), Role::Standby, true, false, &sched, true),
+            Decision::Follow(Some(NodeId(5))),
+            "no preemption without quorum either"
+        );
+        assert_eq!(
+            decide(r(1, 1), Role::Standby, true, true, &peers, false),
+            Decision::BecomeScheduler
         );
     }
 }

@@ -42,6 +42,9 @@ pub struct MemberInfo {
     pub heard_ms_ago: u64,
     /// Scheduler: failed by the status poll (announcing, but not answering polls).
     pub unresponsive: bool,
+    /// Not heard directly for `dead_after`, but not failed: a witness still hears it, or the
+    /// loss measured on the LAN stretched its detection time. It keeps its buckets.
+    pub suspected: bool,
 }
 
 /// One row of the scheduler's status poll: a node's last answer and its age.
@@ -85,6 +88,10 @@ pub struct ClusterInfo {
     /// Web Server Status Table rows dropped for exceeding
     /// [`crate::wire::MAX_SERVER_ROWS`] per node (a counter).
     pub server_rows_dropped: u64,
+    /// Nodes this node must hear (itself included) to take or keep the VIP.
+    pub quorum: u16,
+    /// Nodes it hears now, itself included.
+    pub heard: usize,
 }
 
 /// One node's Web Server Status Table as [`summarize`] reads it.
@@ -201,6 +208,7 @@ pub fn summarize(reports: &[ServerReport<'_>]) -> Vec<SummaryRow> {
 impl ClusterInfo {
     /// The summary of `node` at `now` (ms on the node's clock).
     pub(crate) fn of(node: &Node, now: u64) -> Self {
+        let suspected: Vec<NodeId> = node.members().suspected(now).map(|m| m.id).collect();
         let members = node
             .members()
             .all()
@@ -217,6 +225,7 @@ impl ClusterInfo {
                 load: m.announce.load,
                 heard_ms_ago: now.saturating_sub(m.last_heard),
                 unresponsive: node.unresponsive().contains(&m.id),
+                suspected: suspected.contains(&m.id),
             })
             .collect();
         let (table, sweep) = node.status_table();
@@ -269,6 +278,8 @@ impl ClusterInfo {
             drops: node.drops(),
             summary: summarize(&reports),
             server_rows_dropped: servers.dropped(),
+            quorum: node.quorum(),
+            heard: node.heard_nodes(),
         }
     }
 }

@@ -30,6 +30,7 @@
 //!     table_size: 65_536,
 //!     timing: Timing::default(),
 //!     preempt: false,
+//!     quorum: 1,
 //! };
 //! let mut node = Node::new(params, Box::new(|_config: &str| Ok(())), 0)?;
 //! // The shell's loop, with a virtual clock: sleep until poll_timeout, then handle it.
@@ -71,7 +72,7 @@ pub mod wire;
 pub use auth::{ClusterKey, DropCounts, DropReason};
 pub use config_sync::{ConfigEvent, ConfigSyncError, Validator};
 pub use info::{summarize, ClusterInfo, MemberInfo, PolledStatus, ServerReport, SummaryRow};
-pub use node::{Node, NodeParams, Output, Timing};
+pub use node::{quorum_of, Node, NodeParams, Output, Timing};
 pub use replication::Change;
 pub use servers::ServerTables;
 pub use shell::{

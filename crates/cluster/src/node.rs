@@ -75,6 +75,23 @@ pub struct NodeParams {
     pub timing: Timing,
     /// Take the scheduler role from a lower-ranked scheduler (off by default: no flapping).
     pub preempt: bool,
+    /// Nodes, this one included, a node must hear to take or keep the scheduler role: a
+    /// majority of the configured nodes keeps a cut-off minority from electing a second
+    /// scheduler (0 or 1: no quorum, as keepalived). See [`quorum_of`].
+    pub quorum: u16,
+}
+
+/// The default quorum of an array of `nodes` configured nodes: a strict majority; 1 for one
+/// or two nodes, where a majority would make every failure fatal (two nodes cannot tell a
+/// dead peer from a cut cable, so, like keepalived, each serves alone — `[array] quorum = 2`
+/// chooses safety instead).
+#[must_use]
+pub fn quorum_of(nodes: usize) -> u16 {
+    if nodes <= 2 {
+        1
+    } else {
+        u16::try_from(nodes / 2 + 1).unwrap_or(u16::MAX)
+    }
 }
 
 /// What the core asks its shell to do or tells it.
@@ -120,6 +137,8 @@ pub struct Node {
     params: NodeParams,
     role: Role,
     started: u64,
+    /// Since when this node hears its quorum (`None`: it does not).
+    quorate_since: Option<u64>,
     sequence: u64,
     guard: ReplayGuard,
     drops: DropCounts,
@@ -139,6 +158,9 @@ pub struct Node {
     outstanding: Option<(NodeId, u32, u32)>,
     /// Nodes that stopped answering polls while still announcing themselves.
     unresponsive: std::collections::BTreeSet<NodeId>,
+    /// Scheduler: failed members whose buckets are released once a grace is over (see
+    /// `release_failed`), with when they failed; they stay candidates meanwhile.
+    releasing: BTreeMap<NodeId, u64>,
     last_sweep: Option<u64>,
     next_announce: u64,
     next_version_check: u64,
@@ -172,10 +194,11 @@ impl Node {
     pub fn new(params: NodeParams, validator: Validator, now: u64) -> Result<Self, BucketError> {
         let repl = Replication::new(params.table_size)?;
         Ok(Self {
-            members: Membership::new(params.timing.dead_after_ms),
+            members: Membership::new(params.timing.dead_after_ms, params.timing.interval_ms),
             params,
             role: Role::Starting,
             started: now,
+            quorate_since: None,
             sequence: 0,
             guard: ReplayGuard::default(),
             drops: DropCounts::default(),
@@ -191,6 +214,7 @@ impl Node {
             poll_cursor: None,
             outstanding: None,
             unresponsive: std::collections::BTreeSet::new(),
+            releasing: BTreeMap::new(),
             last_sweep: None,
             next_announce: now,
             next_version_check: now,
@@ -257,8 +281,18 @@ impl Node {
             enabled: self.enabled,
             alive: true,
         };
+        // Failed members in their release grace keep their buckets (and stay eligible).
+        let releasing = self.releasing.keys().filter_map(|id| {
+            self.members.get(*id).map(|m| NodeCandidate {
+                id: m.id,
+                weight: m.announce.weight,
+                enabled: m.announce.enabled,
+                alive: true,
+            })
+        });
         std::iter::once(me)
             .chain(self.members.candidates())
+            .chain(releasing)
             .map(|mut c| {
                 // Failed by the status poll: alive to the election, not to the table.
                 c.alive &= !self.unresponsive.contains(&c.id);
@@ -387,11 +421,38 @@ impl Node {
         self.params.weight = weight;
         self.params.timing = timing;
         self.params.preempt = preempt;
-        self.members.set_dead_after(timing.dead_after_ms);
+        self.members
+            .set_timing(timing.dead_after_ms, timing.interval_ms);
         self.next_announce = now;
         self.next_poll = self.next_poll.min(now + timing.status_poll_ms);
         self.elect(now);
         self.finish();
+    }
+
+    /// A new quorum (a committed configuration added or removed nodes, or changed
+    /// `[array] quorum`); a scheduler that no longer has one steps down at once.
+    pub fn set_quorum(&mut self, quorum: u16, now: u64) {
+        self.params.quorum = quorum;
+        self.elect(now);
+        self.finish();
+    }
+
+    /// Nodes this node hears, itself included.
+    #[must_use]
+    pub fn heard_nodes(&self) -> usize {
+        1 + self.members.alive().count()
+    }
+
+    /// Whether this node hears its quorum (see [`NodeParams::quorum`]).
+    #[must_use]
+    pub fn quorate(&self) -> bool {
+        self.heard_nodes() >= usize::from(self.params.quorum)
+    }
+
+    /// The quorum in force.
+    #[must_use]
+    pub fn quorum(&self) -> u16 {
+        self.params.quorum
     }
 
     /// Drain (false: keep buckets, get no new ones) or re-enable this node.
@@ -514,8 +575,14 @@ impl Node {
         self.last_tick = now;
         let mut events = Vec::new();
         self.members.expire(now, &mut events);
+        if self.role == Role::Scheduler && !self.quorate() {
+            // Lost the majority: hand the VIP back before anything is released, so a
+            // cut-off scheduler never routes the others' connections to itself.
+            self.elect(now);
+        }
         self.member_events(events, now);
         self.elect(now);
+        self.release_failed(now);
         let alive = self.candidates();
         if self.repl.tick(now, &alive, &mut self.outbox) {
             self.outputs.push_back(Output::AcceptingNew);

@@ -15,6 +15,7 @@ fn node(id: u16, now: u64) -> Node {
         table_size: 1024,
         timing: Timing::default(),
         preempt: false,
+        quorum: 1,
     };
     Node::new(params, Box::new(|_: &str| Ok(())), now).unwrap()
 }
@@ -177,6 +178,7 @@ fn standby_announce(seq: u64) -> Vec<u8> {
         config_version: 0,
         load: 0,
         following: Some(NodeId(1)),
+        heard: Vec::new(),
     };
     sealed(2, Destination::Broadcast, seq, Message::Announce(a))
 }
@@ -203,10 +205,11 @@ fn a_node_that_stops_answering_polls_is_failed_by_them_until_it_answers() {
     let mut seq = 0;
     let mut polls = Vec::new();
     let mut outs = Vec::new();
-    // Announced every 100 ms for 2 s: alive all along, silent to polls.
+    // Announced every 50 ms (the default interval: nothing lost) for 2 s: alive all along,
+    // silent to polls.
     while t < 2_000 {
         t = n.poll_timeout().min(t + 50);
-        if t % 100 == 0 {
+        if t % 50 == 0 {
             seq += 1;
             n.handle_datagram(&standby_announce(seq), t);
         }

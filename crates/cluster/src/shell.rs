@@ -82,6 +82,10 @@ pub struct Reconfigure {
     pub preempt: bool,
     /// The new peer list (every other node's control address).
     pub peers: Vec<SocketAddr>,
+    /// Nodes to hear before taking or keeping the scheduler role ([`NodeParams::quorum`]).
+    ///
+    /// [`NodeParams::quorum`]: crate::NodeParams::quorum
+    pub quorum: u16,
 }
 
 /// What the data planes and the admin API see of the control plane.
@@ -432,6 +436,7 @@ fn command(t: &mut Task, c: Command) {
             t.addrs.retain(|_, a| t.peers.contains(a));
             t.node
                 .reconfigure(r.priority, r.weight, r.timing, r.preempt, now);
+            t.node.set_quorum(r.quorum, now);
         }
         Command::Push(text, reply) => {
             let _ = reply.send(t.node.push_config(&text, now));

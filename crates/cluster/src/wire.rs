@@ -29,7 +29,7 @@ use body::{decode_body, encode_body, Reader};
 mod body;
 
 /// Version byte of the encoding; a node drops datagrams of any other version (and counts them).
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 
 /// Largest datagram a node sends: below a 1500-byte Ethernet MTU with room for IP/UDP headers
 /// and any encapsulation a network adds.
@@ -58,6 +58,10 @@ pub const SNAPSHOT_CHUNK: usize = 640;
 
 /// Changes per [`Message::TableDelta`]: 6 bytes each after an 18-byte header.
 pub const DELTA_CHUNK: usize = 200;
+
+/// Most members one [`Announce`] vouches for (4 bytes each; an array is far smaller, and
+/// 256 × 4 bytes still fits a datagram with the rest of the announcement).
+pub const MAX_HEARD: usize = 256;
 
 /// Buckets per [`Message::LiveBuckets`] chunk: 4 bytes each after a 10-byte header.
 pub const LIVE_CHUNK: usize = 300;
@@ -132,6 +136,11 @@ pub struct Announce {
     pub load: u16,
     /// The scheduler this node follows, if any.
     pub following: Option<NodeId>,
+    /// The members this node considers alive, each with the ms since this node last heard it
+    /// directly (capped at `u16::MAX`): indirect evidence for the others' failure detectors
+    /// (a member one node lost a few announcements of is still heard by another), in id
+    /// order, at most [`MAX_HEARD`].
+    pub heard: Vec<(NodeId, u16)>,
 }
 
 /// The status a node reports when polled (seed 002, Fig. 5 dynamic columns).

@@ -22,6 +22,7 @@ fn params(id: u16, priority: u8) -> NodeParams {
         table_size: 4096,
         timing: Timing::default(),
         preempt: false,
+        quorum: 1,
     }
 }
 

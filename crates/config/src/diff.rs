@@ -39,6 +39,7 @@ pub fn diff_array(old: &ArrayConfig, new: &ArrayConfig) -> Vec<ArrayChange> {
         scheduler,
         table_size,
         bucket_idle,
+        data_plane,
         ports,
         nodes,
         cluster,
@@ -58,6 +59,7 @@ pub fn diff_array(old: &ArrayConfig, new: &ArrayConfig) -> Vec<ArrayChange> {
     changed("scheduler", *scheduler == new.scheduler);
     changed("table_size", *table_size == new.table_size);
     changed("bucket_idle", *bucket_idle == new.bucket_idle);
+    changed("data_plane", *data_plane == new.data_plane);
     changed("ports", *ports == new.ports);
     diff_cluster(cluster.as_ref(), new.cluster.as_ref(), &mut out);
     diff_nodes(nodes, &new.nodes, &mut out);
@@ -92,6 +94,7 @@ fn diff_cluster(
         preempt,
         status_poll,
         status_retries,
+        quorum,
         notify,
         admin_token,
     } = old;
@@ -110,6 +113,7 @@ fn diff_cluster(
     changed("preempt", *preempt == new.preempt);
     changed("status_poll", *status_poll == new.status_poll);
     changed("status_retries", *status_retries == new.status_retries);
+    changed("quorum", *quorum == new.quorum);
     changed("notify", *notify == new.notify);
     changed("admin_token", *admin_token == new.admin_token);
 }
@@ -169,6 +173,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::model::DataPlane;
 
     fn node(id: u16) -> ArrayNode {
         ArrayNode {
@@ -189,6 +194,7 @@ mod tests {
             scheduler: 1,
             table_size: 65_536,
             bucket_idle: Duration::from_secs(300),
+            data_plane: DataPlane::AfPacket,
             ports: vec![80],
             nodes: vec![node(1), node(2)],
             cluster: Some(ClusterSettings {
@@ -199,6 +205,7 @@ mod tests {
                 preempt: false,
                 status_poll: Duration::from_millis(200),
                 status_retries: 2,
+                quorum: None,
                 notify: None,
                 admin_token: None,
             }),

@@ -29,7 +29,16 @@
 //!                                     # head, and the longest silence inside a response body
 //! client_body_timeout = "60s"         # default 60s; longest silence inside a request body (408)
 //! send_timeout = "60s"                # default 60s; longest a client may take to read a response write
+//! max_connections = 10000             # default 10000; >= 1; at the cap new connections wait in
+//!                                     # the listen backlog (accepting pauses), as in HAProxy
+//! max_connections_per_client = 100    # optional (absent = no limit, as HAProxy and nginx): open
+//!                                     # connections per client IP address; past it a new one gets
+//!                                     # `503` + close (HTTP) or a close (TLS); >= 1
 //! max_connections = 10000             # default 10000; >= 1
+//! h2_glitch_threshold = 1000          # default 1000; 0 = no limit; an HTTP/2 connection with more
+//!                                     # glitches (SETTINGS/PING/PRIORITY/empty/unknown frames) than
+//!                                     # this in h2_glitch_window gets GOAWAY ENHANCE_YOUR_CALM
+//! h2_glitch_window = "10s"            # default 10s; the meter forgets h2_glitch_threshold per window
 //!
 //! [tls_tickets]                       # optional; TLS session-ticket keys shared by the array
 //! keys_file = "ticket.keys"           # one key per line: 64 hex digits (32 bytes), newest first;
@@ -128,6 +137,10 @@
 //!                                     # a key optional: the preferred one (default priority 200)
 //! table_size = 65536                  # default 65536; a power of two, 2..=16_777_216
 //! bucket_idle = "60s"                 # default 60s; a bucket idle this long may move to another node
+//! data_plane = "af_packet"            # default "af_packet"; the scheduler's data plane: "xdp" (the
+//!                                     # XDP program, native else generic mode; refuse the role if
+//!                                     # it cannot load), "auto" (XDP native, then generic, then
+//!                                     # AF_PACKET; the log and `status` say which and why)
 //! ports = [80, 443]                   # default: the ports of every listen/tls_listen address on the
 //!                                     # VIP (or a wildcard); 1..=65535, no duplicates
 //! key_file = "cluster.key"            # optional (or key = "..."; not both): the cluster HMAC key,
@@ -141,6 +154,11 @@
 //! status_retries = 2                  # default 2; 0..=100; a node missing 1 + this many polls in
 //!                                     # a row gets no new buckets and loses its buckets until it
 //!                                     # answers again
+//! quorum = 2                          # default: a majority of the [[array.node]]s (1 with one or
+//!                                     # two nodes); nodes (itself included) a node must hear to take
+//!                                     # or keep the VIP; more than half of the nodes, or 1..=2 with
+//!                                     # two nodes (1: each serves alone, as keepalived; 2: never two
+//!                                     # schedulers, but no failover)
 //! notify = "notify.sh"                # optional; an executable run on every role change, as
 //!                                     # `notify.sh EVENT NODE [DETAIL]` (see README), like
 //!                                     # keepalived's notify scripts
@@ -194,6 +212,7 @@ pub(crate) struct FileArray {
     pub(crate) scheduler: Option<Spanned<i64>>,
     pub(crate) table_size: Option<Spanned<i64>>,
     pub(crate) bucket_idle: Option<Spanned<FileDuration>>,
+    pub(crate) data_plane: Option<Spanned<String>>,
     pub(crate) ports: Option<Spanned<Vec<Spanned<i64>>>>,
     pub(crate) key: Option<Spanned<String>>,
     pub(crate) key_file: Option<Spanned<String>>,
@@ -203,6 +222,7 @@ pub(crate) struct FileArray {
     pub(crate) preempt: Option<bool>,
     pub(crate) status_poll: Option<Spanned<FileDuration>>,
     pub(crate) status_retries: Option<Spanned<i64>>,
+    pub(crate) quorum: Option<Spanned<i64>>,
     pub(crate) notify: Option<Spanned<String>>,
     pub(crate) admin_token: Option<Spanned<String>>,
     pub(crate) admin_token_file: Option<Spanned<String>>,
@@ -255,6 +275,9 @@ pub(crate) struct FileLimits {
     pub(crate) client_body_timeout: Option<Spanned<FileDuration>>,
     pub(crate) send_timeout: Option<Spanned<FileDuration>>,
     pub(crate) max_connections: Option<Spanned<i64>>,
+    pub(crate) max_connections_per_client: Option<Spanned<i64>>,
+    pub(crate) h2_glitch_threshold: Option<Spanned<i64>>,
+    pub(crate) h2_glitch_window: Option<Spanned<FileDuration>>,
 }
 
 /// `[[service]]`.

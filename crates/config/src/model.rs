@@ -47,6 +47,8 @@ pub struct ArrayConfig {
     pub table_size: usize,
     /// A bucket idle this long may be handed to another node (how new nodes enter gradually).
     pub bucket_idle: Duration,
+    /// The scheduler's data plane (`data_plane`).
+    pub data_plane: DataPlane,
     /// TCP ports served on the VIP, sorted and unique; frames to other ports are dropped.
     pub ports: Vec<u16>,
     /// Every node of the array, this one included, in file order; ids, addresses and MACs
@@ -74,6 +76,9 @@ pub struct ClusterSettings {
     pub status_poll: Duration,
     /// Polls a node may miss in a row, after the first, before it is failed by the poll.
     pub status_retries: u32,
+    /// `[array] quorum` as written: nodes (itself included) a node must hear to take or keep
+    /// the scheduler role; `None` = the default, see [`ArrayConfig::quorum`].
+    pub quorum: Option<u16>,
     /// An executable run on role changes and array events (`[array] notify`).
     pub notify: Option<PathBuf>,
     /// The token the admin API's operator actions need; `None` refuses them.
@@ -90,6 +95,7 @@ impl fmt::Debug for ClusterSettings {
             .field("preempt", &self.preempt)
             .field("status_poll", &self.status_poll)
             .field("status_retries", &self.status_retries)
+            .field("quorum", &self.quorum)
             .field("notify", &self.notify)
             .field(
                 "admin_token",
@@ -188,8 +194,22 @@ pub struct Limits {
     /// Longest a client may take to accept one write of a response; the connection is closed
     /// after (nginx `send_timeout`).
     pub send_timeout: Duration,
-    /// Maximum concurrent client connections per node; further ones are closed at accept.
+    /// Maximum concurrent client connections per node; at the cap the node stops accepting and
+    /// further connections wait in the listen backlog (HAProxy's `maxconn`), never a reset.
     pub max_connections: usize,
+    /// Maximum concurrent client connections from one client IP address; a connection past it
+    /// is answered `503` with `Connection: close` (plain HTTP) or closed (TLS). `None` (the
+    /// default) = no limit: a carrier-grade NAT, a corporate proxy or a load generator puts
+    /// thousands of legitimate clients behind one address, and neither HAProxy nor nginx limits
+    /// per source unless told to.
+    pub max_connections_per_client: Option<usize>,
+    /// HTTP/2 "glitches" (floods of SETTINGS, PING, PRIORITY, empty or unknown frames) a client
+    /// connection may have within [`Limits::h2_glitch_window`] before it is closed with GOAWAY
+    /// `ENHANCE_YOUR_CALM` (HAProxy's `tune.h2.fe.glitches-threshold`); 0 = no limit.
+    pub h2_glitch_threshold: u32,
+    /// How long the glitch meter takes to forget `h2_glitch_threshold` glitches (a leaky
+    /// bucket, so a long-lived connection with occasional PINGs is never cut).
+    pub h2_glitch_window: Duration,
 }
 
 /// One load-balanced service (`[[service]]`).
@@ -417,6 +437,41 @@ pub struct BackendConfig {
     pub state: BackendAdminState,
 }
 
+/// `[array] data_plane`: which data plane the scheduler runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DataPlane {
+    /// XDP native, then XDP generic, then AF_PACKET: the first that loads and attaches.
+    Auto,
+    /// The XDP program (native, else generic); the role is refused if it cannot load.
+    Xdp,
+    /// The AF_PACKET socket and TAP (the default: it runs on any kernel and interface).
+    #[default]
+    AfPacket,
+}
+
+impl DataPlane {
+    /// The word used in the file.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Xdp => "xdp",
+            Self::AfPacket => "af_packet",
+        }
+    }
+
+    /// The data plane a word names, if any.
+    #[must_use]
+    pub fn from_word(word: &str) -> Option<Self> {
+        match word {
+            "auto" => Some(Self::Auto),
+            "xdp" => Some(Self::Xdp),
+            "af_packet" => Some(Self::AfPacket),
+            _ => None,
+        }
+    }
+}
+
 /// `state` of a `[[service.backend]]`: what the operator allows, independent of its health.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum BackendAdminState {
@@ -510,6 +565,26 @@ pub const PREFERRED_PRIORITY: u8 = 200;
 /// Default node `priority` of every other node.
 pub const DEFAULT_PRIORITY: u8 = 100;
 
+impl ArrayConfig {
+    /// Nodes (itself included) a node must hear to take or keep the scheduler role: the
+    /// configured `[array] quorum`, else a strict majority of the nodes — 1 for one or two
+    /// nodes, where a majority would make every single failure fatal (two nodes cannot tell a
+    /// dead peer from a cut cable; like keepalived, each then serves alone). 1 without a
+    /// cluster (a static scheduler elects nothing).
+    #[must_use]
+    pub fn quorum(&self) -> u16 {
+        let configured = self.cluster.as_ref().and_then(|c| c.quorum);
+        configured.unwrap_or_else(|| {
+            let n = self.nodes.len();
+            if n <= 2 {
+                1
+            } else {
+                u16::try_from(n / 2 + 1).unwrap_or(u16::MAX)
+            }
+        })
+    }
+}
+
 impl Config {
     /// The service called `name`, if any.
     pub fn service(&self, name: &str) -> Option<&ServiceConfig> {
@@ -582,6 +657,9 @@ impl Default for Limits {
             client_body_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
             max_connections: 10_000,
+            max_connections_per_client: None,
+            h2_glitch_threshold: 1000,
+            h2_glitch_window: Duration::from_secs(10),
         }
     }
 }

@@ -156,28 +156,11 @@ impl Checker<'_> {
             self.claim(addr, admin.span(), "node.admin", claimed);
             Some(addr)
         });
-        let admin_token = match (&node.admin_token, &node.admin_token_file) {
-            (Some(_), Some(file)) => {
-                let message = "set either admin_token or admin_token_file, not both";
-                self.report(file.span(), "node.admin_token_file", message);
-                None
-            }
-            (Some(t), None) => {
-                let bytes = t.get_ref().as_bytes().to_vec();
-                self.cluster_secret_length(
-                    &bytes,
-                    t.span(),
-                    "node.admin_token",
-                    "the admin token",
-                    "",
-                );
-                Some(bytes)
-            }
-            (None, Some(file)) => {
-                self.cluster_secret_file(file, "node.admin_token_file", "the admin token")
-            }
-            (None, None) => None,
-        };
+        let admin_token = self.admin_token(
+            node.admin_token.as_ref(),
+            node.admin_token_file.as_ref(),
+            "node",
+        );
         NodeConfig {
             admin,
             admin_token,
@@ -250,6 +233,26 @@ impl Checker<'_> {
                 "limits.max_connections",
                 MAX_CONNECTIONS,
                 d.max_connections,
+            ),
+            max_connections_per_client: l.max_connections_per_client.as_ref().map(|v| {
+                self.int(
+                    Some(v),
+                    "limits.max_connections_per_client",
+                    MAX_CONNECTIONS,
+                    usize::MAX,
+                )
+            }),
+            h2_glitch_threshold: self.int(
+                l.h2_glitch_threshold.as_ref(),
+                "limits.h2_glitch_threshold",
+                0..=U32_MAX,
+                d.h2_glitch_threshold,
+            ),
+            h2_glitch_window: self.duration(
+                l.h2_glitch_window.as_ref(),
+                "limits.h2_glitch_window",
+                d.h2_glitch_window,
+                Zero::Rejected,
             ),
         }
     }

@@ -47,6 +47,9 @@ fn example_parses_to_the_expected_config() {
             client_body_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
             max_connections: 10_000,
+            max_connections_per_client: None,
+            h2_glitch_threshold: 1000,
+            h2_glitch_window: Duration::from_secs(10),
         },
         services: vec![
             ServiceConfig {
@@ -430,4 +433,41 @@ fn array_example_describes_a_three_node_array() {
     );
     assert_eq!(array.table_size, 65536);
     assert_eq!(array.bucket_idle, Duration::from_secs(60));
+}
+
+/// The array example (three nodes) with a cluster key and `extra` keys in `[array]`.
+fn cluster_example(extra: &str) -> String {
+    const AT: &str = "\nvip = \"10.77.1.10\"";
+    let with = format!("{AT}\nkey = \"a cluster key of 16+ bytes\"\n{extra}");
+    assert!(array_example().contains(AT));
+    array_example().replacen(AT, &with, 1)
+}
+
+#[test]
+fn quorum_defaults_to_a_majority_and_refuses_a_minority_or_more_than_the_nodes() {
+    let array = inline(&cluster_example("")).unwrap().array.unwrap();
+    assert_eq!(array.quorum(), 2, "two of three nodes");
+    let array = inline(&cluster_example("quorum = 3\n"))
+        .unwrap()
+        .array
+        .unwrap();
+    assert_eq!(array.quorum(), 3);
+    for (q, says) in [("1", "split brain"), ("4", "more than the 3")] {
+        let err = inline(&cluster_example(&format!("quorum = {q}\n"))).unwrap_err();
+        let p = err
+            .problems()
+            .iter()
+            .find(|p| p.key == "array.quorum")
+            .unwrap_or_else(|| panic!("quorum {q}: {err}"));
+        assert!(p.message.contains(says), "{}", p.message);
+    }
+    let at = "\nvip = \"10.77.1.10\"";
+    let err = inline(&array_example().replacen(at, &format!("{at}\nquorum = 2"), 1));
+    assert!(
+        err.unwrap_err()
+            .problems()
+            .iter()
+            .any(|p| p.key == "array.quorum" && p.message.contains("cluster key")),
+        "quorum without a cluster key means nothing"
+    );
 }

@@ -10,7 +10,13 @@
 //! (AF_PACKET, MAC rewrite; node1 has weight 0 so every frame is forwarded) or as a plain
 //! kernel router (IP forwarding of a routed prefix). nftables counters at the ingress of
 //! node2/node3 count what arrived. On a shared 2-core machine the generator, the router and
-//! node1 compete for the same cores, so compare the two rows, not absolute numbers.
+//! node1 compete for the same cores, so compare the rows, not absolute numbers.
+//!
+//! A third row runs the XDP data plane (`data_plane = "xdp"`: the C program, generic mode on
+//! the lab's veth) on the same traffic; with `kernel.bpf_stats_enabled` on for the run, the
+//! kernel's own run-time accounting gives the program's nanoseconds per packet. Every row
+//! also shows the whole machine's busy CPU-seconds (generator included), since an XDP
+//! program's work runs in softirq context and belongs to no thread.
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::Stdio;
@@ -19,7 +25,7 @@ use std::time::{Duration, Instant};
 use pentaflow_balance::NodeId;
 use pentaflow_lab::{Lab, LabSpec, LAN_IFACE};
 use pentaflow_packet::{
-    prepare_node, spawn_scheduler, L4Proto, MacAddr, NodeEntry, SchedulerConfig,
+    prepare_node, spawn_scheduler, DataPlaneChoice, L4Proto, MacAddr, NodeEntry, SchedulerConfig,
 };
 
 /// The UDP port the generator targets (discard).
@@ -87,6 +93,49 @@ fn delivered(lab: &Lab) -> u64 {
                 .sum::<u64>()
         })
         .sum()
+}
+
+/// Busy CPU-seconds of the whole machine so far (all of /proc/stat's `cpu` line but idle and
+/// iowait).
+fn machine_busy_secs() -> f64 {
+    /// Clock ticks per second of /proc/stat (USER_HZ).
+    const USER_HZ: f64 = 100.0;
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: f64 = f.iter().take(8).sum();
+    let idle = f.get(3).copied().unwrap_or(0.0) + f.get(4).copied().unwrap_or(0.0);
+    (total - idle) / USER_HZ
+}
+
+/// `(run_time_ns, run_cnt)` of the loaded `pf_scheduler` programs, from bpftool (needs
+/// `kernel.bpf_stats_enabled=1` to be non-zero).
+fn program_stats() -> (u64, u64) {
+    let out = std::process::Command::new("bpftool")
+        .args(["-j", "prog", "show"])
+        .output();
+    let Ok(out) = out else {
+        eprintln!("bpftool not found (apt-get install bpftool): no per-packet program time");
+        return (0, 0);
+    };
+    let progs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    progs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["name"] == "pf_scheduler")
+        .fold((0, 0), |(t, c), p| {
+            (
+                t + p["run_time_ns"].as_u64().unwrap_or(0),
+                c + p["run_cnt"].as_u64().unwrap_or(0),
+            )
+        })
 }
 
 /// CPU seconds used so far by this process's thread named `name` (utime + stime).
@@ -168,6 +217,7 @@ fn main() {
 
     // Rule counters only grow (`nft reset` covers named counters only): measure deltas.
     let before = delivered(&lab);
+    let busy = machine_busy_secs();
     let sent = lab
         .run_in("client1", || {
             generate(SocketAddr::from((ROUTED_IP, PORT)), secs)
@@ -178,6 +228,7 @@ fn main() {
         "kernel IP forwarding (node1)",
         sent,
         delivered(&lab) - before,
+        machine_busy_secs() - busy,
     ));
 
     // Scheduler path. node1 has weight 0: it forwards everything, serves nothing.
@@ -208,11 +259,16 @@ fn main() {
         .collect();
     let mut cfg = SchedulerConfig::new(LAN_IFACE, vip, NodeId(1), nodes);
     cfg.services = vec![(L4Proto::Udp, PORT)];
+    let xdp_cfg = SchedulerConfig {
+        data_plane: DataPlaneChoice::Xdp,
+        ..cfg.clone()
+    };
     let scheduler = lab
         .run_in("node1", || spawn_scheduler(cfg))
         .expect("enter")
         .expect("scheduler");
     let before = delivered(&lab);
+    let busy = machine_busy_secs();
     let cpu_before = thread_cpu_secs("pf-scheduler");
     let sent = lab
         .run_in("client1", || generate(SocketAddr::from((vip, PORT)), secs))
@@ -224,20 +280,59 @@ fn main() {
         "pentaflow scheduler (AF_PACKET)",
         sent,
         delivered(&lab) - before,
+        machine_busy_secs() - busy,
+    ));
+
+    // The XDP data plane on the same traffic, with the kernel's program run-time accounting.
+    let stats_was = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
+        .unwrap_or_else(|_| "0".into());
+    let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1");
+    let xdp = lab
+        .run_in("node1", || spawn_scheduler(xdp_cfg))
+        .expect("enter")
+        .expect("XDP scheduler");
+    let plane = xdp.data_plane().clone();
+    let (t0, c0) = program_stats();
+    let before = delivered(&lab);
+    let busy = machine_busy_secs();
+    let sent = lab
+        .run_in("client1", || generate(SocketAddr::from((vip, PORT)), secs))
+        .expect("client");
+    std::thread::sleep(Duration::from_millis(300));
+    let xdp_busy = machine_busy_secs() - busy;
+    let (t1, c1) = program_stats();
+    let xdp_counters = xdp.stop().expect("stop XDP");
+    let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", stats_was.trim());
+    rows.push((
+        "pentaflow scheduler (XDP generic)",
+        sent,
+        delivered(&lab) - before,
+        xdp_busy,
     ));
 
     println!(
-        "{:<34} {:>12} {:>12} {:>10} {:>8}",
-        "path", "sent pps", "fwd pps", "fwd", "loss"
+        "{:<34} {:>12} {:>12} {:>10} {:>8} {:>10} {:>14}",
+        "path", "sent pps", "fwd pps", "fwd", "loss", "busy CPU-s", "fwd/busy CPU-s"
     );
-    for (name, sent, got) in &rows {
+    for (name, sent, got, busy) in &rows {
         let loss = 100.0 * (1.0 - *got as f64 / (*sent).max(1) as f64);
         println!(
-            "{name:<34} {:>12.0} {:>12.0} {got:>10} {loss:>7.1}%",
+            "{name:<34} {:>12.0} {:>12.0} {got:>10} {loss:>7.1}% {busy:>10.2} {:>14.0}",
             *sent as f64 / secs,
-            *got as f64 / secs
+            *got as f64 / secs,
+            *got as f64 / busy.max(0.01)
         );
     }
+    let runs = c1.saturating_sub(c0);
+    println!(
+        "XDP program ({} — {}): {runs} runs, {:.0} ns per packet in the program; forwarded \
+         {}, dropped {}",
+        plane.kind.as_str(),
+        plane.reason,
+        t1.saturating_sub(t0) as f64 / runs.max(1) as f64,
+        xdp_counters.forwarded_total(),
+        xdp_counters.dropped_total()
+    );
     let forwarded = counters.forwarded_total() as f64;
     println!(
         "scheduler thread: {cpu:.2} CPU-s for {forwarded} frames = {:.0} frames per CPU-second \

@@ -365,11 +365,18 @@ pub(crate) fn netns_pids(netns: &str) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// Whether a pentaflow scheduler's nftables table exists in `netns`.
+/// Whether a pentaflow scheduler runs in `netns`: its nftables table exists (the AF_PACKET
+/// data plane) or an XDP program is attached to the LAN interface (the XDP data plane).
 pub(crate) fn has_scheduler(netns: &str) -> bool {
-    cmd::output("ip", &["netns", "exec", netns, "nft", "list", "tables"])
+    let nft = cmd::output("ip", &["netns", "exec", netns, "nft", "list", "tables"])
         .map(|o| String::from_utf8_lossy(&o.stdout).contains("pentaflow_"))
-        .unwrap_or(false)
+        .unwrap_or(false);
+    nft || cmd::output(
+        "ip",
+        &["-n", netns, "-d", "link", "show", "dev", crate::LAN_IFACE],
+    )
+    .map(|o| String::from_utf8_lossy(&o.stdout).contains("prog/xdp"))
+    .unwrap_or(false)
 }
 
 fn signal_all(pids: &[u32], sig: Signal) {

@@ -1,5 +1,7 @@
 //! End to end, as root: a lab of 3 nodes, 3 web servers and a client; node1 runs the L4
-//! scheduler (and serves its own share through its TAP); every node answers on the VIP.
+//! scheduler (and serves its own share through its TAP, or with XDP by passing its frames to
+//! its own stack); every node answers on the VIP. The same scenario runs with each data
+//! plane: AF_PACKET, and the XDP program (`data_plane = "xdp"`, generic mode on veth).
 //!
 //! Proves: every request on hundreds of keep-alive connections gets the right answer; the
 //! connections spread over all three nodes as the bucket table's least-assigned rule says;
@@ -24,7 +26,13 @@ use std::time::{Duration, Instant};
 use pentaflow_balance::NodeId;
 use pentaflow_lab::{responder_command, wait_listening, Lab, LabSpec, Role, LAN_IFACE, WEB_PORT};
 use pentaflow_packet::setup::{prepare_node, read_sysctl};
-use pentaflow_packet::{spawn_scheduler, DropReason, MacAddr, NodeEntry, SchedulerConfig};
+use pentaflow_packet::{
+    spawn_scheduler, DataPlaneChoice, DataPlaneKind, DropReason, MacAddr, NodeEntry,
+    SchedulerConfig,
+};
+
+/// Labs share addresses and names: the tests of this file run one at a time.
+static ONE_LAB_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Keep-alive connections the client opens (the issue asks for hundreds).
 const CONNECTIONS: usize = 300;
@@ -285,6 +293,35 @@ fn scheduler_forwards_by_mac_and_nodes_answer_directly() {
     if !pentaflow_lab::require_root("scheduler_forwards_by_mac_and_nodes_answer_directly") {
         return;
     }
+    forwards_by_mac(DataPlaneChoice::AfPacket);
+}
+
+#[test]
+fn xdp_scheduler_forwards_by_mac_and_nodes_answer_directly() {
+    if !pentaflow_lab::require_root("xdp_scheduler_forwards_by_mac_and_nodes_answer_directly") {
+        return;
+    }
+    forwards_by_mac(DataPlaneChoice::Xdp);
+}
+
+/// Whether an XDP program is attached to node1's LAN interface.
+fn xdp_attached(lab: &Lab) -> bool {
+    let out = lab
+        .run_in("node1", || {
+            std::process::Command::new("ip")
+                .args(["-d", "link", "show", "dev", LAN_IFACE])
+                .output()
+        })
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+}
+
+fn forwards_by_mac(plane: DataPlaneChoice) {
+    let _one = ONE_LAB_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let xdp = plane != DataPlaneChoice::AfPacket;
     let started = Instant::now();
     match node_server() {
         NodeServer::Template(t) => eprintln!("e2e: nodes run PENTAFLOW_E2E_NODE_CMD {t:?}"),
@@ -350,6 +387,11 @@ fn scheduler_forwards_by_mac_and_nodes_answer_directly() {
     // leaves node2's kernel as it found it.
     let mut bad = SchedulerConfig::new(LAN_IFACE, vip, NodeId(2), entries.clone());
     bad.tap = "a-tap-name-too-long".into();
+    if xdp {
+        // The XDP plane has no TAP; its bad set-up is a table it cannot hold.
+        bad.data_plane = plane;
+        bad.table_size = 3;
+    }
     let failed = lab.run_in("node2", || spawn_scheduler(bad)).unwrap();
     assert!(failed.is_err(), "set-up with a bad TAP name must fail");
     let node2_arp = lab
@@ -362,15 +404,40 @@ fn scheduler_forwards_by_mac_and_nodes_answer_directly() {
         "no nft table left behind"
     );
 
-    let cfg = SchedulerConfig::new(LAN_IFACE, vip, NodeId(1), entries.clone());
+    let mut cfg = SchedulerConfig::new(LAN_IFACE, vip, NodeId(1), entries.clone());
+    cfg.data_plane = plane;
     let scheduler = lab
         .run_in("node1", || spawn_scheduler(cfg))
         .unwrap()
         .expect("scheduler up");
-    assert!(lab
-        .status()
-        .iter()
-        .any(|h| h.host.name == "node1" && h.scheduler));
+    eprintln!("e2e: data plane {:?}", scheduler.data_plane());
+    if xdp {
+        // On veth the program runs in generic mode (native XDP_TX needs the peer's NAPI).
+        assert_eq!(scheduler.data_plane().kind, DataPlaneKind::XdpGeneric);
+        assert!(xdp_attached(&lab), "the program is attached to node1's LAN");
+        let tables = lab
+            .run_in("node1", || {
+                std::process::Command::new("nft")
+                    .args(["list", "tables"])
+                    .output()
+            })
+            .unwrap()
+            .unwrap();
+        assert!(
+            !String::from_utf8_lossy(&tables.stdout).contains("pentaflow_"),
+            "no nftables ingress drop with XDP: it would drop the frames passed to the stack"
+        );
+        assert!(lab
+            .status()
+            .iter()
+            .any(|h| h.host.name == "node1" && h.scheduler));
+    } else {
+        assert_eq!(scheduler.data_plane().kind, DataPlaneKind::AfPacket);
+        assert!(lab
+            .status()
+            .iter()
+            .any(|h| h.host.name == "node1" && h.scheduler));
+    }
 
     let vip_addr = SocketAddr::from((vip, 80));
     // Phase 1: hundreds of keep-alive connections, several requests each.
@@ -505,11 +572,34 @@ fn scheduler_forwards_by_mac_and_nodes_answer_directly() {
         "only VIP frames reached user space"
     );
 
-    // Restore: the scheduler removed its nft table and put arp_ignore back; now the nodes.
+    // Restore: the scheduler removed its nft table (or detached its XDP program) and put
+    // arp_ignore back; now the nodes.
     assert!(
         !lab.status().iter().any(|h| h.scheduler),
         "scheduler table removed on stop"
     );
+    assert!(!xdp_attached(&lab), "the XDP program is detached on stop");
+    if xdp {
+        // `auto` falls back to AF_PACKET when XDP cannot take the configuration (more
+        // services than the program checks), and says why.
+        let mut auto = SchedulerConfig::new(LAN_IFACE, vip, NodeId(1), entries.clone());
+        auto.data_plane = DataPlaneChoice::Auto;
+        auto.services = (1000..1017)
+            .map(|p| (pentaflow_packet::L4Proto::Tcp, p))
+            .collect();
+        let fallback = lab
+            .run_in("node1", || spawn_scheduler(auto))
+            .unwrap()
+            .expect("auto falls back");
+        let report = fallback.data_plane().clone();
+        fallback.stop().expect("stop");
+        assert_eq!(report.kind, DataPlaneKind::AfPacket, "{report:?}");
+        assert!(report.reason.contains("XDP unavailable"), "{report:?}");
+        assert!(
+            !xdp_attached(&lab),
+            "nothing left attached by the failed XDP try"
+        );
+    }
     for (name, guard) in guards {
         let errors = lab.run_in(&name, move || guard.restore()).unwrap();
         assert!(errors.is_empty(), "{name}: {errors:?}");

@@ -12,7 +12,9 @@
 //! * [`io`] — the [`FrameIo`] trait between the core and the kernel, and the AF_PACKET + TAP
 //!   implementation; a future XDP data plane implements the same trait;
 //! * [`setup`] — kernel set-up and restore (VIP on lo, ARP sysctls, nftables ingress drop);
-//! * [`run`] — the blocking scheduler thread the binary starts ([`spawn_scheduler`]).
+//! * [`run`] — the blocking scheduler thread the binary starts ([`spawn_scheduler`]);
+//! * [`xdp`] — the same decisions in an XDP program (C, `bpf/`, compiled by `build.rs`),
+//!   loaded with aya, and its user-space half [`xdp::XdpSchedule`].
 //!
 //! This crate never depends on the control plane: the node table arrives as data.
 //! It is the only crate allowed `unsafe`, confined to the private `sys` module.
@@ -40,12 +42,15 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(test)]
+mod fixtures;
 pub mod frame;
 pub mod io;
 pub mod run;
 pub mod scheduler;
 pub mod setup;
 pub mod synth;
+pub mod xdp;
 // The only module allowed `unsafe` (workspace lint: deny): raw sockets, TAP, ioctls.
 #[allow(unsafe_code)]
 mod sys;
@@ -55,8 +60,9 @@ pub use io::{AfPacketIo, FrameIo, Output, PacketBuf};
 /// Re-exported so callers name nodes and tables with the same types as this crate.
 pub use pentaflow_balance::{BucketTable, NodeId};
 pub use run::{
-    run_loop, spawn_scheduler, Command, LoopControl, LoopPorts, RunError, SchedulerConfig,
-    SchedulerEvent, SchedulerHandle, DEFAULT_ANNOUNCE_EVERY_MS,
+    run_loop, spawn_scheduler, Command, DataPlaneChoice, DataPlaneKind, DataPlaneReport,
+    LoopControl, LoopPorts, RunError, SchedulerConfig, SchedulerEvent, SchedulerHandle,
+    DEFAULT_ANNOUNCE_EVERY_MS,
 };
 pub use scheduler::{
     BucketSchedule, Change, CoreParams, Counters, NodeEntry, Schedule, SchedulerCore,

@@ -97,6 +97,40 @@ pub struct SchedulerConfig {
     /// Start assigning new buckets at once (true), or hold every flow until
     /// [`Command::AcceptingNew`] (a takeover whose live-bucket merge is running).
     pub accepting_new: bool,
+    /// Which data plane to run (`[array] data_plane`).
+    pub data_plane: DataPlaneChoice,
+}
+
+/// Which data plane the scheduler should run: the `[array] data_plane` key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DataPlaneChoice {
+    /// XDP native, else XDP generic, else AF_PACKET — whatever this interface and kernel give.
+    Auto,
+    /// XDP (native, else generic); failing that the role is refused.
+    Xdp,
+    /// The AF_PACKET socket and TAP.
+    #[default]
+    AfPacket,
+}
+
+/// Which data plane runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DataPlaneKind {
+    /// The XDP program in the driver.
+    XdpNative,
+    /// The XDP program in generic (skb) mode.
+    XdpGeneric,
+    /// The AF_PACKET socket and TAP.
+    AfPacket,
+}
+
+/// The data plane a scheduler got, and why (for the log, `status --cluster` and metrics).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataPlaneReport {
+    /// What runs.
+    pub kind: DataPlaneKind,
+    /// Why this one: the choice asked for and what was tried.
+    pub reason: String,
 }
 
 /// Why the scheduler stopped or could not start.
@@ -118,6 +152,9 @@ pub enum RunError {
         #[source]
         source: io::Error,
     },
+    /// The XDP data plane could not be loaded or attached.
+    #[error("XDP data plane")]
+    Xdp(#[from] crate::xdp::XdpError),
     /// The scheduler thread could not be started or panicked.
     #[error("scheduler thread: {what}")]
     Thread {
@@ -164,6 +201,7 @@ pub struct SchedulerHandle {
     commands: mpsc::Sender<Command>,
     events: mpsc::Receiver<SchedulerEvent>,
     thread: Option<JoinHandle<Result<Counters, RunError>>>,
+    report: DataPlaneReport,
 }
 
 impl SchedulerConfig {
@@ -183,6 +221,31 @@ impl SchedulerConfig {
             record_changes: false,
             announce_every_ms: DEFAULT_ANNOUNCE_EVERY_MS,
             accepting_new: true,
+            data_plane: DataPlaneChoice::AfPacket,
+        }
+    }
+}
+
+impl DataPlaneChoice {
+    /// The configuration spelling (`auto`, `xdp`, `af_packet`).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataPlaneChoice::Auto => "auto",
+            DataPlaneChoice::Xdp => "xdp",
+            DataPlaneChoice::AfPacket => "af_packet",
+        }
+    }
+}
+
+impl DataPlaneKind {
+    /// A stable snake_case name, for metrics labels, logs and `status --cluster`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataPlaneKind::XdpNative => "xdp_native",
+            DataPlaneKind::XdpGeneric => "xdp_generic",
+            DataPlaneKind::AfPacket => "af_packet",
         }
     }
 }
@@ -207,6 +270,12 @@ impl LoopControl {
 }
 
 impl SchedulerHandle {
+    /// The data plane that runs, and why that one.
+    #[must_use]
+    pub fn data_plane(&self) -> &DataPlaneReport {
+        &self.report
+    }
+
     /// The counters as last published (at most ~50 ms old).
     pub fn counters(&self) -> Counters {
         self.control.counters()
@@ -278,15 +347,44 @@ pub fn spawn_scheduler(cfg: SchedulerConfig) -> Result<SchedulerHandle, RunError
     let (events_tx, events_rx) = mpsc::sync_channel(EVENT_QUEUE);
     // The configured period, as the first command the loop applies.
     let _ = commands_tx.send(Command::AnnounceEvery(cfg.announce_every_ms));
-    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), RunError>>();
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<DataPlaneReport, RunError>>();
     let ctl = Arc::clone(&control);
     let thread = std::thread::Builder::new()
         .name("pf-scheduler".into())
         .spawn(move || {
-            let started = start(&cfg);
-            let (mut io, mut core, guard) = match started {
+            let ports = LoopPorts {
+                commands: commands_rx,
+                events: Some(events_tx),
+            };
+            let (xdp_plane, why) = match cfg.data_plane {
+                DataPlaneChoice::AfPacket => (None, "configured".to_owned()),
+                choice => match xdp_plane::start(&cfg) {
+                    Ok(plane) => (Some(plane), String::new()),
+                    Err(e) if choice == DataPlaneChoice::Auto => {
+                        let why = format!("XDP unavailable: {}", error_chain(&e));
+                        tracing::warn!(lan = %cfg.lan, reason = %why, "data plane: falling back to AF_PACKET");
+                        (None, why)
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return Err(RunError::Thread {
+                            what: "set-up failed",
+                        });
+                    }
+                },
+            };
+            if let Some(plane) = xdp_plane {
+                let _ = ready_tx.send(Ok(plane.report(cfg.data_plane)));
+                return xdp_plane::run(plane, &ctl, &ports, cfg.idle_ms);
+            }
+            let (mut io, mut core, guard) = match start(&cfg) {
                 Ok(parts) => {
-                    let _ = ready_tx.send(Ok(()));
+                    let reason = format!("data_plane = {:?}: {why}", cfg.data_plane.as_str());
+                    tracing::info!(lan = %cfg.lan, kind = "af_packet", %reason, "data plane");
+                    let _ = ready_tx.send(Ok(DataPlaneReport {
+                        kind: DataPlaneKind::AfPacket,
+                        reason,
+                    }));
                     parts
                 }
                 Err(e) => {
@@ -295,10 +393,6 @@ pub fn spawn_scheduler(cfg: SchedulerConfig) -> Result<SchedulerHandle, RunError
                         what: "set-up failed",
                     });
                 }
-            };
-            let ports = LoopPorts {
-                commands: commands_rx,
-                events: Some(events_tx),
             };
             let result = run_loop(&mut io, &mut core, &ctl, &ports, cfg.idle_ms, cfg.batch);
             drop(io);
@@ -315,11 +409,12 @@ pub fn spawn_scheduler(cfg: SchedulerConfig) -> Result<SchedulerHandle, RunError
             what: "could not spawn",
         })?;
     match ready_rx.recv() {
-        Ok(Ok(())) => Ok(SchedulerHandle {
+        Ok(Ok(report)) => Ok(SchedulerHandle {
             control,
             commands: commands_tx,
             events: events_rx,
             thread: Some(thread),
+            report,
         }),
         Ok(Err(e)) => {
             let _ = thread.join();
@@ -332,6 +427,18 @@ pub fn spawn_scheduler(cfg: SchedulerConfig) -> Result<SchedulerHandle, RunError
             })
         }
     }
+}
+
+/// An error and its causes on one line, for a log line or a reason shown to an operator.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 /// Set-up, in the scheduler thread.
@@ -504,6 +611,8 @@ fn publish(control: &LoopControl, core: &SchedulerCore, send_errors: u64) {
     c.send_errors = send_errors;
     control.publish(&c);
 }
+
+mod xdp_plane;
 
 #[cfg(test)]
 mod tests;

@@ -330,6 +330,9 @@ pub fn prepare_node(lan: &str, vip: Ipv4Addr) -> Result<KernelGuard, SetupError>
         &["delete", "table", "netdev", &nft_table_name(lan)],
         None,
     );
+    // Likewise its XDP program, which outlives a crash on purpose (crate::xdp): a standby
+    // must not forward the frames the new scheduler sends it.
+    let _ = crate::xdp::remove_leftover(lan);
     let mut g = KernelGuard::new();
     g.set_sysctl(&format!("net.ipv4.conf.{lan}.arp_ignore"), "1")?;
     g.set_sysctl(&format!("net.ipv4.conf.{lan}.arp_announce"), "2")?;

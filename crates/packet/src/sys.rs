@@ -2,7 +2,8 @@
 //!
 //! Owns: the AF_PACKET socket (ETH_P_ALL, bound to one interface, classic BPF filter,
 //! PACKET_VNET_HDR, plain `recv`/`send`), the TAP device (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR),
-//! and interface look-ups by ioctl. Must not: interpret frames or keep policy. Every `unsafe`
+//! interface look-ups by ioctl, and the shared mapping of the XDP program's bucket map
+//! ([`MappedWords`]). Must not: interpret frames or keep policy. Every `unsafe`
 //! block states why it is sound; descriptors are `OwnedFd`, so they close exactly once.
 //!
 //! Everything here acts in the network namespace of the *calling thread*: sockets, TAP devices
@@ -11,7 +12,9 @@
 use std::ffi::CString;
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use crate::frame::MacAddr;
@@ -284,6 +287,96 @@ impl PacketSocket {
     }
 }
 
+impl PacketSocket {
+    /// A socket on `ifname` that only sends (protocol 0: the kernel queues nothing on it),
+    /// for the gratuitous ARP of the XDP data plane, which has no receive path in user space.
+    pub(crate) fn open_send_only(ifname: &str) -> io::Result<Self> {
+        let ifindex = interface_index(ifname)?;
+        // SAFETY: socket(2) with constant arguments; protocol 0 receives nothing.
+        let raw = check(unsafe {
+            libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0)
+        })?;
+        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: sockaddr_ll is plain data; all-zero is valid before we fill the fields.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as libc::c_ushort;
+        addr.sll_protocol = 0;
+        addr.sll_ifindex = i32::try_from(ifindex).unwrap_or(i32::MAX);
+        // SAFETY: `addr` is a valid sockaddr_ll and the length passed is its exact size.
+        check(unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                std::ptr::from_ref(&addr).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        })?;
+        Ok(PacketSocket { fd })
+    }
+}
+
+/// A `BPF_F_MMAPABLE` array map mapped shared into this process, seen as 64-bit words: user
+/// space reads the XDP program's last-access stamps and swaps bucket assignments with plain
+/// atomic loads and compare-and-swaps instead of one system call per bucket.
+#[derive(Debug)]
+pub(crate) struct MappedWords {
+    ptr: NonNull<AtomicU64>,
+    words: usize,
+    bytes: usize,
+}
+
+// SAFETY: the mapping is plain shared memory accessed only through `AtomicU64`, which is Sync;
+// the pointer is owned by this value and unmapped exactly once, in Drop.
+unsafe impl Send for MappedWords {}
+// SAFETY: as above — every access is an atomic operation.
+unsafe impl Sync for MappedWords {}
+
+impl MappedWords {
+    /// Maps the first `bytes` bytes of the map behind `fd` (rounded up to whole pages).
+    pub(crate) fn map(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<Self> {
+        // SAFETY: sysconf has no preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let len = bytes.div_ceil(page).max(1) * page;
+        // SAFETY: a fresh shared mapping of a map descriptor; the kernel checks that the map
+        // is mmapable and at least `len` bytes, and fails otherwise.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(ptr.cast::<AtomicU64>()).ok_or_else(io::Error::last_os_error)?;
+        Ok(MappedWords {
+            ptr,
+            words: bytes / 8,
+            bytes: len,
+        })
+    }
+
+    /// The mapped words.
+    pub(crate) fn words(&self) -> &[AtomicU64] {
+        // SAFETY: `ptr` is page-aligned (so 8-aligned), valid for `bytes >= words * 8` bytes
+        // while `self` lives, and AtomicU64 has the size and alignment of u64; the kernel
+        // writes the same memory only with aligned 64-bit stores or atomics, and every access
+        // here is atomic.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.words) }
+    }
+}
+
+impl Drop for MappedWords {
+    fn drop(&mut self) {
+        // SAFETY: the mapping of `bytes` bytes at `ptr` was made in `map` and is unmapped once.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.bytes) };
+    }
+}
+
 impl Tap {
     /// Creates (or attaches to) the TAP device `name`; it disappears when this is dropped.
     pub(crate) fn open(name: &str) -> io::Result<Self> {
@@ -352,6 +445,163 @@ pub(crate) fn monotonic_ns() -> u64 {
     secs.saturating_mul(1_000_000_000).saturating_add(nanos)
 }
 
+/// `IFLA_XDP` (linux/if_link.h), a nested attribute of RTM_SETLINK.
+const IFLA_XDP: u16 = 43;
+/// `IFLA_XDP_FD`: the program's descriptor, -1 to detach.
+const IFLA_XDP_FD: u16 = 1;
+/// `IFLA_XDP_FLAGS`: `XDP_FLAGS_*`.
+const IFLA_XDP_FLAGS: u16 = 3;
+/// `NLA_F_NESTED`.
+const NLA_F_NESTED: u16 = 0x8000;
+/// `XDP_FLAGS_UPDATE_IF_NOEXIST`: fail with EBUSY if a program is attached.
+pub(crate) const XDP_FLAGS_UPDATE_IF_NOEXIST: u32 = 1;
+/// `XDP_FLAGS_SKB_MODE`: generic XDP.
+pub(crate) const XDP_FLAGS_SKB_MODE: u32 = 2;
+/// `XDP_FLAGS_DRV_MODE`: native XDP.
+pub(crate) const XDP_FLAGS_DRV_MODE: u32 = 4;
+
+/// Attaches the XDP program `prog` to interface `ifindex` (`None`: detaches whatever is
+/// attached in the mode of `flags`) with one RTM_SETLINK over rtnetlink, in the calling
+/// thread's namespace.
+///
+/// Why netlink and not a `bpf_link`: a link dies with its last descriptor, so a crashed
+/// scheduler would leave its interface without the program and its kernel — which has the
+/// VIP on lo — would answer every frame of the array's connections with a RST until the
+/// router follows the new scheduler's gratuitous ARP. A netlink attachment outlives the
+/// process; the program then keeps forwarding established buckets (and assigns no new ones
+/// once its lease runs out), and the next start on this interface replaces or removes it.
+pub(crate) fn set_xdp(ifindex: u32, prog: Option<BorrowedFd<'_>>, flags: u32) -> io::Result<()> {
+    let fd: i32 = prog.map_or(-1, |p| p.as_raw_fd());
+    let index = i32::try_from(ifindex).unwrap_or(i32::MAX);
+    let mut msg: Vec<u8> = Vec::with_capacity(52);
+    // nlmsghdr: length (filled below), RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK, seq 1, pid 0.
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    msg.extend_from_slice(&libc::RTM_SETLINK.to_ne_bytes());
+    let nl_flags = u16::try_from(libc::NLM_F_REQUEST | libc::NLM_F_ACK).unwrap_or(5);
+    msg.extend_from_slice(&nl_flags.to_ne_bytes());
+    msg.extend_from_slice(&1u32.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    // ifinfomsg: AF_UNSPEC, pad, type 0, the index, flags 0, change 0.
+    msg.extend_from_slice(&[0, 0, 0, 0]);
+    msg.extend_from_slice(&index.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    // IFLA_XDP { IFLA_XDP_FD, IFLA_XDP_FLAGS }.
+    msg.extend_from_slice(&20u16.to_ne_bytes());
+    msg.extend_from_slice(&(IFLA_XDP | NLA_F_NESTED).to_ne_bytes());
+    msg.extend_from_slice(&8u16.to_ne_bytes());
+    msg.extend_from_slice(&IFLA_XDP_FD.to_ne_bytes());
+    msg.extend_from_slice(&fd.to_ne_bytes());
+    msg.extend_from_slice(&8u16.to_ne_bytes());
+    msg.extend_from_slice(&IFLA_XDP_FLAGS.to_ne_bytes());
+    msg.extend_from_slice(&flags.to_ne_bytes());
+    let len = u32::try_from(msg.len()).unwrap_or(0);
+    msg[..4].copy_from_slice(&len.to_ne_bytes());
+
+    // SAFETY: socket(2) with constant arguments.
+    let raw = check(unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    })?;
+    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: sockaddr_nl is plain data; all-zero (pid 0 = the kernel) is what we want.
+    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    // SAFETY: the kernel reads msg.len() bytes of the live buffer and one sockaddr_nl.
+    check_size(unsafe {
+        libc::sendto(
+            sock.as_raw_fd(),
+            msg.as_ptr().cast(),
+            msg.len(),
+            0,
+            std::ptr::from_ref(&kernel).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    })?;
+    let mut reply = [0u8; 1024];
+    // SAFETY: the kernel writes at most reply.len() bytes into the live buffer.
+    let n = check_size(unsafe {
+        libc::recv(sock.as_raw_fd(), reply.as_mut_ptr().cast(), reply.len(), 0)
+    })?;
+    // The answer is an NLMSG_ERROR whose `error` (after the 16-byte header) is 0 or -errno.
+    let error = reply
+        .get(16..20)
+        .filter(|_| n >= 20)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(i32::from_ne_bytes)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "short rtnetlink answer"))?;
+    if error < 0 {
+        return Err(io::Error::from_raw_os_error(-error));
+    }
+    Ok(())
+}
+
+/// `SIOCETHTOOL` (linux/sockios.h).
+const SIOCETHTOOL: libc::c_ulong = 0x8946;
+/// `ETHTOOL_GDRVINFO` (linux/ethtool.h).
+const ETHTOOL_GDRVINFO: u32 = 0x0000_0003;
+
+/// `struct ethtool_drvinfo` (linux/ethtool.h): only `driver` is read.
+#[repr(C)]
+struct EthtoolDrvinfo {
+    cmd: u32,
+    driver: [u8; 32],
+    version: [u8; 32],
+    fw_version: [u8; 32],
+    bus_info: [u8; 32],
+    erom_version: [u8; 32],
+    reserved2: [u8; 12],
+    n_priv_flags: u32,
+    n_stats: u32,
+    testinfo_len: u32,
+    eedump_len: u32,
+    regdump_len: u32,
+}
+
+/// The driver of interface `name` (`veth`, `virtio_net`, `mlx5_core`, ...), by the ethtool
+/// ioctl, in the calling thread's namespace: the XDP data plane picks its mode by it.
+pub(crate) fn interface_driver(name: &str) -> io::Result<String> {
+    // SAFETY: socket(2) with constant arguments.
+    let raw =
+        check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: plain integers and byte arrays: all-zero is a valid value.
+    let mut info: EthtoolDrvinfo = unsafe { std::mem::zeroed() };
+    info.cmd = ETHTOOL_GDRVINFO;
+    let mut req = ifreq(name)?;
+    req.ifr_ifru.ifru_data = std::ptr::from_mut(&mut info).cast();
+    // SAFETY: SIOCETHTOOL with ETHTOOL_GDRVINFO writes one ethtool_drvinfo through
+    // `ifru_data`, which points to a live one for the duration of the call.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), SIOCETHTOOL, &mut req) })?;
+    let end = info
+        .driver
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(info.driver.len());
+    Ok(String::from_utf8_lossy(&info.driver[..end]).into_owned())
+}
+
+/// Waits until `fd` is readable or `timeout` passes; `false` on timeout or signal.
+pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: one valid pollfd, count 1.
+    match check(unsafe { libc::poll(&mut pfd, 1, ms) }) {
+        Ok(n) => Ok(n > 0),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether interface `name` is administratively up and has carrier (`IFF_UP` and
 /// `IFF_RUNNING`, SIOCGIFFLAGS) in the calling thread's namespace. A packet socket hears of
 /// an administrative down (its receive fails with ENETDOWN) but not of a lost carrier, which
@@ -381,6 +631,13 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(2));
         let b = monotonic_ns();
         assert!(b - a >= 2_000_000 && b - a < 2_000_000_000, "{a} {b}");
+    }
+
+    #[test]
+    fn the_driver_of_an_interface_is_read_and_a_missing_one_is_an_error() {
+        // lo has no ethtool driver info on every kernel; a missing interface always fails.
+        let _ = interface_driver("lo");
+        assert!(interface_driver("pf-no-such-if").is_err());
     }
 
     #[test]

@@ -8,18 +8,19 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+
+mod support;
+use support::{free_addr, named_backend, temp_dir, wait_listening, Running};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pentaflow");
 const TOKEN: &str = "backend-api-test-token-0123";
@@ -32,65 +33,6 @@ static ONE_NODE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_ne
 const STICKY_CLIENTS: usize = 24;
 /// Loops sending requests without a cookie (new clients) all along.
 const NEW_CLIENT_LOOPS: usize = 3;
-
-/// A child process killed (by its PID) when the test ends, however it ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pentaflow-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A back-end that answers with its name.
-async fn named_backend(name: &'static str) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let svc = service_fn(move |_req| async move {
-                    Ok::<_, Infallible>(
-                        http::Response::builder()
-                            .header("x-backend", name)
-                            .body(Full::new(Bytes::from(name)))
-                            .unwrap(),
-                    )
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
-async fn wait_listening(addr: SocketAddr) {
-    let until = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(Instant::now() < until, "{addr} never started listening");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// One GET on a new connection: (status, x-backend, the PFSRV cookie set), or what failed.
 async fn get(

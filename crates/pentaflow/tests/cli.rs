@@ -5,16 +5,16 @@
 // Test helpers: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+
+mod support;
+use support::{free_addr, named_backend, temp_dir, wait_listening, Running};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pentaflow");
 
@@ -58,58 +58,6 @@ fn promtool_check(tool: &std::path::Path, body: &str) -> (bool, String) {
 }
 
 /// A child process that is killed (by its PID) if the test ends early.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Running {
-    fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.0.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let until = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < until, "process did not exit in {limit:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pentaflow-cli-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-async fn wait_listening(addr: SocketAddr) {
-    let until = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(Instant::now() < until, "{addr} never started listening");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// GET on a new connection: (status, x-backend, our set-cookie, body).
 async fn get(
     addr: SocketAddr,
@@ -392,30 +340,6 @@ async fn demo_serves_sticky_sessions_and_the_admin_api_then_stops_on_sigterm() {
 }
 
 /// A back-end that answers with its name.
-async fn named_backend(name: &'static str) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            tokio::spawn(async move {
-                let svc = service_fn(move |_req| async move {
-                    Ok::<_, Infallible>(
-                        http::Response::builder()
-                            .header("x-backend", name)
-                            .body(Full::new(Bytes::from(name)))
-                            .unwrap(),
-                    )
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
 #[tokio::test]
 async fn serve_reloads_on_sighup_and_refuses_a_bad_file() {
     let (one, two) = (named_backend("one").await, named_backend("two").await);

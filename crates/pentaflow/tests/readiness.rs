@@ -6,39 +6,17 @@
 // Test helpers: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod support;
+use support::{free_addr, Running};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pentaflow");
 
 /// The node, killed by its PID if the test ends early.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-fn signal(child: &Child, sig: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 /// The next notify message, within `within`.
 fn next_message(socket: &UnixDatagram, within: Duration) -> String {
     socket.set_read_timeout(Some(within)).unwrap();
@@ -83,7 +61,7 @@ fn serve_notifies_ready_once_listening_then_reloading_and_stopping() {
     TcpStream::connect(admin).expect("the admin API listens once READY=1 is sent");
     assert!(started.elapsed() < Duration::from_secs(20));
 
-    signal(&node.0, "HUP");
+    node.signal("HUP");
     let reloading = next_message(&socket, Duration::from_secs(10));
     assert!(
         reloading.lines().any(|l| l == "RELOADING=1"),
@@ -97,7 +75,7 @@ fn serve_notifies_ready_once_listening_then_reloading_and_stopping() {
         "{again:?}"
     );
 
-    signal(&node.0, "TERM");
+    node.signal("TERM");
     let stopping = next_message(&socket, Duration::from_secs(10));
     assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping:?}");
     let deadline = Instant::now() + Duration::from_secs(10);

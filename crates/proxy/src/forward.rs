@@ -13,13 +13,12 @@
 //! responses (respond.rs does).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
-use http::uri::{PathAndQuery, Uri};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body;
 use pentaflow_config::Persistence;
@@ -27,12 +26,11 @@ use pentaflow_config::Persistence;
 use crate::body::{BoxError, Exchange, ResponseBody};
 use crate::conn::ConnState;
 use crate::error::{RetryType, UpstreamError};
-use crate::h1::upstream::{
-    self, HeadError, ResponseHead, Return, SendError, Upstream, UpstreamBody,
-};
-use crate::headers::{self, ClientSide};
+use crate::h1::head::{RequestHead, ResponseHead};
+use crate::h1::upstream::{HeadError, Return, SendError, Upstream, UpstreamBody};
+use crate::headers::ClientSide;
 use crate::node::{NodeState, Shared};
-use crate::persistence::{app_cookie_lifetime, inject_cookie};
+use crate::persistence::{app_cookie_lifetime_in, cookie_value};
 use crate::respond::Refusal;
 use crate::service::Service;
 use http_body_util::BodyExt;
@@ -42,9 +40,63 @@ use pentaflow_rewrite::{RequestInfo, Rewriter};
 /// before any response byte (pingora keeps 64 KiB for the same purpose).
 const REPLAY_LIMIT: usize = 64 * 1024;
 
-/// The back-end side of an upgraded exchange, handed to the client connection after `101`.
-#[derive(Clone, Default)]
-pub(crate) struct Tunnel(pub(crate) Arc<Mutex<Option<Upstream>>>);
+/// What [`handle_head`] answers: a head, the body, and after `101` the back-end connection
+/// the client side turns into a tunnel.
+pub(crate) struct Reply {
+    pub(crate) head: ReplyHead,
+    pub(crate) body: ResponseBody,
+    pub(crate) tunnel: Option<Upstream>,
+}
+
+/// The head of a [`Reply`].
+pub(crate) enum ReplyHead {
+    /// A back-end's head, forwarded as it arrived apart from what h1::head rewrites, with the
+    /// injected persistence cookie, if any.
+    Backend {
+        head: Box<ResponseHead>,
+        set_cookie: Option<HeaderValue>,
+        switching: bool,
+    },
+    /// A head the node made (a refusal, a redirect, a cached or rewritten page).
+    Made(http::response::Parts),
+}
+
+impl Reply {
+    fn made(resp: Response<ResponseBody>) -> Self {
+        let (head, body) = resp.into_parts();
+        Self {
+            head: ReplyHead::Made(head),
+            body,
+            tunnel: None,
+        }
+    }
+
+    /// The reply as an `http::Response`, for hyper's HTTP/2 server and the CDN rewriter.
+    fn into_response(self) -> Response<ResponseBody> {
+        Response::from_parts(self.head.into_parts(), self.body)
+    }
+}
+
+impl ReplyHead {
+    fn into_parts(self) -> http::response::Parts {
+        match self {
+            Self::Made(p) => p,
+            Self::Backend {
+                head,
+                set_cookie,
+                switching,
+            } => {
+                let mut parts = Response::new(()).into_parts().0;
+                parts.status = head.status;
+                parts.headers = head.header_map(switching);
+                if let Some(v) = set_cookie {
+                    parts.headers.append(header::SET_COOKIE, v);
+                }
+                parts
+            }
+        }
+    }
+}
 
 /// Where a request came from.
 #[derive(Debug, Clone)]
@@ -65,9 +117,9 @@ impl ClientInfo {
     }
 }
 
-/// Handles one request from a client connection; never fails (errors become responses).
-/// `early` is a refusal the connection already decided on (bad framing seen while parsing),
-/// answered here so that it is counted and logged like every other answer.
+/// Handles one request from hyper's HTTP/2 server; never fails (errors become responses).
+/// The head crosses into the HTTP/1 form here (see h1's module doc), so both protocols reach
+/// the back-ends through the same code.
 pub(crate) async fn handle<B>(
     shared: &Shared,
     client: &ClientInfo,
@@ -78,18 +130,52 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
+    let (parts, body) = req.into_parts();
+    let max_headers = shared.state.load().limits.max_headers;
+    let (head, early) = match RequestHead::from_parts(&parts, max_headers) {
+        Ok(head) => (head, early),
+        Err(_) => {
+            // Fields httparse refuses: answered 400 like on HTTP/1, logged under the method.
+            let line = format!("{} / HTTP/1.1\r\n\r\n", parts.method);
+            match RequestHead::from_bytes(Bytes::from(line)) {
+                Some(head) => (head, Some(Refusal::BadRequest)),
+                None => return Refusal::BadRequest.response(),
+            }
+        }
+    };
+    handle_head(shared, client, head, body, early, false)
+        .await
+        .into_response()
+}
+
+/// Handles one request whose head is `head`; never fails (errors become responses). `early`
+/// is a refusal the connection already decided on (bad framing seen while parsing), answered
+/// here so that it is counted and logged like every other answer. `http1` = the head came
+/// from an HTTP/1 client (which must send `Host`).
+pub(crate) async fn handle_head<B>(
+    shared: &Shared,
+    client: &ClientInfo,
+    head: RequestHead,
+    body: B,
+    early: Option<Refusal>,
+    http1: bool,
+) -> Reply
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
     client.conn.begin_request();
     shared.counters.request();
     let state = shared.state.load_full();
-    let upgrade = headers::is_upgrade(req.headers());
-    let (parts, body) = req.into_parts();
+    let upgrade = head.is_upgrade();
+    let method = head.method();
     let mut exchange = Exchange {
         started: state.access_log.then(Instant::now),
         service: no_service_name(),
         client: client.peer.ip(),
-        method: parts.method.clone(),
+        method: method.clone(),
         path: if state.access_log {
-            parts.uri.to_string()
+            String::from_utf8_lossy(head.target()).into_owned()
         } else {
             String::new()
         },
@@ -110,38 +196,55 @@ where
         return refuse(shared, refusal, exchange);
     }
     if !client.https() && service.config.redirect_https {
-        return redirect_to_https(shared, &service, &parts, exchange);
+        return redirect_to_https(shared, &service, &head, exchange);
     }
-    if let Err(e) = headers::check_request_framing(&parts.headers) {
+    if let Err(e) = head.framing {
         return refuse(shared, Refusal::BadFraming(e), exchange);
     }
+    // RFC 9112 §3.2: an HTTP/1.1 request without Host is refused.
+    if http1 && head.version == Version::HTTP_11 && head.host().is_none() {
+        return refuse(shared, Refusal::BadRequest, exchange);
+    }
+    // What scheduling reads (path, query, cookies) as an `http` request head: the target's
+    // bytes are shared, and only the `Cookie` fields are copied into a map, only when a
+    // persistence mode reads them.
+    let mut sched = Request::new(()).into_parts().0;
+    sched.method = method;
+    sched.uri = head.uri();
+    if !matches!(service.config.persistence, Persistence::None) {
+        sched.headers = head.cookies();
+    }
     // CDN rewriting: a fresh rewritten copy may be served without asking a back-end.
-    let cdn = service
-        .rewriter
-        .as_ref()
-        .map(|rw| (rw, RequestInfo::from_parts(&parts, client.peer.ip())));
+    let cdn = service.rewriter.as_ref().map(|rw| {
+        let mut parts = Request::new(()).into_parts().0;
+        parts.method = sched.method.clone();
+        parts.uri = sched.uri.clone();
+        parts.headers = head.header_map();
+        (rw, RequestInfo::from_parts(&parts, client.peer.ip()))
+    });
+    let mut replace = HeaderMap::new();
     if let Some((rw, info)) = &cdn {
         if let Some(cached) = rw.serve_cached::<UpstreamBody>(info) {
             exchange.status = cached.status().as_u16();
             exchange.route = "cache";
             let (head, body) = cached.into_parts();
             let body = ResponseBody::boxed(body.map_err(BoxError::from).boxed_unsync());
-            return Response::from_parts(head, body.with_exchange(exchange));
+            return Reply::made(Response::from_parts(head, body.with_exchange(exchange)));
         }
-    }
-    let Some(mut outgoing) = outgoing_head(parts, client) else {
-        return refuse(shared, Refusal::BadRequest, exchange);
-    };
-    if let Some((rw, info)) = &cdn {
-        rw.prepare_upstream(info, &mut outgoing.headers);
+        rw.prepare_upstream(info, &mut replace);
     }
     let no_body = body.is_end_stream();
-    let replayable = is_idempotent(&outgoing.method) && no_body;
-    let head_request = outgoing.method == Method::HEAD;
+    let chunked = !no_body && !head.has_length();
+    let mut outgoing = Vec::with_capacity(head.bytes().len() + 192);
+    head.write_upstream(&client.side, &replace, chunked, &mut outgoing);
+    let replayable = is_idempotent(&sched.method) && no_body;
+    let head_request = sched.method == Method::HEAD;
     let attempt = Attempt {
         state: &state,
         service: &service,
+        sched,
         outgoing,
+        chunked,
         body: (!no_body).then_some(body),
         replay: Replay::default(),
         replayable,
@@ -150,7 +253,7 @@ where
     };
     match attempt.run().await {
         Ok((decision, backend, conn, head)) => {
-            let resp = respond_upstream(
+            let reply = respond_upstream(
                 &service,
                 client,
                 decision,
@@ -160,7 +263,7 @@ where
                 state.limits.response_timeout,
                 &mut exchange,
             );
-            finish_response(resp, cdn, exchange)
+            finish_response(reply, cdn, exchange)
         }
         Err(refusal) => refuse(shared, refusal, exchange),
     }
@@ -173,28 +276,24 @@ fn no_service_name() -> Arc<str> {
     Arc::clone(&NONE)
 }
 
-fn refuse(shared: &Shared, refusal: Refusal, mut exchange: Exchange) -> Response<ResponseBody> {
+fn refuse(shared: &Shared, refusal: Refusal, mut exchange: Exchange) -> Reply {
     shared.counters.refusal(refusal);
     let resp = refusal.response();
     exchange.status = resp.status().as_u16();
     let (parts, body) = resp.into_parts();
-    Response::from_parts(parts, body.with_exchange(exchange))
+    Reply::made(Response::from_parts(parts, body.with_exchange(exchange)))
 }
 
 /// `308 Permanent Redirect` to the same URL over HTTPS (the service's first TLS port).
 fn redirect_to_https(
     shared: &Shared,
     service: &Service,
-    parts: &Parts,
+    head: &RequestHead,
     mut exchange: Exchange,
-) -> Response<ResponseBody> {
-    let host = parts.uri.host().map(str::to_owned).or_else(|| {
-        parts
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(host_without_port)
-    });
+) -> Reply {
+    let host = head
+        .host()
+        .and_then(|h| std::str::from_utf8(&h).ok().map(host_without_port));
     let Some(host) = host.filter(|h| !h.is_empty()) else {
         return refuse(shared, Refusal::BadRequest, exchange);
     };
@@ -204,12 +303,13 @@ fn redirect_to_https(
     } else {
         format!("{host}:{port}")
     };
-    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let pq = head.path_and_query();
+    let pq = String::from_utf8_lossy(&pq);
     shared.counters.redirect();
     let resp = crate::respond::redirect(&format!("https://{authority}{pq}"));
     exchange.status = resp.status().as_u16();
     let (head, body) = resp.into_parts();
-    Response::from_parts(head, body.with_exchange(exchange))
+    Reply::made(Response::from_parts(head, body.with_exchange(exchange)))
 }
 
 /// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
@@ -222,32 +322,6 @@ fn host_without_port(host: &str) -> String {
         }
         _ => host.to_owned(),
     }
-}
-
-/// The request head as it goes to a back-end: origin-form URI, hop-by-hop headers removed,
-/// forwarding headers added, Host kept (or taken from an absolute-form URI).
-fn outgoing_head(mut parts: Parts, client: &ClientInfo) -> Option<Parts> {
-    if let Some(authority) = parts.uri.authority() {
-        let host = HeaderValue::from_str(authority.as_str()).ok()?;
-        parts.headers.insert(header::HOST, host);
-    } else if parts.version == Version::HTTP_11 && !parts.headers.contains_key(header::HOST) {
-        // RFC 9112 §3.2: an HTTP/1.1 request without Host is refused.
-        return None;
-    }
-    let pq = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    parts.uri = Uri::from(pq);
-    let upgrade = headers::is_upgrade(&parts.headers);
-    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-    // The client side answers `Expect: 100-continue` itself when the body is first read
-    // (h1::server's ClientBody, hyper's h2 server).
-    parts.headers.remove(header::EXPECT);
-    headers::add_forwarding(&mut parts.headers, &client.side);
-    parts.version = Version::HTTP_11;
-    Some(parts)
 }
 
 fn is_idempotent(method: &Method) -> bool {
@@ -371,7 +445,12 @@ impl Tried {
 struct Attempt<'a, B> {
     state: &'a NodeState,
     service: &'a Arc<Service>,
-    outgoing: Parts,
+    /// What scheduling reads of the request.
+    sched: Parts,
+    /// The request head as it goes to every back-end tried.
+    outgoing: Vec<u8>,
+    /// The body goes out chunked.
+    chunked: bool,
     /// The client's body; `None` for a request without one.
     body: Option<B>,
     replay: Replay,
@@ -398,14 +477,13 @@ where
         let cfg = &self.service.config;
         let mut tried = Tried::default();
         let mut last = Refusal::NoBackend;
-        let chunked =
-            self.body.is_some() && !self.outgoing.headers.contains_key(header::CONTENT_LENGTH);
-        let head = upstream::encode_request_head(&self.outgoing, chunked);
+        let chunked = self.chunked;
+        let head = std::mem::take(&mut self.outgoing);
         loop {
             if tried.len() > cfg.retries as usize {
                 return Err(last);
             }
-            let Some(decision) = self.service.schedule(&self.outgoing, tried.as_slice()) else {
+            let Some(decision) = self.service.schedule(&self.sched, tried.as_slice()) else {
                 return Err(if tried.is_empty() {
                     Refusal::NoBackend
                 } else {
@@ -563,66 +641,65 @@ fn respond_upstream(
     head: ResponseHead,
     read_timeout: std::time::Duration,
     exchange: &mut Exchange,
-) -> Response<UpstreamBody> {
+) -> (ReplyHead, UpstreamBody, Option<Upstream>) {
     let switching = head.status == StatusCode::SWITCHING_PROTOCOLS;
     if head.dropped_length {
         tracing::debug!(backend = %backend.config.name,
             "back-end response had Content-Length and Transfer-Encoding: length dropped");
     }
-    let mut parts = Response::new(()).into_parts().0;
-    parts.status = head.status;
-    parts.headers = head.headers;
-    headers::strip_hop_by_hop(&mut parts.headers, switching);
-    headers::add_response_via(&mut parts.headers);
+    let mut set_cookie = None;
     if let Persistence::Cookie(cfg) = &service.config.persistence {
         let lifetime = cfg
             .follow
             .as_deref()
-            .and_then(|n| app_cookie_lifetime(&parts.headers, n));
+            .and_then(|n| app_cookie_lifetime_in(head.set_cookies(), n));
         let token = (decision.inject_cookie || lifetime.is_some())
             .then(|| service.cookie_token(&decision, &backend.config.name))
             .flatten();
         if let Some(token) = token {
-            inject_cookie(
-                &mut parts.headers,
-                cfg,
-                &token,
-                client.https(),
-                lifetime.as_ref(),
-            );
+            set_cookie = cookie_value(cfg, &token, client.https(), lifetime.as_ref());
         }
     }
-    exchange.status = parts.status.as_u16();
+    exchange.status = head.status.as_u16();
     exchange.route = decision.reason.as_str();
     exchange.backend = Some(Arc::clone(&backend));
     let pool = service.config.backend_keepalive && head.keep_alive && !switching;
+    let framing = head.framing;
+    let reply_head = ReplyHead::Backend {
+        head: Box::new(head),
+        set_cookie,
+        switching,
+    };
     if switching {
         // The connection now belongs to the tunnel; the body is empty.
-        let tunnel = Tunnel(Arc::new(Mutex::new(Some(conn))));
-        parts.extensions.insert(tunnel);
-        let body = UpstreamBody::empty();
-        return Response::from_parts(parts, body);
+        return (reply_head, UpstreamBody::empty(), Some(conn));
     }
-    let body = UpstreamBody::new(conn, head.framing, Return { backend, pool }, read_timeout);
-    Response::from_parts(parts, body)
+    let body = UpstreamBody::new(conn, framing, Return { backend, pool }, read_timeout);
+    (reply_head, body, None)
 }
 
 /// The back-end's response on its way to the client: through the CDN rewriter when the service
 /// has one (it leaves alone what it must), with the exchange finished when the body ends.
 fn finish_response(
-    resp: Response<UpstreamBody>,
+    (head, body, tunnel): (ReplyHead, UpstreamBody, Option<Upstream>),
     cdn: Option<(&Rewriter, RequestInfo)>,
     exchange: Exchange,
-) -> Response<ResponseBody> {
+) -> Reply {
     match cdn {
-        None => {
-            let (head, body) = resp.into_parts();
-            Response::from_parts(head, ResponseBody::upstream(body).with_exchange(exchange))
-        }
+        None => Reply {
+            head,
+            body: ResponseBody::upstream(body).with_exchange(exchange),
+            tunnel,
+        },
         Some((rw, info)) => {
+            let resp = Response::from_parts(head.into_parts(), body);
             let (head, body) = rw.rewrite(resp, &info).into_parts();
             let body = ResponseBody::boxed(body.map_err(BoxError::from).boxed_unsync());
-            Response::from_parts(head, body.with_exchange(exchange))
+            Reply {
+                head: ReplyHead::Made(head),
+                body: body.with_exchange(exchange),
+                tunnel,
+            }
         }
     }
 }

@@ -28,8 +28,11 @@ mod conn;
 mod error;
 mod forward;
 mod h1;
+mod h2_glitches;
 pub mod headers;
 mod health;
+pub mod inherited;
+mod log_gate;
 mod node;
 mod persistence;
 mod respond;
@@ -39,8 +42,8 @@ mod upstream_tls;
 
 pub use body::ResponseBody;
 
-/// Entry points for the fuzz targets (`fuzz/fuzz_targets/http_head.rs`) into the HTTP/1
-/// engine's parsers of untrusted bytes. Not an API: nothing here is stable.
+/// Entry points for the fuzz targets (`fuzz/fuzz_targets/http_head.rs`, `h2_glitches.rs`) into
+/// the parsers of untrusted bytes. Not an API: nothing here is stable.
 #[doc(hidden)]
 pub mod fuzz {
     /// Parses a client's request head as the engine does (`max_headers` fields): the length of
@@ -59,6 +62,13 @@ pub mod fuzz {
     /// refused or incomplete.
     pub fn chunked_body(data: &[u8], split: usize) -> Option<Vec<u8>> {
         crate::h1::framing::fuzz_chunked(data, split)
+    }
+
+    /// Follows a client's HTTP/2 byte stream fed in two pieces split at `split` as the
+    /// glitch meter does (threshold `threshold` at one instant): where h2's input is cut off,
+    /// and how many glitches were counted.
+    pub fn h2_glitch_frames(data: &[u8], split: usize, threshold: u32) -> (Option<usize>, u64) {
+        crate::h2_glitches::fuzz_feed(data, split, threshold)
     }
 }
 pub use error::ProxyError;

@@ -2,7 +2,7 @@
 //!
 //! Owns: finding a cookie in `Cookie` headers, extracting an application session ID from a
 //! cookie or the URL (`;jsessionid=` path parameter or query parameter), and
-//! [`inject_cookie`]: the `Set-Cookie` that maps a client to its back-end (seed 002 "Cookie
+//! [`cookie_value`]: the `Set-Cookie` that maps a client to its back-end (seed 002 "Cookie
 //! Injection"), with the lifetime of the application's own session cookie. Pure functions.
 
 use http::header::{self, HeaderMap, HeaderValue};
@@ -54,11 +54,24 @@ pub(crate) struct Lifetime {
 }
 
 /// The lifetime the application gave its session cookie `name` in this response, if it set it.
+#[cfg(test)]
 pub(crate) fn app_cookie_lifetime(headers: &HeaderMap, name: &str) -> Option<Lifetime> {
-    headers
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+    app_cookie_lifetime_in(
+        headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(HeaderValue::as_bytes),
+        name,
+    )
+}
+
+/// The application cookie lifetime over the values of a response's `Set-Cookie` fields.
+pub(crate) fn app_cookie_lifetime_in<'a>(
+    set_cookies: impl Iterator<Item = &'a [u8]>,
+    name: &str,
+) -> Option<Lifetime> {
+    set_cookies
+        .filter_map(|v| std::str::from_utf8(v).ok())
         .find(|sc| {
             sc.split(';')
                 .next()
@@ -85,6 +98,7 @@ pub(crate) fn app_cookie_lifetime(headers: &HeaderMap, name: &str) -> Option<Lif
 /// `token` is the back-end's opaque, signed token; `https` says whether the client came over
 /// TLS (the default for `Secure`); `lifetime` is copied from the application's session cookie
 /// (none = a session cookie, as the application's own was).
+#[cfg(test)]
 pub(crate) fn inject_cookie(
     headers: &mut HeaderMap,
     cfg: &CookiePersistence,
@@ -92,6 +106,18 @@ pub(crate) fn inject_cookie(
     https: bool,
     lifetime: Option<&Lifetime>,
 ) {
+    if let Some(v) = cookie_value(cfg, token, https, lifetime) {
+        headers.append(header::SET_COOKIE, v);
+    }
+}
+
+/// The `Set-Cookie` value of the persistence cookie (what `inject_cookie` adds in tests).
+pub(crate) fn cookie_value(
+    cfg: &CookiePersistence,
+    token: &str,
+    https: bool,
+    lifetime: Option<&Lifetime>,
+) -> Option<HeaderValue> {
     let mut value = format!("{}={}; Path=/", cfg.name, token);
     if let Some(life) = lifetime {
         if let Some(m) = &life.max_age {
@@ -113,9 +139,7 @@ pub(crate) fn inject_cookie(
         value.push_str("; SameSite=");
         value.push_str(s);
     }
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        headers.append(header::SET_COOKIE, v);
-    }
+    HeaderValue::from_str(&value).ok()
 }
 
 #[cfg(test)]

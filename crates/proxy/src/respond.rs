@@ -35,8 +35,9 @@ pub(crate) enum Refusal {
 }
 
 /// Every reason the node answers a request itself, with its status, in the order of
-/// `Refusal::index` (the redirect to HTTPS last): the labels of the `local_responses` metric.
-pub const LOCAL_REASONS: [(u16, &str); 12] = [
+/// `Refusal::index` (then the redirect to HTTPS and the per-client connection limit, which are
+/// not request refusals): the labels of the `local_responses` metric.
+pub const LOCAL_REASONS: [(u16, &str); 13] = [
     (503, "no_service"),
     (503, "no_backend"),
     (504, "gateway_timeout"),
@@ -49,10 +50,22 @@ pub const LOCAL_REASONS: [(u16, &str); 12] = [
     (408, "body_timeout"),
     (413, "body_too_large"),
     (308, "https_redirect"),
+    (503, "client_connection_limit"),
 ];
 
 /// The index of the HTTPS redirect in [`LOCAL_REASONS`].
 pub(crate) const REDIRECT_INDEX: usize = 11;
+
+/// The index of the per-client connection limit's `503` in [`LOCAL_REASONS`] (on a TLS
+/// listener the connection is only closed, and counted here too).
+pub(crate) const CLIENT_LIMIT_INDEX: usize = 12;
+
+/// What a plain-HTTP connection past `max_connections_per_client` is sent, before any request
+/// is read: a complete `503` that closes the connection.
+pub(crate) const CLIENT_LIMIT_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: text/plain; charset=utf-8\r\ncache-control: no-store\r\nretry-after: 1\r\n\
+connection: close\r\ncontent-length: 50\r\n\r\n\
+503 too many connections from this client address\n";
 
 impl Refusal {
     /// This refusal's position in [`LOCAL_REASONS`].

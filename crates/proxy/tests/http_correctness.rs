@@ -227,8 +227,10 @@ async fn slow_request_head_gets_408_and_idle_connections_close() {
     );
 }
 
+/// Issue 17 item 4: at `max_connections` a new client is neither reset nor closed unanswered
+/// (as it was): it waits in the listen backlog and is served once a slot frees.
 #[tokio::test]
-async fn connection_limit_closes_extra_connections() {
+async fn at_the_connection_cap_a_new_client_waits_and_is_served() {
     let b = backends(1).await;
     let text = format!(
         "[limits]\nmax_connections = 2\n{}{}",
@@ -236,13 +238,76 @@ async fn connection_limit_closes_extra_connections() {
         backend_tables(&b)
     );
     let (p, addr) = start_proxy(&text).await;
-    let _c1 = Client::connect(addr).await;
-    let _c2 = Client::connect(addr).await;
+    let mut c1 = Client::connect(addr).await;
+    assert_eq!(c1.get("/", &[]).await.status, 200);
+    let c2 = Client::connect(addr).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let out = raw(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
-    assert!(
-        out.is_empty(),
-        "third connection closed without an answer: {out}"
+    let third = tokio::spawn(raw(
+        addr,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!third.is_finished(), "the third client waits at the cap");
+    assert!(p.counters().accept_paused >= 1);
+    assert_eq!(p.counters().connections_refused, 0);
+    drop(c2);
+    let out = tokio::time::timeout(Duration::from_secs(5), third)
+        .await
+        .expect("served once a slot freed")
+        .unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert_eq!(c1.get("/", &[]).await.status, 200, "c1 kept its slot");
+}
+
+/// Issue 17 item 4: one client address cannot take every connection: past
+/// `max_connections_per_client` its new connection gets a `503` with `Connection: close`
+/// (not a reset), counted by reason, while another address is still served.
+#[tokio::test]
+async fn one_client_address_cannot_take_every_connection() {
+    let b = backends(1).await;
+    let text = format!(
+        "[limits]\nmax_connections = 10\nmax_connections_per_client = 2\n{}{}",
+        service(""),
+        backend_tables(&b)
     );
-    assert_eq!(p.counters().connections_refused, 1);
+    let (p, addr) = start_proxy(&text).await;
+    let mut c1 = Client::connect(addr).await;
+    let mut c2 = Client::connect(addr).await;
+    assert_eq!(c1.get("/", &[]).await.status, 200);
+    assert_eq!(c2.get("/", &[]).await.status, 200);
+    // The third from 127.0.0.1: refused with a complete answer, whatever it sends.
+    let out = raw(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+    assert!(
+        out.to_ascii_lowercase().contains("connection: close"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("client address\n"),
+        "the whole body arrived: {out}"
+    );
+    let c = p.counters();
+    assert_eq!(c.connections_refused, 1);
+    let reason = c
+        .local_responses
+        .iter()
+        .find(|r| r.reason == "client_connection_limit")
+        .unwrap();
+    assert_eq!((reason.status, reason.count), (503, 1));
+    // Another address (127.0.0.2 is loopback too on Linux) still gets in.
+    let other = tokio::net::TcpSocket::new_v4().unwrap();
+    other.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut other = other.connect(addr).await.unwrap();
+    other
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let out = read_to_close(&mut other, Duration::from_secs(5)).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    // When one of the first two closes, the address may open another.
+    drop(c2);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut c3 = Client::connect(addr).await;
+    assert_eq!(c3.get("/", &[]).await.status, 200);
+    assert_eq!(c1.get("/", &[]).await.status, 200);
 }

@@ -28,7 +28,8 @@ impl Node {
             self.next_poll = now + t.status_poll_ms;
             if let Some((id, _, attempts)) = self.outstanding {
                 let alive = self.members.alive().any(|m| m.id == id);
-                if alive && attempts <= t.status_retries {
+                let allowed = self.members.poll_attempts(id, t.status_retries);
+                if alive && attempts < allowed {
                     // Seed 002: retry the same node after the configured delay.
                     self.send_poll(id, attempts + 1);
                     return;
@@ -78,6 +79,7 @@ impl Node {
             config_version: self.config.version(),
             load: self.load,
             following: self.scheduler(),
+            heard: self.members.heard_list(now),
         };
         self.outbox
             .push((Destination::Broadcast, Message::Announce(a)));
@@ -92,8 +94,10 @@ impl Node {
         match env.message {
             Message::Announce(a) => {
                 let mut events = Vec::new();
+                let heard = a.heard.clone();
                 self.members
                     .heard(from, env.incarnation, a, now, &mut events);
+                self.members.vouch(self.params.id, from, &heard, now);
                 self.member_events(events, now);
             }
             Message::TableSnapshotRequest { have } => {
@@ -200,11 +204,21 @@ impl Node {
     pub(super) fn member_events(&mut self, events: Vec<MemberEvent>, now: u64) {
         for e in events {
             match e {
-                MemberEvent::Joined(n) => self.outputs.push_back(Output::NodeJoined(n)),
+                MemberEvent::Joined(n) => {
+                    self.releasing.remove(&n);
+                    self.outputs.push_back(Output::NodeJoined(n));
+                }
                 MemberEvent::Failed(n) => {
                     if self.role == Role::Scheduler {
                         self.repl.forget_waiting(n);
-                        self.repl.release_node(n, now);
+                        if self.members.is_alive(n) {
+                            // A restart (a new incarnation): its connections are gone.
+                            self.repl.release_node(n, now);
+                        } else {
+                            // Released after the grace (see `release_failed`), if still the
+                            // scheduler then.
+                            self.releasing.insert(n, now);
+                        }
                     }
                     self.status_table.remove(&n);
                     self.servers.forget(n);
@@ -215,6 +229,29 @@ impl Node {
                     self.outputs.push_back(Output::NodeFailed(n));
                 }
             }
+        }
+    }
+
+    /// Scheduler: release the buckets of members failed at least a grace ago. The grace
+    /// (an announcement interval and a tick) lets a scheduler cut off from the array notice
+    /// that it lost the quorum — its peers' silences end within a tick or two of each other —
+    /// and step down before it routes anyone's connections to itself.
+    pub(super) fn release_failed(&mut self, now: u64) {
+        if self.role != Role::Scheduler {
+            self.releasing.clear();
+            return;
+        }
+        let t = self.params.timing;
+        let grace = t.interval_ms + (t.interval_ms / 4).max(1);
+        let due: Vec<NodeId> = self
+            .releasing
+            .iter()
+            .filter(|&(_, &at)| now.saturating_sub(at) >= grace)
+            .map(|(&n, _)| n)
+            .collect();
+        for n in due {
+            self.releasing.remove(&n);
+            self.repl.release_node(n, now);
         }
     }
 
@@ -237,10 +274,33 @@ impl Node {
                     id: m.id,
                 },
                 role: m.announce.role,
+                following: m.announce.following,
             })
             .collect();
-        let settled = now.saturating_sub(self.started) >= self.params.timing.dead_after_ms;
-        match decide(me, self.role, settled, &peers, self.params.preempt) {
+        let quorate = self.quorate();
+        let (heard, quorum) = (self.heard_nodes(), self.params.quorum);
+        if !quorate {
+            if self.quorate_since.take().is_some() || self.role == Role::Scheduler {
+                tracing::warn!(
+                    heard,
+                    quorum,
+                    role = ?self.role,
+                    "no quorum: this node hears too few nodes to take or keep the VIP"
+                );
+            }
+        } else if self.quorate_since.is_none() {
+            self.quorate_since = Some(now);
+            if now > self.started {
+                tracing::info!(heard, quorum, "quorum (re)gained");
+            }
+        }
+        // Listened for `dead_after` since the start and since the quorum was (re)gained.
+        let dead_after = self.params.timing.dead_after_ms;
+        let settled = now.saturating_sub(self.started) >= dead_after
+            && self
+                .quorate_since
+                .is_some_and(|t| now.saturating_sub(t) >= dead_after);
+        match decide(me, self.role, settled, quorate, &peers, self.params.preempt) {
             Decision::Stay => {}
             Decision::BecomeScheduler => {
                 self.role = Role::Scheduler;

@@ -7,8 +7,8 @@ use pentaflow_balance::NodeId;
 
 use super::{
     Announce, Message, NodeStatus, Role, ServerRow, WireError, CONFIG_CHUNK, DELTA_CHUNK,
-    LIVE_CHUNK, MAX_CHUNK_ROWS, MAX_REASON, MAX_SERVER_ROWS, MAX_TEXT, NO_NODE, NO_VERSION,
-    SERVER_ROW_FIXED, SNAPSHOT_CHUNK,
+    LIVE_CHUNK, MAX_CHUNK_ROWS, MAX_HEARD, MAX_REASON, MAX_SERVER_ROWS, MAX_TEXT, NO_NODE,
+    NO_VERSION, SERVER_ROW_FIXED, SNAPSHOT_CHUNK,
 };
 
 fn node_raw(n: Option<NodeId>) -> u16 {
@@ -83,6 +83,12 @@ pub(super) fn encode_body(m: &Message, o: &mut Vec<u8>) {
             o.extend_from_slice(&a.config_version.to_be_bytes());
             o.extend_from_slice(&a.load.to_be_bytes());
             o.extend_from_slice(&node_raw(a.following).to_be_bytes());
+            let heard = &a.heard[..a.heard.len().min(MAX_HEARD)];
+            o.extend_from_slice(&count(heard.len()));
+            for (id, age) in heard {
+                o.extend_from_slice(&id.0.to_be_bytes());
+                o.extend_from_slice(&age.to_be_bytes());
+            }
         }
         Message::TableSnapshotRequest { have } => {
             o.extend_from_slice(&have.unwrap_or(NO_VERSION).to_be_bytes());
@@ -207,6 +213,14 @@ pub(super) fn decode_body(kind: u8, r: &mut Reader<'_>) -> Result<Message, WireE
             config_version: r.u64()?,
             load: r.u16()?,
             following: raw_node(r.u16()?),
+            heard: {
+                let n = r.count(4, MAX_HEARD)?;
+                let mut heard = Vec::with_capacity(n);
+                for _ in 0..n {
+                    heard.push((NodeId(r.u16()?), r.u16()?));
+                }
+                heard
+            },
         }),
         2 => Message::TableSnapshotRequest {
             have: Some(r.u64()?).filter(|&v| v != NO_VERSION),

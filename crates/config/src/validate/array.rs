@@ -15,7 +15,7 @@ use toml::Spanned;
 use super::{Checker, Zero};
 use crate::file::{FileArray, FileArrayNode};
 use crate::model::{
-    ArrayConfig, ArrayNode, ServiceConfig, DEFAULT_BUCKET_IDLE, DEFAULT_PRIORITY,
+    ArrayConfig, ArrayNode, DataPlane, ServiceConfig, DEFAULT_BUCKET_IDLE, DEFAULT_PRIORITY,
     DEFAULT_TABLE_SIZE, PREFERRED_PRIORITY,
 };
 
@@ -118,6 +118,17 @@ impl Checker<'_> {
             DEFAULT_BUCKET_IDLE,
             Zero::Rejected,
         );
+        let data_plane = match &a.data_plane {
+            None => DataPlane::default(),
+            Some(word) => DataPlane::from_word(word.get_ref()).unwrap_or_else(|| {
+                let message = format!(
+                    "{:?} is not a data plane: use \"auto\", \"xdp\" or \"af_packet\"",
+                    word.get_ref()
+                );
+                self.report(word.span(), "array.data_plane", message);
+                DataPlane::default()
+            }),
+        };
         let ports = match &a.ports {
             Some(ports) => self.ports(ports),
             None => {
@@ -137,6 +148,7 @@ impl Checker<'_> {
             scheduler,
             table_size,
             bucket_idle,
+            data_plane,
             ports,
             nodes,
             cluster,

@@ -23,6 +23,8 @@ const MAX_KEY_FILE_BYTES: u64 = 4096;
 const PORT: RangeInclusive<i64> = 1..=65535;
 /// `status_retries`: beyond a hundred a node that stopped answering is never failed.
 const STATUS_RETRIES: RangeInclusive<i64> = 0..=100;
+/// `quorum`: nodes, as many as an array can have.
+const QUORUM: RangeInclusive<i64> = 1..=65534;
 
 impl Checker<'_> {
     /// `key`/`key_file`, `port`, `heartbeat`, `dead_after`, `preempt`, `status_poll`,
@@ -89,32 +91,19 @@ impl Checker<'_> {
             STATUS_RETRIES,
             DEFAULT_STATUS_RETRIES,
         );
+        let quorum = a
+            .quorum
+            .as_ref()
+            .map(|q| self.int(Some(q), "array.quorum", QUORUM, 1u16));
+        if let (Some(q), Some(at)) = (quorum, a.quorum.as_ref()) {
+            self.quorum_fits(q, at.span(), a.node.len());
+        }
         let notify = a
             .notify
             .as_ref()
             .and_then(|n| self.executable_file(n, "array.notify"));
-        let admin_token = match (&a.admin_token, &a.admin_token_file) {
-            (Some(_), Some(file)) => {
-                let message = "set either admin_token or admin_token_file, not both";
-                self.report(file.span(), "array.admin_token_file", message);
-                None
-            }
-            (Some(t), None) => {
-                let bytes = t.get_ref().as_bytes().to_vec();
-                self.cluster_secret_length(
-                    &bytes,
-                    t.span(),
-                    "array.admin_token",
-                    "the admin token",
-                    "",
-                );
-                Some(bytes)
-            }
-            (None, Some(file)) => {
-                self.cluster_secret_file(file, "array.admin_token_file", "the admin token")
-            }
-            (None, None) => None,
-        };
+        let admin_token =
+            self.admin_token(a.admin_token.as_ref(), a.admin_token_file.as_ref(), "array");
         Some(ClusterSettings {
             key,
             port,
@@ -123,9 +112,29 @@ impl Checker<'_> {
             preempt: a.preempt.unwrap_or(false),
             status_poll,
             status_retries,
+            quorum,
             notify,
             admin_token,
         })
+    }
+
+    /// `quorum` against the number of `[[array.node]]`s: never more than there are (no node
+    /// could ever schedule), and more than half of them from three nodes on (two halves
+    /// could each elect a scheduler); two nodes may choose 1 (each serves alone) or 2.
+    fn quorum_fits(&mut self, q: u16, at: std::ops::Range<usize>, nodes: usize) {
+        let q = usize::from(q);
+        let message = if q > nodes {
+            format!("quorum {q} is more than the {nodes} [[array.node]]s: no node could ever take the VIP")
+        } else if nodes >= 3 && q * 2 <= nodes {
+            format!(
+                "quorum {q} of {nodes} nodes lets two halves each elect a scheduler (split \
+                 brain): use more than half, at least {}",
+                nodes / 2 + 1
+            )
+        } else {
+            return;
+        };
+        self.report(at, "array.quorum", message);
     }
 
     /// Cluster keys without a cluster key: refused, naming the first.
@@ -145,6 +154,9 @@ impl Checker<'_> {
         if let Some(r) = &a.status_retries {
             found.push(("status_retries", r.span()));
         }
+        if let Some(q) = &a.quorum {
+            found.push(("quorum", q.span()));
+        }
         let tokens = [
             ("admin_token", &a.admin_token),
             ("admin_token_file", &a.admin_token_file),
@@ -163,6 +175,34 @@ impl Checker<'_> {
 
     fn cluster_key_file(&mut self, file: &Spanned<String>) -> Option<Vec<u8>> {
         self.cluster_secret_file(file, "array.key_file", "the cluster key")
+    }
+
+    /// The admin token of `[section]`: given inline (`admin_token`) or in a file
+    /// (`admin_token_file`), not both, and long enough to be a secret.
+    pub(super) fn admin_token(
+        &mut self,
+        inline: Option<&Spanned<String>>,
+        file: Option<&Spanned<String>>,
+        section: &str,
+    ) -> Option<Vec<u8>> {
+        match (inline, file) {
+            (Some(_), Some(file)) => {
+                let message = "set either admin_token or admin_token_file, not both";
+                self.report(file.span(), &format!("{section}.admin_token_file"), message);
+                None
+            }
+            (Some(t), None) => {
+                let bytes = t.get_ref().as_bytes().to_vec();
+                let key = format!("{section}.admin_token");
+                self.cluster_secret_length(&bytes, t.span(), &key, "the admin token", "");
+                Some(bytes)
+            }
+            (None, Some(file)) => {
+                let key = format!("{section}.admin_token_file");
+                self.cluster_secret_file(file, &key, "the admin token")
+            }
+            (None, None) => None,
+        }
     }
 
     /// A secret file (relative to the config's directory) minus one trailing line break.

@@ -159,6 +159,11 @@ fn limits_integer_ranges() {
             "limits.max_connections",
             "at least 1, not -5",
         ),
+        (
+            "max_connections_per_client = 0",
+            "limits.max_connections_per_client",
+            "at least 1, not 0",
+        ),
     ] {
         let text = format!("{SERVICE}\n[limits]\n{line}\n");
         only_problem(&text, line, key, says);

@@ -1,144 +1,14 @@
-//! The Summary Web Server Status Table (seed 002 Fig. 8) on the status surfaces: its rows in
-//! the `GET /cluster` document, as labelled cluster metrics, and as the third terminal table of
-//! `pentaflow status --cluster`.
+//! The Summary Web Server Status Table (seed 002 Fig. 8) as the third terminal table of
+//! `pentaflow status --cluster` (its rows and metrics are built by
+//! `pentaflow_node::cluster_document`).
 //!
-//! Owns only the presentation of [`SummaryRow`]s (JSON field names, metric names, columns).
+//! Owns only the columns.
 //! Must not: sum or judge anything — the cluster's `summarize` did — and must not print a
 //! remote node's text unfiltered (control characters are replaced).
 
 use std::fmt::Write as _;
 
-use pentaflow_admin::{ClusterSummaryRow, NodeMetric};
-use pentaflow_cluster::{ClusterInfo, SummaryRow};
-#[cfg(test)]
-use serde_json::json;
 use serde_json::Value;
-
-/// The `summary` array of the `/cluster` document.
-pub(crate) fn rows(rows: &[SummaryRow]) -> Vec<ClusterSummaryRow> {
-    rows.iter()
-        .map(|r| ClusterSummaryRow {
-            service: r.service.clone(),
-            backend: r.name.clone(),
-            address: r.address.clone(),
-            state: if r.up { "up" } else { "down" }.to_owned(),
-            nodes_up: r.nodes_up,
-            nodes_down: r.nodes_down,
-            nodes_reporting: r.nodes_reporting,
-            hits: r.hits,
-            open_connections: r.open_connections,
-            session_groups: r.session_groups,
-            avg_response_ms: f64::from(r.avg_response_us) / 1000.0,
-            age_ms: r.age_ms,
-        })
-        .collect()
-}
-
-/// The summary rows as JSON (the `summary` of `/cluster`).
-#[cfg(test)]
-pub(crate) fn json(rows: &[SummaryRow]) -> Value {
-    rows.iter()
-        .map(|r| {
-            json!({
-                "service": r.service,
-                "backend": r.name,
-                "address": r.address,
-                "state": if r.up { "up" } else { "down" },
-                "nodes_up": r.nodes_up,
-                "nodes_down": r.nodes_down,
-                "nodes_reporting": r.nodes_reporting,
-                "hits": r.hits,
-                "open_connections": r.open_connections,
-                "session_groups": r.session_groups,
-                "avg_response_ms": f64::from(r.avg_response_us) / 1000.0,
-                "age_ms": r.age_ms,
-            })
-        })
-        .collect()
-}
-
-/// One metric family over the summary's rows: its name, help text, whether it is a counter,
-/// and how to read a row.
-type Family = (&'static str, &'static str, bool, fn(&SummaryRow) -> u64);
-
-/// The summary as metric families (one series per back-end), in the admin API's naming: the
-/// per-node `backend_*` families with a `cluster_` prefix, labelled `service`, `backend` and
-/// `address`.
-const FAMILIES: &[Family] = &[
-    (
-        "cluster_backend_up",
-        "1 if any node of the array sees the back-end up.",
-        false,
-        |r| u64::from(r.up),
-    ),
-    (
-        "cluster_backend_nodes_down",
-        "Nodes of the array that see the back-end down.",
-        false,
-        |r| u64::from(r.nodes_down),
-    ),
-    (
-        "cluster_backend_nodes_reporting",
-        "Nodes whose Web Server Status Table lists the back-end.",
-        false,
-        |r| u64::from(r.nodes_reporting),
-    ),
-    (
-        "cluster_backend_hits",
-        "Requests every node sent to the back-end (drops when a node leaves the array).",
-        true,
-        |r| r.hits,
-    ),
-    (
-        "cluster_backend_open_connections",
-        "Connections every node has open to the back-end.",
-        false,
-        |r| r.open_connections,
-    ),
-    (
-        "cluster_backend_session_groups",
-        "Session and cookie groups every node assigned to the back-end.",
-        false,
-        |r| r.session_groups,
-    ),
-    (
-        "cluster_backend_avg_response_microseconds",
-        "Average response time over the array, weighted by each node's hits, in microseconds.",
-        false,
-        |r| u64::from(r.avg_response_us),
-    ),
-    (
-        "cluster_backend_report_age_milliseconds",
-        "Age of the oldest node report the back-end's summary row was summed from.",
-        false,
-        |r| r.age_ms,
-    ),
-];
-
-/// The summary's metrics: every family of [`FAMILIES`] per back-end, and the rows dropped.
-pub(crate) fn metrics(info: &ClusterInfo) -> Vec<NodeMetric> {
-    let mut out = Vec::with_capacity(FAMILIES.len() * info.summary.len() + 1);
-    for &(name, help, counter, read) in FAMILIES {
-        for r in &info.summary {
-            let m = if counter {
-                NodeMetric::counter(name, help, read(r))
-            } else {
-                NodeMetric::gauge(name, help, read(r))
-            };
-            out.push(
-                m.with_label("service", r.service.as_str())
-                    .with_label("backend", r.name.as_str())
-                    .with_label("address", r.address.as_str()),
-            );
-        }
-    }
-    out.push(NodeMetric::counter(
-        "cluster_server_rows_dropped",
-        "Web Server Status Table rows dropped for exceeding the per-node bound.",
-        info.server_rows_dropped,
-    ));
-    out
-}
 
 /// Appends the "Summary Web Server Status Table" of a `/cluster` document to `out`.
 pub(crate) fn render(doc: &Value, out: &mut String) {
@@ -209,6 +79,9 @@ fn clean(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use pentaflow_admin::MetricKind;
+    use pentaflow_cluster::{ClusterInfo, SummaryRow};
+    use pentaflow_node::cluster_document::{summary_metrics as metrics, summary_rows};
+    use serde_json::json;
 
     use super::*;
 
@@ -246,7 +119,7 @@ mod tests {
             server_rows_dropped: 2,
             ..ClusterInfo::default()
         };
-        let doc = json!({ "summary": json(&info.summary) });
+        let doc = json!({ "summary": summary_rows(&info.summary) });
         let web1 = &doc["summary"][0];
         assert_eq!(
             (
@@ -266,7 +139,11 @@ mod tests {
             .unwrap();
         assert_eq!((hits.kind, hits.value), (MetricKind::Counter, 900));
         assert_eq!(hits.labels[0], ("service".to_owned(), "web".to_owned()));
-        assert_eq!(m.len(), FAMILIES.len() * 2 + 1);
+        assert_eq!(
+            m.len(),
+            8 * 2 + 1,
+            "eight families per back-end, and the dropped rows"
+        );
         let text = pentaflow_admin::encode_metrics(pentaflow_admin::StatusDocument {
             node: "n".into(),
             uptime_secs: 1,

@@ -60,6 +60,10 @@ pub(crate) enum LabCommand {
         /// with apt-get before building it.
         #[arg(long)]
         install_deps: bool,
+        /// The scheduler's data plane, written as `[array] data_plane` into the lab's
+        /// config: `af_packet`, `xdp` (generic mode on the lab's veth) or `auto`.
+        #[arg(long, default_value = "af_packet", value_parser = ["af_packet", "xdp", "auto"])]
+        data_plane: String,
     },
     /// SIGKILL a node's pentaflow (a crash: nothing is restored), e.g. `lab kill node1`.
     Kill {
@@ -118,6 +122,7 @@ pub(crate) fn run(command: LabCommand) -> anyhow::Result<ExitCode> {
             clients,
             spare,
             install_deps,
+            data_plane,
         } => up(
             LabSpec {
                 nodes,
@@ -126,6 +131,7 @@ pub(crate) fn run(command: LabCommand) -> anyhow::Result<ExitCode> {
             },
             spare,
             install_deps,
+            &data_plane,
         ),
         LabCommand::Kill { lab, node } => kill(lab, &node),
         LabCommand::Start { lab, node } => start(lab, &node),
@@ -136,7 +142,12 @@ pub(crate) fn run(command: LabCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn up(spec: LabSpec, spare: usize, install_deps: bool) -> anyhow::Result<ExitCode> {
+fn up(
+    spec: LabSpec,
+    spare: usize,
+    install_deps: bool,
+    data_plane: &str,
+) -> anyhow::Result<ExitCode> {
     if spec.webs == 0 {
         bail!("the array needs at least one web server (--webs 1 or more)");
     }
@@ -164,7 +175,7 @@ fn up(spec: LabSpec, spare: usize, install_deps: bool) -> anyhow::Result<ExitCod
     // copied out first and the failing one quoted.
     let mut lab = Lab::up(spec).context("cannot build the lab")?;
     let mut nodes = Vec::new();
-    if let Err(e) = start_array(&mut lab, &exe, spec, spare, &mut nodes) {
+    if let Err(e) = start_array(&mut lab, &exe, spec, spare, data_plane, &mut nodes) {
         return Err(with_kept_logs(lab.state(), &nodes, e));
     }
     let took = started.elapsed();
@@ -233,12 +244,21 @@ fn start_array(
     exe: &str,
     spec: LabSpec,
     spare: usize,
+    data_plane: &str,
     nodes: &mut Vec<(String, u32, std::path::PathBuf)>,
 ) -> anyhow::Result<()> {
     let state = lab.state().clone();
     write_notify_script(&state.dir())?;
     let config_path = state.dir().join("array.toml");
-    std::fs::write(&config_path, array_config(&state))
+    let mut config = array_config(&state);
+    if data_plane != "af_packet" {
+        config = config.replacen(
+            "\n[array]\n",
+            &format!("\n[array]\ndata_plane = \"{data_plane}\"\n"),
+            1,
+        );
+    }
+    std::fs::write(&config_path, config)
         .with_context(|| format!("cannot write {}", config_path.display()))?;
     let to_start: Vec<String> = state
         .hosts_of(Role::Node)
@@ -627,25 +647,6 @@ fn status(prefix: Option<String>) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A generated lab configuration, for other modules' tests.
-#[cfg(test)]
-pub(crate) fn array_config_for_tests() -> String {
-    // Parsed inline, beside no state directory: without the notify script it names.
-    array_config(&tests::state()).replace(&format!("notify = \"{LAB_NOTIFY}\"\n"), "")
-}
-
-/// The `[array]` of [`array_config_for_tests`], parsed.
-#[cfg(test)]
-pub(crate) fn array_for_tests() -> pentaflow_config::ArrayConfig {
-    let text = array_config_for_tests();
-    let source = pentaflow_config::Source::Inline("lab test config".into());
-    let config = pentaflow_config::parse(&text, source);
-    config
-        .ok()
-        .and_then(|c| c.array)
-        .unwrap_or_else(|| panic!("{text}"))
 }
 
 #[cfg(test)]

@@ -1,21 +1,18 @@
 //! The command line: one sub-module per verb. Each verb builds what it needs and hands it to
 //! the crates; nothing here implements a feature.
 
-mod array;
 mod backend;
 mod check;
-mod cluster;
 mod cluster_status;
 mod cluster_summary;
 mod config_cmd;
 mod demo;
 mod generate;
 mod lab;
-mod node_report;
-mod pushed_config;
 mod readiness;
 mod serve;
 mod status;
+mod upgrade;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -107,8 +104,20 @@ enum Command {
 
 /// Runs one command line.
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Sockets handed over by the process this one replaces (or by systemd): taken before any
+    // thread starts, because taking them clears `LISTEN_FDS` from the environment.
+    let inherited = matches!(cli.command, Command::Serve { .. })
+        .then(pentaflow_proxy::inherited::adopt_from_env);
     // Held until the command returns: dropping it writes out every queued line.
     let _log_writer = init_logging(cli.log_format);
+    if let Some((adopted, errors)) = inherited {
+        if !adopted.is_empty() {
+            tracing::info!(sockets = ?adopted, "listening sockets handed over");
+        }
+        for e in errors {
+            tracing::warn!(error = %e, "a descriptor in LISTEN_FDS is not a listening TCP socket");
+        }
+    }
     match cli.command {
         Command::Demo(args) => runtime(None)?.block_on(demo::run(args)),
         Command::Serve {

@@ -7,16 +7,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use pentaflow_admin::{AdminOptions, ControlError, ControlRequest, NodeMetric, StatusSource};
-use pentaflow_config::{ArrayConfig, Config};
+use pentaflow_admin::{AdminOptions, StatusSource};
+use pentaflow_config::Config;
 use pentaflow_proxy::Proxy;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
-use super::array::ArrayRole;
-use super::backend::BackendApi;
-use super::cluster::{ClusterAccess, ClusterDriver};
-use super::cluster_status;
+use pentaflow_node::backend_api::{ArrayPath, BackendApi};
+use pentaflow_node::status_source::NodeStatusSource;
+use pentaflow_node::{ArrayRole, ClusterDriver};
 
 /// Runs a node from `path` until SIGTERM or SIGINT; `node_id` says which `[[array.node]]`
 /// this is (overriding the file's `node_id`).
@@ -45,6 +44,8 @@ async fn run_array_node(
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
+    let upgrade = super::upgrade::Upgrade::of_this_process()?;
     let array = match &config.array {
         Some(array) => {
             let array = array.clone();
@@ -80,7 +81,9 @@ async fn run_array_node(
                     Err(e) => {
                         let _ = proxy.shutdown(std::time::Duration::ZERO).await;
                         stop_array(array);
-                        return Err(e.context("cannot join the array's cluster"));
+                        return Err(
+                            anyhow::Error::new(e).context("cannot join the array's cluster")
+                        );
                     }
                 }
             }
@@ -89,8 +92,17 @@ async fn run_array_node(
         _ => None,
     };
     let (stop_admin, admin_stopped) = watch::channel(false);
+    // A second descriptor of the admin API's socket, for an upgrade's new process.
+    let mut admin_fd: Option<(std::net::SocketAddr, std::os::fd::OwnedFd)> = None;
     if let Some(admin) = config.node.admin {
-        let listener = match tokio::net::TcpListener::bind(admin).await {
+        let bound = match pentaflow_proxy::inherited::take(admin) {
+            // Handed over by the process this one replaces (`SIGUSR2`).
+            Some(listener) => listener
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::TcpListener::from_std(listener)),
+            None => tokio::net::TcpListener::bind(admin).await,
+        };
+        let listener = match bound {
             Ok(listener) => listener,
             Err(e) => {
                 let _ = proxy.shutdown(std::time::Duration::ZERO).await;
@@ -98,6 +110,15 @@ async fn run_array_node(
                 return Err(anyhow::Error::new(e)
                     .context(format!("cannot listen on the admin address {admin}")));
             }
+        };
+        admin_fd = {
+            use std::os::fd::AsFd;
+            let local = listener.local_addr().unwrap_or(admin);
+            listener
+                .as_fd()
+                .try_clone_to_owned()
+                .ok()
+                .map(|fd| (local, fd))
         };
         let cluster_access = match (&config.array, &cluster) {
             (Some(a), Some(driver)) => Some((a.clone(), driver.access())),
@@ -114,8 +135,13 @@ async fn run_array_node(
         {
             options = options.with_token(token);
         }
-        let backends = BackendApi::new(reload_from.clone(), config.array.is_some(), proxy.clone());
-        let source: Arc<dyn StatusSource> = Arc::new(ProxyStatus {
+        let path = match (&config.array, &cluster_access) {
+            (None, _) => ArrayPath::None,
+            (Some(_), None) => ArrayPath::Static,
+            (Some(_), Some((_, access))) => ArrayPath::Cluster(access.clone()),
+        };
+        let backends = BackendApi::new(reload_from.clone(), path, proxy.clone());
+        let source: Arc<dyn StatusSource> = Arc::new(NodeStatusSource {
             proxy: proxy.clone(),
             cluster: cluster_access,
             backends,
@@ -129,6 +155,9 @@ async fn run_array_node(
             }
         });
         tracing::info!(%admin, "admin API listening");
+    }
+    for stale in pentaflow_proxy::inherited::unclaimed() {
+        tracing::warn!(address = %stale, "a handed-over socket matches no listener of this configuration: closed");
     }
     // Every listener is bound (the proxy's above, the admin API's here): systemd may go on.
     super::readiness::ready();
@@ -160,6 +189,25 @@ async fn run_array_node(
                 };
                 super::readiness::reloaded(applied);
             }
+            _ = usr2.recv() => {
+                if config.array.is_some() {
+                    tracing::warn!("SIGUSR2 ignored: an array node is upgraded by a restart (the array fails over), not by a hand-over");
+                    continue;
+                }
+                let mut listeners = proxy.listener_fds();
+                if let Some((addr, fd)) = &admin_fd {
+                    if let Ok(fd) = fd.try_clone() {
+                        listeners.push((*addr, fd));
+                    }
+                }
+                match upgrade.hand_over(listeners).await {
+                    Ok(pid) => {
+                        tracing::info!(pid, "upgrade: the new process serves; this one drains and exits");
+                        break;
+                    }
+                    Err(e) => tracing::error!("upgrade failed; this process keeps serving: {e:#}"),
+                }
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -176,137 +224,4 @@ async fn run_array_node(
     stop_array(array);
     tracing::info!(clean, took = ?started.elapsed(), "stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// The admin API's view of the proxy, and of the cluster when the node is in one.
-struct ProxyStatus {
-    proxy: Proxy,
-    cluster: Option<(ArrayConfig, ClusterAccess)>,
-    /// `POST /backend/...`.
-    backends: BackendApi,
-}
-
-impl StatusSource for ProxyStatus {
-    fn web_servers(&self) -> Vec<pentaflow_balance::WebServerStatus> {
-        self.proxy.status()
-    }
-
-    fn node_metrics(&self) -> Vec<NodeMetric> {
-        let c = self.proxy.counters();
-        let mut metrics = vec![
-            NodeMetric::counter("connections_accepted", "Client connections accepted.", c.connections_accepted),
-            NodeMetric::counter(
-                "connections_refused",
-                "Client connections closed at accept (max_connections).",
-                c.connections_refused,
-            ),
-            NodeMetric::gauge("connections_open", "Client connections open now.", c.connections_open),
-            NodeMetric::counter("requests", "Requests received.", c.requests),
-            NodeMetric::counter("local_4xx", "Requests the proxy refused itself with a 4xx.", c.local_4xx),
-            NodeMetric::counter("local_5xx", "Requests the proxy answered itself with a 5xx.", c.local_5xx),
-            NodeMetric::counter(
-                "send_timeouts",
-                "Client connections closed because the client did not read within send_timeout.",
-                c.send_timeouts,
-            ),
-            NodeMetric::counter(
-                "response_body_errors",
-                "Responses cut off because the back-end's body broke (the client's connection is closed).",
-                c.response_body_errors,
-            ),
-            NodeMetric::counter("tls_handshakes", "TLS handshakes completed.", c.tls_handshakes),
-            NodeMetric::counter("tls_resumed", "TLS handshakes that resumed a session.", c.tls_resumed),
-            NodeMetric::counter("tls13_handshakes", "TLS handshakes that negotiated TLS 1.3.", c.tls13),
-            NodeMetric::counter(
-                "tls_failed",
-                "TLS handshakes that failed or timed out (garbage, plain HTTP, unknown SNI, stalls).",
-                c.tls_failed,
-            ),
-            NodeMetric::counter(
-                "tls_over_limit",
-                "TLS connections closed because max_handshakes were in progress.",
-                c.tls_over_limit,
-            ),
-            NodeMetric::counter("http2_connections", "Client connections that negotiated HTTP/2.", c.http2_connections),
-        ];
-        // Every answer the node made itself, one series per status and reason.
-        metrics.extend(c.local_responses.iter().map(|l| {
-            NodeMetric::counter(
-                "local_responses",
-                "Responses the proxy made itself, by status and reason.",
-                l.count,
-            )
-            .with_label("status", l.status.to_string())
-            .with_label("reason", l.reason)
-        }));
-        // The CDN page caches of every service, summed.
-        let reports = self.proxy.cdn_reports();
-        let sum = |f: fn(&pentaflow_proxy::CdnReport) -> u64| {
-            reports.iter().map(|(_, r)| f(r)).sum::<u64>()
-        };
-        metrics.extend([
-            NodeMetric::counter(
-                "cdn_cache_hits",
-                "Rewritten pages served from the page cache.",
-                sum(|r| r.cache.hits),
-            ),
-            NodeMetric::counter(
-                "cdn_cache_misses",
-                "Rewritten pages not found in the page cache.",
-                sum(|r| r.cache.misses),
-            ),
-            NodeMetric::counter(
-                "cdn_pages_rewritten",
-                "HTML pages rewritten for the CDN.",
-                sum(|r| r.pages.rewritten),
-            ),
-            NodeMetric::counter(
-                "cdn_urls_rewritten",
-                "URLs rewritten to the CDN.",
-                sum(|r| r.pages.urls_rewritten),
-            ),
-        ]);
-        if let Some((_, access)) = &self.cluster {
-            metrics.extend(cluster_status::metrics(access));
-        }
-        metrics
-    }
-
-    fn cluster_report(&self) -> serde_json::Value {
-        self.cluster
-            .as_ref()
-            .map_or(serde_json::Value::Null, |(_, access)| {
-                cluster_status::report(access)
-            })
-    }
-
-    fn bucket_table(&self) -> Option<Arc<pentaflow_balance::BucketSnapshot>> {
-        let (_, access) = self.cluster.as_ref()?;
-        let table = Arc::clone(&access.view.borrow().table);
-        Some(table)
-    }
-
-    fn control(&self, request: ControlRequest) -> Result<serde_json::Value, ControlError> {
-        if let ControlRequest::Backend(change) = &request {
-            return self.backends.apply(change);
-        }
-        match &self.cluster {
-            Some((_, access)) => cluster_status::control(access, request),
-            None => Err(ControlError::new(
-                503,
-                "this node is not part of an array cluster",
-            )),
-        }
-    }
-
-    fn cdn_report(&self) -> serde_json::Value {
-        let reports = self.proxy.cdn_reports();
-        if reports.is_empty() {
-            return serde_json::Value::Null;
-        }
-        let by_service = reports
-            .into_iter()
-            .map(|(name, r)| (name, serde_json::to_value(r).unwrap_or_default()));
-        serde_json::Value::Object(by_service.collect())
-    }
 }

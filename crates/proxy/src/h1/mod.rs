@@ -4,7 +4,8 @@
 //! One task per client connection reads a request head, has it scheduled (forward.rs and the
 //! service), writes it to a pooled back-end connection and streams the response back itself:
 //! the back-end's socket is read by the same task that writes to the client, with no
-//! connection task and no channel in between.
+//! connection task and no channel in between. Heads stay the bytes they arrived as
+//! ([`head`]): only what a proxy must change is rewritten on the way out.
 //!
 //! **The HTTP/2 boundary.** Clients that negotiate `h2` by ALPN are still served by hyper's
 //! HTTP/2 server (node.rs): HTTP/2 framing, HPACK and flow control are a protocol of their own
@@ -15,6 +16,7 @@
 //! This module must not schedule or choose error responses (forward.rs and respond.rs do).
 
 pub(crate) mod framing;
+pub(crate) mod head;
 pub(crate) mod server;
 pub(crate) mod upstream;
 
@@ -43,22 +45,28 @@ pub(crate) async fn read_via_scratch<S: AsyncRead + Unpin>(
     io: &mut S,
     buf: &mut BytesMut,
 ) -> io::Result<usize> {
-    std::future::poll_fn(|cx| {
-        SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            let mut rb = tokio::io::ReadBuf::new(&mut scratch[..]);
-            match Pin::new(&mut *io).poll_read(cx, &mut rb) {
-                Poll::Ready(Ok(())) => {
-                    let got = rb.filled();
-                    buf.extend_from_slice(got);
-                    Poll::Ready(Ok(got.len()))
-                }
-                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                Poll::Pending => Poll::Pending,
+    std::future::poll_fn(|cx| poll_read_via_scratch(io, cx, buf)).await
+}
+
+/// One poll of [`read_via_scratch`] (for hand-written futures that must stay small).
+pub(crate) fn poll_read_via_scratch<S: AsyncRead + Unpin>(
+    io: &mut S,
+    cx: &mut std::task::Context<'_>,
+    buf: &mut BytesMut,
+) -> Poll<io::Result<usize>> {
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        let mut rb = tokio::io::ReadBuf::new(&mut scratch[..]);
+        match Pin::new(&mut *io).poll_read(cx, &mut rb) {
+            Poll::Ready(Ok(())) => {
+                let got = rb.filled();
+                buf.extend_from_slice(got);
+                Poll::Ready(Ok(got.len()))
             }
-        })
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
     })
-    .await
 }
 
 /// The refusal for a client body that failed while it was being forwarded.

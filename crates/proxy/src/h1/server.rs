@@ -19,43 +19,41 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::header::{self, HeaderMap};
+use http::{StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
 use super::framing::{self, Decoder, Framing, Step};
+use super::head::{HeadProblem, RequestHead};
 use super::upstream::write_all_vectored;
-use crate::body::ResponseBody;
-use crate::forward::{self, ClientInfo, Tunnel};
-use crate::headers::FramingError;
+use crate::forward::{self, ClientInfo, Reply, ReplyHead};
 use crate::node::Shared;
 use crate::respond::Refusal;
 
 /// How much is read from a client at a time (and the buffer a request in flight holds).
 const READ_CHUNK: usize = 8 * 1024;
-/// Header fields parsed on the stack; `max_headers` above this parses into the heap.
-const STACK_FIELDS: usize = 64;
 
 /// A client connection's byte stream, with a way to wait for bytes without holding a buffer.
 pub(crate) trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send {
-    /// Resolves when a read would find bytes (or EOF). Streams that may hold decrypted bytes
-    /// of their own resolve at once.
-    fn readable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send;
+    /// Ready when a read would find bytes (or EOF). Streams that may hold decrypted bytes of
+    /// their own are ready at once. A poll function, not a future: the idle wait is one small
+    /// hand-written future (tokio's `readable()` nests three async fns, ~200 bytes).
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 }
 
 impl ClientStream for tokio::net::TcpStream {
-    fn readable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send {
-        tokio::net::TcpStream::readable(self)
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_read_ready(cx)
     }
 }
 
-impl ClientStream for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
-    fn readable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send {
+impl ClientStream for Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    fn poll_readable(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         // rustls may already hold a decrypted request (pipelined behind the last one).
-        std::future::ready(Ok(()))
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -208,96 +206,43 @@ impl<S: ClientStream> Body for ClientBody<'_, S> {
     }
 }
 
-/// A parsed request head.
-struct Head {
-    parts: http::request::Parts,
-    framing: Result<Framing, FramingError>,
-    keep_alive: bool,
-    expect_continue: bool,
-}
-
-/// Why a head was refused before it became a request.
-enum HeadProblem {
-    TooLarge,
-    Malformed,
-}
-
-/// Parses a request head at the start of `buf`: `Ok(None)` = incomplete.
-fn parse_head(buf: &[u8], max_headers: usize) -> Result<Option<(usize, Head)>, HeadProblem> {
-    let mut stack = [httparse::EMPTY_HEADER; STACK_FIELDS];
-    let mut heap;
-    let fields: &mut [httparse::Header<'_>] = if max_headers <= STACK_FIELDS {
-        &mut stack[..max_headers]
-    } else {
-        heap = vec![httparse::EMPTY_HEADER; max_headers];
-        &mut heap
-    };
-    let mut req = httparse::Request::new(fields);
-    let used = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadProblem::TooLarge),
-        Err(_) => return Err(HeadProblem::Malformed),
-    };
-    let method = req
-        .method
-        .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
-        .ok_or(HeadProblem::Malformed)?;
-    let uri: Uri = req
-        .path
-        .and_then(|p| p.parse().ok())
-        .ok_or(HeadProblem::Malformed)?;
-    let version = match req.version {
-        Some(1) => Version::HTTP_11,
-        Some(0) => Version::HTTP_10,
-        _ => return Err(HeadProblem::Malformed),
-    };
-    let framing = framing::request_framing(req.headers);
-    let mut headers = HeaderMap::with_capacity(req.headers.len());
-    let mut keep_alive = version == Version::HTTP_11;
-    let mut expect_continue = false;
-    for h in req.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| HeadProblem::Malformed)?;
-        let value = HeaderValue::from_bytes(h.value).map_err(|_| HeadProblem::Malformed)?;
-        if name == header::CONNECTION {
-            for token in h.value.split(|b| *b == b',') {
-                let token = token.trim_ascii();
-                if token.eq_ignore_ascii_case(b"close") {
-                    keep_alive = false;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") && version == Version::HTTP_10 {
-                    keep_alive = true;
-                }
-            }
-        } else if name == header::EXPECT {
-            expect_continue |= h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
-        }
-        headers.append(name, value);
-    }
-    let mut parts = Request::new(()).into_parts().0;
-    parts.method = method;
-    parts.uri = uri;
-    parts.version = version;
-    parts.headers = headers;
-    Ok(Some((
-        used,
-        Head {
-            parts,
-            framing,
-            keep_alive,
-            expect_continue: expect_continue && version == Version::HTTP_11,
-        },
-    )))
-}
-
-/// [`parse_head`] for the fuzz target: the head's length, or the status it is refused with.
+/// [`RequestHead::check`] for the fuzz target: the head's length, or the status it is refused
+/// with. A complete head also parses on its own bytes, and what goes to a back-end is itself
+/// one well-formed head with no hop-by-hop field the client sent.
 pub(crate) fn fuzz_parse_head(buf: &[u8], max_headers: usize) -> Result<Option<usize>, u16> {
-    match parse_head(buf, max_headers.clamp(1, 1000)) {
-        Ok(Some((used, head))) => {
+    let max_headers = max_headers.clamp(1, 1000);
+    match RequestHead::check(buf, max_headers) {
+        Ok(Some(used)) => {
             assert!(used <= buf.len());
-            if let Err(e) = head.framing {
-                let _ = e;
+            let head = RequestHead::take(Bytes::copy_from_slice(&buf[..used]), max_headers)
+                .map_err(|_| 400u16)?;
+            if head.framing.is_err() {
                 return Err(400);
             }
+            let side = crate::headers::ClientSide::new([192, 0, 2, 1].into(), false);
+            let mut out = Vec::new();
+            head.write_upstream(&side, &HeaderMap::new(), true, &mut out);
+            let mut fields = vec![httparse::EMPTY_HEADER; max_headers + 16];
+            let mut again = httparse::Request::new(&mut fields);
+            assert_eq!(
+                again.parse(&out).ok(),
+                Some(httparse::Status::Complete(out.len()))
+            );
+            assert!(!out[..out.len() - 2]
+                .windows(2)
+                .any(|w| w[1] == b'\n' && w[0] != b'\r'));
+            let te = again
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+                .count();
+            assert_eq!(te, 1, "only the framing field the proxy writes");
+            assert!(again.headers.iter().all(|h| {
+                !h.name.eq_ignore_ascii_case("keep-alive")
+                    && !h.name.eq_ignore_ascii_case("proxy-connection")
+                    && !h.name.eq_ignore_ascii_case("te")
+                    && !h.name.eq_ignore_ascii_case("expect")
+            }));
             Ok(Some(used))
         }
         Ok(None) => Ok(None),
@@ -328,7 +273,7 @@ impl HeadLimits {
 /// How waiting for a request head ended.
 enum Wait {
     /// A complete head; its bytes are removed from the buffer.
-    Head(Box<Head>),
+    Head(Box<RequestHead>),
     /// The client closed (or the node drains) between requests: close quietly.
     Closed,
     /// The head is refused: answer and close.
@@ -347,12 +292,11 @@ async fn next_head<S: ClientStream>(
     let mut head_deadline = None;
     loop {
         if !conn.buf.is_empty() {
-            match parse_head(&conn.buf, limits.max_headers) {
-                Ok(Some((used, head))) => {
-                    if used > limits.max_header_bytes {
+            match RequestHead::parse(&mut conn.buf, limits.max_headers) {
+                Ok(Some(head)) => {
+                    if head.bytes().len() > limits.max_header_bytes {
                         return Wait::Refused(Refusal::HeadTooLarge);
                     }
-                    let _ = conn.buf.split_to(used);
                     return Wait::Head(Box::new(head));
                 }
                 Ok(None) if conn.buf.len() > limits.max_header_bytes => {
@@ -373,16 +317,8 @@ async fn next_head<S: ClientStream>(
                 } else {
                     limits.idle_timeout
                 };
-                let first_bytes = async {
-                    conn.io.readable().await?;
-                    read_some(&mut conn.io, &mut conn.buf).await
-                };
-                tokio::select! {
-                    r = tokio::time::timeout(idle, first_bytes) => match r {
-                        Ok(Ok(n)) if n > 0 => {}
-                        _ => return Wait::Closed,
-                    },
-                    _ = draining.changed() => return Wait::Closed,
+                if !wait_first_bytes(conn, idle, draining).await {
+                    return Wait::Closed;
                 }
             }
             Some(deadline) => {
@@ -396,6 +332,54 @@ async fn next_head<S: ClientStream>(
             }
         }
     }
+}
+
+/// Waits between requests for the first bytes of the next one, holding no buffer, and reads
+/// them; `false` when the client closed, `idle` passed or the node drains. One hand-written
+/// future (the timer, the drain signal and readiness polled in turn) so that what an idle
+/// connection holds stays small.
+async fn wait_first_bytes<S: ClientStream>(
+    conn: &mut Conn<S>,
+    idle: Duration,
+    draining: &mut watch::Receiver<bool>,
+) -> bool {
+    let timer = tokio::time::sleep(idle);
+    let mut timer = std::pin::pin!(timer);
+    let changed = draining.changed();
+    let mut changed = std::pin::pin!(changed);
+    let mut readable = false;
+    std::future::poll_fn(|cx| {
+        if changed.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(false);
+        }
+        if !readable {
+            match conn.io.poll_readable(cx) {
+                Poll::Ready(Ok(())) => readable = true,
+                Poll::Ready(Err(_)) => return Poll::Ready(false),
+                Poll::Pending => {}
+            }
+        }
+        if readable {
+            match super::poll_read_via_scratch(&mut conn.io, cx, &mut conn.buf) {
+                Poll::Ready(Ok(n)) => return Poll::Ready(n > 0),
+                Poll::Ready(Err(_)) => return Poll::Ready(false),
+                Poll::Pending => readable = false,
+            }
+        }
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(false),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// Reads the next bytes within `within`: `false` if the client closed or sent nothing.
+async fn read_within<S: ClientStream>(conn: &mut Conn<S>, within: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(within, read_some(&mut conn.io, &mut conn.buf)).await,
+        Ok(Ok(n)) if n > 0
+    )
 }
 
 /// Reads what is there (through the worker's scratch buffer) and appends it to `buf`.
@@ -418,7 +402,8 @@ pub(crate) async fn serve<S: ClientStream>(
     };
     let mut first = true;
     loop {
-        if *draining.borrow_and_update() {
+        // Draining: no further request on a connection that was served.
+        if *draining.borrow_and_update() && !first {
             return;
         }
         if conn.buf.is_empty() {
@@ -427,7 +412,20 @@ pub(crate) async fn serve<S: ClientStream>(
         }
         let head = match next_head(&mut conn, &shared, first, &mut draining).await {
             Wait::Head(h) => h,
-            Wait::Closed => return,
+            Wait::Closed => {
+                // A connection that has not sent its first request yet is waited for even
+                // when the node drains: its client connected to a socket that was open and may
+                // already be sending (closing it now would fail a request the node accepted,
+                // e.g. during a binary upgrade). Boxed: a rare path, kept out of the idle
+                // future. The request is then served with `Connection: close`.
+                if first && *draining.borrow() {
+                    let within = shared.state.load().limits.header_read_timeout;
+                    if Box::pin(read_within(&mut conn, within)).await {
+                        continue;
+                    }
+                }
+                return;
+            }
             Wait::Refused(refusal) => {
                 shared.counters.refusal(refusal);
                 // Boxed, like the rare paths below: the idle future stays small.
@@ -466,39 +464,32 @@ async fn exchange<S: ClientStream>(
     shared: &Shared,
     client: &ClientInfo,
     conn: &mut Conn<S>,
-    head: Head,
+    head: RequestHead,
     draining: &watch::Receiver<bool>,
 ) -> Next {
-    let Head {
-        parts,
-        framing,
-        keep_alive,
-        expect_continue,
-    } = head;
-    let head_request = parts.method == Method::HEAD;
-    let version = parts.version;
-    let (framing, early) = match framing {
+    let keep_alive = head.keep_alive;
+    let expect_continue = head.expect_continue;
+    let head_request = head.method_bytes() == b"HEAD";
+    let version = head.version;
+    let (framing, early) = match head.framing {
         Ok(f) => (f, None),
         Err(e) => (Framing::Empty, Some(Refusal::BadFraming(e))),
     };
-    let limits = shared.state.load().limits.clone();
-    let max_body = shared
-        .state
-        .load()
+    let state = shared.state.load();
+    let max_body = state
         .by_listen
         .get(&client.listener)
         .map_or(u64::MAX, |s| s.config.max_body_bytes.unwrap_or(u64::MAX));
+    let body_timeout = state.limits.client_body_timeout;
+    let send_timeout = state.limits.send_timeout;
+    drop(state);
     // A declared length over the limit is refused before any byte is forwarded.
     let early = early.or(match framing {
         Framing::Length(n) if n > max_body => Some(Refusal::BodyTooLarge),
         _ => None,
     });
-    conn.body = if framing == Framing::Empty || early.is_some() {
-        if framing == Framing::Empty {
-            BodyState::Done
-        } else {
-            BodyState::Unread
-        }
+    conn.body = if framing == Framing::Empty {
+        BodyState::Done
     } else {
         BodyState::Unread
     };
@@ -509,15 +500,23 @@ async fn exchange<S: ClientStream>(
             framing
         }),
         continue_written: (expect_continue && framing != Framing::Empty).then_some(0),
-        timeout: limits.client_body_timeout,
+        timeout: body_timeout,
         timer: None,
         allowance: max_body,
         conn,
     };
-    let req = Request::from_parts(parts, body);
-    let resp = forward::handle(shared, client, req, early).await;
+    let reply = forward::handle_head(shared, client, head, body, early, true).await;
     let closing = !keep_alive || conn.body != BodyState::Done || *draining.borrow();
-    match write_response(&mut conn.io, resp, head_request, version, closing, &limits).await {
+    match write_response(
+        &mut conn.io,
+        reply,
+        head_request,
+        version,
+        closing,
+        send_timeout,
+    )
+    .await
+    {
         Ok(Written::KeepAlive) if !closing => Next::KeepAlive,
         Ok(Written::Tunnel(up)) => Next::Tunnel(up),
         Ok(_) => Next::Close,
@@ -604,22 +603,33 @@ async fn send<W: AsyncWrite + Unpin>(
 /// body in the framing chosen for the client.
 async fn write_response<W: AsyncWrite + Unpin>(
     w: &mut W,
-    resp: Response<ResponseBody>,
+    reply: Reply,
     head_request: bool,
     version: Version,
     mut closing: bool,
-    limits: &pentaflow_config::Limits,
+    send_timeout: Duration,
 ) -> Result<Written, WriteError> {
-    let (mut parts, mut body) = resp.into_parts();
-    let status = parts.status;
-    let tunnel = parts.extensions.remove::<Tunnel>();
-    if parts
-        .headers
-        .get(header::CONNECTION)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
-    {
-        closing = true;
-    }
+    let Reply {
+        head: reply_head,
+        mut body,
+        tunnel,
+    } = reply;
+    let (status, switching) = match &reply_head {
+        ReplyHead::Backend {
+            head, switching, ..
+        } => (head.status, *switching),
+        ReplyHead::Made(parts) => {
+            if parts
+                .headers
+                .get(header::CONNECTION)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
+            {
+                closing = true;
+            }
+            (parts.status, false)
+        }
+    };
+    let switching = switching && status == StatusCode::SWITCHING_PROTOCOLS && tunnel.is_some();
     let no_body = head_request
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -628,47 +638,55 @@ async fn write_response<W: AsyncWrite + Unpin>(
     let mut length = None;
     if !no_body {
         match body.size_hint().exact() {
-            Some(n) => {
-                parts
-                    .headers
-                    .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
-                length = Some(n);
-            }
-            None if version == Version::HTTP_11 => {
-                parts.headers.remove(header::CONTENT_LENGTH);
-                chunked = true;
-            }
-            None => {
-                parts.headers.remove(header::CONTENT_LENGTH);
-                closing = true;
-            }
+            Some(n) => length = Some(n),
+            None if version == Version::HTTP_11 => chunked = true,
+            None => closing = true,
         }
     }
-    let switching = status == StatusCode::SWITCHING_PROTOCOLS && tunnel.is_some();
-    if !switching {
-        if closing {
-            parts
-                .headers
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        } else if version == Version::HTTP_10 {
-            parts
-                .headers
-                .insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+    let mut head = Vec::with_capacity(512);
+    match reply_head {
+        ReplyHead::Backend {
+            head: backend,
+            set_cookie,
+            ..
+        } => {
+            let mut extra = Vec::new();
+            if let Some(v) = set_cookie {
+                extra.extend_from_slice(b"set-cookie: ");
+                extra.extend_from_slice(v.as_bytes());
+                extra.extend_from_slice(b"\r\n");
+            }
+            backend.write_client(switching, &extra, &mut head);
+        }
+        ReplyHead::Made(mut parts) => {
+            if !no_body {
+                parts.headers.remove(header::CONTENT_LENGTH);
+            }
+            parts.headers.remove(header::CONNECTION);
+            status_line(&mut head, parts.status);
+            encode_fields(&mut head, &parts.headers);
         }
     }
-    let mut head = Vec::with_capacity(256 + parts.headers.len() * 40);
-    status_line(&mut head, status);
-    encode_fields(&mut head, &parts.headers);
+    if let Some(n) = length {
+        head.extend_from_slice(b"content-length: ");
+        head.extend_from_slice(itoa(n, &mut [0u8; 20]));
+        head.extend_from_slice(b"\r\n");
+    }
     if chunked {
         head.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
+    if !switching {
+        if closing {
+            head.extend_from_slice(b"connection: close\r\n");
+        } else if version == Version::HTTP_10 {
+            head.extend_from_slice(b"connection: keep-alive\r\n");
+        }
+    }
     head.extend_from_slice(b"\r\n");
-    let send_timeout = limits.send_timeout;
     if switching {
         send(w, &mut [IoSlice::new(&head)], send_timeout).await?;
         drop(body);
-        let up = tunnel.and_then(|t| t.0.lock().ok()?.take());
-        return Ok(up.map_or(Written::Close, Written::Tunnel));
+        return Ok(tunnel.map_or(Written::Close, Written::Tunnel));
     }
     if no_body {
         send(w, &mut [IoSlice::new(&head)], send_timeout).await?;
@@ -766,6 +784,19 @@ async fn write_response<W: AsyncWrite + Unpin>(
     } else {
         Written::KeepAlive
     })
+}
+
+/// `n` in decimal, written into `buf`.
+fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
 }
 
 /// Writes a refusal made before any request existed (head too large, too slow, malformed).

@@ -2,10 +2,11 @@
 //!
 //! Owns: opening the connection (plain or TLS), writing a request (head and body in as few
 //! writes as possible, the head and a body-less request in one), reading the response head
-//! with `httparse`, and [`UpstreamBody`], the response body read straight from the socket by
-//! whoever polls it and handed back to the back-end's pool once it ended cleanly. There is no
-//! connection task and no channel: every byte is read and written by the polling task. It must
-//! not schedule, retry or choose error responses (forward.rs does).
+//! (kept as its own bytes, see [`super::head`]), and [`UpstreamBody`], the response body read
+//! straight from the socket by whoever polls it and handed back to the back-end's pool once it
+//! ended cleanly. There is no connection task and no channel: every byte is read and written
+//! by the polling task. It must not schedule, retry or choose error responses (forward.rs
+//! does).
 
 use std::future::Future;
 use std::io::{self, IoSlice};
@@ -17,8 +18,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{HeaderMap, HeaderName, HeaderValue};
-use http::request::Parts;
 use http::StatusCode;
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -26,14 +25,13 @@ use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use super::framing::{self, BodyError, Decoder, Framing, Step};
+use super::head::ResponseHead;
 use crate::backend::Backend;
 
 /// How much is read from a back-end at a time.
 const READ_CHUNK: usize = 16 * 1024;
 /// Largest response head accepted from a back-end.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
-/// Most header fields accepted in a response head.
-const MAX_RESPONSE_FIELDS: usize = 128;
 
 /// The byte stream to a back-end.
 pub(crate) enum Io {
@@ -156,19 +154,6 @@ pub(crate) enum HeadError {
     Invalid(&'static str),
 }
 
-/// A response head from a back-end, ready for the client.
-#[derive(Debug)]
-pub(crate) struct ResponseHead {
-    pub(crate) status: StatusCode,
-    /// Fields as received, minus the framing fields (the client side frames anew).
-    pub(crate) headers: HeaderMap,
-    pub(crate) framing: Framing,
-    /// Whether the connection may carry another request after this response.
-    pub(crate) keep_alive: bool,
-    /// Whether a `Content-Length` was dropped because `Transfer-Encoding` came with it.
-    pub(crate) dropped_length: bool,
-}
-
 impl Upstream {
     /// Wraps a freshly opened stream.
     pub(crate) fn new(io: Io, open: Arc<AtomicU64>) -> Self {
@@ -282,9 +267,10 @@ impl Upstream {
         let mut received_any = !self.buf.is_empty();
         loop {
             if !self.buf.is_empty() {
-                match parse_response(&self.buf, head_request)? {
-                    Some((used, head)) => {
-                        let _ = self.buf.split_to(used);
+                match ResponseHead::parse(&mut self.buf, head_request)
+                    .map_err(HeadError::Invalid)?
+                {
+                    Some(head) => {
                         if head.status.is_informational()
                             && head.status != StatusCode::SWITCHING_PROTOCOLS
                         {
@@ -326,118 +312,41 @@ pub(crate) enum SendError {
     Client(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// Parses a response head at the start of `buf`; `None` = incomplete.
-fn parse_response(
-    buf: &[u8],
-    head_request: bool,
-) -> Result<Option<(usize, ResponseHead)>, HeadError> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_FIELDS];
-    let mut resp = httparse::Response::new(&mut fields);
-    let used = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(HeadError::Invalid("too many response header fields"))
-        }
-        Err(_) => return Err(HeadError::Invalid("malformed response head")),
-    };
-    let code = resp.code.unwrap_or(0);
-    let status =
-        StatusCode::from_u16(code).map_err(|_| HeadError::Invalid("invalid status code"))?;
-    let fields_of = framing::response_fields(resp.headers)
-        .map_err(|_| HeadError::Invalid("invalid or conflicting Content-Length"))?;
-    let framing = framing::response_framing(code, head_request, &fields_of);
-    let http10 = resp.version == Some(0);
-    let mut keep_alive = !http10;
-    let mut headers = HeaderMap::with_capacity(resp.headers.len());
-    let mut dropped_length = false;
-    for h in resp.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| HeadError::Invalid("invalid header name"))?;
-        if name == http::header::CONNECTION {
-            for token in h.value.split(|b| *b == b',') {
-                let token = token.trim_ascii();
-                if token.eq_ignore_ascii_case(b"close") {
-                    keep_alive = false;
-                } else if http10 && token.eq_ignore_ascii_case(b"keep-alive") {
-                    keep_alive = true;
-                }
-            }
-        }
-        if name == http::header::CONTENT_LENGTH {
-            // RFC 9112 §6.3: a length that comes with Transfer-Encoding must not be forwarded.
-            if fields_of.transfer_encoding {
-                dropped_length = true;
-                continue;
-            }
-            if framing == Framing::Empty && !head_request && code != 304 {
-                continue;
-            }
-        }
-        if name == http::header::TRANSFER_ENCODING {
-            continue;
-        }
-        let value =
-            HeaderValue::from_bytes(h.value).map_err(|_| HeadError::Invalid("invalid header"))?;
-        headers.append(name, value);
-    }
-    if matches!(framing, Framing::Length(_)) {
-        // Keep exactly one Content-Length (a list of equal values becomes one).
-        if let Some(n) = fields_of.length {
-            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(n));
-        }
-    }
-    if framing == Framing::Close {
-        keep_alive = false;
-    }
-    Ok(Some((
-        used,
-        ResponseHead {
-            status,
-            headers,
-            framing,
-            keep_alive,
-            dropped_length,
-        },
-    )))
-}
-
-/// [`parse_response`] for the fuzz target.
+/// [`ResponseHead::check`] for the fuzz target: the head's length, or why it is refused.
+/// A complete head also parses on its own bytes, and what it forwards never carries the
+/// back-end's framing fields or a hop-by-hop field.
 pub(crate) fn fuzz_parse_response(buf: &[u8], head_request: bool) -> Result<Option<usize>, String> {
-    match parse_response(buf, head_request) {
-        Ok(Some((used, head))) => {
+    match ResponseHead::check(buf, head_request) {
+        Ok(Some(used)) => {
             assert!(used <= buf.len());
-            // A forwarded head never carries framing fields of its own.
-            assert!(head.headers.get(http::header::TRANSFER_ENCODING).is_none());
+            let head = ResponseHead::take(Bytes::copy_from_slice(&buf[..used]), head_request)
+                .map_err(str::to_owned)?;
+            let map = head.header_map(false);
+            assert!(map.get(http::header::TRANSFER_ENCODING).is_none());
+            assert!(map.get(http::header::CONNECTION).is_none());
             if head.dropped_length {
-                assert!(head.headers.get(http::header::CONTENT_LENGTH).is_none());
+                assert!(map.get(http::header::CONTENT_LENGTH).is_none());
             }
+            let mut out = Vec::new();
+            head.write_client(false, b"", &mut out);
+            out.extend_from_slice(b"\r\n");
+            // What goes to the client is itself one well-formed head of the same length.
+            let mut fields = [httparse::EMPTY_HEADER; 256];
+            let mut again = httparse::Response::new(&mut fields);
+            assert_eq!(
+                again.parse(&out).ok(),
+                Some(httparse::Status::Complete(out.len()))
+            );
+            assert!(again
+                .headers
+                .iter()
+                .all(|h| !h.name.eq_ignore_ascii_case("transfer-encoding")
+                    && !h.name.eq_ignore_ascii_case("content-length")));
             Ok(Some(used))
         }
         Ok(None) => Ok(None),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.to_owned()),
     }
-}
-
-/// The request head as bytes: request line, fields, and the framing field of the body.
-pub(crate) fn encode_request_head(parts: &Parts, chunked: bool) -> Vec<u8> {
-    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut out = Vec::with_capacity(256 + parts.headers.len() * 32);
-    out.extend_from_slice(parts.method.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(pq.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (k, v) in &parts.headers {
-        out.extend_from_slice(k.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(v.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    if chunked {
-        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out
 }
 
 /// Where a finished response body returns its connection.
@@ -643,45 +552,45 @@ pub(crate) async fn open(
 mod tests {
     use super::*;
 
+    fn parse(raw: &[u8], head_request: bool) -> Result<Option<ResponseHead>, &'static str> {
+        ResponseHead::parse(&mut BytesMut::from(raw), head_request)
+    }
+
     #[test]
     fn response_heads_drop_a_length_that_comes_with_chunked() {
         let raw =
             b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\nX: y\r\n\r\n";
-        let (used, head) = parse_response(raw, false).unwrap().unwrap();
-        assert_eq!(used, raw.len());
+        let head = parse(raw, false).unwrap().unwrap();
         assert_eq!(head.framing, Framing::Chunked);
         assert!(head.dropped_length);
-        assert!(head.headers.get("content-length").is_none());
-        assert!(head.headers.get("transfer-encoding").is_none());
+        let map = head.header_map(false);
+        assert!(map.get("content-length").is_none());
+        assert!(map.get("transfer-encoding").is_none());
         assert!(head.keep_alive);
     }
 
     #[test]
     fn response_heads_say_when_the_connection_cannot_be_reused() {
-        let (_, close) = parse_response(
+        let close = parse(
             b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
             false,
         )
         .unwrap()
         .unwrap();
         assert!(!close.keep_alive);
-        let (_, eof) = parse_response(b"HTTP/1.1 200 OK\r\n\r\n", false)
-            .unwrap()
-            .unwrap();
+        let eof = parse(b"HTTP/1.1 200 OK\r\n\r\n", false).unwrap().unwrap();
         assert_eq!(eof.framing, Framing::Close);
         assert!(!eof.keep_alive);
-        let (_, old) = parse_response(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false)
+        let old = parse(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false)
             .unwrap()
             .unwrap();
         assert!(!old.keep_alive);
-        assert!(parse_response(
+        assert!(parse(
             b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
             false
         )
         .is_err());
-        assert!(parse_response(b"HTTP/1.1 2000 OK\r\n\r\n", false).is_err());
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\n", false)
-            .unwrap()
-            .is_none());
+        assert!(parse(b"HTTP/1.1 2000 OK\r\n\r\n", false).is_err());
+        assert!(parse(b"HTTP/1.1 200 OK\r\n", false).unwrap().is_none());
     }
 }

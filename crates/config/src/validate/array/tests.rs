@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use crate::{parse, ConfigError, Problem, Source};
+use crate::{parse, ConfigError, DataPlane, Problem, Source};
 
 /// A service on the VIP (ports 80 and 443 by default) and a valid two-node array.
 const VALID: &str = r#"[[service]]
@@ -181,6 +181,29 @@ fn table_size_is_a_power_of_two_in_range() {
     only_problem(&text, "table_size", "array.table_size", "power of two");
     let text = edit("scheduler = 1\n", "scheduler = 1\ntable_size = 1\n");
     only_problem(&text, "table_size", "array.table_size", "between 2 and");
+}
+
+#[test]
+fn data_plane_is_one_of_three_words_and_defaults_to_af_packet() {
+    let config = parse(VALID, Source::Inline("test".into())).unwrap();
+    assert_eq!(config.array.unwrap().data_plane, DataPlane::AfPacket);
+    for (word, want) in [
+        ("auto", DataPlane::Auto),
+        ("xdp", DataPlane::Xdp),
+        ("af_packet", DataPlane::AfPacket),
+    ] {
+        let text = edit(
+            "scheduler = 1\n",
+            &format!("scheduler = 1\ndata_plane = \"{word}\"\n"),
+        );
+        let config = parse(&text, Source::Inline("test".into())).unwrap();
+        assert_eq!(config.array.unwrap().data_plane, want);
+        assert_eq!(want.as_str(), word);
+    }
+    let text = edit("scheduler = 1\n", "scheduler = 1\ndata_plane = \"dpdk\"\n");
+    only_problem(&text, "data_plane", "array.data_plane", "not a data plane");
+    let text = edit("scheduler = 1\n", "scheduler = 1\ndata_plane = 1\n");
+    assert!(!problems(&text).is_empty(), "a number is refused");
 }
 
 #[test]

@@ -11,7 +11,8 @@
 //! refused by every node's validator, naming the keys, so nothing is silently half-applied.
 //!
 //! Must not: apply anything to the running node (the cluster driver does); its only I/O is
-//! [`persist`]'s write of the committed file.
+//! [`persist`]'s write of the committed file. Refusals are a typed [`PushRefused`], whose text
+//! is what a refusing node sends back to the node that pushed.
 
 use std::path::{Path, PathBuf};
 
@@ -33,7 +34,7 @@ const RESTART_ONLY: &[&str] = &[
 /// The keys of `pushed` that differ from `running` and cannot change without a restart, for
 /// node `node_id`; empty when the push may be applied live. Built on
 /// [`pentaflow_config::diff_array`], so every key is compared.
-pub(crate) fn restart_only_changes(
+pub fn restart_only_changes(
     running: &ArrayConfig,
     pushed: Option<&ArrayConfig>,
     node_id: u16,
@@ -63,40 +64,56 @@ pub(crate) fn restart_only_changes(
     keys
 }
 
-/// The validator's verdict on a pushed array part, as the reason a node sends back.
-pub(crate) fn check_push(
+/// Why a node refuses a pushed configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PushRefused {
+    /// The text is not a valid configuration here (the parser's report: file, line, key).
+    #[error("{0}")]
+    Invalid(String),
+    /// It changes keys that need a restart of every node.
+    #[error(
+        "node {node_id}: {} cannot change while the array runs (restart every node with the \
+         new file instead)",
+        keys.join(", ")
+    )]
+    RestartOnly {
+        /// The refusing node.
+        node_id: u16,
+        /// The keys, as [`restart_only_changes`] names them.
+        keys: Vec<String>,
+    },
+}
+
+/// The validator's verdict on a pushed array part.
+pub fn check_push(
     running: &ArrayConfig,
     pushed: Option<&ArrayConfig>,
     node_id: u16,
-) -> Result<(), String> {
+) -> Result<(), PushRefused> {
     let keys = restart_only_changes(running, pushed, node_id);
     if keys.is_empty() {
         return Ok(());
     }
-    Err(format!(
-        "node {node_id}: {} cannot change while the array runs (restart every node with the \
-         new file instead)",
-        keys.join(", ")
-    ))
+    Err(PushRefused::RestartOnly { node_id, keys })
 }
 
 /// The cluster's validator: a pushed text must be a valid configuration here, and change
 /// nothing of `[array]` that needs a restart (see [`check_push`]). Keys that may change live
 /// never include those, so the array this node started with is the one to compare to.
-pub(crate) fn validate(
+pub fn validate(
     running: &ArrayConfig,
     node_id: u16,
     dest: Option<&Path>,
     text: &str,
-) -> Result<(), String> {
+) -> Result<(), PushRefused> {
     let config = pentaflow_config::parse(text, pushed_source("pushed configuration", dest))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| PushRefused::Invalid(e.to_string()))?;
     check_push(running, config.array.as_ref(), node_id)
 }
 
 /// How a pushed text is parsed: as the file it will replace (relative paths resolve beside
 /// it), or, for a node started without a file, from the current directory.
-pub(crate) fn pushed_source(label: &str, dest: Option<&Path>) -> pentaflow_config::Source {
+pub fn pushed_source(label: &str, dest: Option<&Path>) -> pentaflow_config::Source {
     match dest {
         Some(dest) => pentaflow_config::Source::Pushed {
             label: label.to_owned(),
@@ -109,7 +126,7 @@ pub(crate) fn pushed_source(label: &str, dest: Option<&Path>) -> pentaflow_confi
 /// Writes a committed configuration over this node's file, so that a restart or a SIGHUP keeps
 /// it rather than bringing back the old one: into a temporary file beside it with the old
 /// file's permissions, renamed over it (atomic); the replaced file is kept as `FILE.previous`.
-pub(crate) fn persist(path: &Path, text: &str) -> std::io::Result<()> {
+pub fn persist(path: &Path, text: &str) -> std::io::Result<()> {
     // Already there (a late joiner started from it, or the nodes of a lab sharing one file):
     // rewriting would only replace `.previous` with the same text.
     if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
@@ -144,7 +161,7 @@ mod tests {
     }
 
     fn base() -> String {
-        super::super::lab::array_config_for_tests()
+        crate::fixtures::two_node_text().to_owned()
     }
 
     #[test]
@@ -165,12 +182,14 @@ mod tests {
             .replace("10.77.1.10\"", "10.77.1.20\"")
             .replace("10.77.1.10:", "10.77.1.20:");
         assert_ne!(moved, base());
-        let err = check_push(&running, Some(&array(&moved)), 1).unwrap_err();
+        let err = check_push(&running, Some(&array(&moved)), 1)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("array.vip") && err.contains("restart"),
             "{err}"
         );
-        let none = check_push(&running, None, 1).unwrap_err();
+        let none = check_push(&running, None, 1).unwrap_err().to_string();
         assert!(none.contains("[array]"), "{none}");
     }
 
@@ -180,12 +199,15 @@ mod tests {
         let readdressed = base().replace("10.77.1.12\"", "10.77.1.42\"");
         assert_ne!(readdressed, base());
         let pushed = array(&readdressed);
-        let err = check_push(&running, Some(&pushed), 2).unwrap_err();
+        let err = check_push(&running, Some(&pushed), 2)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("own control address"), "{err}");
         // Another node's address is a live change for node 1.
         assert_eq!(check_push(&running, Some(&pushed), 1), Ok(()));
         assert!(check_push(&running, Some(&pushed), 9)
             .unwrap_err()
+            .to_string()
             .contains("not listed"));
     }
 
@@ -229,6 +251,7 @@ mod tests {
             .replace("10.77.1.10:", "10.77.1.20:");
         assert!(validate(&a, 1, None, &moved)
             .unwrap_err()
+            .to_string()
             .contains("array.vip"));
     }
 }

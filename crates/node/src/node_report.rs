@@ -1,4 +1,4 @@
-//! What this node reports to the array's control plane every `LIVE_EVERY` (cluster driver):
+//! What this node reports to the array's control plane every `LIVE_EVERY` (the binary's cluster driver):
 //! the buckets of its live client connections (for a new scheduler's merge and for drain),
 //! its load and its average back-end response time — all read from the proxy's own tables.
 //!
@@ -13,7 +13,7 @@ use pentaflow_config::ArrayConfig;
 
 /// The load a node announces: its open client connections against `max_connections`, in
 /// per mille (1000 = the next connection is refused).
-pub(super) fn load_permille(open: u32, limit: usize) -> u16 {
+pub fn load_permille(open: u32, limit: usize) -> u16 {
     let limit = u64::try_from(limit).unwrap_or(u64::MAX).max(1);
     let permille = (u64::from(open) * 1000 / limit).min(1000);
     u16::try_from(permille).unwrap_or(1000)
@@ -21,7 +21,7 @@ pub(super) fn load_permille(open: u32, limit: usize) -> u16 {
 
 /// This node's average back-end response time (µs) over its Web Server Status Table,
 /// weighted by each back-end's hits (0 before the first request).
-pub(super) fn avg_response_us(rows: &[ServerRow]) -> u32 {
+pub fn avg_response_us(rows: &[ServerRow]) -> u32 {
     let hits: u128 = rows.iter().map(|r| u128::from(r.hits)).sum();
     if hits == 0 {
         return 0;
@@ -36,21 +36,22 @@ pub(super) fn avg_response_us(rows: &[ServerRow]) -> u32 {
 
 /// The buckets of this node's open client connections (the proxy's `live_clients`): what
 /// a new scheduler merges before assigning anything, so no surviving connection moves.
-pub(super) struct LiveBuckets {
+pub struct LiveBuckets {
     /// Only for `bucket_of` (the hash and mask every node shares); `None` if the size is
     /// invalid, which validation already refuses.
     table: Option<BucketTable>,
 }
 
 impl LiveBuckets {
-    pub(super) fn new(array: &ArrayConfig) -> Self {
+    /// Live buckets in the table shape of `array` (its `table_size`).
+    pub fn new(array: &ArrayConfig) -> Self {
         LiveBuckets {
             table: BucketTable::new(array.table_size).ok(),
         }
     }
 
     /// `(buckets, connections)` of these client addresses.
-    pub(super) fn of(&self, clients: &[SocketAddr]) -> (Vec<u32>, u32) {
+    pub fn of(&self, clients: &[SocketAddr]) -> (Vec<u32>, u32) {
         let Some(table) = &self.table else {
             return (Vec::new(), 0);
         };
@@ -67,7 +68,7 @@ impl LiveBuckets {
 mod tests {
     use super::*;
 
-    use super::super::lab::array_for_tests as array;
+    use crate::fixtures::two_node_array as array;
 
     #[test]
     fn live_buckets_are_the_buckets_of_the_clients() {

@@ -2,7 +2,7 @@
 //! its proxy.
 //!
 //! Every node: the VIP on `lo` and no ARP for it (`prepare_node`), kept while serving. With a
-//! cluster key the scheduler is elected and run by [`super::cluster`]; without one, the static
+//! cluster key the scheduler is elected and run by [`crate::driver`]; without one, the static
 //! scheduler node also runs the L4 scheduler thread (`spawn_scheduler`: it answers ARP for
 //! the VIP, announces it by gratuitous ARP, routes frames by MAC rewrite and serves its own
 //! share through a TAP). Everything is undone on [`ArrayRole::stop`] — or on drop, so a
@@ -11,18 +11,19 @@
 //! This module only translates the validated config into the packet crate's types and
 //! keeps the guards; it must not implement any of the data plane.
 
-use anyhow::Context;
 use pentaflow_config::ArrayConfig;
 use pentaflow_packet::{
-    prepare_node, setup::check_privileges, spawn_scheduler, Counters, KernelGuard, L4Proto,
-    MacAddr, NodeEntry, NodeId, SchedulerConfig, SchedulerHandle,
+    prepare_node, setup::check_privileges, spawn_scheduler, Counters, DataPlaneChoice, KernelGuard,
+    L4Proto, MacAddr, NodeEntry, NodeId, SchedulerConfig, SchedulerHandle,
 };
+
+use crate::RoleError;
 
 /// The kernel state and threads of this node's part in the array.
 ///
 /// Field order is drop order: the scheduler stops (restoring `arp_ignore` to the node's
 /// value and removing its nftables table and TAP) before the node guard restores the rest.
-pub(crate) struct ArrayRole {
+pub struct ArrayRole {
     scheduler: Option<SchedulerHandle>,
     node: Option<KernelGuard>,
     node_id: u16,
@@ -31,23 +32,20 @@ pub(crate) struct ArrayRole {
 impl ArrayRole {
     /// Takes this node's role: `node_id` (the command line) or the file's `node_id` says
     /// which node this is. Blocks for the few `ip`/`nft` commands of the set-up.
-    pub(crate) fn start(array: &ArrayConfig, node_id: Option<u16>) -> anyhow::Result<Self> {
+    pub fn start(array: &ArrayConfig, node_id: Option<u16>) -> Result<Self, RoleError> {
         let me = array
             .self_node(node_id)
             .ok_or_else(|| match node_id.or(array.node_id) {
-                Some(id) => anyhow::anyhow!("node {id} is not listed in [[array.node]]"),
-                None => anyhow::anyhow!(
-                "which node is this? pass --node-id N (or PENTAFLOW_NODE_ID, or [array] node_id)"
-            ),
+                Some(id) => RoleError::NotListed(id),
+                None => RoleError::WhichNode,
             })?;
-        check_privileges()
-            .context("the [array] section needs root (or CAP_NET_ADMIN and CAP_NET_RAW)")?;
-        let guard = prepare_node(&array.interface, array.vip).with_context(|| {
-            format!(
-                "cannot prepare {} for the VIP {}",
-                array.interface, array.vip
-            )
-        })?;
+        check_privileges().map_err(RoleError::Privileges)?;
+        let guard =
+            prepare_node(&array.interface, array.vip).map_err(|source| RoleError::PrepareNode {
+                interface: array.interface.clone(),
+                vip: array.vip,
+                source,
+            })?;
         tracing::info!(node = me.id, vip = %array.vip, lan = %array.interface, "VIP on lo, no ARP for it");
         let mut role = ArrayRole {
             scheduler: None,
@@ -56,8 +54,8 @@ impl ArrayRole {
         };
         if array.is_scheduler(me.id) {
             // On error `role` drops here and restores the node set-up.
-            let handle = spawn_scheduler(scheduler_config(array, me.id))
-                .context("cannot start the scheduler")?;
+            let handle =
+                spawn_scheduler(scheduler_config(array, me.id)).map_err(RoleError::Scheduler)?;
             tracing::info!(
                 node = me.id,
                 nodes = array.nodes.len(),
@@ -71,12 +69,12 @@ impl ArrayRole {
     }
 
     /// This node's id.
-    pub(crate) fn node_id(&self) -> u16 {
+    pub fn node_id(&self) -> u16 {
         self.node_id
     }
 
     /// Stops the scheduler (logging its counters) and restores every kernel change.
-    pub(crate) fn stop(mut self) {
+    pub fn stop(mut self) {
         if let Some(scheduler) = self.scheduler.take() {
             match scheduler.stop() {
                 Ok(counters) => log_counters(self.node_id, &counters),
@@ -97,7 +95,7 @@ impl ArrayRole {
 
 /// The scheduler thread's configuration: every node (this one included: it serves its own
 /// share through the TAP), the table and the ports of the file.
-pub(crate) fn scheduler_config(array: &ArrayConfig, self_id: u16) -> SchedulerConfig {
+pub fn scheduler_config(array: &ArrayConfig, self_id: u16) -> SchedulerConfig {
     let nodes = array
         .nodes
         .iter()
@@ -106,7 +104,7 @@ pub(crate) fn scheduler_config(array: &ArrayConfig, self_id: u16) -> SchedulerCo
             mac: MacAddr(n.mac),
             weight: n.weight,
             enabled: n.enabled,
-            // Static membership: with a cluster key, `cluster::node_entries` follows the view.
+            // Static membership: with a cluster key, the driver's `scheduler_nodes` follows the view.
             alive: true,
         })
         .collect();
@@ -114,11 +112,16 @@ pub(crate) fn scheduler_config(array: &ArrayConfig, self_id: u16) -> SchedulerCo
     cfg.services = array.ports.iter().map(|&p| (L4Proto::Tcp, p)).collect();
     cfg.table_size = array.table_size;
     cfg.idle_ms = u64::try_from(array.bucket_idle.as_millis()).unwrap_or(u64::MAX);
+    cfg.data_plane = match array.data_plane {
+        pentaflow_config::DataPlane::Auto => DataPlaneChoice::Auto,
+        pentaflow_config::DataPlane::Xdp => DataPlaneChoice::Xdp,
+        pentaflow_config::DataPlane::AfPacket => DataPlaneChoice::AfPacket,
+    };
     cfg
 }
 
 /// One log line with the scheduler's final counters (the lab test reads it).
-pub(crate) fn log_counters(node: u16, c: &Counters) {
+pub fn log_counters(node: u16, c: &Counters) {
     let forwarded: Vec<String> = c
         .forwarded
         .iter()

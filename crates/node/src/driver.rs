@@ -2,7 +2,7 @@
 //! the cluster elects runs the AF_PACKET scheduler with the replicated table.
 //!
 //! One tokio task per node ([`ClusterDriver`]) performs what the pure
-//! [`pentaflow_node::Supervisor`] decides from each cluster view and data-plane event:
+//! [`crate::Supervisor`] decides from each cluster view and data-plane event:
 //!
 //! * `StartScheduler` → start the scheduler thread from the replica (`initial_table`),
 //!   recording its assignments; `StopScheduler` → stop it (its thread restores the kernel);
@@ -10,9 +10,9 @@
 //! * a data plane that cannot start, or whose thread exits by itself (the LAN interface went
 //!   down), is logged with its whole cause chain, counted, shown in `/cluster`, and the
 //!   supervisor's `Relinquish` makes the cluster core step down so another node serves;
-//! * every [`SYNC_EVERY`] → the scheduler's assignments and idle releases to the cluster, and
+//! * every `SYNC_EVERY` (20 ms) → the scheduler's assignments and idle releases to the cluster, and
 //!   a check that its thread is still running;
-//!   every [`LIVE_EVERY`] this node's live buckets (of the proxy's open client connections),
+//!   every `LIVE_EVERY` (100 ms) this node's live buckets (of the proxy's open client connections),
 //!   its status and its Web Server Status Table (for the scheduler's summary);
 //! * `Config(Committed)` → apply the text: services and back-ends with `Proxy::reload`, then
 //!   what may change live of `[array]` (see `pushed_config`) to the cluster and the scheduler.
@@ -29,24 +29,23 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
 use pentaflow_admin::{ControlError, ControlRequest};
 use pentaflow_balance::{BucketSnapshot, NodeCandidate};
 use pentaflow_cluster::{
-    ClusterHandle, ClusterInfo, ClusterKey, ClusterView, ConfigEvent, NodeParams, NodeStatus,
-    Output, Reconfigure, ServerRow, ShellConfig, ShellError, Timing,
+    ClusterHandle, ClusterInfo, ClusterKey, ClusterView, ConfigEvent, ConfigSyncError, NodeParams,
+    NodeStatus, Output, Reconfigure, ServerRow, ShellConfig, ShellError, Timing,
 };
 use pentaflow_config::{ArrayConfig, ClusterSettings};
-use pentaflow_node::notify::Notifier;
-use pentaflow_node::{cause_chain, Action, Configured, DataPlane, Event, Supervisor};
 use pentaflow_packet::{spawn_scheduler, Command, MacAddr, NodeEntry, NodeId, SchedulerHandle};
 use pentaflow_proxy::Proxy;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::array::{log_counters, scheduler_config};
-use super::node_report::{avg_response_us, load_permille, LiveBuckets};
-use super::pushed_config::{check_push, persist, pushed_source, validate};
+use crate::array_role::{log_counters, scheduler_config};
+use crate::node_report::{avg_response_us, load_permille, LiveBuckets};
+use crate::notify::Notifier;
+use crate::pushed_config::{check_push, persist, pushed_source, validate};
+use crate::{cause_chain, Action, Configured, DataPlane, Event, RoleError, Supervisor};
 
 /// How often assignments are forwarded and live buckets reported: well under the cluster's
 /// 150 ms merge deadline, so a takeover's merge sees connections opened a moment before.
@@ -58,40 +57,42 @@ const LIVE_EVERY: Duration = Duration::from_millis(100);
 const CONTROL_QUEUE: usize = 16;
 
 /// One operator action and where its answer goes.
-pub(crate) type ControlCall = (
+pub type ControlCall = (
     ControlRequest,
     oneshot::Sender<Result<serde_json::Value, ControlError>>,
 );
 
 /// What the admin API reads of, and sends to, the cluster on this node.
 #[derive(Clone)]
-pub(crate) struct ClusterAccess {
+pub struct ClusterAccess {
     /// The data planes' view (role, table, alive nodes).
-    pub(crate) view: watch::Receiver<ClusterView>,
+    pub view: watch::Receiver<ClusterView>,
     /// The operator's summary (members, status poll).
-    pub(crate) info: watch::Receiver<ClusterInfo>,
+    pub info: watch::Receiver<ClusterInfo>,
     /// Operator actions.
-    pub(crate) control: mpsc::Sender<ControlCall>,
+    pub control: mpsc::Sender<ControlCall>,
     /// The `[array]` in force: the file's, then each committed one's (nodes may be added).
-    pub(crate) array: watch::Receiver<Arc<ArrayConfig>>,
+    pub array: watch::Receiver<Arc<ArrayConfig>>,
     /// This node's scheduler data plane: state, failures, the last cause.
-    pub(crate) data_plane: watch::Receiver<DataPlaneReport>,
+    pub data_plane: watch::Receiver<DataPlaneReport>,
 }
 
 /// What `/cluster` shows of this node's scheduler data plane.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct DataPlaneReport {
+pub struct DataPlaneReport {
     /// `down`, `starting` or `up`.
-    pub(crate) state: &'static str,
+    pub state: &'static str,
     /// Failures (could not start, or died running) since this process started.
-    pub(crate) failures: u64,
+    pub failures: u64,
     /// The last one: whether at start, its whole cause chain, and when.
-    pub(crate) last_failure: Option<(bool, String, Instant)>,
+    pub last_failure: Option<(bool, String, Instant)>,
+    /// What the last start got (`xdp_native`, `xdp_generic`, `af_packet`) and why.
+    pub kind: Option<(&'static str, String)>,
 }
 
 /// The running control plane of one node. [`ClusterDriver::stop`] stops the scheduler (if
 /// this node holds it) and the shell.
-pub(crate) struct ClusterDriver {
+pub struct ClusterDriver {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
     access: ClusterAccess,
@@ -99,26 +100,25 @@ pub(crate) struct ClusterDriver {
 
 impl ClusterDriver {
     /// Binds the control socket on this node's LAN address and starts the task.
-    pub(crate) async fn start(
+    pub async fn start(
         array: &ArrayConfig,
         settings: &ClusterSettings,
         node_id: u16,
         proxy: Proxy,
         config_path: Option<PathBuf>,
-    ) -> anyhow::Result<Self> {
-        let me = array
-            .node(node_id)
-            .with_context(|| format!("node {node_id} is not listed in [[array.node]]"))?;
+    ) -> Result<Self, RoleError> {
+        let me = array.node(node_id).ok_or(RoleError::NotListed(node_id))?;
         let params = NodeParams {
             id: NodeId(node_id),
             priority: me.priority,
             weight: me.weight,
             incarnation: incarnation(),
             key: ClusterKey::new(settings.key.clone())
-                .map_err(|e| anyhow::anyhow!("[array] key: {e}"))?,
+                .map_err(|e| RoleError::ClusterKey(e.to_string()))?,
             table_size: array.table_size,
             timing: timing(settings),
             preempt: settings.preempt,
+            quorum: array.quorum(),
         };
         let bind = SocketAddr::from((me.address, settings.port));
         let peers = peers_of(array, settings, node_id);
@@ -129,15 +129,16 @@ impl ClusterDriver {
         };
         let running = array.clone();
         let dest = config_path.clone();
-        let validator =
-            Box::new(move |text: &str| validate(&running, node_id, dest.as_deref(), text));
+        let validator = Box::new(move |text: &str| {
+            validate(&running, node_id, dest.as_deref(), text).map_err(|e| e.to_string())
+        });
         let handle =
             tokio::task::spawn_blocking(move || pentaflow_cluster::spawn_thread(shell, validator))
                 .await
-                .context("cluster start-up task")?
-                .with_context(|| format!("cannot start the cluster on {bind}"))?;
+                .map_err(RoleError::StartupTask)?
+                .map_err(|source| RoleError::ClusterStart { bind, source })?;
         if !me.enabled {
-            handle.set_enabled(false).await?;
+            handle.set_enabled(false).await.map_err(RoleError::Shell)?;
         }
         tracing::info!(node = node_id, %bind, priority = me.priority, "cluster member started");
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
@@ -177,12 +178,12 @@ impl ClusterDriver {
     }
 
     /// What the admin API needs.
-    pub(crate) fn access(&self) -> ClusterAccess {
+    pub fn access(&self) -> ClusterAccess {
         self.access.clone()
     }
 
     /// Stops the scheduler (restoring the kernel) and the shell.
-    pub(crate) async fn stop(mut self) {
+    pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -238,6 +239,7 @@ fn reconfigure_of(
         timing: timing(settings),
         preempt: settings.preempt,
         peers,
+        quorum: array.quorum(),
     })
 }
 
@@ -356,7 +358,14 @@ impl Driver {
                 let proposal = proposal.or(self.last_proposal).ok_or_else(|| {
                     ControlError::new(409, "nothing pushed through this node: name a proposal")
                 })?;
-                let version = handle.commit_config(proposal).await.map_err(refused)?;
+                // Not acked by every alive node yet is a wait, not a refusal: 503, so the
+                // caller tries again in a moment (the driver's loop must not wait here).
+                let version = handle.commit_config(proposal).await.map_err(|e| match e {
+                    ShellError::Config(ConfigSyncError::NotReady { .. }) => {
+                        ControlError::new(503, e.to_string())
+                    }
+                    e => refused(e),
+                })?;
                 tracing::info!(proposal, version, "configuration committed");
                 Ok(serde_json::json!({ "proposal": proposal, "version": version }))
             }
@@ -426,7 +435,7 @@ impl Driver {
                 }
                 Action::StopScheduler { why } => self.step_down(why).await,
                 Action::UpdateNodes(nodes) => {
-                    let entries = node_entries(&self.array, &nodes);
+                    let entries = scheduler_nodes(&self.array, &nodes);
                     self.command(Command::Nodes(entries));
                 }
                 Action::Adopt(table) => self.command(Command::Adopt(table)),
@@ -466,18 +475,23 @@ impl Driver {
         accepting_new: bool,
     ) -> Event {
         let mut cfg = scheduler_config(&self.array, self.node_id);
-        cfg.nodes = node_entries(&self.array, nodes);
+        cfg.nodes = scheduler_nodes(&self.array, nodes);
         let assigned = table.assigned.len();
         cfg.initial_table = Some(table);
         cfg.record_changes = true;
         cfg.accepting_new = accepting_new;
         match tokio::task::spawn_blocking(move || spawn_scheduler(cfg)).await {
             Ok(Ok(handle)) => {
+                let plane = handle.data_plane();
                 tracing::info!(
                     node = self.node_id,
                     assigned,
+                    data_plane = plane.kind.as_str(),
+                    reason = %plane.reason,
                     "scheduler up (gratuitous ARP sent)"
                 );
+                let kind = Some((plane.kind.as_str(), plane.reason.clone()));
+                self.plane_tx.send_modify(|r| r.kind = kind);
                 self.scheduler = Some(handle);
                 Event::Started
             }
@@ -621,7 +635,7 @@ impl Driver {
                 let _ = handle.set_enabled(e).await;
             }
         }
-        self.command(Command::Nodes(node_entries(&self.array, &view.nodes)));
+        self.command(Command::Nodes(scheduler_nodes(&self.array, &view.nodes)));
         self.command(Command::BucketIdle(ms(self.array.bucket_idle)));
         tracing::info!(
             version,
@@ -634,7 +648,7 @@ impl Driver {
 }
 
 /// The scheduler's node table from the configured nodes and the cluster's candidates.
-pub(crate) fn node_entries(array: &ArrayConfig, alive: &[NodeCandidate]) -> Vec<NodeEntry> {
+pub fn scheduler_nodes(array: &ArrayConfig, alive: &[NodeCandidate]) -> Vec<NodeEntry> {
     let configured: Vec<Configured> = array
         .nodes
         .iter()
@@ -645,14 +659,14 @@ pub(crate) fn node_entries(array: &ArrayConfig, alive: &[NodeCandidate]) -> Vec<
             enabled: n.enabled,
         })
         .collect();
-    pentaflow_node::node_entries(&configured, alive)
+    crate::node_entries(&configured, alive)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    use super::super::lab::array_for_tests as array;
+    use crate::fixtures::two_node_array as array;
 
     #[test]
     fn node_entries_follow_the_cluster() {
@@ -663,7 +677,7 @@ mod tests {
             enabled: false,
             alive: true,
         }];
-        let entries = node_entries(&a, &alive);
+        let entries = scheduler_nodes(&a, &alive);
         assert_eq!(entries.len(), a.nodes.len());
         assert!(!entries[0].alive, "node 1 is not listed: failed");
         assert!(entries[1].alive && !entries[1].enabled && entries[1].weight == 5);

@@ -1,0 +1,118 @@
+//! What the binary's end-to-end tests share: a `pentaflow` child process that is always
+//! stopped, local ports that are never handed out twice, scratch directories, and a real
+//! HTTP back-end that names itself.
+//!
+//! Each test file is its own crate and uses only part of this kit, hence the `dead_code`
+//! allowance below: an unused helper here is not dead code of the product.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+
+/// A child process (a `pentaflow serve` or `demo`) killed and reaped when the test ends, pass
+/// or fail, so no test leaves a node running.
+pub(crate) struct Running(pub(crate) Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Running {
+    /// Sends `sig` (a name `kill` knows: `HUP`, `TERM`…) to the child.
+    pub(crate) fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.0.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{sig} {}", self.0.id());
+    }
+
+    /// Waits for the child to exit, failing the test after `limit`.
+    pub(crate) fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let until = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < until, "process did not exit in {limit:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A free local address. Never the same port twice in one test binary: the kernel may hand a
+/// just-released port out again, and two listeners of one test (or of two tests running at
+/// once) must not be given the same one.
+pub(crate) fn free_addr() -> SocketAddr {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut given = GIVEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !given.contains(&addr.port()) {
+            given.push(addr.port());
+            return addr;
+        }
+    }
+}
+
+/// An empty scratch directory for this test process.
+pub(crate) fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pentaflow-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A real HTTP/1.1 back-end (hyper) that answers every request with its name, as the body
+/// and in `x-backend`.
+pub(crate) async fn named_backend(name: &'static str) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let svc = service_fn(move |_req| async move {
+                    Ok::<_, Infallible>(
+                        http::Response::builder()
+                            .header("x-backend", name)
+                            .body(Full::new(Bytes::from(name)))
+                            .unwrap(),
+                    )
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Waits until something accepts connections on `addr` (at most 20 s).
+pub(crate) async fn wait_listening(addr: SocketAddr) {
+    let until = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < until, "{addr} never started listening");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
