@@ -690,7 +690,7 @@ pub(crate) struct ResponseHead {
     /// Whether a `Content-Length` was dropped because `Transfer-Encoding` came with it.
     pub(crate) dropped_length: bool,
     /// A bodiless answer to HEAD, or a 304, keeps the back-end's `Content-Length` as it is.
-    keep_length_field: bool,
+    pub(crate) keep_length_field: bool,
 }
 
 impl ResponseHead {
