@@ -57,6 +57,12 @@
 //! hash_balance_factor = 125           # optional, only with url_hash, integer > 100
 //! persistence = "cookie"              # none (default) | cookie | session ; needs the matching table below
 //! backend_keepalive = true            # default true
+//! accept_proxy = false                # default false; true: every connection to listen and
+//!                                     # tls_listen starts with a PROXY protocol v1/v2 header
+//! proxy_trusted = ["10.0.0.0/8"]      # optional, needs accept_proxy: sources (CIDR or address)
+//!                                     # allowed to connect; absent = any source
+//! send_proxy = "v2"                   # optional: "v1" | "v2", a PROXY header first on each
+//!                                     # new back-end connection
 //! retries = 2                         # default 2; 0..=16
 //! max_body_bytes = 1048576            # optional (absent = no limit, as HAProxy); larger request
 //!                                     # bodies get 413 and a close; >= 0
@@ -292,6 +298,9 @@ pub(crate) struct FileService {
     pub(crate) hash_balance_factor: Option<Spanned<i64>>,
     pub(crate) persistence: Option<Spanned<String>>,
     pub(crate) backend_keepalive: Option<bool>,
+    pub(crate) accept_proxy: Option<Spanned<bool>>,
+    pub(crate) proxy_trusted: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) send_proxy: Option<Spanned<String>>,
     pub(crate) retries: Option<Spanned<i64>>,
     pub(crate) max_body_bytes: Option<Spanned<i64>>,
     pub(crate) cookie: Option<Spanned<FileCookie>>,

@@ -8,7 +8,7 @@
 //! validator fills absent keys from them, and tests may build configs from them.
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -250,6 +250,115 @@ pub struct ServiceConfig {
     pub backend_tls: Option<BackendTls>,
     /// Rewrite asset URLs in outgoing HTML to a CDN (`[service.cdn]`); `None` = off.
     pub cdn: Option<CdnConfig>,
+    /// Every connection to this service's listeners starts with a PROXY protocol header
+    /// (`accept_proxy = true`, HAProxy's `accept-proxy`); `None` = off.
+    pub accept_proxy: Option<AcceptProxy>,
+    /// Write a PROXY protocol header first on each new back-end connection
+    /// (`send_proxy = "v1" | "v2"`, HAProxy's `send-proxy` / `send-proxy-v2`); `None` = off.
+    pub send_proxy: Option<ProxyVersion>,
+}
+
+/// `accept_proxy = true`: the service's listeners sit behind a trusted L4 proxy or balancer
+/// that opens every connection with a PROXY protocol header (v1 or v2).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct AcceptProxy {
+    /// `proxy_trusted`: the networks a connection may come from; empty = any source (as
+    /// HAProxy's `accept-proxy` alone: the listener must then be reachable only by the proxy).
+    pub trusted: Vec<Cidr>,
+}
+
+impl AcceptProxy {
+    /// Whether a connection from `peer` may send a header.
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        self.trusted.is_empty() || self.trusted.iter().any(|c| c.contains(peer))
+    }
+}
+
+/// A network, `10.0.0.0/8` or `2001:db8::/32` (a bare address is a /32 or /128).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    /// The network address (no host bits set).
+    pub network: IpAddr,
+    /// The prefix length: 0..=32 for IPv4, 0..=128 for IPv6.
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` is inside this network. An IPv4-mapped IPv6 address (`::ffff:10.1.2.3`, as
+    /// a dual-stack socket reports an IPv4 client) counts as the IPv4 address it carries.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(ip) & mask == u32::from(net)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(ip) & mask == u128::from(net)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    /// Parses `ip/prefix` or a bare `ip`; refuses host bits set (`10.0.0.1/8` is a typo for
+    /// `10.0.0.0/8` or `10.0.0.1/32`, and guessing which would widen or narrow trust).
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (ip, prefix) = match text.split_once('/') {
+            Some((ip, p)) => (ip, Some(p)),
+            None => (text, None),
+        };
+        let network: IpAddr = ip
+            .parse()
+            .map_err(|_| format!("{ip:?} is not an IP address"))?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => match p.parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => return Err(format!("{p:?} is not a prefix length 0..={max}")),
+            },
+        };
+        let cidr = Cidr { network, prefix };
+        let masked = match network {
+            IpAddr::V4(n) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                IpAddr::V4((u32::from(n) & mask).into())
+            }
+            IpAddr::V6(n) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                IpAddr::V6((u128::from(n) & mask).into())
+            }
+        };
+        if masked != network {
+            return Err(format!(
+                "{text:?} has host bits set: write {masked}/{prefix} for the network, or {network} alone for one address"
+            ));
+        }
+        Ok(cidr)
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+/// Which PROXY protocol header a service writes toward its back-ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyVersion {
+    /// The text header (`PROXY TCP4 ...\r\n`).
+    V1,
+    /// The binary header.
+    V2,
 }
 
 /// `[service.cdn]`: CDN URL rewriting of outgoing HTML and the cache of rewritten pages

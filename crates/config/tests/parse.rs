@@ -91,6 +91,8 @@ fn example_parses_to_the_expected_config() {
                 redirect_https: false,
                 backend_tls: None,
                 cdn: None,
+                accept_proxy: None,
+                send_proxy: None,
             },
             ServiceConfig {
                 name: "app".into(),
@@ -117,6 +119,8 @@ fn example_parses_to_the_expected_config() {
                 redirect_https: false,
                 backend_tls: None,
                 cdn: None,
+                accept_proxy: None,
+                send_proxy: None,
             },
         ],
         tickets: TicketKeys {

@@ -10,7 +10,8 @@ use toml::Spanned;
 use super::{is_name, Checker, Claimed, Zero, U32_MAX};
 use crate::file::{FileBackend, FileHealth, FilePassive, FileService};
 use crate::model::{
-    BackendAdminState, BackendConfig, HealthCheck, PassiveHealth, Policy, ServiceConfig,
+    AcceptProxy, BackendAdminState, BackendConfig, Cidr, HealthCheck, PassiveHealth, Policy,
+    ProxyVersion, ServiceConfig,
 };
 
 /// `retries`: each retry costs a connect timeout; 16 already exceeds any sane pool.
@@ -165,6 +166,59 @@ impl Checker<'_> {
             redirect_https,
             backend_tls: self.backend_tls(key, s.backend_tls.as_ref()),
             cdn: s.cdn.as_ref().map(|c| self.cdn(key, c)),
+            accept_proxy: self.accept_proxy(key, s),
+            send_proxy: self.send_proxy(key, s),
+        }
+    }
+
+    /// `accept_proxy` and its `proxy_trusted` networks.
+    fn accept_proxy(&mut self, key: &str, s: &FileService) -> Option<AcceptProxy> {
+        let on = s.accept_proxy.as_ref().is_some_and(|a| *a.get_ref());
+        let Some(list) = s.proxy_trusted.as_ref() else {
+            return on.then(AcceptProxy::default);
+        };
+        if !on {
+            self.report(
+                list.span(),
+                &format!("{key}.proxy_trusted"),
+                "proxy_trusted needs accept_proxy = true (it says who may send the PROXY header)",
+            );
+            return None;
+        }
+        let mut trusted = Vec::new();
+        for (j, entry) in list.get_ref().iter().enumerate() {
+            match entry.get_ref().parse::<Cidr>() {
+                Ok(c) => trusted.push(c),
+                Err(why) => self.report(
+                    entry.span(),
+                    &format!("{key}.proxy_trusted[{j}]"),
+                    format!("{why} (write a network as 10.0.0.0/8 or one address as 10.1.2.3)"),
+                ),
+            }
+        }
+        if list.get_ref().is_empty() {
+            self.report(
+                list.span(),
+                &format!("{key}.proxy_trusted"),
+                "an empty list trusts nobody: list the proxies' networks, or remove the key to accept any source",
+            );
+        }
+        Some(AcceptProxy { trusted })
+    }
+
+    /// `send_proxy`: `"v1"` or `"v2"`.
+    fn send_proxy(&mut self, key: &str, s: &FileService) -> Option<ProxyVersion> {
+        let v = s.send_proxy.as_ref()?;
+        match v.get_ref().as_str() {
+            "v1" => Some(ProxyVersion::V1),
+            "v2" => Some(ProxyVersion::V2),
+            other => {
+                let message = format!(
+                    "{other:?} is not a PROXY protocol version: use \"v1\" (text) or \"v2\" (binary)"
+                );
+                self.report(v.span(), &format!("{key}.send_proxy"), message);
+                None
+            }
         }
     }
 
