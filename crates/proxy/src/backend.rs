@@ -2,7 +2,10 @@
 //! Table (seed 002 Fig. 7), its health, and its pool of idle keep-alive connections.
 //!
 //! Owns: the counters behind the status table, passive failure detection (claim 13), and
-//! pooling HTTP/1.1 connections (opened by h1::upstream) to the back-end. It must not choose back-ends (that is
+//! pooling HTTP/1.1 connections (opened by h1::upstream) to the back-end. With `send_proxy`,
+//! a pooled connection carries the PROXY header of the client connection that opened it, so
+//! it is reused only for requests of that same client connection (same source and destination
+//! address and port): a back-end never sees one client's request on another's header. It must not choose back-ends (that is
 //! the service's scheduler) nor build responses for clients.
 
 use std::net::SocketAddr;
@@ -11,11 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pentaflow_balance::{BackendId, BackendState, Candidate, WebServerStatus};
-use pentaflow_config::{BackendAdminState, BackendConfig, PassiveHealth};
+use pentaflow_config::{BackendAdminState, BackendConfig, PassiveHealth, ProxyVersion};
 
 use crate::clock::now_ms;
 use crate::error::UpstreamError;
 use crate::h1::upstream::{self, Upstream};
+use crate::proxy_protocol::Outbound;
 use crate::upstream_tls::UpstreamTls;
 
 /// Idle pooled connections kept per back-end; beyond this a finished connection is closed.
@@ -33,6 +37,8 @@ pub(crate) struct Backend {
     pub(crate) id: BackendId,
     /// Re-encryption to this back-end, if the service asks for it.
     pub(crate) tls: Option<Arc<UpstreamTls>>,
+    /// The PROXY header written first on each new connection (the service's `send_proxy`).
+    pub(crate) send_proxy: Option<ProxyVersion>,
     stats: Stats,
     health: Health,
     pool: Mutex<Vec<IdleConn>>,
@@ -66,12 +72,17 @@ struct IdleConn {
 }
 
 impl Backend {
-    pub(crate) fn new(config: BackendConfig, tls: Option<Arc<UpstreamTls>>) -> Self {
+    pub(crate) fn new(
+        config: BackendConfig,
+        tls: Option<Arc<UpstreamTls>>,
+        send_proxy: Option<ProxyVersion>,
+    ) -> Self {
         let id = BackendId::from_name(&config.name);
         Self {
             config,
             id,
             tls,
+            send_proxy,
             stats: Stats::default(),
             health: Health::default(),
             pool: Mutex::new(Vec::new()),
@@ -173,30 +184,34 @@ impl Backend {
     }
 
     /// A pooled connection if one is usable (checked for liveness now, not by a task per
-    /// pooled connection), else a new one.
+    /// pooled connection; with `send_proxy`, one opened for `origin`), else a new one.
     pub(crate) async fn checkout(
         self: &Arc<Self>,
         connect_timeout: Duration,
         keepalive: bool,
+        origin: Outbound,
     ) -> Result<Upstream, UpstreamError> {
         if keepalive {
-            if let Some(conn) = self.take_idle() {
+            if let Some(conn) = self.take_idle(origin) {
                 return Ok(conn);
             }
         }
-        self.connect(connect_timeout).await
+        self.connect(connect_timeout, origin).await
     }
 
-    /// Opens a new connection (plain or TLS).
+    /// Opens a new connection (plain or TLS), with the PROXY header of `origin` first when the
+    /// service sends one.
     pub(crate) async fn connect(
         self: &Arc<Self>,
         connect_timeout: Duration,
+        origin: Outbound,
     ) -> Result<Upstream, UpstreamError> {
         upstream::open(
             self.config.address,
             self.tls.as_deref(),
             connect_timeout,
             Arc::clone(&self.stats.open_connections),
+            self.send_proxy.map(|v| (v, origin)),
         )
         .await
     }
@@ -216,9 +231,27 @@ impl Backend {
         }
     }
 
-    fn take_idle(&self) -> Option<Upstream> {
+    fn take_idle(&self, origin: Outbound) -> Option<Upstream> {
         let mut idle = self.pool.lock().ok()?;
-        while let Some(mut c) = idle.pop() {
+        if self.send_proxy.is_none() {
+            while let Some(mut c) = idle.pop() {
+                if c.since.elapsed() < POOL_IDLE_TIMEOUT && c.conn.is_alive() {
+                    return Some(c.conn);
+                }
+            }
+            return None;
+        }
+        // Only a connection whose header names this client; stale ones met on the way go.
+        let mut i = idle.len();
+        while i > 0 {
+            i -= 1;
+            if idle[i].conn.proxied != Some(origin) {
+                if idle[i].since.elapsed() >= POOL_IDLE_TIMEOUT {
+                    idle.swap_remove(i);
+                }
+                continue;
+            }
+            let mut c = idle.swap_remove(i);
             if c.since.elapsed() < POOL_IDLE_TIMEOUT && c.conn.is_alive() {
                 return Some(c.conn);
             }

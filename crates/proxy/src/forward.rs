@@ -31,6 +31,7 @@ use crate::h1::upstream::{HeadError, Return, SendError, Upstream, UpstreamBody};
 use crate::headers::ClientSide;
 use crate::node::{NodeState, Shared};
 use crate::persistence::{app_cookie_lifetime_in, cookie_value};
+use crate::proxy_protocol::Outbound;
 use crate::respond::Refusal;
 use crate::service::Service;
 use http_body_util::BodyExt;
@@ -101,7 +102,12 @@ impl ReplyHead {
 /// Where a request came from.
 #[derive(Debug, Clone)]
 pub(crate) struct ClientInfo {
+    /// The client's address: the TCP peer's, or on an `accept_proxy` listener the one its
+    /// PROXY header carried. Everything that means "the client" uses it.
     pub(crate) peer: SocketAddr,
+    /// The address the client reached (the socket's local address, or the header's
+    /// destination): what a `send_proxy` header gives as destination.
+    pub(crate) local: SocketAddr,
     /// The configured listen address that accepted it (selects the service).
     pub(crate) listener: SocketAddr,
     /// What the TLS handshake negotiated; `None` for plain HTTP.
@@ -250,6 +256,10 @@ where
         replayable,
         upgrade,
         head_request,
+        origin: Outbound::Client {
+            source: client.peer,
+            destination: client.local,
+        },
     };
     match attempt.run().await {
         Ok((decision, backend, conn, head)) => {
@@ -457,6 +467,8 @@ struct Attempt<'a, B> {
     replayable: bool,
     upgrade: bool,
     head_request: bool,
+    /// Whose connection a back-end connection serves (its PROXY header with `send_proxy`).
+    origin: Outbound,
 }
 
 /// How one attempt on one connection ended without a response head.
@@ -493,7 +505,10 @@ where
             tried.push(decision.index);
             let backend = Arc::clone(&self.service.backends[decision.index]);
             let pooled = !self.upgrade && cfg.backend_keepalive;
-            let mut conn = match backend.checkout(limits.connect_timeout, pooled).await {
+            let mut conn = match backend
+                .checkout(limits.connect_timeout, pooled, self.origin)
+                .await
+            {
                 Ok(c) => c,
                 Err(e) => {
                     self.failed(&backend, &e);
@@ -508,7 +523,7 @@ where
             // whatever the method, and do not hold it against the back-end.
             if conn.reused && self.stale(&outcome) {
                 tracing::debug!(backend = %backend.config.name, "stale pooled connection: retrying on a fresh one");
-                match backend.connect(limits.connect_timeout).await {
+                match backend.connect(limits.connect_timeout, self.origin).await {
                     Ok(fresh) => {
                         conn = fresh;
                         outcome = self.exchange(&mut conn, &head, chunked, &backend).await;

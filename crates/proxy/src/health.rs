@@ -1,5 +1,7 @@
 //! Active health checks: an HTTP GET on a configured path, per back-end, on an interval, with
 //! rise/fall thresholds. Owns nothing but the check loop; the verdict lives in the back-end.
+//! With `send_proxy`, a check opens with a v2 `LOCAL` (v1 `UNKNOWN`) header, as HAProxy's do:
+//! the back-end sees the node's own connection, not a client's.
 
 use std::sync::Arc;
 
@@ -40,7 +42,10 @@ pub(crate) fn spawn_checks(service: &Service) -> Vec<JoinHandle<()>> {
 
 /// One check on a fresh connection (never a pooled one, so a check tests connecting too).
 async fn probe(backend: &Arc<Backend>, path: &str, connect_timeout: std::time::Duration) -> bool {
-    let Ok(mut conn) = backend.connect(connect_timeout).await else {
+    let Ok(mut conn) = backend
+        .connect(connect_timeout, crate::proxy_protocol::Outbound::Check)
+        .await
+    else {
         return false;
     };
     let head = format!(

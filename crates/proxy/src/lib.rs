@@ -35,6 +35,7 @@ pub mod inherited;
 mod log_gate;
 mod node;
 mod persistence;
+mod proxy_protocol;
 mod respond;
 mod service;
 mod tls;
@@ -69,6 +70,13 @@ pub mod fuzz {
     /// and how many glitches were counted.
     pub fn h2_glitch_frames(data: &[u8], split: usize, threshold: u32) -> (Option<usize>, u64) {
         crate::h2_glitches::fuzz_feed(data, split, threshold)
+    }
+
+    /// Frames and decodes a connection's first bytes as an `accept_proxy` listener does: the
+    /// header's length and the client address it carries (`None` for LOCAL/UNKNOWN), or
+    /// `None` if refused or incomplete.
+    pub fn proxy_header(data: &[u8]) -> Option<(usize, Option<std::net::SocketAddr>)> {
+        crate::proxy_protocol::fuzz_header(data)
     }
 }
 pub use error::ProxyError;

@@ -120,6 +120,9 @@ pub(crate) struct Counters {
     local_by_reason: [AtomicU64; crate::respond::LOCAL_REASONS.len()],
     pub(crate) response_body_errors: AtomicU64,
     pub(crate) h2_glitch_closures: AtomicU64,
+    proxy_headers: AtomicU64,
+    proxy_untrusted: AtomicU64,
+    proxy_header_errors: AtomicU64,
 }
 
 impl Counters {
@@ -183,6 +186,8 @@ pub(crate) struct Shared {
     cap_log: RateLimitedLog,
     /// "connection refused by max_connections_per_client", at most once a second.
     per_client_log: RateLimitedLog,
+    /// "PROXY header refused" / "untrusted PROXY source", at most once a second.
+    proxy_log: RateLimitedLog,
 }
 
 /// The open client connections: each one's address (the array's live-bucket report) and how
@@ -196,22 +201,35 @@ struct OpenClients {
 /// Keeps a client connection in [`Shared::clients`] while it is open.
 struct OpenClient {
     shared: Arc<Shared>,
+    /// The TCP peer (what the array's packets come from).
     peer: SocketAddr,
+    /// The client's address for the per-client limit: the peer's, or the one its PROXY
+    /// header carried.
+    client: IpAddr,
 }
 
 impl OpenClient {
-    /// Registers a new connection from `peer`, or `None` when its address already holds
-    /// `per_client` connections.
-    fn admit(shared: Arc<Shared>, peer: SocketAddr, per_client: Option<usize>) -> Option<Self> {
+    /// Registers a new connection from `peer` for `client`, or `None` when the client address
+    /// already holds `per_client` connections.
+    fn admit(
+        shared: Arc<Shared>,
+        peer: SocketAddr,
+        client: IpAddr,
+        per_client: Option<usize>,
+    ) -> Option<Self> {
         if let Ok(mut c) = shared.clients.lock() {
-            let held = c.per_ip.get(&peer.ip()).copied().unwrap_or(0);
+            let held = c.per_ip.get(&client).copied().unwrap_or(0);
             if per_client.is_some_and(|max| usize::try_from(held).unwrap_or(usize::MAX) >= max) {
                 return None;
             }
-            *c.per_ip.entry(peer.ip()).or_insert(0) += 1;
+            *c.per_ip.entry(client).or_insert(0) += 1;
             c.peers.insert(peer);
         }
-        Some(Self { shared, peer })
+        Some(Self {
+            shared,
+            peer,
+            client,
+        })
     }
 }
 
@@ -219,8 +237,7 @@ impl Drop for OpenClient {
     fn drop(&mut self) {
         if let Ok(mut c) = self.shared.clients.lock() {
             c.peers.remove(&self.peer);
-            if let std::collections::hash_map::Entry::Occupied(mut e) =
-                c.per_ip.entry(self.peer.ip())
+            if let std::collections::hash_map::Entry::Occupied(mut e) = c.per_ip.entry(self.client)
             {
                 *e.get_mut() -= 1;
                 if *e.get() == 0 {
@@ -310,6 +327,14 @@ pub struct NodeCounters {
     /// HTTP/2 client connections closed with GOAWAY `ENHANCE_YOUR_CALM` because they passed
     /// `h2_glitch_threshold` (SETTINGS/PING/PRIORITY/empty-frame floods).
     pub h2_glitch_closures: u64,
+    /// PROXY protocol headers read on `accept_proxy` listeners.
+    pub proxy_headers: u64,
+    /// Connections to `accept_proxy` listeners closed at once because they came from outside
+    /// `proxy_trusted`.
+    pub proxy_untrusted: u64,
+    /// Connections to `accept_proxy` listeners closed because their PROXY header was missing,
+    /// malformed, too long, incomplete at close or not complete within `header_read_timeout`.
+    pub proxy_header_errors: u64,
 }
 
 impl Proxy {
@@ -328,6 +353,7 @@ impl Proxy {
             refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
             cap_log: RateLimitedLog::default(),
             per_client_log: RateLimitedLog::default(),
+            proxy_log: RateLimitedLog::default(),
         });
         let proxy = Self { shared };
         let bound = proxy.bind_new(config).await?;
@@ -474,6 +500,9 @@ impl Proxy {
             send_timeouts: c.send_timeouts.load(Ordering::Relaxed),
             response_body_errors: c.response_body_errors.load(Ordering::Relaxed),
             h2_glitch_closures: c.h2_glitch_closures.load(Ordering::Relaxed),
+            proxy_headers: c.proxy_headers.load(Ordering::Relaxed),
+            proxy_untrusted: c.proxy_untrusted.load(Ordering::Relaxed),
+            proxy_header_errors: c.proxy_header_errors.load(Ordering::Relaxed),
         }
     }
 
@@ -639,8 +668,44 @@ async fn accept_loop(
             }
         };
         shared.counters.accepted.fetch_add(1, Ordering::Relaxed);
-        let per_client = shared.state.load().limits.max_connections_per_client;
-        let Some(open) = OpenClient::admit(Arc::clone(&shared), peer, per_client) else {
+        let (per_client, accept_proxy) = {
+            let state = shared.state.load();
+            let service = state.by_listen.get(&listen);
+            let accept_proxy = service.and_then(|s| s.config.accept_proxy.clone());
+            (state.limits.max_connections_per_client, accept_proxy)
+        };
+        if let Some(accept_proxy) = accept_proxy {
+            if !accept_proxy.trusts(peer.ip()) {
+                drop(permit);
+                refuse_untrusted(&shared, listen, peer);
+                continue;
+            }
+            // The header comes first, then the per-client limit can see the real client.
+            let shared = Arc::clone(&shared);
+            tokio::spawn(async move {
+                let Some((stream, addrs)) =
+                    Box::pin(read_proxy_header(&shared, listen, stream, peer)).await
+                else {
+                    return;
+                };
+                let Some(open) =
+                    OpenClient::admit(Arc::clone(&shared), peer, addrs.client.ip(), per_client)
+                else {
+                    drop(permit);
+                    refuse_per_client(&shared, listen, addrs.client, stream, tls);
+                    return;
+                };
+                let _open = open;
+                if tls {
+                    Box::pin(serve_tls_connection(shared, listen, stream, addrs)).await;
+                } else {
+                    serve_connection(shared, listen, stream, addrs).await;
+                }
+                drop(permit);
+            });
+            continue;
+        }
+        let Some(open) = OpenClient::admit(Arc::clone(&shared), peer, peer.ip(), per_client) else {
             drop(permit);
             refuse_per_client(&shared, listen, peer, stream, tls);
             continue;
@@ -648,16 +713,90 @@ async fn accept_loop(
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             let _open = open;
+            let addrs = Addrs::of(&stream, peer, listen);
             // The TLS path's future is about 10 KiB (the handshake state); boxing it keeps every
             // plain connection's task at the size of its own path.
             if tls {
-                Box::pin(serve_tls_connection(shared, listen, stream, peer)).await;
+                Box::pin(serve_tls_connection(shared, listen, stream, addrs)).await;
             } else {
-                serve_connection(shared, listen, stream, peer).await;
+                serve_connection(shared, listen, stream, addrs).await;
             }
             drop(permit);
         });
     }
+}
+
+/// A client connection's two ends as the node uses them.
+#[derive(Debug, Clone, Copy)]
+struct Addrs {
+    /// The client: the TCP peer, or the source of its PROXY header.
+    client: SocketAddr,
+    /// What the client reached: the socket's local address, or the header's destination.
+    local: SocketAddr,
+}
+
+impl Addrs {
+    fn of(stream: &TcpStream, peer: SocketAddr, listen: SocketAddr) -> Self {
+        Self {
+            client: peer,
+            local: stream.local_addr().unwrap_or(listen),
+        }
+    }
+}
+
+/// Closes a connection to an `accept_proxy` listener from outside `proxy_trusted`: counted,
+/// logged at most once a second, no byte read or sent (it is not speaking HTTP to us).
+fn refuse_untrusted(shared: &Shared, listen: SocketAddr, peer: SocketAddr) {
+    shared
+        .counters
+        .proxy_untrusted
+        .fetch_add(1, Ordering::Relaxed);
+    if let Some(times) = shared.proxy_log.hit() {
+        tracing::warn!(%listen, %peer, times,
+            "connection closed: its source is not in proxy_trusted");
+    }
+}
+
+/// Reads the PROXY header of a new connection within `header_read_timeout`: the connection's
+/// addresses it gives (LOCAL/UNKNOWN: its own), or `None` (counted, logged at most once a
+/// second, and the connection closed without an answer: the peer is not speaking HTTP yet).
+async fn read_proxy_header(
+    shared: &Shared,
+    listen: SocketAddr,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<(TcpStream, Addrs)> {
+    let timeout = shared.state.load().limits.header_read_timeout;
+    let read = tokio::time::timeout(timeout, crate::proxy_protocol::read(&mut stream)).await;
+    let error = match read {
+        Ok(Ok(origin)) => {
+            shared
+                .counters
+                .proxy_headers
+                .fetch_add(1, Ordering::Relaxed);
+            let addrs = match origin {
+                crate::proxy_protocol::Origin::Proxied {
+                    source,
+                    destination,
+                } => Addrs {
+                    client: source,
+                    local: destination,
+                },
+                crate::proxy_protocol::Origin::Local => Addrs::of(&stream, peer, listen),
+            };
+            return Some((stream, addrs));
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no complete PROXY protocol header within {timeout:?}"),
+    };
+    shared
+        .counters
+        .proxy_header_errors
+        .fetch_add(1, Ordering::Relaxed);
+    if let Some(times) = shared.proxy_log.hit() {
+        tracing::warn!(%listen, %peer, times, %error, "connection closed: PROXY protocol header refused");
+    }
+    None
 }
 
 /// Refuses a connection past `max_connections_per_client`: counted, logged at most once a
@@ -716,8 +855,9 @@ async fn serve_tls_connection(
     shared: Arc<Shared>,
     listen: SocketAddr,
     stream: TcpStream,
-    peer: SocketAddr,
+    addrs: Addrs,
 ) {
+    let peer = addrs.client;
     // The handshake's future (~10 KiB: rustls' handshake state and tokio-rustls' Accept) in a
     // box of its own, freed when the handshake ends: inline, it would size this future, and so
     // the memory an idle TLS connection keeps for its whole life.
@@ -741,10 +881,10 @@ async fn serve_tls_connection(
     }
     if handshake.http2 {
         // Boxed: hyper's HTTP/2 connection state (~3 KiB) must not size the HTTP/1 path.
-        Box::pin(serve_http2(shared, listen, tls, peer, handshake)).await;
+        Box::pin(serve_http2(shared, listen, tls, addrs, handshake)).await;
     } else {
         let draining = shared.draining.subscribe();
-        let client = client_info(listen, peer, Some(handshake));
+        let client = client_info(listen, addrs, Some(handshake));
         crate::h1::server::serve(shared, client, tls, draining).await;
     }
 }
@@ -788,17 +928,19 @@ async fn serve_connection(
     shared: Arc<Shared>,
     listen: SocketAddr,
     stream: TcpStream,
-    peer: SocketAddr,
+    addrs: Addrs,
 ) {
     let _ = stream.set_nodelay(true);
     let draining = shared.draining.subscribe();
-    let client = client_info(listen, peer, None);
+    let client = client_info(listen, addrs, None);
     crate::h1::server::serve(shared, client, stream, draining).await;
 }
 
-fn client_info(listen: SocketAddr, peer: SocketAddr, tls: Option<Handshake>) -> ClientInfo {
+fn client_info(listen: SocketAddr, addrs: Addrs, tls: Option<Handshake>) -> ClientInfo {
+    let peer = addrs.client;
     ClientInfo {
         peer,
+        local: addrs.local,
         listener: listen,
         tls,
         conn: Arc::new(ConnState::default()),
@@ -813,13 +955,14 @@ async fn serve_http2<S>(
     shared: Arc<Shared>,
     listen: SocketAddr,
     stream: S,
-    peer: SocketAddr,
+    addrs: Addrs,
     tls: Handshake,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let limits = shared.state.load().limits.clone();
-    let client = client_info(listen, peer, Some(tls));
+    let peer = addrs.client;
+    let client = client_info(listen, addrs, Some(tls));
     let stream = crate::h2_glitches::GlitchGuard::new(
         stream,
         crate::h2_glitches::GlitchPolicy::of(&limits),

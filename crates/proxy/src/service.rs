@@ -116,12 +116,14 @@ impl Service {
             .map(|b| {
                 previous
                     .and_then(|p| {
-                        p.backends
-                            .iter()
-                            .find(|old| old.config == *b && same_tls(old))
+                        p.backends.iter().find(|old| {
+                            old.config == *b && same_tls(old) && old.send_proxy == config.send_proxy
+                        })
                     })
                     .cloned()
-                    .unwrap_or_else(|| Arc::new(Backend::new(b.clone(), tls.clone())))
+                    .unwrap_or_else(|| {
+                        Arc::new(Backend::new(b.clone(), tls.clone(), config.send_proxy))
+                    })
             })
             .collect();
         let by_id = backends

@@ -130,6 +130,8 @@ pub(crate) struct Upstream {
     pub(crate) buf: BytesMut,
     /// Whether this connection came from the pool.
     pub(crate) reused: bool,
+    /// The PROXY header this connection opened with (`send_proxy`); `None` = none sent.
+    pub(crate) proxied: Option<crate::proxy_protocol::Outbound>,
     /// The back-end's count of open connections, decremented when this one is dropped.
     open: Arc<AtomicU64>,
 }
@@ -162,6 +164,7 @@ impl Upstream {
             io,
             buf: BytesMut::new(),
             reused: false,
+            proxied: None,
             open,
         }
     }
@@ -521,12 +524,17 @@ impl Body for UpstreamBody {
     }
 }
 
-/// Opens a TCP (and, for `[service.backend_tls]`, TLS) connection to a back-end.
+/// Opens a TCP (and, for `[service.backend_tls]`, TLS) connection to a back-end, writing the
+/// PROXY header of `proxy` first (before TLS, as HAProxy's `send-proxy` does).
 pub(crate) async fn open(
     address: SocketAddr,
     tls: Option<&crate::upstream_tls::UpstreamTls>,
     timeout: Duration,
     open: Arc<AtomicU64>,
+    proxy: Option<(
+        pentaflow_config::ProxyVersion,
+        crate::proxy_protocol::Outbound,
+    )>,
 ) -> Result<Upstream, crate::error::UpstreamError> {
     use crate::error::UpstreamError;
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
@@ -536,6 +544,18 @@ pub(crate) async fn open(
     };
     // Small requests and responses: don't let Nagle hold the last segment back.
     let _ = stream.set_nodelay(true);
+    let mut stream = stream;
+    if let Some((version, origin)) = proxy {
+        use tokio::io::AsyncWriteExt;
+        let header = crate::proxy_protocol::build(version, origin);
+        // A few dozen bytes into an empty send buffer: only a dead peer makes this wait.
+        match tokio::time::timeout(timeout, stream.write_all(&header)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(source)) => return Err(UpstreamError::Connect { address, source }),
+            Err(_) => return Err(UpstreamError::ConnectTimeout { address }),
+        }
+    }
+    let stream = stream;
     let io = match tls {
         None => Io::Plain(stream),
         Some(tls) => {
@@ -547,7 +567,9 @@ pub(crate) async fn open(
             }
         }
     };
-    Ok(Upstream::new(io, open))
+    let mut conn = Upstream::new(io, open);
+    conn.proxied = proxy.map(|(_, origin)| origin);
+    Ok(conn)
 }
 
 #[cfg(test)]
