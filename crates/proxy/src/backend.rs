@@ -245,7 +245,7 @@ impl Backend {
         let mut i = idle.len();
         while i > 0 {
             i -= 1;
-            if idle[i].conn.proxied != Some(origin) {
+            if idle[i].conn.proxied.as_deref() != Some(&origin) {
                 if idle[i].since.elapsed() >= POOL_IDLE_TIMEOUT {
                     idle.swap_remove(i);
                 }

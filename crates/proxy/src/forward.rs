@@ -105,9 +105,6 @@ pub(crate) struct ClientInfo {
     /// The client's address: the TCP peer's, or on an `accept_proxy` listener the one its
     /// PROXY header carried. Everything that means "the client" uses it.
     pub(crate) peer: SocketAddr,
-    /// The address the client reached (the socket's local address, or the header's
-    /// destination): what a `send_proxy` header gives as destination.
-    pub(crate) local: SocketAddr,
     /// The configured listen address that accepted it (selects the service).
     pub(crate) listener: SocketAddr,
     /// What the TLS handshake negotiated; `None` for plain HTTP.
@@ -258,7 +255,7 @@ where
         head_request,
         origin: Outbound::Client {
             source: client.peer,
-            destination: client.local,
+            destination: client.side.local().unwrap_or(client.listener),
         },
     };
     match attempt.run().await {

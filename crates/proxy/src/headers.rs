@@ -43,6 +43,10 @@ pub struct ClientSide {
     for_value: HeaderValue,
     /// `for=<ip>;proto=<proto>` (`Forwarded`, RFC 7239).
     forwarded_value: HeaderValue,
+    /// The address the client reached (the socket's local address, or a PROXY header's
+    /// destination): the destination of a `send_proxy` header. Kept here, built once per
+    /// connection, rather than in every connection's future.
+    local: Option<std::net::SocketAddr>,
 }
 
 impl ClientSide {
@@ -62,11 +66,23 @@ impl ClientSide {
                 .unwrap_or(HeaderValue::from_static("unknown")),
             forwarded_value: HeaderValue::from_str(&forwarded)
                 .unwrap_or(HeaderValue::from_static("for=unknown")),
+            local: None,
         }
     }
 }
 
 impl ClientSide {
+    /// The same, with the address the client reached.
+    pub(crate) fn with_local(mut self, local: Option<std::net::SocketAddr>) -> Self {
+        self.local = local;
+        self
+    }
+
+    /// The address the client reached, if known.
+    pub(crate) fn local(&self) -> Option<std::net::SocketAddr> {
+        self.local
+    }
+
     /// The client's address as it goes into `X-Forwarded-For`.
     pub(crate) fn for_value(&self) -> &[u8] {
         self.for_value.as_bytes()

@@ -131,7 +131,8 @@ pub(crate) struct Upstream {
     /// Whether this connection came from the pool.
     pub(crate) reused: bool,
     /// The PROXY header this connection opened with (`send_proxy`); `None` = none sent.
-    pub(crate) proxied: Option<crate::proxy_protocol::Outbound>,
+    /// Boxed: a connection's size weighs on every client connection's future.
+    pub(crate) proxied: Option<Box<crate::proxy_protocol::Outbound>>,
     /// The back-end's count of open connections, decremented when this one is dropped.
     open: Arc<AtomicU64>,
 }
@@ -568,7 +569,7 @@ pub(crate) async fn open(
         }
     };
     let mut conn = Upstream::new(io, open);
-    conn.proxied = proxy.map(|(_, origin)| origin);
+    conn.proxied = proxy.map(|(_, origin)| Box::new(origin));
     Ok(conn)
 }
 
