@@ -77,6 +77,17 @@ impl StatusSource for NodeStatusSource {
                 "HTTP/2 client connections closed with GOAWAY ENHANCE_YOUR_CALM (h2_glitch_threshold).",
                 c.h2_glitch_closures,
             ),
+            NodeMetric::counter("proxy_headers", "PROXY protocol headers read on accept_proxy listeners.", c.proxy_headers),
+            NodeMetric::counter(
+                "proxy_untrusted",
+                "Connections to accept_proxy listeners closed: source not in proxy_trusted.",
+                c.proxy_untrusted,
+            ),
+            NodeMetric::counter(
+                "proxy_header_errors",
+                "Connections to accept_proxy listeners closed: PROXY header missing, malformed, too long or late.",
+                c.proxy_header_errors,
+            ),
         ];
         // Every answer the node made itself, one series per status and reason.
         metrics.extend(c.local_responses.iter().map(|l| {

@@ -442,3 +442,111 @@ async fn health_checks_send_local_or_unknown() {
         assert_eq!(first.as_deref(), Some(want), "{version}");
     }
 }
+
+/// Debian's HAProxy on its own ports (foreground, killed on drop), with `conf` after a
+/// `defaults` section; `None` when it is not installed.
+struct Haproxy {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn start_haproxy(tag: &str, conf: &str, wait_for: SocketAddr) -> Option<Haproxy> {
+    let bin = ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists());
+    let Some(bin) = bin else {
+        // scripts/install-deps installs haproxy; without it the interop check cannot run.
+        assert!(
+            std::env::var_os("PENTAFLOW_REQUIRE_HAPROXY").is_none(),
+            "haproxy is required (scripts/install-deps installs it)"
+        );
+        eprintln!("SKIPPED the HAProxy interop check: no haproxy binary (apt-get install haproxy)");
+        return None;
+    };
+    let dir =
+        std::env::temp_dir().join(format!("pentaflow-pp-haproxy-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(
+        &path,
+        format!("defaults\n  mode http\n  timeout connect 2s\n  timeout client 5s\n  timeout server 5s\n{conf}"),
+    )
+    .unwrap();
+    let child = std::process::Command::new(bin)
+        .arg("-db")
+        .arg("-f")
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let h = Haproxy { child, dir };
+    for _ in 0..200 {
+        if TcpStream::connect(wait_for).await.is_ok() {
+            return Some(h);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("haproxy did not listen on {wait_for}");
+}
+
+/// A GET on a new connection from the loopback source address `from` (so the client's
+/// address differs from every proxy's, which all connect from 127.0.0.1); the raw answer.
+async fn get_from(from: &str, to: SocketAddr, path: &str) -> String {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let mut s = socket.connect(to).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    read_to_close(&mut s, Duration::from_secs(5)).await
+}
+
+#[tokio::test]
+async fn haproxy_send_proxy_v2_in_front_of_pentaflow() {
+    let (p, node, _be) = accepting("proxy_trusted = [\"127.0.0.1\"]").await;
+    let front = free_addr();
+    let conf = format!(
+        "frontend front\n  bind {front}\n  default_backend pf\nbackend pf\n  server pf {node} send-proxy-v2\n"
+    );
+    let Some(_h) = start_haproxy("front", &conf, front).await else {
+        return;
+    };
+    let answer = get_from("127.0.0.2", front, "/echo").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // HAProxy adds no X-Forwarded-For here (no `option forwardfor`): the one the back-end sees
+    // is pentaflow's, from the header.
+    assert_eq!(
+        forwarded_for(&answer).as_deref(),
+        Some("127.0.0.2"),
+        "{answer}"
+    );
+    assert!(p.counters().proxy_headers >= 1);
+    assert_eq!(p.counters().proxy_header_errors, 0);
+}
+
+#[tokio::test]
+async fn pentaflow_send_proxy_to_haproxy_accept_proxy() {
+    for version in ["v1", "v2"] {
+        let back = free_addr();
+        let conf = format!(
+            "frontend back\n  bind {back} accept-proxy\n  http-request return status 200 content-type text/plain lf-string \"src=%ci\"\n"
+        );
+        let Some(_h) = start_haproxy(version, &conf, back).await else {
+            return;
+        };
+        let (_p, node) = start_proxy(&sending(version, back, "")).await;
+        let answer = get_from("127.0.0.3", node, "/").await;
+        assert!(answer.ends_with("src=127.0.0.3"), "{version}: {answer}");
+    }
+}
