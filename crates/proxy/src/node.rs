@@ -120,6 +120,7 @@ pub(crate) struct Counters {
     local_by_reason: [AtomicU64; crate::respond::LOCAL_REASONS.len()],
     pub(crate) response_body_errors: AtomicU64,
     pub(crate) h2_glitch_closures: AtomicU64,
+    pub(crate) interim_floods: AtomicU64,
 }
 
 impl Counters {
@@ -310,6 +311,9 @@ pub struct NodeCounters {
     /// HTTP/2 client connections closed with GOAWAY `ENHANCE_YOUR_CALM` because they passed
     /// `h2_glitch_threshold` (SETTINGS/PING/PRIORITY/empty-frame floods).
     pub h2_glitch_closures: u64,
+    /// Back-end answers refused with `502` because more interim (`1xx`) responses came before
+    /// the final one than a proxy waits through (16, or 64 KiB of heads).
+    pub interim_floods: u64,
 }
 
 impl Proxy {
@@ -474,6 +478,7 @@ impl Proxy {
             send_timeouts: c.send_timeouts.load(Ordering::Relaxed),
             response_body_errors: c.response_body_errors.load(Ordering::Relaxed),
             h2_glitch_closures: c.h2_glitch_closures.load(Ordering::Relaxed),
+            interim_floods: c.interim_floods.load(Ordering::Relaxed),
         }
     }
 
