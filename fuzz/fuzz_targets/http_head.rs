@@ -3,6 +3,8 @@
 //! however the stream is split. The raw-head rewriting is checked too (inside the entry
 //! points): what a head becomes on its way out (to a back-end, to a client) is one well-formed
 //! head of its own length, in CRLF lines, without the hop-by-hop or framing fields it came with.
+//! An interim (`1xx`) response head, forwarded to HTTP/1.1 clients as it arrives, is checked
+//! the same way: one complete head of its own status, with no framing or `Connection` field.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

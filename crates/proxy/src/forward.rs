@@ -11,6 +11,19 @@
 //! connection's task, generic over the request body (HTTP/1's `ClientBody`, hyper's h2
 //! `Incoming`). It must not pick back-ends itself (the service does) nor choose error
 //! responses (respond.rs does).
+//!
+//! **Interim responses** (`1xx` but `101`, e.g. `103 Early Hints`, RFC 9110 §15.2): each one
+//! a back-end sends before its final head is written to the client as it arrives, through
+//! the request body's [`InterimSink`] (the HTTP/1 body is what holds the client's connection
+//! while a request is in flight), with hop-by-hop fields dropped and `Via` added like on a
+//! final head. Not to HTTP/1.0 clients, which do not know them; not a back-end's `100
+//! Continue`, since the node answers `Expect: 100-continue` itself and never forwards the
+//! expectation; and not to HTTP/2 clients: hyper's HTTP/2 server has no way to send a `1xx`
+//! before the final response (hyperium/hyper#4114 is open), so they are dropped there. A
+//! CDN service forwards them too: they pass before the rewriter sees the final response (it
+//! rewrites bodies, not the `Link` fields of hints). At most [`MAX_INTERIM`] heads and
+//! [`MAX_INTERIM_BYTES`] are waited through, all within `response_timeout`; past that the
+//! back-end's answer is a `502` (counted as `interim_floods`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,9 +40,13 @@ use crate::body::{BoxError, Exchange, ResponseBody};
 use crate::conn::ConnState;
 use crate::error::{RetryType, UpstreamError};
 use crate::h1::head::{RequestHead, ResponseHead};
-use crate::h1::upstream::{HeadError, Return, SendError, Upstream, UpstreamBody};
+use crate::h1::upstream::{
+    is_interim, HeadError, InterimBudget, Return, SendError, Upstream, UpstreamBody, INTERIM_FLOOD,
+};
+#[cfg(doc)]
+use crate::h1::upstream::{MAX_INTERIM, MAX_INTERIM_BYTES};
 use crate::headers::ClientSide;
-use crate::node::{NodeState, Shared};
+use crate::node::{Counters, NodeState, Shared};
 use crate::persistence::{app_cookie_lifetime_in, cookie_value};
 use crate::proxy_protocol::Outbound;
 use crate::respond::Refusal;
@@ -40,6 +57,57 @@ use pentaflow_rewrite::{RequestInfo, Rewriter};
 /// Most request-body bytes kept for replaying a request whose reused pooled connection failed
 /// before any response byte (pingora keeps 64 KiB for the same purpose).
 const REPLAY_LIMIT: usize = 64 * 1024;
+
+/// Where a back-end's interim responses go while the final one is awaited. A trait of the
+/// request body because, on HTTP/1, the body is what holds the client's connection while its
+/// request is in flight.
+pub(crate) trait InterimSink {
+    /// Whether interim responses reach this client at all (HTTP/1.1 clients only).
+    fn takes_interim(&self) -> bool;
+
+    /// Writes one interim head, complete with its final CRLF, to the client and flushes it.
+    fn send_interim<'a>(
+        &'a mut self,
+        head: &'a [u8],
+    ) -> impl std::future::Future<Output = std::io::Result<()>> + Send + 'a;
+}
+
+/// A request body whose client takes no interim responses (hyper's HTTP/2 server cannot send
+/// them, see the module doc).
+struct NoInterim<B>(B);
+
+impl<B: Body + Unpin> Body for NoInterim<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.0.size_hint()
+    }
+}
+
+impl<B> InterimSink for NoInterim<B> {
+    fn takes_interim(&self) -> bool {
+        false
+    }
+
+    fn send_interim<'a>(
+        &'a mut self,
+        _head: &'a [u8],
+    ) -> impl std::future::Future<Output = std::io::Result<()>> + Send + 'a {
+        std::future::ready(Ok(()))
+    }
+}
 
 /// What [`handle_head`] answers: a head, the body, and after `101` the back-end connection
 /// the client side turns into a tunnel.
@@ -146,7 +214,7 @@ where
             }
         }
     };
-    handle_head(shared, client, head, body, early, false)
+    handle_head(shared, client, head, NoInterim(body), early, false)
         .await
         .into_response()
 }
@@ -164,7 +232,7 @@ pub(crate) async fn handle_head<B>(
     http1: bool,
 ) -> Reply
 where
-    B: Body<Data = Bytes> + Unpin,
+    B: Body<Data = Bytes> + InterimSink + Unpin,
     B::Error: Into<BoxError>,
 {
     client.conn.begin_request();
@@ -244,11 +312,13 @@ where
     let head_request = sched.method == Method::HEAD;
     let attempt = Attempt {
         state: &state,
+        counters: &shared.counters,
         service: &service,
         sched,
         outgoing,
         chunked,
-        body: (!no_body).then_some(body),
+        has_body: !no_body,
+        body,
         replay: Replay::default(),
         replayable,
         upgrade,
@@ -451,6 +521,7 @@ impl Tried {
 /// The retry loop for one request.
 struct Attempt<'a, B> {
     state: &'a NodeState,
+    counters: &'a Counters,
     service: &'a Arc<Service>,
     /// What scheduling reads of the request.
     sched: Parts,
@@ -458,8 +529,10 @@ struct Attempt<'a, B> {
     outgoing: Vec<u8>,
     /// The body goes out chunked.
     chunked: bool,
-    /// The client's body; `None` for a request without one.
-    body: Option<B>,
+    /// The client's body (kept for a request without one too: it is the [`InterimSink`]).
+    body: B,
+    /// The request has a body to send.
+    has_body: bool,
     replay: Replay,
     replayable: bool,
     upgrade: bool,
@@ -478,7 +551,7 @@ enum Failure {
 
 impl<B> Attempt<'_, B>
 where
-    B: Body<Data = Bytes> + Unpin,
+    B: Body<Data = Bytes> + InterimSink + Unpin,
     B::Error: Into<BoxError>,
 {
     async fn run(mut self) -> Result<Success, Refusal> {
@@ -561,7 +634,7 @@ where
 
     /// Whether a failed attempt may be sent again on a fresh connection to the same back-end.
     fn stale(&self, outcome: &Result<(ResponseHead, std::time::Duration), Failure>) -> bool {
-        let replayable_body = self.body.is_none() || !self.replay.overflowed;
+        let replayable_body = !self.has_body || !self.replay.overflowed;
         replayable_body
             && matches!(
                 outcome,
@@ -581,20 +654,17 @@ where
     ) -> Result<(ResponseHead, std::time::Duration), Failure> {
         let address = backend.address();
         let limits = &self.state.limits;
-        let sent = match self.body.as_mut() {
-            None => {
-                conn.send::<http_body_util::Empty<Bytes>>(head, None, false)
-                    .await
-            }
-            Some(body) => {
-                let mut recorded = Recorded {
-                    replay: &mut self.replay,
-                    next: 0,
-                    inner: Some(body),
-                    record: conn.reused,
-                };
-                conn.send(head, Some(&mut recorded), chunked).await
-            }
+        let sent = if self.has_body {
+            let mut recorded = Recorded {
+                replay: &mut self.replay,
+                next: 0,
+                inner: Some(&mut self.body),
+                record: conn.reused,
+            };
+            conn.send(head, Some(&mut recorded), chunked).await
+        } else {
+            conn.send::<http_body_util::Empty<Bytes>>(head, None, false)
+                .await
         };
         match sent {
             Ok(()) => {}
@@ -606,33 +676,77 @@ where
                 return Err(Failure::Backend(UpstreamError::NotSent { address, source }))
             }
         }
-        // The back-end is timed only for what it does: from the request fully sent.
+        // The back-end is timed only for what it does: from the request fully sent, and not
+        // while an interim response is being written to the client.
         let sent_at = Instant::now();
-        match tokio::time::timeout(limits.response_timeout, conn.read_head(self.head_request)).await
-        {
-            Ok(Ok(resp)) => Ok((resp, sent_at.elapsed())),
-            Ok(Err(HeadError::NothingReceived(source))) => {
-                Err(Failure::Backend(UpstreamError::NoResponse {
-                    address,
-                    source,
-                }))
+        let mut deadline = tokio::time::Instant::now() + limits.response_timeout;
+        let mut client_time = std::time::Duration::ZERO;
+        let mut budget = InterimBudget::default();
+        let mut to_client = self.body.takes_interim();
+        loop {
+            let read = tokio::time::timeout_at(deadline, conn.read_head(self.head_request)).await;
+            let resp = match read {
+                Ok(Ok(resp)) => resp,
+                // After an interim head the back-end had the request: not a stale connection.
+                Ok(Err(HeadError::NothingReceived(source))) if budget.any() => {
+                    return Err(Failure::Backend(UpstreamError::Exchange {
+                        address,
+                        source,
+                    }))
+                }
+                Ok(Err(HeadError::NothingReceived(source))) => {
+                    return Err(Failure::Backend(UpstreamError::NoResponse {
+                        address,
+                        source,
+                    }))
+                }
+                Ok(Err(HeadError::Truncated(source))) => {
+                    return Err(Failure::Backend(UpstreamError::Exchange {
+                        address,
+                        source,
+                    }))
+                }
+                Ok(Err(HeadError::Invalid(reason))) => {
+                    return Err(Failure::Backend(UpstreamError::BadResponse {
+                        address,
+                        reason,
+                    }))
+                }
+                Err(_) => {
+                    return Err(Failure::Backend(UpstreamError::ResponseTimeout {
+                        address,
+                        timeout: limits.response_timeout,
+                    }))
+                }
+            };
+            if !is_interim(resp.status) {
+                return Ok((resp, sent_at.elapsed().saturating_sub(client_time)));
             }
-            Ok(Err(HeadError::Truncated(source))) => {
-                Err(Failure::Backend(UpstreamError::Exchange {
+            if !budget.admit(&resp) {
+                self.counters
+                    .interim_floods
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Err(Failure::Backend(UpstreamError::BadResponse {
                     address,
-                    source,
-                }))
+                    reason: INTERIM_FLOOD,
+                }));
             }
-            Ok(Err(HeadError::Invalid(reason))) => {
-                Err(Failure::Backend(UpstreamError::BadResponse {
-                    address,
-                    reason,
-                }))
+            // The node answered (or will answer) `Expect: 100-continue` itself.
+            if !to_client || resp.status == StatusCode::CONTINUE {
+                continue;
             }
-            Err(_) => Err(Failure::Backend(UpstreamError::ResponseTimeout {
-                address,
-                timeout: limits.response_timeout,
-            })),
+            let mut out = Vec::with_capacity(resp.wire_len() + 32);
+            resp.write_interim(&mut out);
+            let writing = Instant::now();
+            if let Err(e) = self.body.send_interim(&out).await {
+                // The final response will fail the same way and close; until then the
+                // back-end is still read, so that it is not blamed for the client.
+                tracing::debug!(error = %e, "interim response to the client failed");
+                to_client = false;
+            }
+            let spent = writing.elapsed();
+            client_time += spent;
+            deadline += spent;
         }
     }
 

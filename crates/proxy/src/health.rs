@@ -59,7 +59,7 @@ async fn probe(backend: &Arc<Backend>, path: &str, connect_timeout: std::time::D
     {
         return false;
     }
-    match conn.read_head(false).await {
+    match conn.read_final_head(false).await {
         Ok(resp) => resp.status.is_success() || resp.status.is_redirection(),
         Err(_) => false,
     }

@@ -123,6 +123,7 @@ pub(crate) struct Counters {
     proxy_headers: AtomicU64,
     proxy_untrusted: AtomicU64,
     proxy_header_errors: AtomicU64,
+    pub(crate) interim_floods: AtomicU64,
 }
 
 impl Counters {
@@ -335,6 +336,9 @@ pub struct NodeCounters {
     /// Connections to `accept_proxy` listeners closed because their PROXY header was missing,
     /// malformed, too long, incomplete at close or not complete within `header_read_timeout`.
     pub proxy_header_errors: u64,
+    /// Back-end answers refused with `502` because more interim (`1xx`) responses came before
+    /// the final one than a proxy waits through (16, or 64 KiB of heads).
+    pub interim_floods: u64,
 }
 
 impl Proxy {
@@ -503,6 +507,7 @@ impl Proxy {
             proxy_headers: c.proxy_headers.load(Ordering::Relaxed),
             proxy_untrusted: c.proxy_untrusted.load(Ordering::Relaxed),
             proxy_header_errors: c.proxy_header_errors.load(Ordering::Relaxed),
+            interim_floods: c.interim_floods.load(Ordering::Relaxed),
         }
     }
 

@@ -311,3 +311,152 @@ async fn one_client_address_cannot_take_every_connection() {
     assert_eq!(c3.get("/", &[]).await.status, 200);
     assert_eq!(c1.get("/", &[]).await.status, 200);
 }
+
+/// A raw back-end for interim responses: on each connection it reads a request head, writes
+/// `interim`, waits until `go` fires (if given), then writes `final_head`. With `flood`, it
+/// writes `interim` again and again instead, until the proxy hangs up.
+async fn interim_backend(
+    interim: &'static [u8],
+    final_head: &'static [u8],
+    mut go: Option<tokio::sync::mpsc::Receiver<()>>,
+    flood: bool,
+) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                if s.read(&mut byte).await.unwrap_or(0) == 0 {
+                    break;
+                }
+                head.push(byte[0]);
+            }
+            if flood {
+                tokio::spawn(async move { while s.write_all(interim).await.is_ok() {} });
+                continue;
+            }
+            s.write_all(interim).await.unwrap();
+            if let Some(go) = go.as_mut() {
+                go.recv().await;
+            }
+            s.write_all(final_head).await.unwrap();
+        }
+    });
+    addr
+}
+
+fn backend_at(addr: std::net::SocketAddr) -> String {
+    format!("\n[[service.backend]]\nname = \"raw\"\naddress = \"{addr}\"\n")
+}
+
+/// Reads from `s` until `buf` holds `end` (or the proxy closes, or 5 s pass: a failure).
+async fn read_until(s: &mut TcpStream, buf: &mut Vec<u8>, end: &str) {
+    let found = |b: &[u8]| String::from_utf8_lossy(b).contains(end);
+    let mut chunk = [0u8; 4096];
+    while !found(buf) {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => panic!("no {end:?} in {:?}", String::from_utf8_lossy(buf)),
+        }
+    }
+}
+
+const EARLY_HINTS: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\n\
+Link: </style.css>; rel=preload; as=style\r\nConnection: x-hop\r\nX-Hop: 1\r\n\r\n";
+const FINAL_OK: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nfinal";
+
+#[tokio::test]
+async fn interim_responses_reach_http11_clients_as_they_arrive() {
+    let (go, wait) = tokio::sync::mpsc::channel(1);
+    let be = interim_backend(EARLY_HINTS, FINAL_OK, Some(wait), false).await;
+    let (_p, addr) = start_proxy(&(service("") + &backend_at(be))).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /page HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    // The 103 arrives while the back-end still holds its final response back.
+    let mut got = Vec::new();
+    read_until(&mut s, &mut got, "\r\n\r\n").await;
+    let hints = String::from_utf8_lossy(&got).into_owned();
+    assert!(hints.starts_with("HTTP/1.1 103 Early Hints\r\n"), "{hints}");
+    assert!(
+        hints.contains("Link: </style.css>; rel=preload; as=style\r\n"),
+        "{hints}"
+    );
+    assert!(hints.contains("via: 1.1 pentaflow\r\n"), "{hints}");
+    assert!(
+        !hints.to_lowercase().contains("x-hop") && !hints.contains("100 Continue"),
+        "hop-by-hop fields and the back-end's 100 stay behind: {hints}"
+    );
+    go.send(()).await.unwrap();
+    let rest = read_to_close(&mut s, Duration::from_secs(5)).await;
+    let all = hints + &rest;
+    let final_at = all.find("HTTP/1.1 200 OK\r\n").expect(&all);
+    assert!(all.find("103 Early Hints").unwrap() < final_at);
+    assert!(all.ends_with("\r\n\r\nfinal"), "{all}");
+    assert_eq!(all.matches("HTTP/1.1 ").count(), 2, "{all}");
+}
+
+#[tokio::test]
+async fn interim_responses_are_not_sent_to_http10_clients() {
+    let be = interim_backend(EARLY_HINTS, FINAL_OK, None, false).await;
+    let (_p, addr) = start_proxy(&(service("") + &backend_at(be))).await;
+    let out = raw(addr, b"GET /page HTTP/1.0\r\nHost: x\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    assert!(
+        !out.contains("103") && !out.contains("100 Continue"),
+        "{out}"
+    );
+    assert!(out.ends_with("\r\n\r\nfinal"), "{out}");
+}
+
+#[tokio::test]
+async fn a_backend_sending_interim_responses_forever_gets_a_502() {
+    let be = interim_backend(b"HTTP/1.1 102 Processing\r\n\r\n", b"", None, true).await;
+    let (p, addr) = start_proxy(&(service("") + &backend_at(be))).await;
+    let out = raw(
+        addr,
+        b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let forwarded = out.matches("HTTP/1.1 102 Processing\r\n").count();
+    assert!(
+        (1..=16).contains(&forwarded),
+        "{forwarded} forwarded: {out}"
+    );
+    let tail = out
+        .rsplit("HTTP/1.1 102 Processing\r\nvia: 1.1 pentaflow\r\n\r\n")
+        .next()
+        .unwrap();
+    assert!(tail.starts_with("HTTP/1.1 502 "), "{tail}");
+    assert_eq!(p.counters().interim_floods, 1);
+    assert_eq!(p.counters().local_5xx, 1);
+}
+
+#[tokio::test]
+async fn interim_responses_pass_on_a_cdn_service_and_the_page_is_rewritten() {
+    const PAGE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 42\r\n\r\n\
+<html><img src=\"/static/img/a.png\"></html>";
+    let be = interim_backend(EARLY_HINTS, PAGE, None, false).await;
+    let text = format!(
+        "{}[service.cdn]\nhost = \"cdn.test\"\nsite_hosts = [\"www.example.com\"]\n{}",
+        service(""),
+        backend_at(be)
+    );
+    let (_p, addr) = start_proxy(&text).await;
+    let out = raw(
+        addr,
+        b"GET /p.html HTTP/1.1\r\nHost: www.example.com\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 103 Early Hints\r\n"), "{out}");
+    let final_at = out.find("HTTP/1.1 200 OK\r\n").expect(&out);
+    assert!(
+        out[final_at..].contains("src=\"https://cdn.test/static/img/a.png\""),
+        "{out}"
+    );
+}

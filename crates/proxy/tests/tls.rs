@@ -393,3 +393,75 @@ async fn backends_can_be_spoken_to_over_verified_tls() {
     let (_p, addr) = start_proxy(&with("verify = false")).await;
     assert_eq!(get(addr, "/", &[]).await.status, 200);
 }
+
+/// A raw back-end that answers every request with a `103 Early Hints` and then a `200`.
+async fn early_hints_backend() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                loop {
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if s.read(&mut byte).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    head.clear();
+                    let answer = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n\
+HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal";
+                    if s.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn early_hints_reach_https_http11_clients_and_http2_clients_get_the_final_response() {
+    let pki = Pki::new("hints");
+    let a = pki.leaf("a", &["a.test"], false);
+    let be = early_hints_backend().await;
+    let (http, https) = (free_addr(), free_addr());
+    let backend = format!("\n[[service.backend]]\nname = \"raw\"\naddress = \"{be}\"\n");
+    let (_proxy, _) = start_proxy(&(tls_service(http, https, &[&a], "", "") + &backend)).await;
+
+    // HTTP/1.1 over TLS: the hints come first (flushed through rustls), then the final head.
+    let mut tls = connect(https, &pki.client(&[b"http/1.1"], false), "a.test")
+        .await
+        .unwrap();
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await;
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 103 Early Hints\r\n"), "{out}");
+    assert!(
+        out.contains("\r\n\r\nHTTP/1.1 200 OK\r\n") && out.ends_with("final"),
+        "{out}"
+    );
+
+    // HTTP/2: hyper's server cannot send a 1xx; the hints are dropped, the answer arrives.
+    let tls = connect(https, &pki.client(&[b"h2"], false), "a.test")
+        .await
+        .unwrap();
+    let mut h2 = h2_client(tls).await;
+    let req = http::Request::get("https://a.test/")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = h2.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(&body[..], b"final");
+}

@@ -848,6 +848,19 @@ impl ResponseHead {
         out.extend_from_slice(extra);
     }
 
+    /// Writes an interim (`1xx`) response for an HTTP/1.1 client, complete with its final
+    /// CRLF: the status line, the forwarded fields (hop-by-hop ones dropped) and `Via`, as
+    /// [`Self::write_client`] writes a final head.
+    pub(crate) fn write_interim(&self, out: &mut Vec<u8>) {
+        self.write_client(false, b"", out);
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// The length of the head as it arrived.
+    pub(crate) fn wire_len(&self) -> usize {
+        self.fields.bytes.len()
+    }
+
     /// The forwarded fields and `Via` as a `HeaderMap` (for HTTP/2 clients and the CDN
     /// rewriter), with the back-end's single `Content-Length` when it frames the body.
     pub(crate) fn header_map(&self, switching: bool) -> HeaderMap {

@@ -12,6 +12,9 @@
 //! that h2 implements well, and a multiplexed connection needs a task per stream anyway. Those
 //! requests enter forward.rs as `http::Request`s like HTTP/1 ones and go to the back-ends
 //! through the same [`upstream`] code and the same pools: there is one back-end engine.
+//! Interim `1xx` responses of back-ends (e.g. `103 Early Hints`) are dropped for HTTP/2
+//! clients: hyper's HTTP/2 server cannot send a `1xx` before the final response (its
+//! hyperium/hyper#4114 is open); HTTP/1.1 clients get them as they arrive (forward.rs).
 //!
 //! This module must not schedule or choose error responses (forward.rs and respond.rs do).
 

@@ -4,7 +4,9 @@
 //! buffer, reading and parsing its head with `httparse` (limits → 431, slowness → 408,
 //! malformed or ambiguous framing → 400, always followed by a close), the client's body as a
 //! [`ClientBody`] that forward.rs streams to the back-end from this same task (answering
-//! `Expect: 100-continue` when it is first read, timing the client for what the client does),
+//! `Expect: 100-continue` when it is first read, timing the client for what the client does,
+//! and writing a back-end's interim `1xx` responses to an HTTP/1.1 client as forward.rs reads
+//! them: the body is what holds the connection while the request is in flight),
 //! writing each response head with its first body bytes in one vectored write, exact framing
 //! towards the client (Content-Length, chunked with trailers, or close), pipelining, upgrades
 //! (after `101` the connection becomes a byte tunnel to the back-end) and draining on shutdown.
@@ -98,6 +100,27 @@ pub(crate) struct ClientBody<'a, S> {
     timer: Option<Pin<Box<Sleep>>>,
     /// Bytes still allowed by `max_body_bytes`.
     allowance: u64,
+    /// For an HTTP/1.1 client, the send timeout its interim responses are written within;
+    /// `None` for an HTTP/1.0 client, which gets none (RFC 9110 §15.2).
+    interim: Option<Duration>,
+}
+
+impl<S: ClientStream> forward::InterimSink for ClientBody<'_, S> {
+    fn takes_interim(&self) -> bool {
+        self.interim.is_some()
+    }
+
+    async fn send_interim(&mut self, head: &[u8]) -> io::Result<()> {
+        let Some(timeout) = self.interim else {
+            return Ok(());
+        };
+        // The request's body was sent whole before any response head is read, so a
+        // `100 Continue` of the node's own is never cut in two by an interim head.
+        let io = &mut self.conn.io;
+        send(io, &mut [IoSlice::new(head)], timeout).await?;
+        // Flushed: a TLS stream would otherwise keep the hints until the final head.
+        io.flush().await
+    }
 }
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -503,6 +526,7 @@ async fn exchange<S: ClientStream>(
         timeout: body_timeout,
         timer: None,
         allowance: max_body,
+        interim: (version == Version::HTTP_11).then_some(send_timeout),
         conn,
     };
     let reply = forward::handle_head(shared, client, head, body, early, true).await;

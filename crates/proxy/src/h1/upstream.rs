@@ -1,8 +1,9 @@
 //! One HTTP/1.1 connection to a back-end, spoken by the task that serves the client.
 //!
 //! Owns: opening the connection (plain or TLS), writing a request (head and body in as few
-//! writes as possible, the head and a body-less request in one), reading the response head
-//! (kept as its own bytes, see [`super::head`]), and [`UpstreamBody`], the response body read
+//! writes as possible, the head and a body-less request in one), reading response heads
+//! (kept as their own bytes, see [`super::head`]; interim `1xx` ones are handed to the caller
+//! one at a time, within an [`InterimBudget`]), and [`UpstreamBody`], the response body read
 //! straight from the socket by whoever polls it and handed back to the back-end's pool once it
 //! ended cleanly. There is no connection task and no channel: every byte is read and written
 //! by the polling task. It must not schedule, retry or choose error responses (forward.rs
@@ -263,7 +264,8 @@ impl Upstream {
             .map_err(SendError::Backend)
     }
 
-    /// Reads one response head. Interim `1xx` responses other than `101` are skipped.
+    /// Reads one response head, an interim `1xx` one included: the caller forwards or drops
+    /// it (forward.rs) and calls again for the final head, counting with an [`InterimBudget`].
     pub(crate) async fn read_head(
         &mut self,
         head_request: bool,
@@ -274,14 +276,7 @@ impl Upstream {
                 match ResponseHead::parse(&mut self.buf, head_request)
                     .map_err(HeadError::Invalid)?
                 {
-                    Some(head) => {
-                        if head.status.is_informational()
-                            && head.status != StatusCode::SWITCHING_PROTOCOLS
-                        {
-                            continue;
-                        }
-                        return Ok(head);
-                    }
+                    Some(head) => return Ok(head),
                     None if self.buf.len() >= MAX_RESPONSE_HEAD => {
                         return Err(HeadError::Invalid("response head too large"))
                     }
@@ -302,6 +297,61 @@ impl Upstream {
                 Err(e) => return Err(HeadError::NothingReceived(e)),
             }
         }
+    }
+
+    /// Reads the final response head, dropping interim ones (for callers that forward none,
+    /// the health checks), within the same [`InterimBudget`].
+    pub(crate) async fn read_final_head(
+        &mut self,
+        head_request: bool,
+    ) -> Result<ResponseHead, HeadError> {
+        let mut budget = InterimBudget::default();
+        loop {
+            let head = self.read_head(head_request).await?;
+            if !is_interim(head.status) {
+                return Ok(head);
+            }
+            if !budget.admit(&head) {
+                return Err(HeadError::Invalid(INTERIM_FLOOD));
+            }
+        }
+    }
+}
+
+/// Most interim responses waited through before the final one. Real back-ends send one or
+/// two (a `103` per batch of hints, a `102` now and then on a long WebDAV request); one that
+/// sends more is broken or hostile, and a proxy that waited forever would loop on its bytes.
+pub(crate) const MAX_INTERIM: u32 = 16;
+/// Most bytes of interim heads waited through before the final one (each head is also under
+/// the 64 KiB head limit, and none is kept once forwarded: this bounds work, not memory).
+pub(crate) const MAX_INTERIM_BYTES: usize = 64 * 1024;
+/// Why a back-end's answer was refused when it passed [`MAX_INTERIM`] or [`MAX_INTERIM_BYTES`].
+pub(crate) const INTERIM_FLOOD: &str = "too many interim (1xx) responses";
+
+/// Whether a head is an interim response to wait through: a `1xx` other than `101`, which is
+/// final (the connection becomes a tunnel).
+pub(crate) fn is_interim(status: StatusCode) -> bool {
+    status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS
+}
+
+/// The interim responses one request has received so far, against the bounds above.
+#[derive(Debug, Default)]
+pub(crate) struct InterimBudget {
+    count: u32,
+    bytes: usize,
+}
+
+impl InterimBudget {
+    /// Counts one interim head: `false` once the back-end has sent more than is waited through.
+    pub(crate) fn admit(&mut self, head: &ResponseHead) -> bool {
+        self.count += 1;
+        self.bytes = self.bytes.saturating_add(head.wire_len());
+        self.count <= MAX_INTERIM && self.bytes <= MAX_INTERIM_BYTES
+    }
+
+    /// Whether any interim head arrived (the back-end has the request: not a stale connection).
+    pub(crate) fn any(&self) -> bool {
+        self.count > 0
     }
 }
 
@@ -341,6 +391,24 @@ pub(crate) fn fuzz_parse_response(buf: &[u8], head_request: bool) -> Result<Opti
                 again.parse(&out).ok(),
                 Some(httparse::Status::Complete(out.len()))
             );
+            if is_interim(head.status) {
+                // An interim head is forwarded as it is, complete on its own, and never carries
+                // a framing field (it frames nothing).
+                let mut interim = Vec::new();
+                head.write_interim(&mut interim);
+                let mut fields = [httparse::EMPTY_HEADER; 256];
+                let mut parsed = httparse::Response::new(&mut fields);
+                assert_eq!(
+                    parsed.parse(&interim).ok(),
+                    Some(httparse::Status::Complete(interim.len()))
+                );
+                assert_eq!(parsed.code, Some(head.status.as_u16()));
+                assert!(parsed.headers.iter().all(|h| {
+                    !h.name.eq_ignore_ascii_case("transfer-encoding")
+                        && !h.name.eq_ignore_ascii_case("content-length")
+                        && !h.name.eq_ignore_ascii_case("connection")
+                }));
+            }
             // The client side frames anew, except that a bodiless answer to HEAD or a 304
             // keeps the back-end's `Content-Length` (RFC 9110 §8.6: it says what a GET would
             // have carried, and it frames nothing here).
@@ -579,6 +647,47 @@ mod tests {
 
     fn parse(raw: &[u8], head_request: bool) -> Result<Option<ResponseHead>, &'static str> {
         ResponseHead::parse(&mut BytesMut::from(raw), head_request)
+    }
+
+    #[test]
+    fn interim_heads_are_written_whole_without_hop_by_hop_fields() {
+        let raw = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\
+Connection: x-hop\r\nX-Hop: 1\r\nVia: 1.1 app\r\n\r\n";
+        assert_eq!(fuzz_parse_response(raw, false), Ok(Some(raw.len())));
+        let head = parse(raw, false).unwrap().unwrap();
+        assert!(is_interim(head.status));
+        let mut out = Vec::new();
+        head.write_interim(&mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\
+via: 1.1 app, 1.1 pentaflow\r\n\r\n"
+        );
+        assert!(!is_interim(StatusCode::SWITCHING_PROTOCOLS) && !is_interim(StatusCode::OK));
+    }
+
+    #[test]
+    fn the_interim_budget_stops_a_flood_by_count_and_by_bytes() {
+        let small = parse(b"HTTP/1.1 102 Processing\r\n\r\n", false)
+            .unwrap()
+            .unwrap();
+        let mut budget = InterimBudget::default();
+        assert!(!budget.any());
+        for _ in 0..MAX_INTERIM {
+            assert!(budget.admit(&small));
+        }
+        assert!(budget.any() && !budget.admit(&small));
+        let big = format!(
+            "HTTP/1.1 103 Early Hints\r\nLink: {}\r\n\r\n",
+            "x".repeat(40_000)
+        );
+        let big = parse(big.as_bytes(), false).unwrap().unwrap();
+        let mut budget = InterimBudget::default();
+        assert!(budget.admit(&big));
+        assert!(
+            !budget.admit(&big),
+            "two 40 KB heads pass MAX_INTERIM_BYTES"
+        );
     }
 
     #[test]
