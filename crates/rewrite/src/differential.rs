@@ -27,7 +27,6 @@ pub(crate) fn run(page: &[u8], chunk: usize, fast: bool, charset: Option<&str>) 
         page_path: "/blog/post.html".into(),
         stop: Arc::new(AtomicBool::new(false)),
         rewritten: rewritten.clone(),
-        scratch: Default::default(),
     };
     let encoding = charset
         .and_then(|c| encoding_rs::Encoding::for_label(c.as_bytes()))

@@ -3,10 +3,11 @@
 //! moves the resolution base, and the CDN URL each matching reference becomes.
 //!
 //! It decides per reference with the rules and (in `auto` mode) the selected object set it was
-//! given; it must not block, allocate per byte, or touch shared state beyond one counter.
+//! given, each distinct reference once per page (`memo`), and writes the new values into one
+//! reused buffer ([`Edits`]); it must not block, allocate per reference, or touch shared state
+//! beyond one counter.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -14,6 +15,7 @@ use std::sync::{Arc, LazyLock};
 use lol_html::send::{Element, ElementContentHandlers};
 use lol_html::{HandlerResult, Selector};
 
+use crate::memo::Memo;
 use crate::rules::Compiled;
 use crate::urls::{directory, resolve, resolve_into, rewrite_srcset};
 
@@ -40,8 +42,6 @@ pub(crate) struct PageRewrite {
     pub(crate) stop: Arc<AtomicBool>,
     /// Counter of URLs rewritten (shared with the `Rewriter`'s report).
     pub(crate) rewritten: Arc<AtomicU64>,
-    /// Reused for resolving each reference: no allocation per attribute.
-    pub(crate) scratch: RefCell<String>,
 }
 
 /// Per-page mutable state of the handler, moved from the fast scan to lol_html if the page
@@ -51,6 +51,10 @@ pub(crate) struct PageState {
     /// Directory relative references resolve against; `None` after a foreign `<base>`.
     base_dir: Option<String>,
     base_seen: bool,
+    /// Decisions already taken on this page, against the current `base_dir`.
+    memo: Memo,
+    /// Reused for resolving each reference: no allocation per attribute.
+    scratch: String,
 }
 
 impl PageRewrite {
@@ -59,40 +63,49 @@ impl PageRewrite {
         self.stop.clone()
     }
 
-    /// The CDN URL for `raw`, when it is this site's and chosen for the CDN.
-    pub(crate) fn cdn_url(&self, raw: &str, base_dir: Option<&str>) -> Option<String> {
+    /// Appends the CDN URL for `raw` resolved against `base_dir` to `out` when it is this
+    /// site's and chosen for the CDN (resolved in `scratch`); `false`, `out` untouched, if not.
+    fn decide_url(
+        &self,
+        raw: &str,
+        base_dir: Option<&str>,
+        scratch: &mut String,
+        out: &mut String,
+    ) -> bool {
         // A replacement character means the value was not valid in the page's charset: writing
         // it back would corrupt it.
-        if self.stop.load(Ordering::Relaxed) || (!raw.is_ascii() && raw.contains('\u{FFFD}')) {
-            return None;
+        if !raw.is_ascii() && raw.contains('\u{FFFD}') {
+            return false;
         }
         let is_site = |host: &str| self.rules.is_site_host(host, self.request_host.as_deref());
-        let mut buf = self.scratch.borrow_mut();
-        let path_len = resolve_into(raw, base_dir, &is_site, &mut buf)?;
-        let path = &buf[..path_len];
+        let Some(path_len) = resolve_into(raw, base_dir, &is_site, scratch) else {
+            return false;
+        };
+        let path = &scratch[..path_len];
         if !self.rules.path_matches(path) {
-            return None;
+            return false;
         }
         if let Some(selected) = &self.selected {
             if !selected.contains(path) {
-                return None;
+                return false;
             }
         }
-        self.rewritten.fetch_add(1, Ordering::Relaxed);
-        let mut out = String::with_capacity(8 + self.cdn_host.len() + buf.len());
         out.push_str("https://");
         out.push_str(&self.cdn_host);
-        out.push_str(&buf);
-        Some(out)
+        out.push_str(scratch);
+        true
     }
 
-    /// The per-page state both engines (the fast scan and lol_html) decide with.
-    pub(crate) fn into_state(self) -> PageState {
+    /// The per-page state both engines (the fast scan and lol_html) decide with; `memo` false
+    /// decides every reference afresh (the differential tests' reference).
+    pub(crate) fn into_state(self, memo: bool) -> PageState {
         let base_dir = Some(directory(&self.page_path).to_owned());
         PageState {
             page: self,
             base_dir,
             base_seen: false,
+            memo: Memo::new(memo),
+            scratch: String::new(),
         }
     }
 }
@@ -105,8 +118,45 @@ pub(crate) trait TagView {
     fn has_attr(&self, name: &str) -> bool;
 }
 
-/// The attribute changes decided for one tag: at most two (`src` and `srcset`, ...).
-pub(crate) type Edits = Vec<(&'static str, String)>;
+/// The attribute changes decided for one tag (at most a few: `src` and `srcset`, ...), their
+/// new values side by side in one buffer that lives as long as the page's engine: deciding a
+/// tag allocates nothing once the buffer has grown, memo hit or not.
+#[derive(Default)]
+pub(crate) struct Edits {
+    values: String,
+    /// Attribute name and the end of its value in `values` (each starts where the last ended).
+    ends: Vec<(&'static str, usize)>,
+}
+
+impl Edits {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.values.clear();
+        self.ends.clear();
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// `(attribute, new value)` in the order decided.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        let mut start = 0;
+        self.ends.iter().map(move |&(name, end)| {
+            let value = &self.values[start..end];
+            start = end;
+            (name, value)
+        })
+    }
+
+    /// Records that what was appended to `values` since the last edit is `name`'s new value.
+    fn commit(&mut self, name: &'static str) {
+        self.ends.push((name, self.values.len()));
+    }
+}
 
 impl PageState {
     /// Whether [`SELECTOR`] matches a start tag named `tag` (ASCII lower case): the fast scan
@@ -159,8 +209,8 @@ impl PageState {
             move |el: &mut Element<'_, '_>| -> HandlerResult {
                 let name = el.tag_name();
                 self.decide(name.as_bytes(), &ElementView(el), &mut edits);
-                for (attr, value) in edits.drain(..) {
-                    el.set_attribute(attr, &value)?;
+                for (attr, value) in edits.iter() {
+                    el.set_attribute(attr, value)?;
                 }
                 Ok(())
             },
@@ -179,26 +229,53 @@ impl PageState {
             let is_site = |host: &str| page.rules.is_site_host(host, page.request_host.as_deref());
             self.base_dir = resolve(&href, self.base_dir.as_deref(), &is_site)
                 .map(|url| directory(&url.path).to_owned());
+            // Relative references now mean other URLs.
+            self.memo.clear();
         }
     }
 
-    fn rewrite_attr(&self, view: &dyn TagView, name: &'static str, edits: &mut Edits) {
+    /// Appends the CDN URL for `raw` on this page to `out` (`false`, nothing appended, when
+    /// it stays), decided once per distinct `raw` (see `memo`).
+    fn cdn_url(&mut self, raw: &str, out: &mut String) -> bool {
+        if self.page.stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let rewritten = match self.memo.get(raw) {
+            Some(url) => {
+                out.push_str(url.unwrap_or_default());
+                url.is_some()
+            }
+            None => {
+                let from = out.len();
+                let base = self.base_dir.as_deref();
+                let rewritten = self.page.decide_url(raw, base, &mut self.scratch, out);
+                self.memo.insert(raw, rewritten.then(|| &out[from..]));
+                rewritten
+            }
+        };
+        if rewritten {
+            self.page.rewritten.fetch_add(1, Ordering::Relaxed);
+        }
+        rewritten
+    }
+
+    fn rewrite_attr(&mut self, view: &dyn TagView, name: &'static str, edits: &mut Edits) {
         let Some(value) = view.attr(name) else {
             return;
         };
-        if let Some(new) = self.page.cdn_url(&value, self.base_dir.as_deref()) {
-            edits.push((name, new));
+        if self.cdn_url(&value, &mut edits.values) {
+            edits.commit(name);
         }
     }
 
-    fn rewrite_srcset_attr(&self, view: &dyn TagView, name: &'static str, edits: &mut Edits) {
+    fn rewrite_srcset_attr(&mut self, view: &dyn TagView, name: &'static str, edits: &mut Edits) {
         let Some(value) = view.attr(name) else {
             return;
         };
-        let base = self.base_dir.as_deref();
-        let page = &self.page;
-        if let Some(new) = rewrite_srcset(&value, &mut |u| page.cdn_url(u, base)) {
-            edits.push((name, new));
+        if rewrite_srcset(&value, &mut edits.values, &mut |u, out| {
+            self.cdn_url(u, out)
+        }) {
+            edits.commit(name);
         }
     }
 }

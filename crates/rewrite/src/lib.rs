@@ -53,6 +53,7 @@ mod cache;
 pub mod differential;
 mod error;
 mod html;
+mod memo;
 mod pipeline;
 mod policy;
 mod report;

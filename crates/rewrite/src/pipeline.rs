@@ -114,7 +114,8 @@ impl Pipeline {
     }
 
     /// [`Pipeline::new`], choosing whether the fast scan may be used (`fast`) or lol_html
-    /// parses the whole page: the differential tests compare the two.
+    /// parses the whole page, deciding every URL afresh without the page's memo: the
+    /// differential tests compare the two.
     pub(crate) fn with_engine(plan: &Plan, page: PageRewrite, limit: u64, fast: bool) -> Self {
         let out = Arc::new(Mutex::new(Output {
             encoder: Encoder::new(plan.coding, false),
@@ -123,7 +124,7 @@ impl Pipeline {
         let stop = page.stop_flag();
         let stage_stop = stop.clone();
         let encoding: &'static encoding_rs::Encoding = plan.encoding.into();
-        let page = page.into_state();
+        let page = page.into_state(fast);
         let engine = if fast {
             Engine::Fast {
                 scan: Box::new(FastScan::new(encoding, plan.follow_meta_charset)),

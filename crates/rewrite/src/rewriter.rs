@@ -283,7 +283,6 @@ impl Rewriter {
             selected,
             stop: Arc::default(),
             rewritten: self.shared.counters.urls_rewritten.clone(),
-            scratch: Default::default(),
             rules,
         };
         let job = Job {

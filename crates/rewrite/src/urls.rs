@@ -110,14 +110,16 @@ pub(crate) fn directory(path: &str) -> &str {
     }
 }
 
-/// Rewrites each candidate URL of a `srcset` with `map`; `None` when nothing changed.
+/// Appends `value`, a `srcset`, to `out` with each candidate URL rewritten by `map` (which
+/// appends the new URL to `out` and says whether it did); `false`, `out` untouched, when
+/// nothing changed.
 pub(crate) fn rewrite_srcset(
     value: &str,
-    map: &mut dyn FnMut(&str) -> Option<String>,
-) -> Option<String> {
+    out: &mut String,
+    map: &mut dyn FnMut(&str, &mut String) -> bool,
+) -> bool {
     let bytes = value.as_bytes();
-    // Allocated at the first change: many `srcset`s seen are left as they are.
-    let mut out = String::new();
+    let mark = out.len();
     let mut copied = 0;
     let mut changed = false;
     let mut i = 0;
@@ -136,14 +138,14 @@ pub(crate) fn rewrite_srcset(
             end -= 1;
         }
         if end > start {
-            if let Some(new) = map(&value[start..end]) {
-                if out.capacity() == 0 {
-                    out.reserve(value.len() + 64);
-                }
-                out.push_str(&value[copied..start]);
-                out.push_str(&new);
+            // The text since the last change goes first; taken back if this one stays too.
+            let before = out.len();
+            out.push_str(&value[copied..start]);
+            if map(&value[start..end], out) {
                 copied = end;
                 changed = true;
+            } else {
+                out.truncate(before);
             }
         }
         if !ends_candidate {
@@ -161,10 +163,11 @@ pub(crate) fn rewrite_srcset(
         }
     }
     if !changed {
-        return None;
+        out.truncate(mark);
+        return false;
     }
     out.push_str(&value[copied..]);
-    Some(out)
+    true
 }
 
 /// For `http:`/`https:` URLs returns what follows the scheme; `None` for no scheme. Other schemes
@@ -269,29 +272,50 @@ mod tests {
         assert_eq!(directory("/a/b/"), "/a/b/");
     }
 
+    /// [`rewrite_srcset`] into a buffer that already holds other text, as `Edits` uses it.
+    fn srcset(value: &str) -> Option<String> {
+        let mut map = |u: &str, out: &mut String| {
+            let ours = !u.starts_with("http");
+            if ours {
+                out.push_str("https://cdn");
+                out.push_str(u);
+            }
+            ours
+        };
+        let mut out = String::from("before|");
+        let changed = rewrite_srcset(value, &mut out, &mut map);
+        let rest = out.strip_prefix("before|").expect("earlier text kept");
+        assert_eq!(changed, !rest.is_empty(), "{value:?} gave {rest:?}");
+        changed.then(|| rest.to_owned())
+    }
+
     #[test]
     fn srcset_candidates_are_rewritten_in_place() {
-        let mut map = |u: &str| (!u.starts_with("http")).then(|| format!("https://cdn{u}"));
-        let out = rewrite_srcset(" /a.png 1x,/b.png 2x , http://x/c.png 3x", &mut map);
+        let out = srcset(" /a.png 1x,/b.png 2x , http://x/c.png 3x");
         assert_eq!(
             out.as_deref(),
             Some(" https://cdn/a.png 1x,https://cdn/b.png 2x , http://x/c.png 3x")
         );
         // As in HTML's parser, a URL runs to whitespace: commas inside it are part of it.
-        let out = rewrite_srcset("/a.png,/b.png 100w", &mut map);
+        let out = srcset("/a.png,/b.png 100w");
         assert_eq!(out.as_deref(), Some("https://cdn/a.png,/b.png 100w"));
-        let out = rewrite_srcset("/a.png, /b.png 100w,", &mut map);
+        let out = srcset("/a.png, /b.png 100w,");
         assert_eq!(
             out.as_deref(),
             Some("https://cdn/a.png, https://cdn/b.png 100w,")
         );
-        let out = rewrite_srcset("/a.png (max-width: 1px, x), /b.png", &mut map);
+        let out = srcset("/a.png (max-width: 1px, x), /b.png");
         assert_eq!(
             out.as_deref(),
             Some("https://cdn/a.png (max-width: 1px, x), https://cdn/b.png")
         );
-        assert_eq!(rewrite_srcset("http://x/a.png 1x", &mut map), None);
-        assert_eq!(rewrite_srcset("", &mut map), None);
-        assert_eq!(rewrite_srcset(",,, ,", &mut map), None);
+        let out = srcset("http://x/a.png 1x, /b.png 2x, http://y/c.png 3x");
+        assert_eq!(
+            out.as_deref(),
+            Some("http://x/a.png 1x, https://cdn/b.png 2x, http://y/c.png 3x")
+        );
+        assert_eq!(srcset("http://x/a.png 1x"), None);
+        assert_eq!(srcset(""), None);
+        assert_eq!(srcset(",,, ,"), None);
     }
 }

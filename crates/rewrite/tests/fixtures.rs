@@ -212,6 +212,85 @@ async fn windows_1252_page_by_meta_and_by_header() {
     }
 }
 
+/// The same references again and again, before and after `<base>` moves the resolution base,
+/// a second `<base>` that HTML ignores, and an `<svg>` that hands the rest of the page to
+/// lol_html: each repeat must be decided as the first one was, against the base in force (the
+/// page's memo of URL decisions starts over at `<base>` and moves with the page to lol_html).
+#[tokio::test]
+async fn repeated_references_around_a_base_change() {
+    let out = rewrite_fixture("repeated.html", "/blog/post.html", HTML_UTF8.1, 1 << 20).await;
+    let out = String::from_utf8(out).unwrap();
+    let c = "https://cdn.example.net";
+    let before = |p: &str| format!("{c}/blog/{p}");
+    let after = |p: &str| format!("{c}/assets/v2/{p}");
+    assert_eq!(
+        url_attrs(&out),
+        rows(&[
+            ("link", "href", &before("css/site.css")),
+            ("link", "href", &format!("{c}/favicon.ico")),
+            ("script", "src", &before("js/app.js")),
+            ("img", "src", &before("img/logo.png")),
+            (
+                "img",
+                "srcset",
+                &format!(
+                    "{} 1x, {} 2x, {} 3x",
+                    before("img/logo.png"),
+                    before("img/logo@2x.png"),
+                    before("img/logo.png")
+                )
+            ),
+            ("img", "src", &before("img/logo.png")),
+            ("img", "src", "/about"),
+            ("img", "src", "/about"),
+            ("base", "href", "/assets/v2/"),
+            ("base", "href", "/ignored/"),
+            ("img", "src", &after("img/logo.png")),
+            (
+                "img",
+                "srcset",
+                &format!(
+                    "{} 1x, {} 2x",
+                    after("img/logo.png"),
+                    after("img/logo@2x.png")
+                )
+            ),
+            ("img", "src", &after("img/logo.png")),
+            ("link", "href", &after("css/site.css")),
+            ("script", "src", &after("js/app.js")),
+            ("img", "src", "/about"),
+            ("img", "src", &format!("{c}/favicon.ico")),
+            ("img", "src", &format!("{c}/assets/img/logo.png")),
+            ("image", "href", "img/logo.png"),
+            ("img", "src", &after("img/logo.png")),
+            (
+                "img",
+                "srcset",
+                &format!(
+                    "{} 1x, {} 2x",
+                    after("img/logo.png"),
+                    after("img/logo@2x.png")
+                )
+            ),
+            ("link", "href", &after("css/site.css")),
+            ("img", "src", &format!("{c}/favicon.ico")),
+        ])
+    );
+}
+
+/// References decided before a `<base>` of another site must not be reused after it: from
+/// there on relative and root-relative references are that site's, not ours.
+#[tokio::test]
+async fn references_repeated_after_a_foreign_base_stay() {
+    let page = br#"<img src="a.png"><img src="/b.png"><img src="a.png"><base href="https://other.org/x/"><img src="a.png"><img src="/b.png"><img src="//www.example.com/b.png">"#;
+    let (_, body) = run(&rewriter(), &req("/p/q.html"), &[HTML_UTF8], page, 1 << 20).await;
+    let body = String::from_utf8(body.expect("rewrites").to_vec()).expect("utf-8");
+    assert_eq!(
+        body,
+        r#"<img src="https://cdn.example.net/p/a.png"><img src="https://cdn.example.net/b.png"><img src="https://cdn.example.net/p/a.png"><base href="https://other.org/x/"><img src="a.png"><img src="/b.png"><img src="https://cdn.example.net/b.png">"#
+    );
+}
+
 #[tokio::test]
 async fn tiny_chunks_give_the_same_bytes_as_one_chunk() {
     for (name, path) in [
@@ -219,6 +298,7 @@ async fn tiny_chunks_give_the_same_bytes_as_one_chunk() {
         ("srcset.html", "/gallery/index.html"),
         ("inline.html", "/index.html"),
         ("latin1.html", "/menu.html"),
+        ("repeated.html", "/blog/post.html"),
     ] {
         let whole = rewrite_fixture(name, path, "text/html", 1 << 20).await;
         for chunk in [1, 2, 7, 64, 1000] {

@@ -182,7 +182,13 @@ proptest! {
 
 #[test]
 fn fast_scan_equals_lol_html_on_the_fixtures() {
-    for name in ["blog.html", "inline.html", "latin1.html", "srcset.html"] {
+    for name in [
+        "blog.html",
+        "inline.html",
+        "latin1.html",
+        "srcset.html",
+        "repeated.html",
+    ] {
         let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
         let page = std::fs::read(&path).expect("fixture");
         for chunk in [1, 2, 3, 7, 64, 1000, 16 << 10, 1 << 20] {
