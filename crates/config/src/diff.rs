@@ -33,6 +33,7 @@ pub enum ChangeKind {
 #[must_use]
 pub fn diff_array(old: &ArrayConfig, new: &ArrayConfig) -> Vec<ArrayChange> {
     let ArrayConfig {
+        mode,
         vip,
         interface,
         node_id,
@@ -53,6 +54,7 @@ pub fn diff_array(old: &ArrayConfig, new: &ArrayConfig) -> Vec<ArrayChange> {
             });
         }
     };
+    changed("mode", *mode == new.mode);
     changed("vip", *vip == new.vip);
     changed("interface", *interface == new.interface);
     changed("node_id", *node_id == new.node_id);
@@ -173,7 +175,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::model::DataPlane;
+    use crate::model::{ArrayMode, DataPlane};
 
     fn node(id: u16) -> ArrayNode {
         ArrayNode {
@@ -188,6 +190,7 @@ mod tests {
 
     fn array() -> ArrayConfig {
         ArrayConfig {
+            mode: ArrayMode::Scheduler,
             vip: Ipv4Addr::new(10, 77, 1, 10),
             interface: "eth0".to_owned(),
             node_id: None,

@@ -135,6 +135,10 @@
 //!                                     # stay), "maintenance" = no traffic (sticky ones move)
 //!
 //! [array]                             # optional; absent = a plain proxy node (no VIP set-up)
+//! mode = "scheduler"                  # default "scheduler": one node routes every inbound frame by
+//!                                     # the bucket table; "active-active": every node decides (seed
+//!                                     # 004; needs a key and >= 2 nodes; refuses scheduler,
+//!                                     # table_size, bucket_idle, preempt and node priority)
 //! vip = "10.77.1.10"                  # required; IPv4 the array publishes (put on lo, ARP by the scheduler)
 //! interface = "eth0"                  # required; the LAN interface (<= 15 chars, no '/' or spaces)
 //! node_id = 1                         # optional; this node's id (or `serve --node-id N`, env
@@ -212,6 +216,7 @@ pub(crate) struct FileConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileArray {
+    pub(crate) mode: Option<Spanned<String>>,
     pub(crate) vip: Option<Spanned<String>>,
     pub(crate) interface: Option<Spanned<String>>,
     pub(crate) node_id: Option<Spanned<i64>>,

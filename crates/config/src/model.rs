@@ -33,6 +33,8 @@ pub struct Config {
 /// the command line ([`ArrayConfig::self_node`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ArrayConfig {
+    /// How the array schedules (`mode`): one scheduler, or every node (seed 004).
+    pub mode: ArrayMode,
     /// The virtual IP the array publishes.
     pub vip: Ipv4Addr,
     /// The LAN interface carrying VIP traffic (at most 15 bytes, as the kernel requires).
@@ -544,6 +546,39 @@ pub struct BackendConfig {
     pub weight: u32,
     /// The operator's state of the back-end (`state`): ready, draining or in maintenance.
     pub state: BackendAdminState,
+}
+
+/// `[array] mode`: who decides where a new connection goes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ArrayMode {
+    /// One node (static, or elected with a cluster key) owns the VIP by ARP and routes every
+    /// inbound frame by the client IP/port bucket table (seed 002; the default).
+    #[default]
+    Scheduler,
+    /// An upstream router spreads the VIP's traffic over every node and each node decides as
+    /// an individual load balancer: rendezvous owner and backup per connection, hand-off to
+    /// the owner, announced associations (seed 004). Needs a cluster key and two nodes.
+    ActiveActive,
+}
+
+impl ArrayMode {
+    /// Every mode, in the order the documentation lists them.
+    pub const ALL: [ArrayMode; 2] = [ArrayMode::Scheduler, ArrayMode::ActiveActive];
+
+    /// The word used in the file.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduler => "scheduler",
+            Self::ActiveActive => "active-active",
+        }
+    }
+
+    /// The mode a word names, if any.
+    #[must_use]
+    pub fn from_word(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == word)
+    }
 }
 
 /// `[array] data_plane`: which data plane the scheduler runs.

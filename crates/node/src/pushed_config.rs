@@ -6,9 +6,10 @@
 //! reload), the node list — nodes added or removed, addresses, MACs, weights, `enabled`,
 //! priorities — `bucket_idle`, the cluster timers (`heartbeat`, `dead_after`, `status_poll`,
 //! `status_retries`) and `preempt`. Needing a restart of every node: the VIP, the LAN
-//! interface, `table_size`, `ports`, the cluster key and port, the admin token, and this
-//! node's own address or presence in the list. A pushed file that changes any of those is
-//! refused by every node's validator, naming the keys, so nothing is silently half-applied.
+//! interface, the `mode`, `table_size`, `ports`, the cluster key and port, the admin token,
+//! and this node's own address or presence in the list. A pushed file that changes any of
+//! those is refused by every node's validator, naming the keys, so nothing is silently
+//! half-applied.
 //!
 //! Must not: apply anything to the running node (the cluster driver does); its only I/O is
 //! [`persist`]'s write of the committed file. Refusals are a typed [`PushRefused`], whose text
@@ -22,6 +23,7 @@ use pentaflow_config::{ArrayConfig, ChangeKind};
 /// planes hold, the table every node must agree on, the served ports, and the control plane's
 /// key, port and admin token.
 const RESTART_ONLY: &[&str] = &[
+    "array.mode",
     "array.vip",
     "array.interface",
     "array.table_size",

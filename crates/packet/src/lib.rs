@@ -45,6 +45,7 @@
 #[cfg(test)]
 mod fixtures;
 pub mod frame;
+pub mod ilb_core;
 pub mod io;
 pub mod run;
 pub mod scheduler;
@@ -56,6 +57,7 @@ pub mod xdp;
 mod sys;
 
 pub use frame::{DropReason, Flow, FrameError, L4Proto, MacAddr, TcpFlags, Verdict};
+pub use ilb_core::{Handled, IlbCore, HANDOFF_VID, SECOND_CHANCE_VID};
 pub use io::{AfPacketIo, FrameIo, Output, PacketBuf};
 /// Re-exported so callers name nodes and tables with the same types as this crate.
 pub use pentaflow_balance::{BucketTable, NodeId};

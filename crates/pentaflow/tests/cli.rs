@@ -140,6 +140,71 @@ fn check_accepts_a_good_file_and_names_file_line_key_of_a_bad_one() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// An active-active array of two nodes (issue 12), valid for `check`.
+const ACTIVE_ACTIVE: &str = "[[service]]\nname = \"web\"\nlisten = [\"10.77.1.10:80\"]\n[[service.backend]]\nname = \"a\"\naddress = \"10.77.1.101:8001\"\n[array]\nmode = \"active-active\"\nvip = \"10.77.1.10\"\ninterface = \"eth0\"\nkey = \"a cluster key of 16+ bytes\"\nnode_id = 1\n[[array.node]]\nid = 1\naddress = \"10.77.1.11\"\nmac = \"02:77:01:00:00:01\"\n[[array.node]]\nid = 2\naddress = \"10.77.1.12\"\nmac = \"02:77:01:00:00:02\"\n";
+
+#[test]
+fn check_prints_the_mode_and_serve_refuses_active_active_until_its_packet_path_is_wired() {
+    let dir = temp_dir("active-active");
+    let path = dir.join("aa.toml");
+    std::fs::write(&path, ACTIVE_ACTIVE).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("; mode active-active, 2 node(s)"),
+        "{stdout}"
+    );
+
+    let scheduler = dir.join("scheduler.toml");
+    let text = ACTIVE_ACTIVE.replace("mode = \"active-active\"\n", "");
+    std::fs::write(&scheduler, text).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&scheduler)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("; mode scheduler, 2 node(s)"), "{stdout}");
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, ACTIVE_ACTIVE.replace("\"active-active\"", "\"mesh\"")).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:8", bad.display())), "{err}");
+    assert!(
+        err.contains("array.mode") && err.contains("use \"scheduler\" or \"active-active\""),
+        "{err}"
+    );
+
+    // Refused before anything is set up: no root, no interface, no VIP needed to see it.
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("active-active mode is not runnable in this build yet (issue 12): "),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn check_reports_every_problem_at_once_and_why_a_file_cannot_be_read() {
     let dir = temp_dir("check-all");

@@ -15,8 +15,8 @@ use toml::Spanned;
 use super::{Checker, Zero};
 use crate::file::{FileArray, FileArrayNode};
 use crate::model::{
-    ArrayConfig, ArrayNode, DataPlane, ServiceConfig, DEFAULT_BUCKET_IDLE, DEFAULT_PRIORITY,
-    DEFAULT_TABLE_SIZE, PREFERRED_PRIORITY,
+    ArrayConfig, ArrayMode, ArrayNode, DataPlane, ServiceConfig, DEFAULT_BUCKET_IDLE,
+    DEFAULT_PRIORITY, DEFAULT_TABLE_SIZE, PREFERRED_PRIORITY,
 };
 
 /// Node ids: 0 is kept free as "no node" for humans, 65535 is the bucket table's
@@ -45,6 +45,7 @@ impl Checker<'_> {
     ) -> ArrayConfig {
         let span = array.span();
         let a = array.get_ref();
+        let mode = self.array_mode(a);
         let vip = match &a.vip {
             Some(v) => self.ipv4(v, "array.vip"),
             None => {
@@ -89,8 +90,9 @@ impl Checker<'_> {
                 }
                 id
             }
-            // With a cluster key the nodes elect the scheduler: no preference is needed.
-            None if cluster.is_some() => 0,
+            // With a cluster key the nodes elect the scheduler: no preference is needed; in
+            // active-active mode there is none (every node schedules).
+            None if cluster.is_some() || mode == ArrayMode::ActiveActive => 0,
             None => {
                 self.report(span.clone(), "array.scheduler", "missing required key");
                 0
@@ -136,12 +138,16 @@ impl Checker<'_> {
                 if vip.is_some() && ports.is_empty() && !services.is_empty() {
                     let message = "no service listens on the VIP (or a wildcard): set ports, \
                                    or add the VIP to a listen/tls_listen list";
-                    self.report(span, "array.ports", message);
+                    self.report(span.clone(), "array.ports", message);
                 }
                 ports
             }
         };
+        if mode == ArrayMode::ActiveActive {
+            self.active_active(a, span.clone(), cluster.is_some());
+        }
         ArrayConfig {
+            mode,
             vip: vip.unwrap_or(Ipv4Addr::UNSPECIFIED),
             interface,
             node_id,
@@ -152,6 +158,67 @@ impl Checker<'_> {
             ports,
             nodes,
             cluster,
+        }
+    }
+
+    /// `mode`: the word, or the default; an unknown word lists the valid ones.
+    fn array_mode(&mut self, a: &FileArray) -> ArrayMode {
+        let Some(word) = &a.mode else {
+            return ArrayMode::default();
+        };
+        ArrayMode::from_word(word.get_ref()).unwrap_or_else(|| {
+            let valid: Vec<String> = ArrayMode::ALL
+                .iter()
+                .map(|m| format!("{:?}", m.as_str()))
+                .collect();
+            let message = format!(
+                "{:?} is not a mode: use {}",
+                word.get_ref(),
+                valid.join(" or ")
+            );
+            self.report(word.span(), "array.mode", message);
+            ArrayMode::default()
+        })
+    }
+
+    /// What active-active mode needs (a cluster key: the nodes announce associations to each
+    /// other; two nodes: ownership needs an owner and a backup) and the keys of the
+    /// single scheduler it refuses, each at its own line.
+    fn active_active(&mut self, a: &FileArray, span: std::ops::Range<usize>, cluster: bool) {
+        // A key that failed to read was reported already: one problem, not two.
+        if !cluster && a.key.is_none() && a.key_file.is_none() {
+            let message = "mode = \"active-active\" needs a cluster key (key or key_file): \
+                           the nodes announce associations and membership to each other";
+            self.report(span.clone(), "array.key", message);
+        }
+        if a.node.len() == 1 {
+            let message = format!(
+                "mode = \"active-active\" needs at least 2 [[array.node]]s (an owner and a \
+                 backup per connection), found {}",
+                a.node.len()
+            );
+            self.report(span.clone(), "array.node", message);
+        }
+        let why = "only means something with mode = \"scheduler\": in active-active mode \
+                   every node schedules";
+        let spans = [
+            ("scheduler", a.scheduler.as_ref().map(Spanned::span)),
+            ("table_size", a.table_size.as_ref().map(Spanned::span)),
+            ("bucket_idle", a.bucket_idle.as_ref().map(Spanned::span)),
+            // A bare boolean carries no span of its own: the section's line.
+            ("preempt", a.preempt.map(|_| span.clone())),
+        ];
+        for (key, at) in spans {
+            if let Some(at) = at {
+                self.report(at, &format!("array.{key}"), why);
+            }
+        }
+        for (i, node) in a.node.iter().enumerate() {
+            if let Some(p) = &node.get_ref().priority {
+                let message = "only means something with mode = \"scheduler\": in \
+                               active-active mode no node is elected";
+                self.report(p.span(), &format!("array.node[{i}].priority"), message);
+            }
         }
     }
 
@@ -360,5 +427,7 @@ fn parse_mac(text: &str) -> Option<[u8; 6]> {
 
 #[cfg(test)]
 mod cluster_tests;
+#[cfg(test)]
+mod mode_tests;
 #[cfg(test)]
 mod tests;

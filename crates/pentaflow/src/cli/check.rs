@@ -8,8 +8,12 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
     match pentaflow_config::load(path) {
         Ok(config) => {
             let backends: usize = config.services.iter().map(|s| s.backends.len()).sum();
+            let array = match &config.array {
+                Some(a) => format!("mode {}, {} node(s)", a.mode.as_str(), a.nodes.len()),
+                None => "mode none: no [array]".to_owned(),
+            };
             println!(
-                "{}: ok ({} service(s), {} back-end(s))",
+                "{}: ok ({} service(s), {} back-end(s)); {array}",
                 path.display(),
                 config.services.len(),
                 backends

@@ -21,7 +21,24 @@ use pentaflow_node::{ArrayRole, ClusterDriver};
 /// this is (overriding the file's `node_id`).
 pub(crate) async fn run(path: PathBuf, node_id: Option<u16>) -> anyhow::Result<ExitCode> {
     let config = pentaflow_config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(refusal) = not_runnable(&config) {
+        eprintln!("pentaflow: {}: {refusal}", path.display());
+        return Ok(ExitCode::from(2));
+    }
     run_array_node(config, Some(path), node_id).await
+}
+
+/// Why this build cannot serve `config`, if it cannot: active-active mode validates (so
+/// `check` and config pushes work), but its packet path is not wired to a data plane yet —
+/// starting it as a single scheduler would publish the VIP the wrong way.
+fn not_runnable(config: &Config) -> Option<String> {
+    let array = config.array.as_ref()?;
+    (array.mode == pentaflow_config::ArrayMode::ActiveActive).then(|| {
+        "active-active mode is not runnable in this build yet (issue 12): its decisions \
+         (pentaflow_packet::ilb_core) are built and tested, but no data plane runs them and \
+         the nodes do not exchange associations; use mode = \"scheduler\" (the default)"
+            .to_owned()
+    })
 }
 
 /// Starts the proxy and the admin API for `config`; reloads from `reload_from` on SIGHUP.
