@@ -88,6 +88,11 @@ impl StatusSource for NodeStatusSource {
                 "Connections to accept_proxy listeners closed: PROXY header missing, malformed, too long or late.",
                 c.proxy_header_errors,
             ),
+            NodeMetric::counter(
+                "interim_floods",
+                "Back-end answers refused with 502: more interim (1xx) responses than a proxy waits through.",
+                c.interim_floods,
+            ),
         ];
         // Every answer the node made itself, one series per status and reason.
         metrics.extend(c.local_responses.iter().map(|l| {
