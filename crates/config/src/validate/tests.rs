@@ -376,6 +376,7 @@ fn a_table_for_another_mode_is_an_error() {
 }
 
 mod backend;
+mod discovery;
 mod tables;
 mod tickets;
 mod tls;
