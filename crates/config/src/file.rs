@@ -21,8 +21,8 @@
 //! resolvers = ["127.0.0.1:53"]        # optional; DNS servers (ip:port) for back-ends named by DNS;
 //!                                     # absent = those of /etc/resolv.conf
 //! resolve_min_ttl = "1s"              # default 1s; a record's TTL is raised to this ...
-//! resolve_max_ttl = "300s"            # default 300s; ... and lowered to this (>= min); also the
-//!                                     # retry delay after a failed resolution
+//! resolve_max_ttl = "300s"            # default 300s; ... and lowered to this (>= min); after a
+//!                                     # failure: retried after min, doubling, at most max
 //! resolve_drain = "30s"               # default 30s; an address gone from DNS drains this long,
 //!                                     # then is removed
 //!

@@ -170,7 +170,8 @@ pub struct ResolveSettings {
     /// must not make every node query in a loop.
     pub min_ttl: Duration,
     /// ... and lowered to at most this: a day-long TTL must not hide a moved back-end for a day.
-    /// Also the retry delay after a failed resolution.
+    /// After a failed resolution the name is asked again after `min_ttl`, doubled with each
+    /// failure in a row, at most this.
     pub max_ttl: Duration,
     /// How long an address that left the answer stays draining before it is removed (its
     /// cookie and session clients keep reaching it meanwhile, as `state = "drain"`).
