@@ -46,6 +46,7 @@ fn document() -> StatusDocument {
         uptime_secs: 86_400,
         web_servers,
         metrics,
+        discovery: Vec::new(),
     }
 }
 

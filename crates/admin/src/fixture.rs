@@ -35,5 +35,6 @@ pub(crate) fn document() -> StatusDocument {
             NodeMetric::counter("connections_accepted", "Client connections accepted.", 42),
             NodeMetric::gauge("connections_open", "Client connections open now.", 5),
         ],
+        discovery: Vec::new(),
     }
 }

@@ -56,8 +56,8 @@ pub use error::AdminError;
 pub use metrics::encode_metrics;
 pub use model::{
     ClusterBuckets, ClusterDocument, ClusterNodeRow, ClusterSummaryRow, DataPlaneFailure,
-    DataPlaneStatus, DroppedDatagrams, MetricKind, NodeMetric, QuorumStatus, StatusDocument,
-    StatusSource,
+    DataPlaneStatus, DiscoveryStatus, DroppedDatagrams, MetricKind, NodeMetric, QuorumStatus,
+    StatusDocument, StatusSource,
 };
 pub use pentaflow_balance::{BackendState, WebServerStatus};
 pub use server::{serve, serve_with, AdminOptions};

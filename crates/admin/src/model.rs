@@ -30,6 +30,11 @@ pub trait StatusSource: Send + Sync + 'static {
     fn cluster_report(&self) -> serde_json::Value {
         serde_json::Value::Null
     }
+    /// Back-ends named by DNS and their last resolutions (the status document's
+    /// `discovery`); empty when none is.
+    fn discovery(&self) -> Vec<DiscoveryStatus> {
+        Vec::new()
+    }
     /// The array's bucket table as this node holds it, for the dashboard's bucket picture
     /// (`GET /ui/buckets`); `None` when the node is not in an array cluster.
     fn bucket_table(&self) -> Option<Arc<BucketSnapshot>> {
@@ -88,6 +93,32 @@ pub struct StatusDocument {
     pub web_servers: Vec<WebServerStatus>,
     /// Node-wide counters and gauges.
     pub metrics: Vec<NodeMetric>,
+    /// Back-ends named by DNS: what each name resolves to and how its last resolutions went
+    /// (empty, and absent from the JSON, when no back-end is named by DNS).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub discovery: Vec<DiscoveryStatus>,
+}
+
+/// One `[[service.backend]]` named by DNS, as its discovery sees it now.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DiscoveryStatus {
+    /// The service.
+    pub service: String,
+    /// The entry's name (the discovered back-ends are `<name>#<ip:port>`).
+    pub name: String,
+    /// What is asked: `host:port` or `SRV _service._proto.name`.
+    pub target: String,
+    /// The addresses in the last good answer (`ip:port`), each a back-end taking new clients.
+    pub addresses: Vec<String>,
+    /// Addresses gone from the answer, draining until they are removed.
+    pub draining: Vec<String>,
+    /// When the name last resolved (Unix seconds); `None` = never yet.
+    pub last_success_unix: Option<u64>,
+    /// The last resolution's error, while the name fails (the last good set is kept); `None`
+    /// once it resolves again.
+    pub last_error: Option<String>,
+    /// Resolutions that failed in a row (0 after a success).
+    pub consecutive_failures: u32,
 }
 
 impl NodeMetric {
@@ -147,6 +178,7 @@ impl StatusDocument {
             uptime_secs,
             web_servers,
             metrics: source.node_metrics(),
+            discovery: source.discovery(),
         }
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use pentaflow_balance::{BackendState, WebServerStatus};
 
-use crate::model::{NodeMetric, StatusDocument};
+use crate::model::{DiscoveryStatus, NodeMetric, StatusDocument};
 
 /// Space between columns.
 const GAP: &str = "  ";
@@ -28,7 +28,49 @@ pub fn render_table(doc: &StatusDocument) -> String {
     backends_table(&doc.web_servers).render(&mut out, "(no back-ends)");
     out.push('\n');
     metrics_table(&doc.metrics).render(&mut out, "(no node metrics)");
+    if !doc.discovery.is_empty() {
+        out.push('\n');
+        discovery_table(&doc.discovery).render(&mut out, "");
+    }
     out
+}
+
+/// Back-ends named by DNS: one row per name, its addresses, and whether it resolves now.
+fn discovery_table(rows: &[DiscoveryStatus]) -> Table {
+    use Align::{Left, Right};
+    let mut table = Table::new(&[
+        ("SERVICE", Left),
+        ("DNS BACK-END", Left),
+        ("NAME", Left),
+        ("ADDRESSES", Left),
+        ("DRAINING", Left),
+        ("LAST OK", Left),
+        ("FAILURES", Right),
+        ("LAST ERROR", Left),
+    ]);
+    let list = |l: &[String]| {
+        if l.is_empty() {
+            "-".to_owned()
+        } else {
+            clean(&l.join(","))
+        }
+    };
+    for row in rows {
+        table.push(vec![
+            clean(&row.service),
+            clean(&row.name),
+            clean(&row.target),
+            list(&row.addresses),
+            list(&row.draining),
+            row.last_success_unix
+                .map_or_else(|| "never".to_owned(), |t| format!("@{t}")),
+            row.consecutive_failures.to_string(),
+            row.last_error
+                .as_deref()
+                .map_or_else(|| "-".to_owned(), clean),
+        ]);
+    }
+    table
 }
 
 fn backends_table(rows: &[WebServerStatus]) -> Table {

@@ -18,6 +18,13 @@
 //! shutdown_grace = "30s"              # default 30s; "0s" = stop at once
 //! admin_token_file = "admin.token"    # optional (or admin_token = "..."; not both; >= 16 bytes):
 //!                                     # the token of the runtime back-end API (POST /backend/...)
+//! resolvers = ["127.0.0.1:53"]        # optional; DNS servers (ip:port) for back-ends named by DNS;
+//!                                     # absent = those of /etc/resolv.conf
+//! resolve_min_ttl = "1s"              # default 1s; a record's TTL is raised to this ...
+//! resolve_max_ttl = "300s"            # default 300s; ... and lowered to this (>= min); after a
+//!                                     # failure: retried after min, doubling, at most max
+//! resolve_drain = "30s"               # default 30s; an address gone from DNS drains this long,
+//!                                     # then is removed
 //!
 //! [limits]                            # optional; all defaults safe
 //! max_header_bytes = 16384            # default 16 KiB; 1024..=1 MiB
@@ -129,7 +136,9 @@
 //!
 //! [[service.backend]]                 # >= 1
 //! name = "web1"                       # required, unique within the service, [A-Za-z0-9_.-]+
-//! address = "127.0.0.1:8001"          # required ip:port (port != 0)
+//! address = "127.0.0.1:8001"          # ip:port (port != 0), or "dns.name:port": every A/AAAA
+//!                                     # address becomes a back-end "web1#ip:port", re-resolved
+//! srv = "_http._tcp.app.internal"     # instead of address: the SRV records (ports, weights)
 //! weight = 1                          # default 1; 1..=1000
 //! state = "ready"                     # default "ready"; "drain" = no new clients (sticky ones
 //!                                     # stay), "maintenance" = no traffic (sticky ones move)
@@ -271,6 +280,10 @@ pub(crate) struct FileNode {
     pub(crate) shutdown_grace: Option<Spanned<FileDuration>>,
     pub(crate) admin_token: Option<Spanned<String>>,
     pub(crate) admin_token_file: Option<Spanned<String>>,
+    pub(crate) resolvers: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) resolve_min_ttl: Option<Spanned<FileDuration>>,
+    pub(crate) resolve_max_ttl: Option<Spanned<FileDuration>>,
+    pub(crate) resolve_drain: Option<Spanned<FileDuration>>,
 }
 
 /// `[limits]`.
@@ -419,6 +432,7 @@ pub(crate) struct FileHealth {
 pub(crate) struct FileBackend {
     pub(crate) name: Option<Spanned<String>>,
     pub(crate) address: Option<Spanned<String>>,
+    pub(crate) srv: Option<Spanned<String>>,
     pub(crate) weight: Option<Spanned<i64>>,
     pub(crate) state: Option<Spanned<String>>,
 }

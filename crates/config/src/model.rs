@@ -159,6 +159,80 @@ pub struct NodeConfig {
     /// The token the runtime back-end API (`POST /backend/...`) needs (`admin_token` or
     /// `admin_token_file`); `None` refuses it (unless the array's token is set).
     pub admin_token: Option<Vec<u8>>,
+    /// How back-ends named by DNS are re-resolved (`resolvers`, `resolve_*`).
+    pub resolve: ResolveSettings,
+}
+
+/// How back-ends named by DNS (`address = "name:port"` or `srv = "..."`) are followed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolveSettings {
+    /// DNS servers asked (`ip:port`, UDP then TCP); empty = those of `/etc/resolv.conf`.
+    pub resolvers: Vec<SocketAddr>,
+    /// A record's TTL is raised to at least this before the name is asked again: a TTL of 0
+    /// must not make every node query in a loop.
+    pub min_ttl: Duration,
+    /// ... and lowered to at most this: a day-long TTL must not hide a moved back-end for a day.
+    /// After a failed resolution the name is asked again after `min_ttl`, doubled with each
+    /// failure in a row, at most this.
+    pub max_ttl: Duration,
+    /// How long an address that left the answer stays draining before it is removed (its
+    /// cookie and session clients keep reaching it meanwhile, as `state = "drain"`).
+    pub drain: Duration,
+}
+
+/// A `[[service.backend]]` named by DNS: each address the name resolves to becomes a
+/// back-end `<name>#<ip:port>` at run time; none is in the validated file's `backends`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiscoveredBackend {
+    /// The entry's name (`name`), the prefix of each discovered back-end's name.
+    pub name: String,
+    /// What is resolved.
+    pub target: DnsTarget,
+    /// Weight of each discovered address (an SRV record's own weight replaces it).
+    pub weight: u32,
+    /// The operator's state, applied to every discovered address.
+    pub state: BackendAdminState,
+}
+
+/// The DNS question of a [`DiscoveredBackend`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DnsTarget {
+    /// `address = "host:port"`: the host's A and AAAA records, each at `port`.
+    Host {
+        /// The DNS name (no trailing dot needed).
+        host: String,
+        /// The back-ends' port.
+        port: u16,
+    },
+    /// `srv = "_service._proto.name"`: the SRV records, each target's addresses at the
+    /// record's port and with its weight; only the records of the lowest priority are used.
+    Srv {
+        /// The SRV owner name.
+        name: String,
+    },
+}
+
+impl DnsTarget {
+    /// The name as written, for status pages and logs (`app.internal:8080`, `_http._tcp.x`).
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Host { host, port } => format!("{host}:{port}"),
+            Self::Srv { name } => format!("SRV {name}"),
+        }
+    }
+}
+
+impl Default for ResolveSettings {
+    /// `/etc/resolv.conf`, TTLs bounded to 1 s..=300 s, 30 s of drain.
+    fn default() -> Self {
+        ResolveSettings {
+            resolvers: Vec::new(),
+            min_ttl: Duration::from_secs(1),
+            max_ttl: Duration::from_secs(300),
+            drain: Duration::from_secs(30),
+        }
+    }
 }
 
 impl fmt::Debug for NodeConfig {
@@ -171,6 +245,7 @@ impl fmt::Debug for NodeConfig {
                 "admin_token",
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("resolve", &self.resolve)
             .finish()
     }
 }
@@ -241,7 +316,11 @@ pub struct ServiceConfig {
     /// Optional active health check.
     pub health: Option<HealthCheck>,
     /// The back-end web servers, in file order. Names are unique within the service.
+    /// Back-ends found by DNS are not here (see `discovered`): the node adds them at run time.
     pub backends: Vec<BackendConfig>,
+    /// `[[service.backend]]`s named by DNS, in file order; their names are unique among
+    /// `backends` too. A service may have only these (it answers 503 until one resolves).
+    pub discovered: Vec<DiscoveredBackend>,
     /// HTTPS listen addresses (TLS is terminated on this node); empty = no HTTPS.
     pub tls_listen: Vec<SocketAddr>,
     /// TLS settings: `Some` exactly when `tls_listen` is not empty.
@@ -784,6 +863,7 @@ impl Default for NodeConfig {
             access_log: true,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             admin_token: None,
+            resolve: ResolveSettings::default(),
         }
     }
 }

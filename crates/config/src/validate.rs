@@ -21,6 +21,7 @@ use crate::model::{Config, Limits, NodeConfig};
 mod array;
 mod cdn;
 mod cluster;
+mod discovery;
 mod files;
 mod persistence;
 mod service;
@@ -161,9 +162,11 @@ impl Checker<'_> {
             node.admin_token_file.as_ref(),
             "node",
         );
+        let resolve = self.resolve_settings(node);
         NodeConfig {
             admin,
             admin_token,
+            resolve,
             access_log: node.access_log.unwrap_or(default.access_log),
             shutdown_grace: self.duration(
                 node.shutdown_grace.as_ref(),

@@ -7,8 +7,8 @@ use std::time::Duration;
 use pentaflow_config::{
     array_example, example, load, parse, tls_example, BackendConfig, BackendTls, CertificateConfig,
     Config, ConfigError, CookiePersistence, HealthCheck, Limits, NodeConfig, PassiveHealth,
-    Persistence, Policy, ServiceConfig, SessionPersistence, Source, TicketKeys, TlsConfig,
-    UnknownSni,
+    Persistence, Policy, ResolveSettings, ServiceConfig, SessionPersistence, Source, TicketKeys,
+    TlsConfig, UnknownSni,
 };
 
 fn addr(s: &str) -> SocketAddr {
@@ -36,6 +36,7 @@ fn example_parses_to_the_expected_config() {
             access_log: true,
             shutdown_grace: Duration::from_secs(30),
             admin_token: None,
+            resolve: ResolveSettings::default(),
         },
         limits: Limits {
             max_header_bytes: 16384,
@@ -82,6 +83,7 @@ fn example_parses_to_the_expected_config() {
                     rise: 2,
                     fall: 3,
                 }),
+                discovered: Vec::new(),
                 backends: vec![
                     backend("web1", "127.0.0.1:8001", 1),
                     backend("web2", "127.0.0.1:8002", 2),
@@ -110,6 +112,7 @@ fn example_parses_to_the_expected_config() {
                 max_body_bytes: None,
                 passive: PassiveHealth::default(),
                 health: None,
+                discovered: Vec::new(),
                 backends: vec![
                     backend("app1", "127.0.0.1:9001", 1),
                     backend("app2", "127.0.0.1:9002", 1),

@@ -13,6 +13,8 @@
 //! * [`node_table`] — the scheduler's node table from the cluster's candidates;
 //! * [`backend_api`] — the runtime back-end API (`POST /backend/...`), through the array's
 //!   push and commit on a clustered node;
+//! * [`discovery`] — DNS service discovery of back-ends named by DNS (A/AAAA, SRV), applied
+//!   through the proxy's reload path;
 //! * [`cause`] — an error's whole cause chain on one line, for logs and status pages;
 //! * [`notify`] — the operator's `[array] notify` script, run on role changes and array events;
 //! * [`pushed_config`] — what a configuration pushed to the array may change live, its
@@ -31,6 +33,7 @@ pub mod array_role;
 pub mod backend_api;
 pub mod cause;
 pub mod cluster_document;
+pub mod discovery;
 pub mod driver;
 mod error;
 #[cfg(test)]
@@ -44,6 +47,7 @@ pub mod supervisor;
 
 pub use array_role::ArrayRole;
 pub use cause::cause_chain;
+pub use discovery::Discovery;
 pub use driver::{ClusterAccess, ClusterDriver, DataPlaneReport};
 pub use error::RoleError;
 pub use node_table::{node_entries, Configured};

@@ -1,7 +1,7 @@
 //! The admin API's view of this node ([`pentaflow_admin::StatusSource`]): the proxy's
 //! Web Server Status Table and counters as metrics, the CDN reports, and — on an array node
 //! with a cluster — the `/cluster` document, the bucket table, operator actions; the runtime
-//! back-end API's changes go to [`BackendApi`].
+//! back-end API's changes go to [`BackendApi`]; the DNS discovery's status and metrics.
 //!
 //! Must not: keep numbers of its own (everything is read from the proxy and the cluster at
 //! request time) or decide anything.
@@ -13,6 +13,7 @@ use pentaflow_config::ArrayConfig;
 use pentaflow_proxy::Proxy;
 
 use crate::backend_api::BackendApi;
+use crate::discovery::Discovery;
 use crate::ClusterAccess;
 
 /// The admin API's view of the proxy, and of the cluster when the node is in one.
@@ -23,6 +24,8 @@ pub struct NodeStatusSource {
     pub cluster: Option<(ArrayConfig, ClusterAccess)>,
     /// `POST /backend/...`.
     pub backends: BackendApi,
+    /// The DNS discovery of back-ends named by DNS.
+    pub discovery: Arc<Discovery>,
 }
 
 impl StatusSource for NodeStatusSource {
@@ -131,10 +134,15 @@ impl StatusSource for NodeStatusSource {
                 sum(|r| r.pages.urls_rewritten),
             ),
         ]);
+        metrics.extend(self.discovery.metrics());
         if let Some((_, access)) = &self.cluster {
             metrics.extend(crate::cluster_document::metrics(access));
         }
         metrics
+    }
+
+    fn discovery(&self) -> Vec<pentaflow_admin::DiscoveryStatus> {
+        self.discovery.status()
     }
 
     fn cluster_report(&self) -> serde_json::Value {

@@ -25,6 +25,7 @@ mod backend;
 mod body;
 mod clock;
 mod conn;
+mod discovered;
 mod error;
 mod forward;
 mod h1;

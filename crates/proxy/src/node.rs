@@ -28,6 +28,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::conn::{ClientIo, ConnState};
+use crate::discovered::{effective, Overlay};
 use crate::error::ProxyError;
 use crate::forward::{self, ClientInfo};
 
@@ -189,6 +190,17 @@ pub(crate) struct Shared {
     per_client_log: RateLimitedLog,
     /// "PROXY header refused" / "untrusted PROXY source", at most once a second.
     proxy_log: RateLimitedLog,
+    /// The configuration last given (start or reload) and the discovered back-ends over it;
+    /// held across a whole apply, so a reload and a DNS change never interleave.
+    applied: tokio::sync::Mutex<Applied>,
+    /// The configuration last given, for those that follow it (the node's DNS discovery).
+    given: watch::Sender<Arc<Config>>,
+}
+
+/// What the running state was built from.
+struct Applied {
+    base: Config,
+    overlay: Overlay,
 }
 
 /// The open client connections: each one's address (the array's live-bucket report) and how
@@ -358,6 +370,11 @@ impl Proxy {
             cap_log: RateLimitedLog::default(),
             per_client_log: RateLimitedLog::default(),
             proxy_log: RateLimitedLog::default(),
+            applied: tokio::sync::Mutex::new(Applied {
+                base: config.clone(),
+                overlay: Overlay::default(),
+            }),
+            given: watch::channel(Arc::new(config.clone())).0,
         });
         let proxy = Self { shared };
         let bound = proxy.bind_new(config).await?;
@@ -369,7 +386,47 @@ impl Proxy {
     /// Applies a new configuration without dropping connections: new listeners are bound first
     /// (on failure nothing changes), then the state is swapped, then removed listeners stop.
     /// Back-end statistics, pools and session groups carry over by name.
+    ///
+    /// Back-ends discovered by DNS ([`Proxy::set_discovered`]) stay for the entries `config`
+    /// still has.
     pub async fn reload(&self, config: &Config) -> Result<(), ProxyError> {
+        let mut applied = self.shared.applied.lock().await;
+        let merged = effective(config, &applied.overlay);
+        self.apply(&merged).await?;
+        applied.base = config.clone();
+        self.shared.given.send_replace(Arc::new(config.clone()));
+        tracing::info!(services = config.services.len(), "configuration reloaded");
+        Ok(())
+    }
+
+    /// Sets the back-ends a discovered entry (`[[service.backend]]` named by DNS) of
+    /// `service` resolves to now, applied as a reload of the configuration last given: new
+    /// back-ends join, missing ones leave, the others keep their statistics, pools and
+    /// stickiness. Refused (nothing changes) if the state cannot be built.
+    pub async fn set_discovered(
+        &self,
+        service: &str,
+        entry: &str,
+        backends: Vec<pentaflow_config::BackendConfig>,
+    ) -> Result<(), ProxyError> {
+        let mut applied = self.shared.applied.lock().await;
+        let previous = applied.overlay.set(service, entry, backends);
+        let merged = effective(&applied.base, &applied.overlay);
+        if let Err(e) = self.apply(&merged).await {
+            applied.overlay.restore(service, entry, previous);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The configuration last given to [`Proxy::start`] or [`Proxy::reload`] (without the
+    /// discovered back-ends), following every reload.
+    pub fn given_config(&self) -> watch::Receiver<Arc<Config>> {
+        self.shared.given.subscribe()
+    }
+
+    /// Builds and installs the state of `config` (listeners bound first).
+    async fn apply(&self, config: &Config) -> Result<(), ProxyError> {
         let old = self.shared.state.load_full();
         let new = NodeState::build(config, Some(&old))?;
         let bound = self.bind_new(config).await?;
@@ -387,7 +444,6 @@ impl Proxy {
             });
         }
         self.restart_background();
-        tracing::info!(services = config.services.len(), "configuration reloaded");
         Ok(())
     }
 

@@ -29,6 +29,7 @@ fn empty_document() {
         uptime_secs: 0,
         web_servers: Vec::new(),
         metrics: Vec::new(),
+        discovery: Vec::new(),
     };
     let expected = "\
 node    n

@@ -7,11 +7,12 @@ use std::ops::RangeInclusive;
 
 use toml::Spanned;
 
+use super::discovery::Target;
 use super::{is_name, Checker, Claimed, Zero, U32_MAX};
 use crate::file::{FileBackend, FileHealth, FilePassive, FileService};
 use crate::model::{
-    AcceptProxy, BackendAdminState, BackendConfig, Cidr, HealthCheck, PassiveHealth, Policy,
-    ProxyVersion, ServiceConfig,
+    AcceptProxy, BackendAdminState, BackendConfig, Cidr, DiscoveredBackend, DnsTarget, HealthCheck,
+    PassiveHealth, Policy, ProxyVersion, ServiceConfig,
 };
 
 /// `retries`: each retry costs a connect timeout; 16 already exceeds any sane pool.
@@ -141,6 +142,7 @@ impl Checker<'_> {
         });
 
         let persistence = self.persistence(key, s);
+        let (backends, discovered) = self.backends(key, service.span(), &s.backend);
 
         ServiceConfig {
             name,
@@ -160,7 +162,8 @@ impl Checker<'_> {
             }),
             passive: self.passive(key, s.passive.as_ref()),
             health: s.health.as_ref().map(|h| self.health(key, h)),
-            backends: self.backends(key, service.span(), &s.backend),
+            backends,
+            discovered,
             tls_listen,
             tls,
             redirect_https,
@@ -330,7 +333,7 @@ impl Checker<'_> {
         key: &str,
         service_span: std::ops::Range<usize>,
         backends: &[Spanned<FileBackend>],
-    ) -> Vec<BackendConfig> {
+    ) -> (Vec<BackendConfig>, Vec<DiscoveredBackend>) {
         if backends.is_empty() {
             self.report(
                 service_span,
@@ -340,6 +343,7 @@ impl Checker<'_> {
         }
         let mut names: HashMap<&str, (String, usize)> = HashMap::new();
         let mut out = Vec::with_capacity(backends.len());
+        let mut discovered = Vec::new();
         for (j, backend) in backends.iter().enumerate() {
             let bk = format!("{key}.backend[{j}]");
             let b = backend.get_ref();
@@ -372,19 +376,27 @@ impl Checker<'_> {
                 }
             };
             let ak = format!("{bk}.address");
-            let address = match &b.address {
-                None => {
-                    self.report(backend.span(), &ak, "missing required key");
+            let target = match (&b.address, &b.srv) {
+                (None, None) => {
+                    self.report(
+                        backend.span(),
+                        &ak,
+                        "missing required key (an ip:port, a dns.name:port, or srv = \"...\")",
+                    );
                     None
                 }
-                Some(a) => self.addr(a, &ak).and_then(|addr| {
-                    if addr.port() == 0 {
-                        self.report(a.span(), &ak, "port 0 cannot be connected to");
-                        None
-                    } else {
-                        Some(addr)
-                    }
-                }),
+                (Some(_), Some(srv)) => {
+                    self.report(
+                        srv.span(),
+                        &format!("{bk}.srv"),
+                        "address and srv exclude each other: the SRV records give the ports",
+                    );
+                    None
+                }
+                (Some(a), None) => self.backend_address(a, &ak),
+                (None, Some(srv)) => self
+                    .srv_name(srv, &format!("{bk}.srv"))
+                    .map(|name| Target::Dns(DnsTarget::Srv { name })),
             };
             let weight = self.int(b.weight.as_ref(), &format!("{bk}.weight"), WEIGHT, 1);
             let state = match &b.state {
@@ -398,15 +410,22 @@ impl Checker<'_> {
                     BackendAdminState::Ready
                 }),
             };
-            if let Some(address) = address {
-                out.push(BackendConfig {
+            match target {
+                Some(Target::Fixed(address)) => out.push(BackendConfig {
                     name,
                     address,
                     weight,
                     state,
-                });
+                }),
+                Some(Target::Dns(target)) => discovered.push(DiscoveredBackend {
+                    name,
+                    target,
+                    weight,
+                    state,
+                }),
+                None => {}
             }
         }
-        out
+        (out, discovered)
     }
 }

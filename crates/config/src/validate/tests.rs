@@ -377,6 +377,7 @@ fn a_table_for_another_mode_is_an_error() {
 
 mod backend;
 mod proxy_protocol;
+mod discovery;
 mod tables;
 mod tickets;
 mod tls;

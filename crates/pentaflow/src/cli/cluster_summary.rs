@@ -149,6 +149,7 @@ mod tests {
             uptime_secs: 1,
             web_servers: Vec::new(),
             metrics: m,
+            discovery: Vec::new(),
         })
         .unwrap();
         assert!(

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use pentaflow_node::backend_api::{ArrayPath, BackendApi};
 use pentaflow_node::status_source::NodeStatusSource;
-use pentaflow_node::{ArrayRole, ClusterDriver};
+use pentaflow_node::{ArrayRole, ClusterDriver, Discovery};
 
 /// Runs a node from `path` until SIGTERM or SIGINT; `node_id` says which `[[array.node]]`
 /// this is (overriding the file's `node_id`).
@@ -87,6 +87,8 @@ async fn run_array_node(
             return Err(anyhow::Error::new(e).context("cannot start the proxy"));
         }
     };
+    // Back-ends named by DNS: resolved from now on, following every reload of the proxy.
+    let discovery = Arc::new(Discovery::start(proxy.clone()));
     // The control plane starts once the proxy serves: a node must not win an election (and
     // take the VIP) before it can answer its share.
     let cluster = match (&config.array, &array) {
@@ -162,6 +164,7 @@ async fn run_array_node(
             proxy: proxy.clone(),
             cluster: cluster_access,
             backends,
+            discovery: Arc::clone(&discovery),
         });
         let node = format!("pentaflow {}", env!("CARGO_PKG_VERSION"));
         tokio::spawn(async move {
@@ -232,6 +235,7 @@ async fn run_array_node(
     super::readiness::stopping();
     tracing::info!(grace = ?grace, "draining: no new connections, finishing requests in flight");
     let started = Instant::now();
+    discovery.stop();
     let clean = proxy.shutdown(grace).await;
     let _ = stop_admin.send(true);
     if let Some(cluster) = cluster {

@@ -83,7 +83,12 @@ pub(crate) fn temp_dir(tag: &str) -> PathBuf {
 /// A real HTTP/1.1 back-end (hyper) that answers every request with its name, as the body
 /// and in `x-backend`.
 pub(crate) async fn named_backend(name: &'static str) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    named_backend_on("127.0.0.1:0".parse().unwrap(), name).await
+}
+
+/// [`named_backend`] on a chosen address (e.g. another loopback address at a shared port).
+pub(crate) async fn named_backend_on(at: SocketAddr, name: &'static str) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind(at).await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {

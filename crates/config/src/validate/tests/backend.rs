@@ -52,12 +52,12 @@ fn backend_address_required_ip_port_nonzero() {
         "service[0].backend[0].address",
         "missing required key",
     );
-    let text = SERVICE.replace("127.0.0.1:8001", "web1.local:80");
+    let text = SERVICE.replace("127.0.0.1:8001", "web1 local:80");
     only_problem(
         &text,
-        "web1.local",
+        "web1 local",
         "service[0].backend[0].address",
-        "not an ip:port address",
+        "invalid label",
     );
     let text = SERVICE.replace("127.0.0.1:8001", "127.0.0.1:0");
     only_problem(&text, "address", "service[0].backend[0].address", "port 0");
@@ -119,6 +119,6 @@ address = "10.0.0.6:80"
     let shown = err.to_string();
     assert_eq!(shown.lines().count(), 8, "{shown}");
     assert!(shown.contains(
-        "array.toml:12: service[0].backend[0].address: \"10.0.0.5\" is not an ip:port address"
+        "array.toml:12: service[0].backend[0].address: \"10.0.0.5\" has no port: use ip:port"
     ));
 }
