@@ -81,10 +81,12 @@ pub(crate) struct Decision {
 
 impl Service {
     /// Builds the run-time service, taking over back-ends (same name and address) and session
-    /// groups (same size) from `previous`.
+    /// groups (same size) from `previous`; a new back-end gets `pools` connection pools (one
+    /// per worker number, see backend.rs).
     pub(crate) fn new(
         config: ServiceConfig,
         previous: Option<&Service>,
+        pools: usize,
     ) -> Result<Self, ProxyError> {
         let tls = match &config.backend_tls {
             None => None,
@@ -121,7 +123,7 @@ impl Service {
                             .find(|old| old.config == *b && same_tls(old))
                     })
                     .cloned()
-                    .unwrap_or_else(|| Arc::new(Backend::new(b.clone(), tls.clone())))
+                    .unwrap_or_else(|| Arc::new(Backend::new(b.clone(), tls.clone(), pools)))
             })
             .collect();
         let by_id = backends
