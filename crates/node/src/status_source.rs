@@ -107,6 +107,20 @@ impl StatusSource for NodeStatusSource {
             .with_label("status", l.status.to_string())
             .with_label("reason", l.reason)
         }));
+        // With per-worker runtimes: how the listening sockets' connections spread over them.
+        metrics.extend(
+            self.proxy
+                .accepted_by_worker()
+                .into_iter()
+                .map(|(worker, n)| {
+                    NodeMetric::counter(
+                "worker_connections_accepted",
+                "Client connections accepted by each worker runtime (serve --workers N, N >= 2).",
+                n,
+            )
+            .with_label("worker", worker.to_string())
+                }),
+        );
         // The CDN page caches of every service, summed.
         let reports = self.proxy.cdn_reports();
         let sum = |f: fn(&pentaflow_proxy::CdnReport) -> u64| {

@@ -466,3 +466,194 @@ async fn serve_reloads_on_sighup_and_refuses_a_bad_file() {
     assert!(node.wait_exit(Duration::from_secs(10)).success());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `requests` GETs one after another on one keep-alive connection: the `x-backend` of each.
+async fn keep_alive_gets(addr: SocketAddr, requests: usize) -> Vec<String> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut seen = Vec::with_capacity(requests);
+    for _ in 0..requests {
+        let req = http::Request::get("/").header("host", "workers.test");
+        let resp = sender
+            .send_request(req.body(Full::new(Bytes::new())).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let backend = resp.headers()["x-backend"].to_str().unwrap().to_owned();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, backend.as_bytes());
+        seen.push(backend);
+    }
+    seen
+}
+
+/// `pentaflow_worker_connections_accepted_total` per worker, from the admin API's metrics.
+async fn accepted_by_worker(admin: SocketAddr) -> std::collections::BTreeMap<String, u64> {
+    let (status, _, _, metrics) = get(admin, "/metrics", None).await;
+    assert_eq!(status, 200);
+    metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("pentaflow_worker_connections_accepted_total{"))
+        .map(|rest| {
+            let (labels, value) = rest.split_once("} ").unwrap();
+            let worker = labels
+                .split(',')
+                .find_map(|l| l.strip_prefix("worker=\""))
+                .unwrap()
+                .trim_end_matches('"')
+                .to_owned();
+            (worker, value.trim().parse().unwrap())
+        })
+        .collect()
+}
+
+/// `serve --workers 2`: each worker runs its own runtime and accept loop on the one listening
+/// socket. Many concurrent keep-alive clients are served, by both workers (each counts what it
+/// accepted); connections kept open across a SIGHUP reload are scheduled by the new
+/// configuration whichever worker holds them; SIGTERM drains and the process exits cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_two_workers_spreads_keep_alive_clients_reloads_and_stops() {
+    let (one, two) = (named_backend("one").await, named_backend("two").await);
+    let (listen, admin) = (free_addr(), free_addr());
+    let dir = temp_dir("serve-workers");
+    let path = dir.join("node.toml");
+    let head = format!(
+        "[node]\nadmin = \"{admin}\"\nshutdown_grace = \"5s\"\n\n[[service]]\nname = \"web\"\n\
+         listen = [\"{listen}\"]\npolicy = \"round_robin\"\n"
+    );
+    let backend_one = format!("[[service.backend]]\nname = \"one\"\naddress = \"{one}\"\n");
+    std::fs::write(&path, format!("{head}{backend_one}")).unwrap();
+    let mut node = Running(
+        Command::new(BIN)
+            .args(["serve", "--workers", "2", "--config"])
+            .arg(&path)
+            .env("NO_COLOR", "1")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let log = {
+        use std::io::Read as _;
+        let mut stderr = node.0.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut all = String::new();
+            let _ = stderr.read_to_string(&mut all);
+            all
+        })
+    };
+    wait_listening(listen).await;
+    wait_listening(admin).await;
+
+    // Waves of 64 concurrent keep-alive connections, 20 requests each, until both workers
+    // have accepted some (the kernel hands each connection to whichever worker takes it).
+    let mut waves = 0;
+    let by_worker = loop {
+        let clients: Vec<_> = (0..64)
+            .map(|_| tokio::spawn(keep_alive_gets(listen, 20)))
+            .collect();
+        for c in clients {
+            assert!(c.await.unwrap().iter().all(|b| b == "one"));
+        }
+        waves += 1;
+        let by_worker = accepted_by_worker(admin).await;
+        if by_worker.values().all(|n| *n > 0) || waves == 10 {
+            break by_worker;
+        }
+    };
+    assert_eq!(
+        by_worker.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["1", "2"],
+        "one counter per worker: {by_worker:?}"
+    );
+    assert!(
+        by_worker.values().all(|n| *n > 0),
+        "both workers accept connections ({waves} waves of 64): {by_worker:?}"
+    );
+    let total: u64 = by_worker.values().sum();
+    assert!(
+        total > 64 * waves,
+        "every client connection was counted: {by_worker:?}"
+    );
+
+    // Keep-alive connections held open across the reload (on both workers, by the spread
+    // above), each then asking on.
+    let held: Vec<_> = {
+        let mut held = Vec::new();
+        for _ in 0..32 {
+            let stream = tokio::net::TcpStream::connect(listen).await.unwrap();
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let mut sender = sender;
+            let req = http::Request::get("/").header("host", "workers.test");
+            let resp = sender
+                .send_request(req.body(Full::new(Bytes::new())).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(resp.headers()["x-backend"], "one");
+            resp.into_body().collect().await.unwrap();
+            held.push(sender);
+        }
+        held
+    };
+    let backend_two = format!("[[service.backend]]\nname = \"two\"\naddress = \"{two}\"\n");
+    std::fs::write(&path, format!("{head}{backend_one}{backend_two}")).unwrap();
+    node.signal("HUP");
+    let until = Instant::now() + Duration::from_secs(10);
+    while get(listen, "/", None).await.1 != "two" {
+        assert!(Instant::now() < until, "reload never took effect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut held = held;
+    for sender in &mut held {
+        for _ in 0..2 {
+            sender
+                .ready()
+                .await
+                .expect("a connection held across the reload stays open");
+            let req = http::Request::get("/").header("host", "workers.test");
+            let resp = sender
+                .send_request(req.body(Full::new(Bytes::new())).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "a connection held across the reload");
+            seen.insert(resp.headers()["x-backend"].to_str().unwrap().to_owned());
+            resp.into_body().collect().await.unwrap();
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        2,
+        "connections opened before the reload use the new back-end set: {seen:?}"
+    );
+
+    // The held connections are idle keep-alive clients when the node drains: every worker
+    // closes its own, well within the grace, and the process exits cleanly.
+    node.signal("TERM");
+    assert!(
+        node.wait_exit(Duration::from_secs(15)).success(),
+        "stopped cleanly"
+    );
+    let log = log.join().unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("stopped") && l.contains("clean=true")),
+        "every connection ended within shutdown_grace: {log}"
+    );
+    for mut sender in held {
+        assert!(
+            sender.ready().await.is_err(),
+            "a kept-alive connection is closed by the drain"
+        );
+    }
+    assert!(
+        tokio::net::TcpStream::connect(listen).await.is_err(),
+        "no worker accepts after the stop"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -79,7 +79,8 @@ struct Node {
     config: std::path::PathBuf,
 }
 
-async fn start(tag: &str) -> Node {
+/// A `pentaflow serve` with `extra` arguments (e.g. `--workers 2`) in front of one back-end.
+async fn start(tag: &str, extra: &[&str]) -> Node {
     let backend = named_backend("one").await;
     let (listen, admin) = (free_addr(), free_addr());
     let dir = temp_dir(tag);
@@ -93,7 +94,9 @@ async fn start(tag: &str) -> Node {
     )
     .unwrap();
     let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
+        .arg("serve")
+        .args(extra)
+        .arg("--config")
         .arg(&config)
         .env("PENTAFLOW_LOG", "info")
         .env("NO_COLOR", "1")
@@ -116,7 +119,54 @@ async fn start(tag: &str) -> Node {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigusr2_hands_the_sockets_to_a_new_process_and_no_request_fails() {
     let _one = ONE_NODE_AT_A_TIME.lock().await;
-    let mut node = start("upgrade").await;
+    let node = start("upgrade", &["--workers", "1"]).await;
+    let _new = hand_over_with_clients_all_along(node).await;
+}
+
+/// The same with two worker runtimes in each process (`--workers 2`, handed on to the new
+/// process with the other arguments): every worker of the old one stops accepting and drains,
+/// both workers of the new one accept on the handed-over socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigusr2_with_two_workers_hands_the_sockets_over_and_no_request_fails() {
+    let _one = ONE_NODE_AT_A_TIME.lock().await;
+    let node = start("upgrade-workers", &["--workers", "2"]).await;
+    let admin = node.admin;
+    let _new = hand_over_with_clients_all_along(node).await;
+    let metrics = admin_get(admin, "/metrics");
+    let accepted: Vec<u64> = metrics
+        .lines()
+        .filter(|l| l.starts_with("pentaflow_worker_connections_accepted_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(
+        accepted.len(),
+        2,
+        "two workers in the new process: {metrics}"
+    );
+    assert!(
+        accepted.iter().all(|n| *n > 0),
+        "both workers of the new process accept: {accepted:?}"
+    );
+}
+
+/// A GET on the admin API: the whole answer.
+fn admin_get(admin: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(admin).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
+}
+
+/// Clients on new connections all along, `SIGUSR2`: the new process serves, the old one
+/// drains and exits, no request fails, the admin API is handed over too.
+/// Returns the new process (stopped when that is dropped).
+async fn hand_over_with_clients_all_along(mut node: Node) -> KillOnDrop {
     let listen = node.listen;
     // Clients all along: four loops, each a new connection per request.
     let stop = Arc::new(AtomicBool::new(false));
@@ -150,7 +200,7 @@ async fn sigusr2_hands_the_sockets_to_a_new_process_and_no_request_fails() {
         .and_then(|r| r.split_whitespace().next())
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no pid in {line:?}"));
-    let _new = KillOnDrop(pid);
+    let new = KillOnDrop(pid);
     let status = node.old.wait_exit(Duration::from_secs(20));
     assert!(
         status.success(),
@@ -186,12 +236,13 @@ async fn sigusr2_hands_the_sockets_to_a_new_process_and_no_request_fails() {
             .is_ok_and(|a| a.starts_with("HTTP/1.1 200")),
         "the admin API was handed over too: {status:?}"
     );
+    new
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_process_that_cannot_start_leaves_the_old_one_serving() {
     let _one = ONE_NODE_AT_A_TIME.lock().await;
-    let mut node = start("upgrade-bad").await;
+    let mut node = start("upgrade-bad", &[]).await;
     std::fs::write(&node.config, "[[service]]\nname = 1\n").unwrap();
     node.old.signal("USR2");
     wait_for_line(

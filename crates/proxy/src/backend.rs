@@ -2,11 +2,13 @@
 //! Table (seed 002 Fig. 7), its health, and its pool of idle keep-alive connections.
 //!
 //! Owns: the counters behind the status table, passive failure detection (claim 13), and
-//! pooling HTTP/1.1 connections (opened by h1::upstream) to the back-end. With `send_proxy`,
-//! a pooled connection carries the PROXY header of the client connection that opened it, so
-//! it is reused only for requests of that same client connection (same source and destination
-//! address and port): a back-end never sees one client's request on another's header. It must not choose back-ends (that is
-//! the service's scheduler) nor build responses for clients.
+//! pooling HTTP/1.1 connections (opened by h1::upstream) to the back-end — one pool per worker
+//! runtime (workers.rs), since a pooled socket belongs to the reactor of the runtime that opened
+//! it and must be reused there. With `send_proxy`, a pooled connection carries the PROXY header
+//! of the client connection that opened it, so it is reused only for requests of that same
+//! client connection (same source and destination address and port): a back-end never sees one
+//! client's request on another's header. It must not choose back-ends (that is the service's
+//! scheduler) nor build responses for clients.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -22,7 +24,8 @@ use crate::h1::upstream::{self, Upstream};
 use crate::proxy_protocol::Outbound;
 use crate::upstream_tls::UpstreamTls;
 
-/// Idle pooled connections kept per back-end; beyond this a finished connection is closed.
+/// Idle pooled connections kept per back-end and worker; beyond this a finished connection is
+/// closed.
 const MAX_IDLE_PER_BACKEND: usize = 256;
 /// Pooled connections unused for this long are closed rather than reused (back-ends commonly
 /// close idle keep-alive connections after 60–75 s; reusing one at that instant races).
@@ -41,7 +44,10 @@ pub(crate) struct Backend {
     pub(crate) send_proxy: Option<ProxyVersion>,
     stats: Stats,
     health: Health,
-    pool: Mutex<Vec<IdleConn>>,
+    /// Idle connections, one pool per worker (indexed by [`crate::workers::current`]: 0 is the
+    /// runtime of a node without workers). Each is locked only by its own worker (and by
+    /// [`Backend::drain_pool`]), so the lock is never contended on the hot path.
+    pools: Box<[Mutex<Vec<IdleConn>>]>,
 }
 
 #[derive(Debug, Default)]
@@ -72,10 +78,13 @@ struct IdleConn {
 }
 
 impl Backend {
+    /// A back-end with `pools` connection pools (one per worker number a thread may have,
+    /// see [`crate::workers::current`]).
     pub(crate) fn new(
         config: BackendConfig,
         tls: Option<Arc<UpstreamTls>>,
         send_proxy: Option<ProxyVersion>,
+        pools: usize,
     ) -> Self {
         let id = BackendId::from_name(&config.name);
         Self {
@@ -85,8 +94,14 @@ impl Backend {
             send_proxy,
             stats: Stats::default(),
             health: Health::default(),
-            pool: Mutex::new(Vec::new()),
+            pools: (0..pools.max(1)).map(|_| Mutex::new(Vec::new())).collect(),
         }
+    }
+
+    /// The pool of the worker running now; `None` on a thread with no pool here (nothing is
+    /// pooled there rather than handing a socket to another runtime).
+    fn own_pool(&self) -> Option<&Mutex<Vec<IdleConn>>> {
+        self.pools.get(crate::workers::current())
     }
 
     /// The scheduler's view of this back-end right now. One in maintenance is unavailable to
@@ -221,7 +236,10 @@ impl Backend {
         if self.is_down() {
             return;
         }
-        if let Ok(mut idle) = self.pool.lock() {
+        let Some(pool) = self.own_pool() else {
+            return;
+        };
+        if let Ok(mut idle) = pool.lock() {
             if idle.len() < MAX_IDLE_PER_BACKEND {
                 idle.push(IdleConn {
                     conn,
@@ -232,7 +250,7 @@ impl Backend {
     }
 
     fn take_idle(&self, origin: Outbound) -> Option<Upstream> {
-        let mut idle = self.pool.lock().ok()?;
+        let mut idle = self.own_pool()?.lock().ok()?;
         if self.send_proxy.is_none() {
             while let Some(mut c) = idle.pop() {
                 if c.since.elapsed() < POOL_IDLE_TIMEOUT && c.conn.is_alive() {
@@ -259,9 +277,14 @@ impl Backend {
         None
     }
 
+    /// Closes every pooled connection. This may run on the control plane's thread: dropping a
+    /// tokio socket deregisters it from its own runtime's reactor, the one thing tokio allows
+    /// from any thread; the connections are never used here.
     fn drain_pool(&self) {
-        if let Ok(mut idle) = self.pool.lock() {
-            idle.clear();
+        for pool in &self.pools {
+            if let Ok(mut idle) = pool.lock() {
+                idle.clear();
+            }
         }
     }
 

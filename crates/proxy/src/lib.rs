@@ -41,6 +41,7 @@ mod respond;
 mod service;
 mod tls;
 mod upstream_tls;
+mod workers;
 
 pub use body::ResponseBody;
 
@@ -85,3 +86,4 @@ pub use node::{LocalCount, NodeCounters, Proxy};
 pub use pentaflow_rewrite::CdnReport;
 pub use respond::LOCAL_REASONS;
 pub use tls::TlsError;
+pub use workers::Workers;

@@ -1,7 +1,8 @@
 //! The proxy node: listeners, client connections, the swappable service state, reload and
 //! graceful shutdown.
 //!
-//! Owns the accept loops (one per configured listen address), the connection limits (at
+//! Owns the accept loops (one per configured listen address, or one per listen address and
+//! worker when the node runs on per-worker runtimes: workers.rs), the connection limits (at
 //! `max_connections` accepting pauses and new connections wait in the listen backlog, as with
 //! HAProxy's `maxconn`: a SYN the kernel cannot queue is retried by the client, never reset;
 //! past `max_connections_per_client` a client address's new connection gets a short `503` and a
@@ -10,6 +11,12 @@
 //! HTTP/2 server, and the [`NodeState`] snapshot
 //! that request handlers read without locks and that a reload replaces atomically (a bad new
 //! config never replaces a working one). It must not know about the cluster.
+//!
+//! With workers, every worker's accept loop takes connections from the same socket (its own
+//! duplicate descriptor of it), registered with that worker's runtime, and every connection it
+//! accepts is served there; the connection limit, the counters and the state are shared by all
+//! of them (a `Semaphore`, atomics and an `ArcSwap`, which belong to no runtime). The control
+//! tasks (health checks, housekeeping) run on the runtime `start`/`reload` are called on.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -60,7 +67,12 @@ pub(crate) struct NodeState {
 
 impl NodeState {
     /// Builds the state; fails (and nothing changes) when a certificate cannot be loaded.
-    fn build(config: &Config, previous: Option<&NodeState>) -> Result<Self, ProxyError> {
+    /// `pools`: back-end connection pools per back-end (one per worker number).
+    fn build(
+        config: &Config,
+        previous: Option<&NodeState>,
+        pools: usize,
+    ) -> Result<Self, ProxyError> {
         let ticketer = Arc::new(SharedTicketer::new(&config.tickets));
         let mut tls_by_listen = HashMap::new();
         for s in &config.services {
@@ -80,7 +92,7 @@ impl NodeState {
         let mut services: Vec<Arc<Service>> = Vec::with_capacity(config.services.len());
         for s in &config.services {
             let old = previous.and_then(|p| p.services.iter().find(|o| o.config.name == s.name));
-            services.push(Arc::new(Service::new(s.clone(), old.map(|o| &**o))?));
+            services.push(Arc::new(Service::new(s.clone(), old.map(|o| &**o), pools)?));
         }
         let by_listen = services
             .iter()
@@ -195,6 +207,11 @@ pub(crate) struct Shared {
     applied: tokio::sync::Mutex<Applied>,
     /// The configuration last given, for those that follow it (the node's DNS discovery).
     given: watch::Sender<Arc<Config>>,
+    /// The worker runtimes the accept loops run on (number, handle); empty: on the runtime
+    /// that started the proxy.
+    workers: Vec<(usize, tokio::runtime::Handle)>,
+    /// Connections accepted by each worker number (index 0: the starting runtime's loops).
+    accepted_by_worker: Box<[AtomicU64]>,
 }
 
 /// What the running state was built from.
@@ -354,11 +371,28 @@ pub struct NodeCounters {
 }
 
 impl Proxy {
-    /// Binds every listen address of `config` and starts serving.
+    /// Binds every listen address of `config` and starts serving, on the runtime this is
+    /// called on.
     pub async fn start(config: &Config) -> Result<Self, ProxyError> {
+        Self::start_with(config, Vec::new()).await
+    }
+
+    /// Binds every listen address of `config` and starts serving on `workers`: one accept loop
+    /// per listen address on each worker, whose connections stay on it. Health checks and the
+    /// other control tasks run on the runtime this is called on (and `reload`, on the same).
+    pub async fn start_on(config: &Config, workers: &crate::Workers) -> Result<Self, ProxyError> {
+        Self::start_with(config, workers.handles()).await
+    }
+
+    async fn start_with(
+        config: &Config,
+        workers: Vec<(usize, tokio::runtime::Handle)>,
+    ) -> Result<Self, ProxyError> {
         let max = config.limits.max_connections;
+        // Slot 0 for the starting runtime's own accept loops, then one per worker number.
+        let slots = workers.iter().map(|(n, _)| n + 1).max().unwrap_or(1);
         let shared = Arc::new(Shared {
-            state: ArcSwap::from_pointee(NodeState::build(config, None)?),
+            state: ArcSwap::from_pointee(NodeState::build(config, None, slots)?),
             counters: Counters::default(),
             conn_limit: Arc::new(Semaphore::new(max)),
             max_connections: std::sync::atomic::AtomicUsize::new(max),
@@ -375,6 +409,8 @@ impl Proxy {
                 overlay: Overlay::default(),
             }),
             given: watch::channel(Arc::new(config.clone())).0,
+            workers,
+            accepted_by_worker: (0..slots).map(|_| AtomicU64::new(0)).collect(),
         });
         let proxy = Self { shared };
         let bound = proxy.bind_new(config).await?;
@@ -428,7 +464,7 @@ impl Proxy {
     /// Builds and installs the state of `config` (listeners bound first).
     async fn apply(&self, config: &Config) -> Result<(), ProxyError> {
         let old = self.shared.state.load_full();
-        let new = NodeState::build(config, Some(&old))?;
+        let new = NodeState::build(config, Some(&old), self.shared.accepted_by_worker.len())?;
         let bound = self.bind_new(config).await?;
         self.shared.state.store(Arc::new(new));
         self.resize_connection_limit(config.limits.max_connections);
@@ -522,6 +558,19 @@ impl Proxy {
             .collect()
     }
 
+    /// Connections accepted by each worker, as (worker number 1..=N, count); empty for a
+    /// proxy not started on workers.
+    pub fn accepted_by_worker(&self) -> Vec<(usize, u64)> {
+        self.shared
+            .workers
+            .iter()
+            .map(|(n, _)| {
+                let count = self.shared.accepted_by_worker.get(*n);
+                (*n, count.map_or(0, |c| c.load(Ordering::Relaxed)))
+            })
+            .collect()
+    }
+
     /// The current `max_connections` (it follows reloads).
     pub fn connection_limit(&self) -> usize {
         self.shared.max_connections.load(Ordering::Relaxed)
@@ -584,10 +633,7 @@ impl Proxy {
             .is_ok()
     }
 
-    async fn bind_new(
-        &self,
-        config: &Config,
-    ) -> Result<Vec<(SocketAddr, bool, TcpListener)>, ProxyError> {
+    async fn bind_new(&self, config: &Config) -> Result<Vec<Bound>, ProxyError> {
         let existing: Vec<(SocketAddr, bool)> = self
             .shared
             .listeners
@@ -599,23 +645,72 @@ impl Proxy {
             if existing.contains(&(address, tls)) {
                 continue;
             }
-            let listener = bind(address).map_err(|source| ProxyError::Bind { address, source })?;
-            bound.push((address, tls, listener));
+            let bound_here = bind(address)
+                .and_then(|listener| self.share_out(listener))
+                .map_err(|source| ProxyError::Bind { address, source })?;
+            bound.push(Bound {
+                address,
+                tls,
+                sockets: bound_here,
+            });
         }
         Ok(bound)
     }
 
-    fn install_listeners(&self, bound: Vec<(SocketAddr, bool, TcpListener)>) {
-        for (address, tls, listener) in bound {
-            let local = listener.local_addr().unwrap_or(address);
-            let fd = {
-                use std::os::fd::AsFd;
-                listener.as_fd().try_clone_to_owned().ok()
-            };
+    /// A bound listener as the accept loops will take it: as it is, or (with workers) one
+    /// duplicate descriptor of it per worker, each to be registered with that worker's
+    /// runtime. Duplicated here, before anything changes, so running out of descriptors fails
+    /// the start or the reload instead of leaving a worker without the socket.
+    fn share_out(&self, listener: TcpListener) -> std::io::Result<Sockets> {
+        if self.shared.workers.is_empty() {
+            return Ok(Sockets::Here(listener));
+        }
+        // Out of this runtime's reactor: each worker registers its copy with its own.
+        let listener = listener.into_std()?;
+        let copies = self
+            .shared
+            .workers
+            .iter()
+            .map(|_| listener.try_clone())
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(Sockets::PerWorker(copies))
+    }
+
+    fn install_listeners(&self, bound: Vec<Bound>) {
+        for Bound {
+            address,
+            tls,
+            sockets,
+        } in bound
+        {
+            let (local, fd) = sockets.local_and_fd();
+            let local = local.unwrap_or(address);
             let (stop, stopped) = watch::channel(false);
-            let shared = Arc::clone(&self.shared);
-            tokio::spawn(accept_loop(shared, address, tls, listener, stopped));
-            tracing::info!(%address, %local, tls, "listening");
+            match sockets {
+                Sockets::Here(listener) => {
+                    let shared = Arc::clone(&self.shared);
+                    tokio::spawn(accept_loop(shared, address, tls, listener, stopped, 0));
+                }
+                Sockets::PerWorker(copies) => {
+                    for ((worker, handle), copy) in self.shared.workers.iter().zip(copies) {
+                        let shared = Arc::clone(&self.shared);
+                        let (stopped, worker) = (stopped.clone(), *worker);
+                        handle.spawn(async move {
+                            // Registered with this worker's reactor, on its thread.
+                            match TcpListener::from_std(copy) {
+                                Ok(listener) => {
+                                    accept_loop(shared, address, tls, listener, stopped, worker)
+                                        .await;
+                                }
+                                Err(e) => {
+                                    tracing::error!(%address, worker, error = %e, "a worker cannot accept on this listener");
+                                }
+                            }
+                        });
+                    }
+                }
+            }
+            tracing::info!(%address, %local, tls, workers = self.shared.workers.len(), "listening");
             if let Ok(mut l) = self.shared.listeners.lock() {
                 l.insert(
                     address,
@@ -649,6 +744,35 @@ impl Proxy {
                 }
             }
         }));
+    }
+}
+
+/// A listen address bound by a start or a reload, not yet accepting.
+struct Bound {
+    address: SocketAddr,
+    tls: bool,
+    sockets: Sockets,
+}
+
+/// The socket of a [`Bound`] address as its accept loops will take it.
+enum Sockets {
+    /// Accepted on the runtime that started the proxy.
+    Here(TcpListener),
+    /// One duplicate descriptor of the one socket per worker, in the order of
+    /// [`Shared::workers`] (not yet registered with any runtime).
+    PerWorker(Vec<std::net::TcpListener>),
+}
+
+impl Sockets {
+    /// The socket's local address, and a descriptor of it for an upgrade to hand over.
+    fn local_and_fd(&self) -> (Option<SocketAddr>, Option<std::os::fd::OwnedFd>) {
+        use std::os::fd::AsFd;
+        match self {
+            Sockets::Here(l) => (l.local_addr().ok(), l.as_fd().try_clone_to_owned().ok()),
+            Sockets::PerWorker(copies) => copies.first().map_or((None, None), |l| {
+                (l.local_addr().ok(), l.as_fd().try_clone_to_owned().ok())
+            }),
+        }
     }
 }
 
@@ -687,7 +811,9 @@ async fn accept_loop(
     tls: bool,
     listener: TcpListener,
     mut stop: watch::Receiver<bool>,
+    worker: usize,
 ) {
+    let accepted_here = shared.accepted_by_worker.get(worker);
     loop {
         // A connection slot first, then the accept: at the cap, new connections wait in the
         // listen backlog instead of being accepted and closed.
@@ -729,6 +855,9 @@ async fn accept_loop(
             }
         };
         shared.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = accepted_here {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
         let (per_client, accept_proxy) = {
             let state = shared.state.load();
             let service = state.by_listen.get(&listen);

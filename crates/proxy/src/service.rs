@@ -81,10 +81,12 @@ pub(crate) struct Decision {
 
 impl Service {
     /// Builds the run-time service, taking over back-ends (same name and address) and session
-    /// groups (same size) from `previous`.
+    /// groups (same size) from `previous`; a new back-end gets `pools` connection pools (one
+    /// per worker number, see backend.rs).
     pub(crate) fn new(
         config: ServiceConfig,
         previous: Option<&Service>,
+        pools: usize,
     ) -> Result<Self, ProxyError> {
         let tls = match &config.backend_tls {
             None => None,
@@ -122,7 +124,7 @@ impl Service {
                     })
                     .cloned()
                     .unwrap_or_else(|| {
-                        Arc::new(Backend::new(b.clone(), tls.clone(), config.send_proxy))
+                        Arc::new(Backend::new(b.clone(), tls.clone(), config.send_proxy, pools))
                     })
             })
             .collect();

@@ -49,7 +49,10 @@ enum Command {
         /// The TOML configuration file.
         #[arg(long, short)]
         config: PathBuf,
-        /// Worker threads of the runtime (default: one per core; env PENTAFLOW_WORKERS).
+        /// Worker threads (default: one per core; env PENTAFLOW_WORKERS). Each worker runs a
+        /// single-threaded runtime of its own and accepts on every listening socket; the
+        /// admin API, health checks and reloads run on one more thread. 1: everything on one
+        /// single-threaded runtime.
         #[arg(long, env = "PENTAFLOW_WORKERS")]
         workers: Option<usize>,
         /// Which `[[array.node]]` this is (overrides `[array] node_id`; every node gets the
@@ -124,7 +127,14 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             workers,
             node_id,
-        } => runtime(workers)?.block_on(serve::run(config, node_id)),
+        } => {
+            let workers = workers.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            });
+            // The control plane's runtime: one thread; with two workers or more, the data plane
+            // runs on worker threads of its own (pentaflow_proxy::Workers).
+            runtime(Some(1))?.block_on(serve::run(config, node_id, workers.max(1)))
+        }
         Command::Lab(command) => lab::run(command),
         Command::Check { config } => check::run(&config),
         Command::Status {

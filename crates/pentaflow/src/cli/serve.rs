@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::Context;
 use pentaflow_admin::{AdminOptions, StatusSource};
 use pentaflow_config::Config;
-use pentaflow_proxy::Proxy;
+use pentaflow_proxy::{Proxy, Workers};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
@@ -18,14 +18,29 @@ use pentaflow_node::status_source::NodeStatusSource;
 use pentaflow_node::{ArrayRole, ClusterDriver, Discovery};
 
 /// Runs a node from `path` until SIGTERM or SIGINT; `node_id` says which `[[array.node]]`
-/// this is (overriding the file's `node_id`).
-pub(crate) async fn run(path: PathBuf, node_id: Option<u16>) -> anyhow::Result<ExitCode> {
+/// this is (overriding the file's `node_id`). With `workers` ≥ 2 the proxy serves on that many
+/// worker threads, each with a runtime of its own; with 1, on the runtime this runs on.
+pub(crate) async fn run(
+    path: PathBuf,
+    node_id: Option<u16>,
+    workers: usize,
+) -> anyhow::Result<ExitCode> {
     let config = pentaflow_config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(refusal) = not_runnable(&config) {
         eprintln!("pentaflow: {}: {refusal}", path.display());
         return Ok(ExitCode::from(2));
     }
-    run_array_node(config, Some(path), node_id).await
+    let workers = if workers >= 2 {
+        Some(Workers::start(workers).context("cannot start the worker threads")?)
+    } else {
+        None
+    };
+    let outcome = run_array_node(config, Some(path), node_id, workers.as_ref()).await;
+    if let Some(workers) = workers {
+        // Joins the worker threads (the proxy drained them first): brief, blocking.
+        let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
+    }
+    outcome
 }
 
 /// Why this build cannot serve `config`, if it cannot: active-active mode validates (so
@@ -46,15 +61,18 @@ pub(crate) async fn run_node(
     config: Config,
     reload_from: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    run_array_node(config, reload_from, None).await
+    run_array_node(config, reload_from, None, None).await
 }
 
 /// [`run_node`], taking this node's part in the `[array]` (if the config has one) before the
 /// proxy binds the VIP, and leaving it after the proxy drained — or at once if start-up fails.
+/// The proxy serves on `workers` if given (the caller stops them after this returns), else on
+/// this runtime.
 async fn run_array_node(
     config: Config,
     reload_from: Option<PathBuf>,
     node_id: Option<u16>,
+    workers: Option<&Workers>,
 ) -> anyhow::Result<ExitCode> {
     // Signals first: a SIGTERM during the array set-up must not kill the process before it
     // can restore the kernel (it is handled once serving starts).
@@ -74,16 +92,14 @@ async fn run_array_node(
         }
         None => None,
     };
-    let stop_array = |array: Option<ArrayRole>| {
-        if let Some(role) = array {
-            // Joins the scheduler thread and runs a few `ip`/`nft` commands: brief, blocking.
-            tokio::task::block_in_place(|| role.stop());
-        }
+    let proxy = match workers {
+        Some(workers) => Proxy::start_on(&config, workers).await,
+        None => Proxy::start(&config).await,
     };
-    let proxy = match Proxy::start(&config).await {
+    let proxy = match proxy {
         Ok(proxy) => proxy,
         Err(e) => {
-            stop_array(array);
+            stop_array(array).await;
             return Err(anyhow::Error::new(e).context("cannot start the proxy"));
         }
     };
@@ -99,7 +115,7 @@ async fn run_array_node(
                     Ok(driver) => Some(driver),
                     Err(e) => {
                         let _ = proxy.shutdown(std::time::Duration::ZERO).await;
-                        stop_array(array);
+                        stop_array(array).await;
                         return Err(
                             anyhow::Error::new(e).context("cannot join the array's cluster")
                         );
@@ -125,7 +141,7 @@ async fn run_array_node(
             Ok(listener) => listener,
             Err(e) => {
                 let _ = proxy.shutdown(std::time::Duration::ZERO).await;
-                stop_array(array);
+                stop_array(array).await;
                 return Err(anyhow::Error::new(e)
                     .context(format!("cannot listen on the admin address {admin}")));
             }
@@ -242,7 +258,18 @@ async fn run_array_node(
         // Stops the scheduler thread first: it restores what it changed over the node set-up.
         cluster.stop().await;
     }
-    stop_array(array);
+    stop_array(array).await;
     tracing::info!(clean, took = ?started.elapsed(), "stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Leaves the array: joins the scheduler thread and runs a few `ip`/`nft` commands — brief
+/// but blocking, so on the blocking pool (`block_in_place` would panic on the single-threaded
+/// control runtime).
+async fn stop_array(array: Option<ArrayRole>) {
+    if let Some(role) = array {
+        if let Err(e) = tokio::task::spawn_blocking(move || role.stop()).await {
+            tracing::error!(error = %e, "leaving the array failed");
+        }
+    }
 }
