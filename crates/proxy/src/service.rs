@@ -124,7 +124,12 @@ impl Service {
                     })
                     .cloned()
                     .unwrap_or_else(|| {
-                        Arc::new(Backend::new(b.clone(), tls.clone(), config.send_proxy, pools))
+                        Arc::new(Backend::new(
+                            b.clone(),
+                            tls.clone(),
+                            config.send_proxy,
+                            pools,
+                        ))
                     })
             })
             .collect();

@@ -376,8 +376,8 @@ fn a_table_for_another_mode_is_an_error() {
 }
 
 mod backend;
-mod proxy_protocol;
 mod discovery;
+mod proxy_protocol;
 mod tables;
 mod tickets;
 mod tls;
