@@ -794,8 +794,10 @@ impl ResponseHead {
                 length: f.length,
                 keep_alive,
                 dropped_length: f.transfer_encoding && f.length.is_some(),
+                // Never on a 1xx: it frames nothing, and RFC 9110 §8.6 forbids the field there.
                 keep_length_field: !f.transfer_encoding
                     && framing == Framing::Empty
+                    && !(100..200).contains(&code)
                     && (head_request || code == 304),
             },
         ))
