@@ -22,6 +22,8 @@ mod array;
 mod cdn;
 mod cluster;
 mod discovery;
+#[cfg(test)]
+mod expect;
 mod files;
 mod persistence;
 mod service;

@@ -15,12 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
-
 mod support;
-use support::{free_addr, named_backend, temp_dir, wait_listening, Running};
+use support::{free_addr, get_once, named_backend, temp_dir, wait_listening, Running};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pentaflow");
 const TOKEN: &str = "backend-api-test-token-0123";
@@ -39,40 +35,17 @@ async fn get(
     addr: SocketAddr,
     cookie: Option<&str>,
 ) -> Result<(u16, String, Option<String>), String> {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    tokio::spawn(conn);
-    let mut req = http::Request::get("/").header("host", "api.test");
-    if let Some(c) = cookie {
-        req = req.header("cookie", c);
-    }
-    let resp = sender
-        .send_request(req.body(Full::new(Bytes::new())).unwrap())
-        .await
-        .map_err(|e| format!("request: {e}"))?;
-    let status = resp.status().as_u16();
-    let backend = resp
-        .headers()
-        .get("x-backend")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let set = resp
-        .headers()
+    let mut fields = vec![("host", "api.test")];
+    fields.extend(cookie.map(|c| ("cookie", c)));
+    let answer = get_once(addr, "/", &fields).await?;
+    let set = answer
+        .headers
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find(|c| c.starts_with("PFSRV="))
         .map(|c| c.split(';').next().unwrap_or_default().to_owned());
-    resp.into_body()
-        .collect()
-        .await
-        .map_err(|e| format!("body: {e}"))?;
-    Ok((status, backend, set))
+    Ok((answer.status, answer.field("x-backend"), set))
 }
 
 /// `pentaflow backend ARGS...` against the node: (exit success, stdout + stderr).

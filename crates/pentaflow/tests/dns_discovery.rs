@@ -16,12 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
-
 mod support;
-use support::{free_addr, named_backend_on, temp_dir, wait_listening, Running};
+use support::{free_addr, get_once, named_backend_on, temp_dir, wait_listening, Running};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pentaflow");
 const DNSMASQ: &str = "/usr/sbin/dnsmasq";
@@ -32,33 +28,11 @@ const SAMPLE: usize = 24;
 
 /// One GET on a new connection: the `x-backend` that answered, or what failed.
 async fn get(addr: SocketAddr) -> Result<String, String> {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    tokio::spawn(conn);
-    let req = http::Request::get("/")
-        .header("host", "app.test")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("request: {e}"))?;
-    let status = resp.status().as_u16();
-    let backend = resp
-        .headers()
-        .get("x-backend")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let _ = resp.into_body().collect().await;
-    if status != 200 {
-        return Err(format!("status {status}"));
+    let answer = get_once(addr, "/", &[("host", "app.test")]).await?;
+    match answer.status {
+        200 => Ok(answer.field("x-backend")),
+        status => Err(format!("status {status}")),
     }
-    Ok(backend)
 }
 
 /// The back-ends that answered `SAMPLE` requests; every request must succeed.
@@ -103,19 +77,9 @@ async fn status(admin: SocketAddr) -> serde_json::Value {
 }
 
 async fn admin_get(admin: SocketAddr, path: &str) -> String {
-    let stream = tokio::net::TcpStream::connect(admin).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::get(path)
-        .header("host", "admin")
-        .header("accept", "text/plain")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    String::from_utf8_lossy(&body).into_owned()
+    let fields = [("host", "admin"), ("accept", "text/plain")];
+    let answer = get_once(admin, path, &fields).await.unwrap();
+    String::from_utf8_lossy(&answer.body).into_owned()
 }
 
 /// The `discovery` row of the entry `app` of `service`.

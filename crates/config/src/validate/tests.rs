@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use crate::{parse, ConfigError, Problem, Source};
+use crate::{parse, Source};
+
+use super::expect::{line_of, only_problem, problems};
 
 /// A valid service to append to or edit: lines 1–7.
 const SERVICE: &str = r#"[[service]]
@@ -13,38 +15,6 @@ listen = ["127.0.0.1:8080"]
 name = "web1"
 address = "127.0.0.1:8001"
 "#;
-
-/// Every problem of `text`, which must be well-formed TOML but invalid.
-fn problems(text: &str) -> Vec<Problem> {
-    match parse(text, Source::Inline("test".into())) {
-        Err(ConfigError::Invalid { problems, .. }) => problems,
-        other => panic!("expected validation problems, got {other:?}\n--- text:\n{text}"),
-    }
-}
-
-/// 1-based line of the first line of `text` containing `needle`.
-fn line_of(text: &str, needle: &str) -> usize {
-    text.lines()
-        .position(|l| l.contains(needle))
-        .map(|i| i + 1)
-        .unwrap_or_else(|| panic!("{needle:?} not in text"))
-}
-
-/// `text` has exactly one problem, on the line containing `needle`, at `key`, whose message
-/// contains `says`.
-#[track_caller]
-fn only_problem(text: &str, needle: &str, key: &str, says: &str) {
-    let found = problems(text);
-    assert_eq!(found.len(), 1, "expected one problem, got {found:#?}");
-    let p = &found[0];
-    assert_eq!(p.key, key, "{p:?}");
-    assert_eq!(p.line, line_of(text, needle), "{p:?}");
-    assert!(
-        p.message.contains(says),
-        "{:?} does not contain {says:?}",
-        p.message
-    );
-}
 
 /// `SERVICE` with `extra` lines inserted after its `listen` line (line 3).
 fn service_with(extra: &str) -> String {

@@ -121,3 +121,62 @@ pub(crate) async fn wait_listening(addr: SocketAddr) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// One answer read whole: its status, its fields and its body.
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: http::HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+impl Answer {
+    /// The value of field `name` (empty when absent or not text).
+    pub(crate) fn field(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+/// One GET of `path` on a new HTTP/1.1 connection to `addr` with the extra `fields`, read to
+/// its end; `Err` says which step failed (connect, handshake, request or body).
+pub(crate) async fn get_once(
+    addr: SocketAddr,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> Result<Answer, String> {
+    use http_body_util::BodyExt;
+
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(conn);
+    let mut req = http::Request::get(path);
+    for (name, value) in fields {
+        req = req.header(*name, *value);
+    }
+    let req = req
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| format!("request: {e}"))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("request: {e}"))?;
+    let status = resp.status().as_u16();
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?
+        .to_bytes();
+    Ok(Answer {
+        status,
+        headers: parts.headers,
+        body,
+    })
+}

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::{parse, ConfigError, Problem, Source};
+use crate::{parse, Source};
+
+use super::super::expect::only_problem;
 
 /// A two-node array with a cluster key and no static scheduler.
 const CLUSTER: &str = r#"[[service]]
@@ -29,24 +31,6 @@ address = "10.77.1.12"
 mac = "02:77:01:00:00:02"
 priority = 7
 "#;
-
-fn problems(text: &str) -> Vec<Problem> {
-    match parse(text, Source::Inline("test".into())) {
-        Err(ConfigError::Invalid { problems, .. }) => problems,
-        other => panic!("expected validation problems, got {other:?}\n--- text:\n{text}"),
-    }
-}
-
-#[track_caller]
-fn only_problem(text: &str, needle: &str, key: &str, says: &str) {
-    let found = problems(text);
-    assert_eq!(found.len(), 1, "expected one problem, got {found:#?}");
-    let p = &found[0];
-    let at = text.find(needle).unwrap();
-    let line = text[..at].matches('\n').count() + 1;
-    assert_eq!((p.key.as_str(), p.line), (key, line), "{p:?}");
-    assert!(p.message.contains(says), "{:?} lacks {says:?}", p.message);
-}
 
 #[test]
 fn a_key_elects_the_scheduler_with_defaults() {

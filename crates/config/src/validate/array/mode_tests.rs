@@ -1,7 +1,9 @@
 //! `[array] mode`: the default, active-active's needs, the keys each mode refuses (each at its
 //! own line and key), and an unknown word.
 
-use crate::{parse, ArrayMode, ConfigError, Problem, Source};
+use crate::{parse, ArrayMode, Source};
+
+use super::super::expect::{line_of, only_problem, problems};
 
 /// A two-node active-active array: a cluster key, no scheduler.
 const ACTIVE_ACTIVE: &str = r#"[[service]]
@@ -28,33 +30,6 @@ id = 2
 address = "10.77.1.12"
 mac = "02:77:01:00:00:02"
 "#;
-
-fn problems(text: &str) -> Vec<Problem> {
-    match parse(text, Source::Inline("test".into())) {
-        Err(ConfigError::Invalid { problems, .. }) => problems,
-        other => panic!("expected validation problems, got {other:?}\n--- text:\n{text}"),
-    }
-}
-
-fn line_of(text: &str, needle: &str) -> usize {
-    let at = text
-        .find(needle)
-        .unwrap_or_else(|| panic!("{needle:?} not in the text"));
-    text[..at].matches('\n').count() + 1
-}
-
-#[track_caller]
-fn only_problem(text: &str, needle: &str, key: &str, says: &str) {
-    let found = problems(text);
-    assert_eq!(found.len(), 1, "expected one problem, got {found:#?}");
-    let p = &found[0];
-    assert_eq!(
-        (p.key.as_str(), p.line),
-        (key, line_of(text, needle)),
-        "{p:?}"
-    );
-    assert!(p.message.contains(says), "{:?} lacks {says:?}", p.message);
-}
 
 #[test]
 fn the_default_mode_is_the_single_scheduler() {

@@ -3,7 +3,9 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use crate::{parse, ConfigError, DataPlane, Problem, Source};
+use crate::{parse, DataPlane, Source};
+
+use super::super::expect::{only_problem, problems};
 
 /// A service on the VIP (ports 80 and 443 by default) and a valid two-node array.
 const VALID: &str = r#"[[service]]
@@ -31,28 +33,6 @@ mac = "02:77:01:00:00:02"
 weight = 3
 enabled = false
 "#;
-
-fn problems(text: &str) -> Vec<Problem> {
-    match parse(text, Source::Inline("test".into())) {
-        Err(ConfigError::Invalid { problems, .. }) => problems,
-        other => panic!("expected validation problems, got {other:?}\n--- text:\n{text}"),
-    }
-}
-
-/// `text` has exactly one problem, on the (1-based) line where `needle` (which may span
-/// lines) starts, at `key`.
-#[track_caller]
-fn only_problem(text: &str, needle: &str, key: &str, says: &str) {
-    let found = problems(text);
-    assert_eq!(found.len(), 1, "expected one problem, got {found:#?}");
-    let p = &found[0];
-    let at = text
-        .find(needle)
-        .unwrap_or_else(|| panic!("{needle:?} not in text"));
-    let line = text[..at].matches('\n').count() + 1;
-    assert_eq!((p.key.as_str(), p.line), (key, line), "{p:?}");
-    assert!(p.message.contains(says), "{:?} lacks {says:?}", p.message);
-}
 
 /// `VALID` with the first occurrence of `from` replaced by `to`.
 fn edit(from: &str, to: &str) -> String {
