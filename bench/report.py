@@ -358,6 +358,61 @@ def memory_section(mem, order, goal_kib=GOAL_KIB_PER_CONN, title="Memory per idl
     return out
 
 
+def read_syscalls(path):
+    """syscalls.tsv -> {scenario: {target: ({event: count}, requests, user, sys)}}."""
+    out = {}
+    if not path:
+        return out
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return out
+    for line in lines:
+        fields = line.split()
+        if len(fields) != 7:
+            continue
+        scenario, target, event = fields[:3]
+        count, requests, user, sys_ticks = (int(x) for x in fields[3:])
+        entry = out.setdefault(scenario, {}).setdefault(target, [{}, requests, user, sys_ticks])
+        entry[0][event] = count
+    return out
+
+
+def syscalls_section(counted, order, hz, floor=0.05):
+    """Per scenario: system calls per request by name for each proxy (those
+    that any proxy makes at least `floor` times per request), their total,
+    context switches, and user/system µs per request of the same run."""
+    out = []
+    for scenario in [s for s in SCENARIO_ORDER if s in counted] + \
+            sorted(s for s in counted if s not in SCENARIO_ORDER):
+        targets = [t for t in order if t in counted[scenario]]
+        per = {t: {ev: n / max(counted[scenario][t][1], 1)
+                   for ev, n in counted[scenario][t][0].items()} for t in targets}
+        names = sorted({ev for t in targets for ev, v in per[t].items()
+                        if v >= floor and ev != "context-switches"},
+                       key=lambda ev: -max(per[t].get(ev, 0) for t in targets))
+        out += [f"### System calls per request, scenario {scenario} (perf stat, one run each)", "",
+                "| per request | " + " | ".join(targets) + " |",
+                "|---|" + "---:|" * len(targets)]
+        for ev in names:
+            out.append(f"| {ev} | " + " | ".join(f"{per[t].get(ev, 0):.2f}" for t in targets) + " |")
+        total = {t: sum(v for ev, v in per[t].items() if ev != "context-switches") for t in targets}
+        out.append("| **all system calls** | " + " | ".join(f"**{total[t]:.2f}**" for t in targets) + " |")
+        out.append("| context switches | " + " | ".join(
+            f"{per[t].get('context-switches', 0):.2f}" for t in targets) + " |")
+        if hz:
+            cells = []
+            for t in targets:
+                _, requests, user, sys_ticks = counted[scenario][t]
+                us = 1e6 / hz / max(requests, 1)
+                cells.append(f"{user * us:.2f} / {sys_ticks * us:.2f}")
+            out.append("| user / system µs | " + " | ".join(cells) + " |")
+        out += ["", "(requests: " + ", ".join(
+            f"{t} {counted[scenario][t][1]:,}" for t in targets) + ")", ""]
+    return out
+
+
 def summary(args):
     """The whole report: header lines from run.sh, the overview, one section
     per scenario, scaling, logging, memory."""
@@ -377,6 +432,7 @@ def summary(args):
     out += scaling_section(runs, clean, args.quiet_pct, order)
     out += logging_section(runs, clean, args.quiet_pct, order)
     out += memory_section(read_mem(args.mem), order)
+    out += syscalls_section(read_syscalls(args.syscalls), order, args.hz)
     print("\n".join(out))
 
 
@@ -395,6 +451,7 @@ def main(argv):
     summ.add_argument("--order", default="pentaflow,haproxy,nginx,direct")
     summ.add_argument("--scenarios", help="scenarios.tsv: what each scenario is")
     summ.add_argument("--hz", type=int, help="clock ticks per second (getconf CLK_TCK)")
+    summ.add_argument("--syscalls", help="syscalls.tsv of BENCH_SYSCALLS=1")
     args = parser.parse_args(argv)
     if args.cmd == "wrk":
         with open(args.file, encoding="utf-8") as f:

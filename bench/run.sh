@@ -34,6 +34,9 @@
 #                         other processes to go quiet (on a shared machine)
 #   BENCH_MAX_ROUNDS=RUNS add rounds, up to this many, until RUNS are clean
 #                         (no run of the round disturbed by other processes)
+#   BENCH_SYSCALLS=0      1: after a scenario's rounds, one more run per proxy
+#                         under `perf stat -e 'syscalls:sys_enter_*'`: system
+#                         calls (and context switches) per request, by name
 #   PENTAFLOW_BIN=path    use this binary instead of `cargo build --release`
 #   BENCH_OUT=bench/out   BENCH_KEEP_WORK=1 keep the temporary work directory
 set -euo pipefail
@@ -62,6 +65,7 @@ PIN=${BENCH_PIN:-1}
 OUT_DIR=${BENCH_OUT:-$HERE/out}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-0}
 MAX_ROUNDS=${BENCH_MAX_ROUNDS:-$RUNS}
+SYSCALLS=${BENCH_SYSCALLS:-0}
 # "Quiet" for wait_quiet: others use less than this share of one core.
 QUIET_PCT=25
 # The files the back-end serves: ~600 B, a typical small object (icon, JSON),
@@ -236,6 +240,29 @@ run_wrk() {
     "proxy CPU $cpu% (user $((u1 - u0)), system $((s1 - s0)) ticks), other processes $other%"
 }
 
+# count_syscalls SCENARIO TARGET: one wrk run of DURATION while `perf stat`
+# counts the proxy's system calls by name (tracepoints: the proxy runs at its
+# normal speed, unlike under strace), plus its user/system ticks; appended to
+# syscalls.tsv as "scenario target event count requests user-ticks sys-ticks".
+count_syscalls() {
+  local scenario=$1 target=$2 port=${PROXY_PORT[$2]} pids=() raw stat u0 s0 u1 s1 requests
+  mapfile -t pids < <(target_pids "${PROXY_PID[$target]}")
+  raw=$WORK/raw/$scenario-$target-syscalls.txt stat=$WORK/raw/$scenario-$target-perfstat.csv
+  wait_quiet
+  read -r u0 s0 <<<"$(cpu_split "${pids[@]}")"
+  perf stat -x, -o "$stat" -e 'syscalls:sys_enter_*' -e context-switches \
+    -p "$(IFS=,; echo "${pids[*]}")" -- \
+    "${LOAD_CPU[@]}" wrk -t"$S_THREADS" -c"$S_CONNS" -d"$DURATION" --latency \
+    "http://127.0.0.1:$port$URL_PATH" >"$raw"
+  read -r u1 s1 <<<"$(cpu_split "${pids[@]}")"
+  requests=$(python3 "$HERE/report.py" wrk "$raw" | cut -d' ' -f5)
+  # perf's CSV: count,unit,event,...; uncounted events say "<not counted>".
+  awk -F, -v sc="$scenario" -v t="$target" -v r="$requests" -v u=$((u1 - u0)) -v s=$((s1 - s0)) \
+    '$1 ~ /^[0-9]+$/ && $1 > 0 {ev = $3; sub(/^syscalls:sys_enter_/, "", ev)
+      print sc, t, ev, $1, r, u, s}' "$stat" >>"$WORK/syscalls.tsv"
+  log "$scenario $target: system calls counted over $requests requests ($stat)"
+}
+
 # measure_idle NAME: fresh process, one warm-up request, then idle_conns.py.
 measure_idle() {
   local name=$1 pids=() args=() json pid
@@ -289,6 +316,9 @@ run_scenario() {
       log "$scenario: $clean clean rounds of $round; one more"
     fi
   done
+  if ((SYSCALLS)); then
+    for target in $PROXIES; do count_syscalls "$scenario" "$target"; done
+  fi
   for name in $PROXIES; do stop_proxy "$name"; done
   stop_pid "$BACKEND_PID"
   ((S_LOG)) && shrink_logs
@@ -325,6 +355,7 @@ write_header() {
 
 main() {
   ensure_packages nginx haproxy wrk
+  if ((SYSCALLS)); then command -v perf >/dev/null || die "BENCH_SYSCALLS=1 needs perf (linux-perf)"; fi
   ulimit -n "$(ulimit -Hn)"
   NOFILE=$(ulimit -n)
   if ((IDLE_CONNS + 200 > NOFILE)); then
@@ -343,6 +374,7 @@ main() {
   chmod 755 "$WORK"
   mkdir -p "$WORK/raw" "$OUT_DIR"
   : >"$WORK/runs.tsv"
+  : >"$WORK/syscalls.tsv"
   read -r PORT_BACKEND PORT_PENTAFLOW PORT_HAPROXY PORT_NGINX <<<"$(free_ports 4)"
 
   PF_BIN=${PENTAFLOW_BIN:-} PF_ARGS=() PF_VERSION="(not run)" PF_WORKERS_HOW="not run"
@@ -389,12 +421,12 @@ main() {
   write_header "$now"
   python3 "$HERE/report.py" summary --runs "$WORK/runs.tsv" --mem "$WORK/mem.tsv" \
     --clean "$WORK/clean-rounds" --quiet-pct "$QUIET_PCT" --header "$WORK/header.md" \
-    --scenarios "$WORK/scenarios.tsv" --hz "$CLK_TCK" >"$OUT_DIR/results-$stamp.md"
+    --scenarios "$WORK/scenarios.tsv" --hz "$CLK_TCK" --syscalls "$WORK/syscalls.tsv" >"$OUT_DIR/results-$stamp.md"
   # The raw wrk outputs and the rendered configs, for anyone checking a number.
   mkdir -p "$OUT_DIR/raw-$stamp"
   cp -r "$WORK/raw/." "$OUT_DIR/raw-$stamp/"
   # The report's inputs, so `report.py summary` can rebuild it later.
-  cp "$WORK/runs.tsv" "$WORK/mem.tsv" "$WORK/clean-rounds" "$WORK/header.md" \
+  cp "$WORK/runs.tsv" "$WORK/mem.tsv" "$WORK/syscalls.tsv" "$WORK/clean-rounds" "$WORK/header.md" \
     "$WORK/scenarios.tsv" "$OUT_DIR/raw-$stamp/"
   find "$WORK" -maxdepth 2 \( -name '*.conf' -o -name '*.cfg' -o -name '*.toml' -o -name '*.log' \) \
     -exec sh -c 'cp "$1" "$2/$(basename "$(dirname "$1")")-$(basename "$1")"' _ {} "$OUT_DIR/raw-$stamp" \;

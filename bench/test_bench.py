@@ -144,6 +144,21 @@ class Summary(unittest.TestCase):
         self.assertEqual(list(report.read_runs(runs)), ["base"])
         self.assertEqual(report.read_clean(clean), {"base": {1}})
 
+    def test_syscalls_per_request_table(self):
+        path = self.write("base pentaflow read 300 100 10 20\n"
+                          "base pentaflow writev 200 100 10 20\n"
+                          "base pentaflow context-switches 50 100 10 20\n"
+                          "base nginx read 100 50 5 5\n"
+                          "base nginx getpid 1 50 5 5\n")
+        text = "\n".join(report.syscalls_section(report.read_syscalls(path),
+                                                  ["pentaflow", "nginx"], hz=100))
+        self.assertIn("| read | 3.00 | 2.00 |", text)
+        self.assertIn("| writev | 2.00 | 0.00 |", text)
+        self.assertNotIn("getpid", text, "below 0.05 per request in every proxy")
+        self.assertIn("| **all system calls** | **5.00** | **2.02** |", text)
+        self.assertIn("| context switches | 0.50 | 0.00 |", text)
+        self.assertIn("| user / system µs | 1000.00 / 2000.00 | 1000.00 / 1000.00 |", text)
+
     def test_pending_pentaflow_row(self):
         runs = self.write("haproxy 1 150 1.0 2.0 0 99 1\n")
         text = "\n".join(report.throughput_section(report.read_runs(runs)["base"], ["pentaflow", "haproxy"]))

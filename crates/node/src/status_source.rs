@@ -48,6 +48,11 @@ impl StatusSource for NodeStatusSource {
                 c.accept_paused,
             ),
             NodeMetric::gauge("connections_open", "Client connections open now.", c.connections_open),
+            NodeMetric::gauge(
+                "connections_parked",
+                "Idle keep-alive client connections parked now (no buffer, smallest state).",
+                c.connections_parked,
+            ),
             NodeMetric::counter("requests", "Requests received.", c.requests),
             NodeMetric::counter("local_4xx", "Requests the proxy refused itself with a 4xx.", c.local_4xx),
             NodeMetric::counter("local_5xx", "Requests the proxy answered itself with a 5xx.", c.local_5xx),

@@ -679,7 +679,8 @@ where
         // The back-end is timed only for what it does: from the request fully sent, and not
         // while an interim response is being written to the client.
         let sent_at = Instant::now();
-        let mut deadline = tokio::time::Instant::now() + limits.response_timeout;
+        // One clock read for both (tokio's `Instant` is std's).
+        let mut deadline = tokio::time::Instant::from_std(sent_at) + limits.response_timeout;
         let mut client_time = std::time::Duration::ZERO;
         let mut budget = InterimBudget::default();
         let mut to_client = self.body.takes_interim();

@@ -35,6 +35,7 @@ mod health;
 pub mod inherited;
 mod log_gate;
 mod node;
+mod park;
 mod persistence;
 mod proxy_protocol;
 mod respond;

@@ -20,9 +20,11 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -119,6 +121,8 @@ pub(crate) struct Counters {
     refused_per_client: AtomicU64,
     /// Times an accept loop paused because `max_connections` were open.
     accept_paused: AtomicU64,
+    /// Idle keep-alive connections parked now (see [`crate::park`]).
+    parked: AtomicU64,
     requests: AtomicU64,
     local_4xx: AtomicU64,
     local_5xx: AtomicU64,
@@ -327,6 +331,9 @@ pub struct NodeCounters {
     pub accept_paused: u64,
     /// Client connections open now.
     pub connections_open: u64,
+    /// Of those, idle keep-alive connections parked outside a serving task now (they hold no
+    /// buffer and the smallest state; see the proxy's `park` module).
+    pub connections_parked: u64,
     /// Requests received.
     pub requests: u64,
     /// Requests the proxy answered itself with a 4xx (bad framing, bad body...).
@@ -589,6 +596,7 @@ impl Proxy {
                 .load(Ordering::Relaxed)
                 .saturating_sub(self.shared.conn_limit.available_permits())
                 as u64,
+            connections_parked: c.parked.load(Ordering::Relaxed),
             requests: c.requests.load(Ordering::Relaxed),
             local_4xx: c.local_4xx.load(Ordering::Relaxed),
             local_5xx: c.local_5xx.load(Ordering::Relaxed),
@@ -885,13 +893,16 @@ async fn accept_loop(
                     refuse_per_client(&shared, listen, addrs.client, stream, tls);
                     return;
                 };
-                let _open = open;
                 if tls {
                     Box::pin(serve_tls_connection(shared, listen, stream, addrs)).await;
+                    drop((open, permit));
                 } else {
-                    Box::pin(serve_proxied_connection(shared, listen, stream, addrs)).await;
+                    let admitted = Admitted {
+                        open,
+                        _permit: permit,
+                    };
+                    Box::pin(serve_proxied_connection(listen, stream, addrs, admitted)).await;
                 }
-                drop(permit);
             });
             continue;
         }
@@ -901,18 +912,27 @@ async fn accept_loop(
             continue;
         };
         let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            let _open = open;
-            // The TLS path's future is about 10 KiB (the handshake state); boxing it keeps every
-            // plain connection's task at the size of its own path.
-            if tls {
+        if tls {
+            tokio::spawn(async move {
+                // The TLS path's future is about 10 KiB (the handshake state); boxing it keeps
+                // the task small once the handshake is over.
                 let addrs = Addrs::of(&stream, peer, listen);
                 Box::pin(serve_tls_connection(shared, listen, stream, addrs)).await;
-            } else {
-                serve_connection(shared, listen, stream, peer).await;
-            }
-            drop(permit);
-        });
+                drop((open, permit));
+            });
+        } else {
+            // The task is the serving future itself: no wrapper holding a second copy of
+            // what it was started with.
+            tokio::spawn(serve_connection(
+                listen,
+                stream,
+                peer,
+                Admitted {
+                    open,
+                    _permit: permit,
+                },
+            ));
+        }
     }
 }
 
@@ -1075,7 +1095,9 @@ async fn serve_tls_connection(
     } else {
         let draining = shared.draining.subscribe();
         let client = client_info(listen, addrs, Some(handshake));
-        crate::h1::server::serve(shared, client, tls, draining).await;
+        // TLS streams are never parked (their state lives in the stream): `Park` is not
+        // returned for them.
+        let _ = crate::h1::server::serve(shared, client, tls, draining, true).await;
     }
 }
 
@@ -1114,30 +1136,118 @@ async fn tls_handshake(
     }
 }
 
-async fn serve_connection(
-    shared: Arc<Shared>,
+/// What keeps a plain connection counted while it is open, whichever task holds it (the
+/// serving one or, between requests, the parked one): its place in the per-client count and
+/// its permit of `max_connections`.
+struct Admitted {
+    open: OpenClient,
+    /// Held, never read: dropping it gives the slot back.
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+fn serve_connection(
     listen: SocketAddr,
     stream: TcpStream,
     peer: SocketAddr,
-) {
+    admitted: Admitted,
+) -> impl Future<Output = ()> + Send {
     let _ = stream.set_nodelay(true);
-    let draining = shared.draining.subscribe();
     let client = client_info(listen, Addrs::of(&stream, peer, listen), None);
-    crate::h1::server::serve(shared, client, stream, draining).await;
+    serve_plain(client, admitted, stream, true)
 }
 
 /// [`serve_connection`] for a connection whose addresses came in a PROXY header (its own
 /// function so that the plain path's future does not carry them).
-async fn serve_proxied_connection(
-    shared: Arc<Shared>,
+fn serve_proxied_connection(
     listen: SocketAddr,
     stream: TcpStream,
     addrs: Addrs,
-) {
+    admitted: Admitted,
+) -> impl Future<Output = ()> + Send {
     let _ = stream.set_nodelay(true);
-    let draining = shared.draining.subscribe();
     let client = client_info(listen, addrs, None);
-    crate::h1::server::serve(shared, client, stream, draining).await;
+    serve_plain(client, admitted, stream, true)
+}
+
+/// What a parked plain connection keeps besides its socket (see [`crate::park`]).
+struct Parked {
+    client: ClientInfo,
+    admitted: Admitted,
+}
+
+/// Serves a plain HTTP/1 connection until it ends, or until it has idled long enough to be
+/// parked: then this task ends and [`crate::park`] holds the connection until its next bytes,
+/// when [`resume_plain`] gives it a serving task again.
+fn serve_plain(
+    client: ClientInfo,
+    admitted: Admitted,
+    stream: TcpStream,
+    first: bool,
+) -> ServingPlain<impl Future<Output = crate::h1::server::Ended<TcpStream>> + Send> {
+    let shared = Arc::clone(&admitted.open.shared);
+    let draining = shared.draining.subscribe();
+    ServingPlain {
+        serve: crate::h1::server::serve(shared, client, stream, draining, first),
+        admitted: Some(admitted),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A plain connection's serving future and what keeps it counted. Written out rather than
+    /// as an `async` block, which would keep a second copy of the serving future's arguments
+    /// beside it for the task's whole life.
+    struct ServingPlain<F> {
+        #[pin]
+        serve: F,
+        admitted: Option<Admitted>,
+    }
+}
+
+impl<F: Future<Output = crate::h1::server::Ended<TcpStream>>> Future for ServingPlain<F> {
+    type Output = ();
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let this = self.project();
+        let ended = std::task::ready!(this.serve.poll(cx));
+        if let (
+            crate::h1::server::Ended::Park {
+                io,
+                client,
+                deadline,
+            },
+            Some(admitted),
+        ) = (ended, this.admitted.take())
+        {
+            let shared = &admitted.open.shared;
+            shared.counters.parked.fetch_add(1, Ordering::Relaxed);
+            let draining = shared.draining.subscribe();
+            crate::park::park(
+                io,
+                Parked { client, admitted },
+                deadline,
+                draining,
+                crate::park::Then {
+                    resume: resume_plain,
+                    close: close_parked,
+                },
+            );
+        }
+        Poll::Ready(())
+    }
+}
+
+/// A parked connection timed out or the node drains: it is closed (its socket is already
+/// dropped), and leaves the counts.
+fn close_parked(held: Parked) {
+    let counters = &held.admitted.open.shared.counters;
+    counters.parked.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// A parked connection became readable: serve it again in a task of its own (this worker's).
+fn resume_plain(stream: TcpStream, held: Parked) {
+    let counters = &held.admitted.open.shared.counters;
+    counters.parked.fetch_sub(1, Ordering::Relaxed);
+    tokio::spawn(serve_plain(held.client, held.admitted, stream, false));
 }
 
 fn client_info(listen: SocketAddr, addrs: Addrs, tls: Option<Handshake>) -> ClientInfo {
@@ -1232,9 +1342,24 @@ mod tests {
     #[test]
     fn an_idle_plain_connection_future_stays_small() {
         let size = future_size(super::serve_connection);
+        eprintln!("serve_connection's future: {size} bytes");
         // 1,112: a back-end connection (held in the busy states) carries the PROXY header it
         // opened with (one boxed pointer, for `send_proxy` pooling per client connection).
         assert!(size <= 1112, "serve_connection's future is {size} bytes");
+    }
+
+    /// A keep-alive connection idle for longer than the park delay is held by this future
+    /// (in a task of its own) and by nothing else but its socket and the `Parked` data.
+    #[test]
+    fn a_parked_connection_future_is_small() {
+        let size = crate::park::parked_future_size::<super::Parked>();
+        eprintln!(
+            "parked future: {size} bytes (Parked {}, ClientInfo {}, TcpStream {})",
+            std::mem::size_of::<super::Parked>(),
+            std::mem::size_of::<super::ClientInfo>(),
+            std::mem::size_of::<tokio::net::TcpStream>()
+        );
+        assert!(size <= 4096, "the parked future is {size} bytes");
     }
 
     /// An idle TLS connection keeps its task's boxed TLS future for its whole life: the

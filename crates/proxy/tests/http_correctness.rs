@@ -460,3 +460,93 @@ async fn interim_responses_pass_on_a_cdn_service_and_the_page_is_rewritten() {
         "{out}"
     );
 }
+
+/// Reads one response with a `Content-Length` from a kept-alive connection (5 s at most).
+async fn read_one_response(s: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&out[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if out.len() >= end + 4 + len {
+                return String::from_utf8_lossy(&out).into_owned();
+            }
+        }
+        let n = tokio::time::timeout_at(deadline, s.read(&mut chunk))
+            .await
+            .expect("a response within 5 s")
+            .unwrap();
+        assert!(n > 0, "closed before a whole response: {out:?}");
+        out.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Issue 10 item 2: a keep-alive connection idle past the park delay (100 ms) leaves its serving
+/// task and is parked (counted), is served again when its next request comes, is closed by a
+/// drain while parked, and a parked connection still closes quietly at `idle_timeout`.
+#[tokio::test]
+async fn an_idle_connection_is_parked_served_again_and_closed_on_time() {
+    let b = backends(1).await;
+    let text = format!(
+        "[limits]\nidle_timeout = \"2500ms\"\n{}{}",
+        service(""),
+        backend_tables(&b)
+    );
+    let (p, addr) = start_proxy(&text).await;
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    assert!(read_one_response(&mut s).await.starts_with("HTTP/1.1 200"));
+    // (start_proxy's own probe may hold a connection too.)
+    let open = p.counters().connections_open;
+    tokio::time::sleep(Duration::from_millis(1400)).await;
+    assert_eq!(
+        p.counters().connections_parked,
+        1,
+        "parked after 1.4 s idle"
+    );
+    assert_eq!(
+        p.counters().connections_open,
+        open,
+        "a parked connection stays open"
+    );
+    // Served again from the park, and counted out of it.
+    s.write_all(request).await.unwrap();
+    assert!(read_one_response(&mut s).await.starts_with("HTTP/1.1 200"));
+    assert_eq!(p.counters().connections_parked, 0);
+    // Parked again, it closes at idle_timeout from its last request, without a 408.
+    let started = std::time::Instant::now();
+    let out = read_to_close(&mut s, Duration::from_secs(5)).await;
+    let waited = started.elapsed();
+    assert!(out.is_empty(), "closed quietly: {out}");
+    assert!(
+        waited >= Duration::from_millis(2300) && waited < Duration::from_millis(3500),
+        "{waited:?}"
+    );
+    assert_eq!(p.counters().connections_parked, 0);
+    assert_eq!(p.counters().connections_open, open - 1);
+
+    // A parked connection is closed by a drain, which then ends at once.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    assert!(read_one_response(&mut s).await.starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(Duration::from_millis(1400)).await;
+    assert_eq!(p.counters().connections_parked, 1);
+    let started = std::time::Instant::now();
+    assert!(p.shutdown(Duration::from_secs(5)).await, "a clean drain");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(read_to_close(&mut s, Duration::from_secs(2))
+        .await
+        .is_empty());
+    assert_eq!(p.counters().connections_parked, 0);
+}

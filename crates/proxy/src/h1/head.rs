@@ -754,36 +754,41 @@ impl ResponseHead {
         let mut normalize = false;
         let list = offsets(buf, resp.headers, &mut normalize)
             .map_err(|_| ResponseProblem::Invalid("malformed response head"))?;
-        for h in resp.headers.iter() {
-            if Known::of(h.name) == Known::Connection {
-                for token in h.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
-                    if token.eq_ignore_ascii_case(b"close") {
-                        keep_alive = false;
-                    } else if http10 && token.eq_ignore_ascii_case(b"keep-alive") {
-                        keep_alive = true;
-                    }
+        // The `Connection` fields, found by the names `offsets` already classified (no second
+        // pass of name comparisons over every field).
+        let connection = resp
+            .headers
+            .iter()
+            .zip(&list)
+            .filter(|(_, f)| f.known == Known::Connection)
+            .map(|(h, _)| h.value);
+        for value in connection.clone() {
+            for token in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    keep_alive = false;
+                } else if http10 && token.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive = true;
                 }
             }
         }
         if framing == Framing::Close {
             keep_alive = false;
         }
-        let mut fields = Fields {
+        let connection_names = connection.clone().any(|value| {
+            value
+                .split(|b| *b == b',')
+                .map(<[u8]>::trim_ascii)
+                .any(|t| {
+                    !t.is_empty()
+                        && std::str::from_utf8(t).map_or(true, |t| Known::of(t) == Known::Other)
+                })
+        });
+        let fields = Fields {
             bytes: Bytes::new(),
             list,
             normalize,
-            connection_names: false,
+            connection_names,
         };
-        fields.connection_names = resp.headers.iter().any(|h| {
-            Known::of(h.name) == Known::Connection
-                && h.value
-                    .split(|b| *b == b',')
-                    .map(<[u8]>::trim_ascii)
-                    .any(|t| {
-                        !t.is_empty()
-                            && std::str::from_utf8(t).map_or(true, |t| Known::of(t) == Known::Other)
-                    })
-        });
         Ok((
             used,
             Self {

@@ -43,6 +43,55 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; SCRATCH_BYTES]);
 }
 
+/// Size of a back-end response read buffer: a whole small response (head and body) in one
+/// read, straight into the buffer the response's bytes are then split from.
+/// 32 KiB: a 16 KiB object with its head fits.
+pub(crate) const RESPONSE_BUFFER_BYTES: usize = 32 * 1024;
+/// Most response read buffers a worker keeps for reuse, and the largest one it keeps (a
+/// large body's reads grow a buffer to [`upstream`]'s body read size).
+const KEPT_RESPONSE_BUFFERS: usize = 32;
+const KEPT_RESPONSE_BUFFER_MAX: usize = 128 * 1024;
+
+thread_local! {
+    /// The worker's response read buffers not in use: a response is read into one (no copy
+    /// out of a scratch buffer, and no `malloc`/`free` of a buffer of this size per exchange,
+    /// which glibc serves from its slower bins), and it comes back here when the response
+    /// ended, so a pooled back-end connection holds no buffer while idle.
+    static RESPONSE_BUFFERS: std::cell::RefCell<Vec<BytesMut>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A response read buffer with room for [`RESPONSE_BUFFER_BYTES`]: a kept one whose bytes are
+/// all released (the frames split from it were written and dropped), or a new one.
+pub(crate) fn take_response_buffer() -> BytesMut {
+    let kept = RESPONSE_BUFFERS.with(|kept| {
+        let mut kept = kept.borrow_mut();
+        while let Some(mut buf) = kept.pop() {
+            // `false` while a frame split from it is still alive: then it is simply dropped
+            // (freed when that frame is).
+            if buf.try_reclaim(RESPONSE_BUFFER_BYTES) && buf.capacity() <= KEPT_RESPONSE_BUFFER_MAX
+            {
+                return Some(buf);
+            }
+        }
+        None
+    });
+    kept.unwrap_or_else(|| BytesMut::with_capacity(RESPONSE_BUFFER_BYTES))
+}
+
+/// Gives an emptied response read buffer back to the worker (see [`take_response_buffer`]).
+pub(crate) fn give_response_buffer(buf: BytesMut) {
+    if !buf.is_empty() || buf.capacity() == 0 {
+        return;
+    }
+    RESPONSE_BUFFERS.with(|kept| {
+        let mut kept = kept.borrow_mut();
+        if kept.len() < KEPT_RESPONSE_BUFFERS {
+            kept.push(buf);
+        }
+    });
+}
+
 /// Reads what is there into the worker's scratch buffer and appends it to `buf`.
 pub(crate) async fn read_via_scratch<S: AsyncRead + Unpin>(
     io: &mut S,
@@ -78,5 +127,35 @@ pub(crate) fn refusal_of_body_error(e: &(dyn std::error::Error + 'static)) -> Re
         Some(server::ClientBodyError::Timeout) => Refusal::BodyTimeout,
         Some(server::ClientBodyError::TooLarge) => Refusal::BodyTooLarge,
         _ => Refusal::BadBody,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_response_buffer_is_reused_only_once_every_frame_split_from_it_is_gone() {
+        let mut buf = take_response_buffer();
+        assert!(buf.capacity() >= RESPONSE_BUFFER_BYTES);
+        buf.extend_from_slice(b"HTTP/1.1 200 OK\r\n\r\nbody");
+        let frame = buf.split().freeze();
+        give_response_buffer(buf);
+        // The frame still points into the kept buffer: it must not be handed out again.
+        let mut other = take_response_buffer();
+        other.extend_from_slice(&[b'x'; 64]);
+        assert_eq!(&frame[..], b"HTTP/1.1 200 OK\r\n\r\nbody");
+        let start = other.as_ptr();
+        other.clear();
+        give_response_buffer(other);
+        // A buffer nothing points into comes back, from its start.
+        let again = take_response_buffer();
+        assert_eq!(again.as_ptr(), start);
+        assert!(again.capacity() >= RESPONSE_BUFFER_BYTES);
+        // A buffer with bytes in it is never kept.
+        let mut full = again;
+        full.extend_from_slice(b"left over");
+        give_response_buffer(full);
+        assert!(take_response_buffer().is_empty());
     }
 }

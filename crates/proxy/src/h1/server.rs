@@ -44,12 +44,27 @@ pub(crate) trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send {
     /// their own are ready at once. A poll function, not a future: the idle wait is one small
     /// hand-written future (tokio's `readable()` nests three async fns, ~200 bytes).
     fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+
+    /// Whether an idle connection on this stream may be handed back to its caller to be
+    /// parked outside its task (see crate::park): only a stream that holds no bytes of its own.
+    const PARKABLE: bool = false;
 }
+
+/// How long a keep-alive connection waits for its next request inside its task before it is
+/// parked (when its stream allows; see `crate::park`). A client in the middle of a burst (a
+/// page's sub-resources, an API client's loop) sends its next request sooner, so the hot path
+/// never pays for the park; one that pauses longer pays one task spawn (about a microsecond)
+/// when it returns, nothing next to its pause. Short, so that a burst of new connections going
+/// idle together (a page load by many browsers at once) does not keep a full serving task
+/// each for long: their memory is reused by the next ones instead of piling up.
+const PARK_AFTER: Duration = Duration::from_millis(100);
 
 impl ClientStream for tokio::net::TcpStream {
     fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_read_ready(cx)
     }
+
+    const PARKABLE: bool = true;
 }
 
 impl ClientStream for Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
@@ -301,6 +316,21 @@ enum Wait {
     Closed,
     /// The head is refused: answer and close.
     Refused(Refusal),
+    /// Idle for [`PARK_AFTER`] with nothing buffered: park the stream until this deadline.
+    Park(Instant),
+}
+
+/// How serving a connection ended.
+pub(crate) enum Ended<S> {
+    /// The connection is closed (or is being closed).
+    Done,
+    /// Idle, nothing buffered, no request in flight: the caller parks it and serves it again
+    /// (not as a first request) when it becomes readable, or closes it at `deadline`.
+    Park {
+        io: S,
+        client: ClientInfo,
+        deadline: Instant,
+    },
 }
 
 /// Reads the next request head. `first` = nothing was served yet on this connection.
@@ -340,8 +370,10 @@ async fn next_head<S: ClientStream>(
                 } else {
                     limits.idle_timeout
                 };
-                if !wait_first_bytes(conn, idle, draining).await {
-                    return Wait::Closed;
+                match wait_first_bytes(conn, idle, !first && S::PARKABLE, draining).await {
+                    Idle::Bytes => {}
+                    Idle::Closed => return Wait::Closed,
+                    Idle::Park(deadline) => return Wait::Park(deadline),
                 }
             }
             Some(deadline) => {
@@ -357,40 +389,57 @@ async fn next_head<S: ClientStream>(
     }
 }
 
+/// How an idle wait ended.
+enum Idle {
+    /// The first bytes of a request were read.
+    Bytes,
+    /// The client closed, `idle` passed or the node drains.
+    Closed,
+    /// `park` and [`PARK_AFTER`] passed first: park until the deadline.
+    Park(Instant),
+}
+
 /// Waits between requests for the first bytes of the next one, holding no buffer, and reads
-/// them; `false` when the client closed, `idle` passed or the node drains. One hand-written
-/// future (the timer, the drain signal and readiness polled in turn) so that what an idle
-/// connection holds stays small.
+/// them. With `park`, the wait inside the task ends after [`PARK_AFTER`] (if `idle` is
+/// longer) so the connection can be parked outside it. One hand-written future (the timer,
+/// the drain signal and readiness polled in turn) so that what an idle connection holds stays
+/// small.
 async fn wait_first_bytes<S: ClientStream>(
     conn: &mut Conn<S>,
     idle: Duration,
+    park: bool,
     draining: &mut watch::Receiver<bool>,
-) -> bool {
-    let timer = tokio::time::sleep(idle);
+) -> Idle {
+    let park = park && idle > PARK_AFTER;
+    let timer = tokio::time::sleep(if park { PARK_AFTER } else { idle });
     let mut timer = std::pin::pin!(timer);
     let changed = draining.changed();
     let mut changed = std::pin::pin!(changed);
     let mut readable = false;
     std::future::poll_fn(|cx| {
         if changed.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(false);
+            return Poll::Ready(Idle::Closed);
         }
         if !readable {
             match conn.io.poll_readable(cx) {
                 Poll::Ready(Ok(())) => readable = true,
-                Poll::Ready(Err(_)) => return Poll::Ready(false),
+                Poll::Ready(Err(_)) => return Poll::Ready(Idle::Closed),
                 Poll::Pending => {}
             }
         }
         if readable {
             match super::poll_read_via_scratch(&mut conn.io, cx, &mut conn.buf) {
-                Poll::Ready(Ok(n)) => return Poll::Ready(n > 0),
-                Poll::Ready(Err(_)) => return Poll::Ready(false),
+                Poll::Ready(Ok(n)) if n > 0 => return Poll::Ready(Idle::Bytes),
+                Poll::Ready(_) => return Poll::Ready(Idle::Closed),
                 Poll::Pending => readable = false,
             }
         }
         match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(false),
+            Poll::Ready(()) if park => {
+                let idle_from = timer.deadline() - PARK_AFTER;
+                Poll::Ready(Idle::Park(idle_from + idle))
+            }
+            Poll::Ready(()) => Poll::Ready(Idle::Closed),
             Poll::Pending => Poll::Pending,
         }
     })
@@ -410,24 +459,25 @@ async fn read_some<S: AsyncRead + Unpin>(io: &mut S, buf: &mut BytesMut) -> io::
     super::read_via_scratch(io, buf).await
 }
 
-/// Serves HTTP/1.1 on an accepted (and possibly decrypted) client connection until it ends or
-/// the node drains.
+/// Serves HTTP/1.1 on an accepted (and possibly decrypted) client connection until it ends,
+/// the node drains or it idles long enough to be parked. `first`: no request was served on
+/// it yet (a parked connection comes back with `false`).
 pub(crate) async fn serve<S: ClientStream>(
     shared: Arc<Shared>,
     client: ClientInfo,
     io: S,
     mut draining: watch::Receiver<bool>,
-) {
+    mut first: bool,
+) -> Ended<S> {
     let mut conn = Conn {
         io,
         buf: BytesMut::new(),
         body: BodyState::Done,
     };
-    let mut first = true;
     loop {
         // Draining: no further request on a connection that was served.
         if *draining.borrow_and_update() && !first {
-            return;
+            return Ended::Done;
         }
         if conn.buf.is_empty() {
             // Idle connections hold no buffer.
@@ -435,6 +485,13 @@ pub(crate) async fn serve<S: ClientStream>(
         }
         let head = match next_head(&mut conn, &shared, first, &mut draining).await {
             Wait::Head(h) => h,
+            Wait::Park(deadline) => {
+                return Ended::Park {
+                    io: conn.io,
+                    client,
+                    deadline,
+                }
+            }
             Wait::Closed => {
                 // A connection that has not sent its first request yet is waited for even
                 // when the node drains: its client connected to a socket that was open and may
@@ -447,14 +504,14 @@ pub(crate) async fn serve<S: ClientStream>(
                         continue;
                     }
                 }
-                return;
+                return Ended::Done;
             }
             Wait::Refused(refusal) => {
                 shared.counters.refusal(refusal);
                 // Boxed, like the rare paths below: the idle future stays small.
                 let _ = Box::pin(write_local(&mut conn.io, refusal)).await;
                 let _ = conn.io.shutdown().await;
-                return;
+                return Ended::Done;
             }
         };
         first = false;
@@ -465,11 +522,11 @@ pub(crate) async fn serve<S: ClientStream>(
             Next::KeepAlive => {}
             Next::Close => {
                 let _ = conn.io.shutdown().await;
-                return;
+                return Ended::Done;
             }
             Next::Tunnel(up) => {
                 Box::pin(tunnel(conn, up)).await;
-                return;
+                return Ended::Done;
             }
         }
     }
@@ -614,7 +671,14 @@ async fn send<W: AsyncWrite + Unpin>(
     slices: &mut [IoSlice<'_>],
     timeout: Duration,
 ) -> io::Result<()> {
-    match tokio::time::timeout(timeout, write_all_vectored(w, slices)).await {
+    let mut write = std::pin::pin!(write_all_vectored(w, slices));
+    // Almost every write goes into the socket buffer at once: the timer (a clock read and an
+    // entry in the timer wheel) is set only for one that has to wait.
+    if let Poll::Ready(done) = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await
+    {
+        return done;
+    }
+    match tokio::time::timeout(timeout, write).await {
         Ok(r) => r,
         Err(_) => Err(io::Error::new(
             io::ErrorKind::TimedOut,
